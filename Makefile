@@ -1,0 +1,57 @@
+# `make run` and `make test` do all set-up on a fresh machine: .venv, the project and its extras,
+# the offline ImageNet weights. Stamp files make a second call skip the installs; editing
+# pyproject.toml makes the next call reinstall.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export MPLBACKEND := Agg
+
+.PHONY: run test weights sync-check nbtest pytest readme clean help
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make run    train, evaluate and export on the bundled sample (sets everything up first)"
+	@echo "make test   sync check, notebook tests and pytest (sets everything up first)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.train.stamp: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[train]'
+	touch $@
+
+$(VENV)/.dev.stamp: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[train,aws,dev]'
+	touch $@ $(VENV)/.train.stamp
+
+weights: $(VENV)/.train.stamp
+	$(BIN)/dogbreeds weights --arch mobilenet_v2
+
+run: $(VENV)/.train.stamp weights
+	$(BIN)/dogbreeds train --data sample --size 128 --epochs 1 --freeze-epochs 1 --bs 32
+
+# The generated library must be what the notebooks export: a clean checkout stays clean.
+sync-check: $(VENV)/.dev.stamp
+	$(BIN)/nbdev-export
+	@if [ -n "$$(git status --porcelain -- dogbreeds)" ]; then \
+	  git status --short -- dogbreeds; git --no-pager diff --stat -- dogbreeds; \
+	  echo "dogbreeds/ differs from what the notebooks export: run nbdev-export and commit both"; exit 1; fi
+	$(BIN)/python scripts/readme.py --check
+
+nbtest: $(VENV)/.dev.stamp weights
+	$(BIN)/nbdev-test --n-workers 2
+
+pytest: $(VENV)/.dev.stamp weights
+	$(BIN)/python -m pytest
+
+test: sync-check nbtest pytest
+
+readme:
+	$(BIN)/python scripts/readme.py
+
+clean:
+	rm -rf $(VENV) exported_models/*/ .pytest_cache

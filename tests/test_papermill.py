@@ -1,0 +1,37 @@
+"The training notebook as a papermill batch job: parameters in, a run folder out; a bad parameter fails in one line."
+import json, subprocess, sys
+
+import papermill as pm
+import pytest
+
+from conftest import ROOT
+
+NB = ROOT / 'nbs' / '02_train.ipynb'
+
+
+def test_papermill_cli_run(tmp_path):
+    out_nb = tmp_path / 'out.ipynb'
+    r = subprocess.run([sys.executable, '-m', 'papermill', str(NB), str(out_nb), '--no-progress-bar',
+                        '-p', 'size', '64', '-p', 'epochs', '0', '-p', 'freeze_epochs', '1', '-p', 'lr', '0.001',
+                        '-p', 'bs', '32', '-p', 'out_dir', str(tmp_path / 'runs'), '-p', 'run_name', 'pm'],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / 'runs' / 'pm'
+    params = json.loads((run / 'params.json').read_text())
+    assert (params['size'], params['epochs'], params['freeze_epochs'], params['lr']) == (64, 0, 1, 0.001)
+    assert json.loads((run / 'metrics.json').read_text())['n_valid'] == 80
+    nb = json.loads(out_nb.read_text())
+    injected = [c for c in nb['cells'] if 'injected-parameters' in c['metadata'].get('tags', [])]
+    assert injected and "size = 64" in ''.join(injected[0]['source'])
+    shown = ''.join(''.join(o.get('data', {}).get('text/plain', '')) for c in nb['cells'] for o in c.get('outputs', []))
+    assert 'TrainResult(' in shown and 'accuracy' in shown  # the notebook shows its result
+
+
+def test_papermill_wrong_type_is_one_line_and_writes_nothing(tmp_path):
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(str(NB), str(tmp_path / 'out.ipynb'), progress_bar=False, cwd=str(tmp_path),
+                            parameters=dict(epochs='three', out_dir=str(tmp_path / 'runs')))
+    assert e.value.ename == 'ParameterError'
+    assert e.value.evalue == "epochs must be a whole number >= 0, got 'three' (str)"
+    assert e.value.traceback == ["ParameterError: epochs must be a whole number >= 0, got 'three' (str)"]
+    assert not (tmp_path / 'runs').exists()
