@@ -31,3 +31,16 @@ def make_tree(tmp_path, sample_photos):
             shutil.copy(sample_photos[breed][i], dst)
         return root
     return make
+
+
+@pytest.fixture(scope='session')
+def trained_run(tmp_path_factory):
+    "A real (tiny) training run on the whole sample, exported: shared by the export and inference tests."
+    from dogbreeds.train import train
+    out = tmp_path_factory.mktemp('trained')
+    return train('sample', size=96, epochs=1, freeze_epochs=1, lr=2e-3, bs=32, quiet=True, out_dir=out, run_name='run')
+
+
+@pytest.fixture(scope='session')
+def model_dir(trained_run):
+    return trained_run.run_dir / 'model'

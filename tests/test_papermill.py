@@ -13,7 +13,7 @@ def test_papermill_cli_run(tmp_path):
     out_nb = tmp_path / 'out.ipynb'
     r = subprocess.run([sys.executable, '-m', 'papermill', str(NB), str(out_nb), '--no-progress-bar',
                         '-p', 'size', '64', '-p', 'epochs', '0', '-p', 'freeze_epochs', '1', '-p', 'lr', '0.001',
-                        '-p', 'bs', '32', '-p', 'out_dir', str(tmp_path / 'runs'), '-p', 'run_name', 'pm'],
+                        '-p', 'bs', '32', '-p', 'export', 'False', '-p', 'out_dir', str(tmp_path / 'runs'), '-p', 'run_name', 'pm'],
                        capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     run = tmp_path / 'runs' / 'pm'

@@ -9,7 +9,7 @@ from dogbreeds.core import ParameterError, read_json
 from dogbreeds.data import load_data
 from dogbreeds.train import train
 
-FAST = dict(size=64, epochs=1, freeze_epochs=1, lr=1e-3, bs=32, quiet=True)
+FAST = dict(size=64, epochs=1, freeze_epochs=1, lr=1e-3, bs=32, quiet=True, export=False)
 
 
 @pytest.fixture(scope='module')
@@ -22,14 +22,15 @@ def tiny():
 def run(tmp_path_factory):
     "One tiny but real run on the whole sample."
     out = tmp_path_factory.mktemp('runs')
-    return train('sample', out_dir=out, run_name='r1', **FAST)
+    return train('sample', out_dir=out, run_name='r1', **{**FAST, 'export': True})
 
 
 def test_run_folder_is_complete(run):
     d = run.run_dir
     assert d.name == 'r1' and d.is_dir()
     for f in ('params.json', 'data_report.json', 'history.csv', 'metrics.json', 'per_breed.csv', 'model_state.pth',
-              'learner.pkl', 'confusion_matrix.png', 'calibration.png', 'top_losses.png'):
+              'learner.pkl', 'confusion_matrix.png', 'calibration.png', 'top_losses.png', 'model/manifest.json',
+              'model/model.pt', 'model/model.onnx'):
         assert (d / f).stat().st_size > 0, f
     assert not [p for p in d.parent.iterdir() if p.name.startswith('.')]  # no staging folder left
     p = read_json(d / 'params.json')

@@ -1,0 +1,142 @@
+"The serving runtime: no fastai or torchvision, the same answers on every backend, specific errors for bad photos."
+import io, json, shutil, struct, subprocess, sys, zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SAMPLE
+import dogbreeds.inference as I
+from dogbreeds.core import (CorruptImageError, DogbreedsError, EmptyImageError, ImageTooLargeError, ImageTooSmallError,
+                            IntegrityError, NotAnImageError)
+from dogbreeds.inference import Predictor
+
+
+@pytest.fixture(scope='module')
+def pred(model_dir): return Predictor.load(model_dir)
+
+
+@pytest.fixture(scope='module')
+def photo(): return sorted((SAMPLE / 'val' / 'n02111889').glob('*'))[0]  # a Samoyed
+
+
+def encode(im, fmt, **kw):
+    b = io.BytesIO(); im.save(b, fmt, **kw); return b.getvalue()
+
+
+@pytest.mark.parametrize('backend, allowed', [('onnx', set()), ('torchscript', {'torch'})])
+def test_imports_neither_fastai_nor_torchvision(model_dir, photo, backend, allowed):
+    code = (f"import sys; from dogbreeds.inference import Predictor; "
+            f"p = Predictor.load({str(model_dir)!r}, backend={backend!r}); print(p.predict({str(photo)!r})[0][0]); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'fastai'}))")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    breed, mods = r.stdout.strip().splitlines()
+    assert set(eval(mods)) == allowed and breed
+
+
+def test_predict_ordered_pairs(pred, photo, trained_run):
+    top = pred.predict(photo.read_bytes(), k=5)
+    assert len(top) == 5 and all(isinstance(b, str) and 0 <= p <= 1 for b, p in top)
+    assert [p for _, p in top] == sorted((p for _, p in top), reverse=True)
+    assert sum(p for _, p in pred.predict(photo, k=len(pred.breeds))) == pytest.approx(1, abs=1e-5)
+    assert {b for b, _ in top} <= set(trained_run.data.breeds)
+
+
+def test_every_input_kind_same_answer(pred, photo):
+    want = pred.predict(photo)
+    im = Image.open(photo)
+    for src in (photo, str(photo), photo.read_bytes(), io.BytesIO(photo.read_bytes()), im, np.array(im.convert('RGB'))):
+        assert pred.predict(src) == want
+
+
+def test_backends_agree(model_dir, pred):
+    ts = Predictor.load(model_dir, backend='torchscript')
+    photos = sorted(SAMPLE.rglob('*.JPEG'))[::10]
+    for f in photos:
+        a, b = pred.predict(f, k=10), ts.predict(f, k=10)
+        assert a[0][0] == b[0][0]
+        assert np.abs(np.array([p for _, p in a]) - np.array([p for _, p in b])).max() <= 1e-4
+
+
+def test_batch_of_mixed_sizes_matches_single(pred):
+    photos = sorted(SAMPLE.rglob('*.JPEG'))[:24]
+    assert len({Image.open(p).size for p in photos}) > 3
+    batch = pred.predict_batch([p.read_bytes() for p in photos], k=3)
+    for p, r in zip(photos, batch):
+        single = pred.predict(p, k=3)
+        assert [b for b, _ in r] == [b for b, _ in single]
+        assert np.allclose([v for _, v in r], [v for _, v in single], atol=1e-5)
+
+
+def png_claiming(w, h):
+    data = encode(Image.new('RGB', (8, 8)), 'PNG')
+    ihdr = struct.pack('>II', w, h) + data[24:29]
+    return data[:16] + ihdr + struct.pack('>I', zlib.crc32(b'IHDR' + ihdr)) + data[33:]
+
+
+def bad_inputs(photo):
+    data = photo.read_bytes()
+    return {'empty': (b'', EmptyImageError), 'text': (b'{"not": "a photo"}', NotAnImageError),
+            'truncated jpeg': (data[: len(data) // 3], CorruptImageError),
+            '1x1': (encode(Image.new('RGB', (1, 1)), 'PNG'), ImageTooSmallError),
+            'png claiming 20000x20000': (png_claiming(20000, 20000), ImageTooLargeError)}
+
+
+def good_odd_inputs(photo):
+    im = Image.open(photo).convert('RGB')
+    gif = encode(im.convert('P'), 'GIF', save_all=True, append_images=[Image.new('RGB', im.size, 'red').convert('P')])
+    return {'animated gif': gif, 'cmyk jpeg': encode(im.convert('CMYK'), 'JPEG', quality=95),
+            '16-bit png': encode(Image.fromarray(np.asarray(im.convert('L'), dtype=np.uint16) * 257), 'PNG')}
+
+
+def test_bad_input_gives_specific_errors(pred, photo):
+    for name, (data, exc) in bad_inputs(photo).items():
+        with pytest.raises(exc): pred.predict(data)
+    with pytest.raises(ImageTooLargeError): Predictor.load(pred.model_dir, max_bytes=1000).predict(photo)
+    with pytest.raises(DogbreedsError, match='uint8'): pred.predict(np.zeros((10, 10, 3), np.float32))
+
+
+def test_odd_but_valid_photos_are_classified(pred, photo):
+    want = pred.predict(photo)[0][0]
+    res = {name: pred.predict(data) for name, data in good_odd_inputs(photo).items()}
+    assert res['cmyk jpeg'][0][0] == want and res['animated gif'][0][0] == want
+    assert all(len(r) == 5 for r in res.values())
+
+
+def test_batch_with_bad_photos(pred, photo):
+    items = [photo.read_bytes()] + [d for d, _ in bad_inputs(photo).values()] + list(good_odd_inputs(photo).values())
+    res = pred.predict_batch(items, errors='return')
+    assert res[0] == pred.predict(photo)
+    assert [type(r) for r in res[1:6]] == [e for _, e in bad_inputs(photo).values()]
+    assert all(isinstance(r, list) for r in res[6:])
+    with pytest.raises(EmptyImageError): pred.predict_batch(items)
+
+
+def test_tampered_model_is_refused(model_dir, tmp_path):
+    d = shutil.copytree(model_dir, tmp_path / 'm')
+    b = bytearray((d / 'model.onnx').read_bytes()); b[len(b) // 2] ^= 0xFF
+    (d / 'model.onnx').write_bytes(bytes(b))
+    with pytest.raises(IntegrityError, match='model.onnx'): Predictor.load(d)
+    (d / 'model.onnx').unlink()
+    with pytest.raises(IntegrityError, match='model.onnx is missing'): Predictor.load(d)
+
+
+def test_backend_errors(model_dir, monkeypatch):
+    monkeypatch.setattr(I, '_installed', lambda mod: False)
+    with pytest.raises(DogbreedsError, match="pip install 'dogbreeds\\[serve\\]'"): Predictor.load(model_dir)
+    monkeypatch.undo()
+    with pytest.raises(DogbreedsError, match="backend must be"): Predictor.load(model_dir, backend='tensorflow')
+
+
+def test_classify_cli(model_dir, photo):
+    r = subprocess.run([sys.executable, '-c', 'from dogbreeds.cli import main; main()', 'classify', str(model_dir),
+                        str(photo), str(photo), '--k', '2'], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == str(photo) and len(lines) == 6 and lines[1].strip().endswith(tuple(Predictor.load(model_dir).breeds))
+
+
+def test_measure(pred):
+    m = I.measure(pred, n=5)
+    assert m['backend'] == 'onnx' and 0 < m['p50_ms'] <= m['p95_ms'] and m['rss_mb'] > 10 and m['payload_kb'] > 1
