@@ -16,6 +16,7 @@ __all__ = ['COMMANDS', 'weights_cli', 'main']
 COMMANDS = {  # command: (module:function, one-line help)
     'train': ('dogbreeds.train:train_cli', 'train, evaluate and save a model run'),
     'weights': ('dogbreeds.cli:weights_cli', 'make sure the ImageNet weights are in the torch hub cache'),
+    'cost': ('dogbreeds.cost:cost_cli', 'monthly cost on Lambda, SageMaker and EC2 from measured latency, with break-evens'),
 }
 
 # %% ../nbs/99_cli.ipynb #078561b7
