@@ -86,6 +86,9 @@ def test_infeasible_sizes_are_marked():
     assert option(big_photo, 'SageMaker Serverless 2 GB')['infeasible'] == 'payload over the 4 MB limit'
     busy = C.plan(1e8, peak_rps=6000, latency_ms=40, memory_mb=400)  # 240 in flight: over the 200 limit
     assert 'over the limit of 200' in option(busy, 'SageMaker Serverless 2 GB')['infeasible']
+    busier = C.plan(1e8, peak_rps=30000, latency_ms=40, memory_mb=400)  # 1,200 Lambdas in flight: a note, not a refusal
+    o = option(busier, 'Lambda x86_64 2048 MB')
+    assert o['monthly'] > 0 and o['note'] == 'over the default quota of 1,000 concurrent (can be raised)'
 
 
 # --- break-evens -------------------------------------------------------------------------------------------------
