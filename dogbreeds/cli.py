@@ -18,6 +18,7 @@ COMMANDS = {  # command: (module:function, one-line help)
     'export': ('dogbreeds.export:export_cli', 'export a run to TorchScript + ONNX with a manifest'),
     'classify': ('dogbreeds.inference:classify_cli', 'print the top breeds of a few photos'),
     'weights': ('dogbreeds.cli:weights_cli', 'make sure the ImageNet weights are in the torch hub cache'),
+    'cost': ('dogbreeds.cost:cost_cli', 'monthly cost on Lambda, SageMaker and EC2 from measured latency, with break-evens'),
 }
 
 # %% ../nbs/99_cli.ipynb #76cdf87c

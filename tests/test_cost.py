@@ -1,0 +1,247 @@
+"""The cost planner: the seed's Lambda and SageMaker Serverless figures to the cent, break-evens against direct
+evaluation, instance counts at the peak, price overrides, infeasible sizes, the command line with its PNG, bad input."""
+import json, shutil, subprocess, sys, types, zipfile
+
+import pytest
+
+from conftest import ROOT
+import dogbreeds.cost as C
+from dogbreeds.core import DogbreedsError, ParameterError
+
+
+def dogbreeds(*args, cwd=None):
+    return subprocess.run([sys.executable, '-c', 'from dogbreeds.cli import main; main()', *args],
+                          capture_output=True, text=True, cwd=cwd or ROOT, timeout=120)
+
+
+def option(pl, name):
+    return next(o for o in pl['options'] if o['name'] == name)
+
+
+# --- the seed's figures ----------------------------------------------------------------------------------------
+
+def test_seed_lambda_figure_to_the_cent():
+    "1M requests x 500 ms x 2 GB = $16.90 with ephemeral storage at 2,560 MB (2 GB above the free 512 MB)."
+    c = C.lambda_cost(1_000_000, 500, 2048, ephemeral_mb=2560)
+    assert round(c['total'], 2) == 16.90
+    assert (round(c['requests'], 2), round(c['duration'], 4), round(c['ephemeral'], 4)) == (0.20, 16.6667, 0.0309)
+    assert round(C.lambda_cost(1_000_000, 500, 2048)['total'], 2) == 16.87  # what the 3 cents are: ephemeral storage
+    # the same figure through the planner: latency measured on one thread, a 2 GB function is 1.16 vCPU
+    pl = C.plan(1_000_000, peak_rps=5, latency_ms=500, memory_mb=2048, ephemeral_mb=2560, lambda_memory=[2048])
+    assert round(option(pl, 'Lambda x86_64 2048 MB')['monthly'], 2) == 16.90
+
+
+def test_seed_serverless_figure_to_the_cent():
+    "5M x 500 ms = $50: the 1 GB size at $0.00002 per second, no data processing counted."
+    assert round(C.serverless_cost(5_000_000, 500, 1024)['total'], 2) == 50.00
+    # through the planner: a latency that is 500 ms on a 1 GB endpoint's CPU share (1024/1769 vCPU), no payload
+    pl = C.plan(5_000_000, peak_rps=10, latency_ms=500 * 1024 / 1769, memory_mb=900, payload_kb=0, response_kb=0)
+    o = option(pl, 'SageMaker Serverless 1 GB')
+    assert round(o['latency_ms'], 6) == 500 and round(o['monthly'], 2) == 50.00
+
+
+def test_lambda_tiers_free_tier_and_billing_granularity():
+    P = C.load_prices()
+    t1, t2 = (t['price'] for t in P['lambda']['x86_64']['tiers'][:2])
+    big = C.lambda_cost(10e9 / 0.5, 500, 1024)  # 10 billion GB-s: 6 billion in tier 1, 4 in tier 2
+    assert big['duration'] == pytest.approx(6e9 * t1 + 4e9 * t2)
+    free = C.lambda_cost(1_000_000, 500, 2048, free_tier=True)
+    assert free['requests'] == 0 and free['duration'] == pytest.approx(600_000 * t1)
+    # duration is billed per started millisecond
+    assert C.lambda_cost(1000, 40.2, 1024)['gb_seconds'] == C.lambda_cost(1000, 41, 1024)['gb_seconds']
+
+
+# --- capacity ----------------------------------------------------------------------------------------------------
+
+def test_instance_counts_at_the_peak():
+    pl = C.plan(1e6, peak_rps=100, latency_ms=40, memory_mb=400)
+    # 100 req/s x 40 ms = 4 requests in flight; at 70% utilisation
+    assert option(pl, 'SageMaker ml.c6i.large')['count'] == 3      # 2 workers: 4 / 1.4 = 2.86
+    assert option(pl, 'SageMaker ml.c6i.xlarge')['count'] == 2     # 4 workers: 4 / 2.8 = 1.43
+    assert option(pl, 'EC2 c6i.large')['count'] == 3
+    assert option(pl, 'SageMaker ml.c6i.large')['cost']['instances'] == pytest.approx(3 * 0.102 * 730)
+    ha = C.plan(1e6, peak_rps=5, latency_ms=40, memory_mb=400, min_instances=2)
+    assert {o['count'] for o in ha['options'] if o['kind'] in ('realtime', 'vm')} == {2}
+    # two threads per request: half the workers, twice the instances
+    two = C.plan(1e6, peak_rps=100, latency_ms=40, memory_mb=400, threads=2)
+    assert option(two, 'SageMaker ml.c6i.large')['workers'] == 1 and option(two, 'SageMaker ml.c6i.large')['count'] == 6
+    # memory caps the workers: 3,000 MB fits once in 4 GiB, twice in 8 GiB
+    big = C.plan(1e6, peak_rps=100, latency_ms=40, memory_mb=3000)
+    assert (option(big, 'SageMaker ml.c6i.large')['workers'], option(big, 'SageMaker ml.m5.large')['workers']) == (1, 2)
+
+
+def test_infeasible_sizes_are_marked():
+    pl = C.plan(1e6, peak_rps=5, latency_ms=40, memory_mb=1800)
+    bad = {o['name']: o['infeasible'] for o in pl['options'] if o.get('infeasible')}
+    assert sorted(n for n in bad if n.startswith('Lambda')) == sorted(
+        f"Lambda {a} {m} MB" for a in ('x86_64', 'arm64') for m in (512, 1024, 1536, 1769))
+    assert bad['SageMaker Serverless 1 GB'] == "below the model's 1800 MB"
+    assert all(option(pl, n)['monthly'] is None for n in bad)
+    assert pl['cheapest'] not in bad and option(pl, 'Lambda x86_64 2048 MB')['monthly'] > 0
+    assert "below the model's 1800 MB" in C.format_table(pl)
+    huge = C.plan(1e6, peak_rps=5, latency_ms=40, memory_mb=5000)
+    assert 'does not fit' in option(huge, 'SageMaker ml.c6i.large')['infeasible']
+    assert 'infeasible' not in option(huge, 'SageMaker ml.m5.large')
+    big_photo = C.plan(1e6, peak_rps=5, latency_ms=40, memory_mb=400, payload_kb=5000)
+    assert option(big_photo, 'SageMaker Serverless 2 GB')['infeasible'] == 'payload over the 4 MB limit'
+    busy = C.plan(1e8, peak_rps=6000, latency_ms=40, memory_mb=400)  # 240 in flight: over the 200 limit
+    assert 'over the limit of 200' in option(busy, 'SageMaker Serverless 2 GB')['infeasible']
+    busier = C.plan(1e8, peak_rps=30000, latency_ms=40, memory_mb=400)  # 1,200 Lambdas in flight: a note, not a refusal
+    o = option(busier, 'Lambda x86_64 2048 MB')
+    assert o['monthly'] > 0 and o['note'] == 'over the default quota of 1,000 concurrent (can be raised)'
+
+
+# --- break-evens -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('requests,peak', [(1e8, 60), (1e7, 10), (3e6, 2)])
+def test_break_evens_agree_with_direct_evaluation(requests, peak):
+    pl = C.plan(requests, peak_rps=peak, latency_ms=40, memory_mb=400)
+    solved = [b for b in pl['break_even'] if b['cheaper_below']]
+    assert solved, 'these traffic shapes have break-evens'
+    for b in solved:
+        cost = lambda name, x: C.cost_at(pl, name, x)['total']
+        x = b['cheaper_below']
+        assert cost(b['payg'], x) == pytest.approx(cost(b['always_on'], x), rel=1e-9)
+        assert cost(b['payg'], x * (1 - 1e-6)) < cost(b['always_on'], x * (1 - 1e-6))
+        assert cost(b['payg'], x * (1 + 1e-6)) > cost(b['always_on'], x * (1 + 1e-6))
+        lo, n = b['lo'], 400
+        below = [lo * (x / lo) ** (i / n) for i in range(n)]
+        assert all(cost(b['payg'], r) < cost(b['always_on'], r) for r in below)
+        top = b['never_cheaper_above']
+        if top is not None:
+            above = [top * (b['hi'] / top) ** (i / n) for i in range(1, n + 1)]
+            assert all(cost(b['payg'], r) >= cost(b['always_on'], r) for r in above)
+            if top > x * (1 + 1e-9):  # in between they take turns: the pay-per-use option is cheaper again somewhere
+                mid = [x * (top / x) ** (i / 4000) for i in range(1, 4000)]
+                assert any(cost(b['payg'], r) < cost(b['always_on'], r) for r in mid)
+
+
+def test_break_even_by_hand():
+    "One EC2 c7g.large ($52.925/month) against Lambda arm64 at 1,769 MB: 40 ms is $1.1213 per million requests."
+    pl = C.plan(1e8, peak_rps=60, latency_ms=40, memory_mb=400)
+    b = next(b for b in pl['break_even'] if b['payg'] == 'Lambda arm64 1769 MB' and b['always_on'] == 'EC2 c7g.large')
+    per_request = 0.2e-6 + 0.040 * 1769 / 1024 * 0.0000133334
+    assert b['cheaper_below'] == pytest.approx(0.0725 * 730 / per_request, rel=1e-9)
+
+
+# --- prices ------------------------------------------------------------------------------------------------------
+
+def test_price_override_file_is_merged(tmp_path):
+    f = tmp_path / 'mine.json'
+    f.write_text(json.dumps({'lambda': {'request_per_million': 0.4},
+                             'vm': {'instances': {'t3.medium': {'hourly': 0.0416, 'vcpus': 2, 'memory_gib': 4}}}}))
+    P, D = C.load_prices(f), C.default_prices()
+    assert P['lambda']['request_per_million'] == 0.4
+    assert P['lambda']['x86_64'] == D['lambda']['x86_64'] and P['sagemaker_serverless'] == D['sagemaker_serverless']
+    assert set(P['vm']['instances']) == set(D['vm']['instances']) | {'t3.medium'}
+    pl, base = C.plan(1e6, 5, 40, memory_mb=400, prices=f), C.plan(1e6, 5, 40, memory_mb=400)
+    assert option(pl, 'Lambda x86_64 1024 MB')['cost']['requests'] == pytest.approx(2 * option(base, 'Lambda x86_64 1024 MB')['cost']['requests'])
+    assert option(pl, 'EC2 t3.medium')['monthly'] == pytest.approx(0.0416 * 730)
+    # Python keyword overrides go on top of the file
+    kw = C.plan(1e6, 5, 40, memory_mb=400, prices=f, price_overrides={'lambda': {'request_per_million': 0.0}})
+    assert option(kw, 'Lambda x86_64 1024 MB')['cost']['requests'] == 0
+    r = dogbreeds('cost', '--requests', '1e6', '--peak-rps', '5', '--latency-ms', '40', '--prices', str(f))
+    assert r.returncode == 0, r.stderr and 't3.medium' in r.stdout
+
+
+@pytest.mark.parametrize('content,message', [
+    ('{"lambda": ', 'is not valid JSON'),
+    ('[1, 2]', 'must hold a JSON object'),
+    ('{"lambda": {"request_per_million": "cheap"}}', 'lambda.request_per_million must be a non-negative number'),
+    ('{"vm": {"instances": {"c6i.large": {"hourly": -1}}}}', 'vm.instances.c6i.large.hourly must be a positive number'),
+    ('{"lambda": {"arm64": {"tiers": [{"up_to_gb_seconds": 1e9, "price": 1e-5}]}}}', 'null on the last tier only'),
+    ('{"sagemaker_serverless": {"per_second_by_memory_mb": {"1GB": 0.00002}}}', 'not a size in MB'),
+])
+def test_malformed_price_file_is_one_line(tmp_path, content, message):
+    f = tmp_path / 'bad.json'
+    f.write_text(content)
+    with pytest.raises(C.PriceError, match=message.replace('[', r'\[')): C.load_prices(f)
+    r = dogbreeds('cost', '--requests', '1e6', '--peak-rps', '5', '--latency-ms', '40', '--prices', str(f))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr and not r.stdout
+
+
+def test_prices_ship_in_the_wheel(tmp_path):
+    "The price table is package data: a wheel built from the project carries it."
+    src = tmp_path / 'src'
+    src.mkdir()
+    for f in ('pyproject.toml', 'README.md'): shutil.copy(ROOT / f, src / f)
+    shutil.copytree(ROOT / 'dogbreeds', src / 'dogbreeds', ignore=shutil.ignore_patterns('__pycache__'))
+    r = subprocess.run([sys.executable, '-c', 'from setuptools import build_meta; print(build_meta.build_wheel("dist"))'],
+                       cwd=src, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    whl = zipfile.ZipFile(src / 'dist' / r.stdout.strip().splitlines()[-1])
+    assert json.loads(whl.read('dogbreeds/prices.json')) == C.default_prices()
+
+
+# --- inputs --------------------------------------------------------------------------------------------------------
+
+def test_bad_input_is_refused():
+    for args, message in [((-5, 1, 40), 'requests_per_month must be above 0'), ((1e6, 5, 0), 'latency_ms must be above 0'),
+                          ((1e6, -1, 40), 'peak_rps must be above 0'), ((1e9, 1, 40), 'below the average rate'),
+                          ((1e6, 5, float('nan')), 'latency_ms must be a number')]:
+        with pytest.raises(ParameterError, match=message): C.plan(*args)
+    with pytest.raises(ParameterError, match="unknown instance type 'ml.p9.huge'"): C.plan(1e6, 5, 40, instances=['ml.p9.huge'])
+    with pytest.raises(ParameterError, match="unknown VM type 'x1.tiny'"): C.plan(1e6, 5, 40, vms=['x1.tiny'])
+    with pytest.raises(ParameterError, match='must be one of 1024'): C.plan(1e6, 5, 40, serverless_memory=[1500])
+    with pytest.raises(ParameterError, match='threads must be an integer'): C.plan(1e6, 5, 40, threads=1.5)
+
+
+def test_measured_figures_from_a_file(tmp_path):
+    f = tmp_path / 'inference.json'
+    f.write_text(json.dumps(dict(p50_ms=38.0, p95_ms=52.0, rss_mb=420.0, payload_kb=95.0, n=50, backend='onnx')))
+    vals, src = C.resolve_inputs(latency_from=f)
+    assert vals == dict(latency_ms=38.0, memory_mb=420.0, payload_kb=95.0, threads=1)
+    assert src['latency_ms'] == f"measured: {f} (p50_ms)" and src['threads'] == 'assumed, not measured'
+    vals, src = C.resolve_inputs(latency_from=f, p95=True, memory_mb=600)
+    assert (vals['latency_ms'], vals['memory_mb'], src['memory_mb']) == (52.0, 600, 'given')
+    r = dogbreeds('cost', '--requests', '1e6', '--peak-rps', '5', '--latency-from', str(f))
+    assert r.returncode == 0, r.stderr
+    assert f"latency 38 ms [measured: {f} (p50_ms)] with 1 thread(s) [assumed, not measured]; memory 420 MB [measured: {f} (rss_mb)]" in r.stdout
+    f.write_text(json.dumps(dict(p95_ms=52.0)))
+    with pytest.raises(DogbreedsError, match='has no p50_ms'): C.resolve_inputs(latency_from=f)
+    with pytest.raises(DogbreedsError, match='not found'): C.resolve_inputs(latency_from=tmp_path / 'none.json')
+
+
+def test_measure_needs_the_inference_runtime(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'dogbreeds.inference', None)  # as where the runtime is not installed
+    with pytest.raises(DogbreedsError, match=r'--measure needs the inference runtime \(dogbreeds.inference\), which is not installed'):
+        C.resolve_inputs(measure='exported_models/some-model')
+    calls = []
+    def measure(model, n): calls.append((model, n)); return dict(p50_ms=30.0, p95_ms=41.0, rss_mb=350.0, payload_kb=80.0)
+    monkeypatch.setitem(sys.modules, 'dogbreeds.inference', types.SimpleNamespace(measure=measure))
+    vals, src = C.resolve_inputs(measure='m', n=9)
+    assert calls == [('m', 9)] and vals['latency_ms'] == 30.0 and src['latency_ms'] == 'measured now: m (p50_ms)'
+
+
+# --- the command -------------------------------------------------------------------------------------------------
+
+def test_cli_prints_the_table_and_writes_the_png(tmp_path):
+    png = tmp_path / 'cost.png'
+    r = dogbreeds('cost', '--requests', '1e6', '--peak-rps', '5', '--latency-ms', '40', '--plot', str(png))
+    assert r.returncode == 0, r.stderr
+    for s in ('Monthly cost for 1,000,000 requests/month', 'AWS Lambda (x86_64 | arm64)', 'SageMaker Serverless Inference',
+              'SageMaker real-time endpoints', 'EC2 on-demand VM', 'Cheapest: ', 'Break-even volumes', 'Assumptions:',
+              'memory 512 MB [assumed, not measured]', 'arm64 latency = x86 latency x 1 (arm_latency_factor; not measured)',
+              f'plot written to {png}'):
+        assert s in r.stdout, s
+    assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and png.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--requests', '-5', '--peak-rps', '1', '--latency-ms', '40'], 'requests_per_month must be above 0, got -5'),
+    (['--requests', '1e6', '--peak-rps', '5', '--latency-ms', '0'], 'latency_ms must be above 0, got 0'),
+    (['--requests', '1e6', '--peak-rps', '5', '--latency-ms', '40', '--instances', 'ml.p9.huge'], "unknown instance type 'ml.p9.huge'"),
+    (['--requests', '1e6', '--peak-rps', '5', '--latency-ms', '40', '--plot', 'cost.jpg'], '--plot writes a PNG'),
+    (['--peak-rps', '5', '--latency-ms', '40'], 'pass --requests (per month) and --peak-rps'),
+])
+def test_cli_bad_input_is_one_line(tmp_path, args, message):
+    r = dogbreeds('cost', *args, cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"dogbreeds: error: {r.stderr.strip().split('error: ', 1)[1]}"]
+    assert message in r.stderr and not r.stdout and not list(tmp_path.iterdir())
+
+
+def test_planner_imports_neither_torch_nor_fastai_nor_matplotlib():
+    code = ('import sys, dogbreeds.cost as C; C.format_table(C.plan(1e6, 5, 40)); '
+            'print(sorted(m for m in ("torch", "fastai", "matplotlib") if m in sys.modules))')
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == '[]', r.stderr
