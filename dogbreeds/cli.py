@@ -16,6 +16,11 @@ __all__ = ['COMMANDS', 'weights_cli', 'main']
 COMMANDS = {  # command: (module:function, one-line help)
     'train': ('dogbreeds.train:train_cli', 'train, evaluate and save a model run'),
     'weights': ('dogbreeds.cli:weights_cli', 'make sure the ImageNet weights are in the torch hub cache'),
+    'push': ('dogbreeds.registry:push_cli', 'push an exported model folder to the registry as a new version'),
+    'pull': ('dogbreeds.registry:pull_cli', 'pull a model version (or alias) from the registry, verified'),
+    'list': ('dogbreeds.registry:list_cli', "list the registry's models, a model's versions, or its audit log"),
+    'promote': ('dogbreeds.registry:promote_cli', 'point an alias (default production) at a model version'),
+    'delete': ('dogbreeds.registry:delete_cli', 'delete a model version that no alias names'),
 }
 
 # %% ../nbs/99_cli.ipynb #078561b7

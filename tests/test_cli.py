@@ -16,7 +16,7 @@ def test_help_lists_commands():
 
 def test_unknown_command():
     r = dogbreeds('fly')
-    assert r.returncode == 2 and r.stderr.strip() == "dogbreeds: error: unknown command 'fly'; commands: train, weights"
+    assert r.returncode == 2 and r.stderr.strip() == "dogbreeds: error: unknown command 'fly'; commands: train, weights, push, pull, list, promote, delete"
 
 
 def test_train_runs_end_to_end(tmp_path):
