@@ -139,29 +139,29 @@ def test_push_never_overwrites(registry, models, monkeypatch):
     v1 = registry.push(models[0], 'dogbreeds')
     v2 = registry.push(models[0], 'dogbreeds')  # the same folder twice: two versions
     assert v1 != v2 and registry.versions('dogbreeds') == sorted([v1, v2])
-    record = registry.backend.get_bytes(f'dogbreeds/versions/{v1}.json')
-    monkeypatch.setattr(registry_mod, 'new_version_id', lambda when=None: v1)  # force an id clash
-    with pytest.raises(VersionExistsError, match=f'version {v1} of dogbreeds already exists'):
+    before = {k: registry.backend.get_bytes(f'dogbreeds/versions/{k}') for k in
+              (f'{v1}.json', f'{v1}/_push.json', f'{v1}/model.pt', f'{v1}/{MANIFEST}')}
+    monkeypatch.setattr(registry_mod, 'new_version_id', lambda when=None: v1)  # force a clash of ids
+    uploads = []
+    monkeypatch.setattr(registry.backend, 'put_file', lambda *a, **k: uploads.append(a))
+    with pytest.raises(VersionExistsError, match=f'version id {v1} of dogbreeds is already taken'):
         registry.push(models[1], 'dogbreeds')
-    assert registry.backend.get_bytes(f'dogbreeds/versions/{v1}.json') == record
-    assert registry.backend.get_bytes(f'dogbreeds/versions/{v1}/model.pt') == (models[0] / 'model.pt').read_bytes()
-
-
-def test_the_record_is_written_only_if_the_id_is_free(registry, models, monkeypatch):
-    "Two pushes that pick the same id and both pass the existence check: only the first record lands."
-    v1 = registry.push(models[0], 'dogbreeds')
-    real = registry.versions
-    monkeypatch.setattr(registry, 'versions', lambda name: [v for v in real(name) if v != v1])  # blind to v1
-    monkeypatch.setattr(registry.backend, 'list_dir', lambda prefix, real=registry.backend.list_dir:
-                        ([], []) if prefix.endswith(v1) else real(prefix))
-    monkeypatch.setattr(registry_mod, 'new_version_id', lambda when=None: v1)
-    with pytest.raises(VersionExistsError, match='was taken by another push'):
-        registry.push(models[1], 'dogbreeds')
+    assert uploads == []  # refused before uploading anything
+    assert {k: registry.backend.get_bytes(f'dogbreeds/versions/{k}') for k in before} == before
     monkeypatch.undo()
-    # the loser's cleanup removed the files it wrote under v1: a real clash would need the same id in the
-    # same second (1 in 16.7 million); what matters here is that v1's record was not replaced
-    assert json.loads(registry.backend.get_bytes(f'dogbreeds/versions/{v1}.json'))['version'] == v1
-    assert registry.versions('dogbreeds') == [v1]
+    assert registry.versions('dogbreeds') == sorted([v1, v2])
+    assert verify_files(registry.pull('dogbreeds', v1, registry_mod.Path(models[0].parent / 'check')))
+
+
+def test_a_retried_exclusive_write_that_had_landed_counts(registry, models, monkeypatch):
+    "botocore retries a request whose response was lost: the retry of an If-None-Match write then gets 412."
+    real = registry.backend.put_bytes
+    def landed_then_retried(key, data, exclusive=False):
+        real(key, data, exclusive)
+        if exclusive: real(key, data, exclusive)  # raises: the key is taken (by this very push)
+    monkeypatch.setattr(registry.backend, 'put_bytes', landed_then_retried)
+    v = registry.push(models[0], 'dogbreeds')
+    assert registry.versions('dogbreeds') == [v]
 
 
 def test_push_verifies_the_folder_first(registry, models):
@@ -207,7 +207,7 @@ def test_a_killed_push_is_never_listed_and_can_be_deleted(registry, models, monk
     monkeypatch.undo()
     assert registry.versions('dogbreeds') == [v1]
     [dead] = registry.incomplete('dogbreeds')
-    assert registry.backend.list_dir(f'dogbreeds/versions/{dead}')[1] == ['model.pt']
+    assert registry.backend.list_dir(f'dogbreeds/versions/{dead}')[1] == ['_push.json', 'model.pt']
     with pytest.raises(NotFoundError, match=f'no version {dead} of dogbreeds'):
         registry.pull('dogbreeds', dead)
     with pytest.raises(NotFoundError):
@@ -325,6 +325,29 @@ def test_pull_model_caches_by_resolved_version(registry, registry_uri, reg_kwarg
     assert sorted(x.name for x in (cache / 'dogbreeds').iterdir()) == sorted([v1, v2])
 
 
+def test_pull_model_when_another_process_pulls_at_the_same_time(registry, registry_uri, reg_kwargs, models, tmp_path,
+                                                               monkeypatch):
+    "Two cold workers: the one that finishes second keeps the first one's folder (it may be loading it) and cleans up."
+    v = registry.push(models[0], 'dogbreeds', alias='production')
+    cache, kw = tmp_path / 'cache', {k: x for k, x in reg_kwargs.items() if k == 'endpoint_url'}
+    real = Registry.pull
+    def pull_while_another_worker_finishes_first(self, name, ref, dest, overwrite=False):
+        out = real(self, name, ref, dest, overwrite)
+        real(self, name, ref, cache / 'dogbreeds' / v)  # the other worker's copy lands first
+        (cache / 'dogbreeds' / v / 'marker').write_text('the other worker loads this folder')
+        return out
+    monkeypatch.setattr(Registry, 'pull', pull_while_another_worker_finishes_first)
+    p = pull_model(f'{registry_uri}/dogbreeds@production', dest_root=cache, **kw)
+    assert p == cache / 'dogbreeds' / v and (p / 'marker').exists() and verify_files(p)
+    assert sorted(x.name for x in (cache / 'dogbreeds').iterdir()) == [v]  # no leftover download
+
+
+def test_a_registry_path_that_is_a_file(tmp_path, models):
+    (tmp_path / 'reg').write_text('not a folder')
+    with pytest.raises(RegistryError, match=f"registry {tmp_path / 'reg'} is a file, not a folder"):
+        Registry(tmp_path / 'reg').push(models[0], 'dogbreeds')
+
+
 def test_pull_model_default_cache(monkeypatch, tmp_path, models):
     reg = Registry(tmp_path / 'reg', progress=False)
     v = reg.push(models[0], 'dogbreeds', alias='production')
@@ -362,10 +385,22 @@ def test_s3_objects_are_encrypted_and_large_files_multipart(s3_server, models):
     v = reg.push(models[0], 'dogbreeds', alias='production')
     c, b = s3_server.client(), s3_server.bucket
     keys = [o['Key'] for o in c.list_objects_v2(Bucket=b, Prefix=reg.backend.prefix + '/')['Contents']]
-    assert len(keys) == 4 + 1 + 1 + 2  # 4 files, the record, the alias, 2 log entries
+    assert len(keys) == 4 + 1 + 1 + 1 + 2  # 4 files, the claim, the record, the alias, 2 log entries
     for k in keys: assert c.head_object(Bucket=b, Key=k).get('ServerSideEncryption') == 'AES256', k
     assert c.head_object(Bucket=b, Key=reg.backend._key(f'dogbreeds/versions/{v}/model.pt'))['ETag'].endswith('-2"')
     assert not c.head_object(Bucket=b, Key=reg.backend._key(f'dogbreeds/versions/{v}/model.onnx'))['ETag'].endswith('-2"')
+
+
+def test_s3_encryption_can_be_switched_off(s3_server, models, cli):
+    "For servers without SSE; the CLI's --no-sse reaches every write (the files, the record, the log)."
+    prefix = f'nosse-{uuid.uuid4().hex[:8]}'
+    env = {'AWS_ENDPOINT_URL': s3_server.endpoint}
+    code, out, err = cli('push', str(models[0]), '--registry', f's3://{s3_server.bucket}/{prefix}', '--no-sse', env=env)
+    assert code == 0, err
+    c, b = s3_server.client(), s3_server.bucket
+    keys = [o['Key'] for o in c.list_objects_v2(Bucket=b, Prefix=prefix + '/')['Contents']]
+    assert len(keys) == 4 + 1 + 1 + 1  # 4 files, the claim, the record, the log entry
+    for k in keys: assert 'ServerSideEncryption' not in c.head_object(Bucket=b, Key=k), k
 
 
 def test_s3_kms_key_is_requested(s3_server, models):
