@@ -110,6 +110,8 @@ def test_demo_in_a_browser(voila_app, model_dir, sample_photos, tmp_path):
     photo = sample_photos['Samoyed'][-1]
     expected = as_shown(Predictor.load(model_dir).predict(photo, k=5))
     shot = tmp_path / 'demo.png'
+    big = tmp_path / 'huge.jpg'  # over the widget's 20 MiB limit and Jupyter's default 10 MiB websocket message limit
+    big.write_bytes(photo.read_bytes() + os.urandom(21 * 2**20))
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, timeout=30_000,
                                      args=['--no-sandbox', '--disable-gpu', '--disable-background-networking'])
@@ -121,8 +123,8 @@ def test_demo_in_a_browser(voila_app, model_dir, sample_photos, tmp_path):
             button.wait_for(state='visible')
             page.wait_for_function("el => !el.disabled", arg=button.element_handle())
             with page.expect_file_chooser() as chooser: button.click()
-            chooser.value.set_files([str(photo), str(ROOT / 'README.md')])
-            page.locator('.dogbreeds-card').nth(1).wait_for()
+            chooser.value.set_files([str(photo), str(ROOT / 'README.md'), str(big)])
+            page.locator('.dogbreeds-card').nth(2).wait_for()
             cards = page.locator('.dogbreeds-card')
             first = cards.nth(0)
             breeds = first.locator('.dogbreeds-breed').all_inner_texts()
@@ -130,7 +132,9 @@ def test_demo_in_a_browser(voila_app, model_dir, sample_photos, tmp_path):
             assert list(zip(breeds, pcts)) == expected
             assert first.locator('.dogbreeds-name').inner_text() == photo.name
             assert 'not an image' in cards.nth(1).locator('.dogbreeds-error').inner_text()
-            assert page.locator('.dogbreeds-status').inner_text().startswith('1 classified, 1 refused')
+            # Voila reads voila.json, which lets the upload through for the widget to refuse, politely
+            assert 'MB is over the limit of 20.0 MB: upload a smaller photo' in cards.nth(2).locator('.dogbreeds-error').inner_text()
+            assert page.locator('.dogbreeds-status').inner_text().startswith('1 classified, 2 refused')
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
