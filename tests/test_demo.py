@@ -103,7 +103,8 @@ def voila_app(model_dir, tmp_path):
 
 
 def test_demo_in_a_browser(voila_app, model_dir, sample_photos, tmp_path):
-    "Upload a photo through the page's file chooser in headless Chromium; the breeds shown are the Predictor's."
+    """Upload a photo, a text file and a 21 MB file through the page's file chooser in headless Chromium: the breeds
+    shown are the Predictor's, the other two are refused with their reasons. Saves a screenshot."""
     if not Path(CHROMIUM).exists(): pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs it (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
     from dogbreeds.inference import Predictor
@@ -115,16 +116,16 @@ def test_demo_in_a_browser(voila_app, model_dir, sample_photos, tmp_path):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, timeout=30_000,
                                      args=['--no-sandbox', '--disable-gpu', '--disable-background-networking'])
+        page = browser.new_page(viewport={'width': 1000, 'height': 900})
+        page.set_default_timeout(45_000)  # every wait is bounded: a broken page fails in well under the minute
         try:
-            page = browser.new_page(viewport={'width': 1000, 'height': 900})
-            page.set_default_timeout(45_000)
             page.goto(voila_app, wait_until='domcontentloaded')
             button = page.locator('.dogbreeds-demo .jupyter-widget-upload, .dogbreeds-demo .widget-upload').first
             button.wait_for(state='visible')
             page.wait_for_function("el => !el.disabled", arg=button.element_handle())
             with page.expect_file_chooser() as chooser: button.click()
             chooser.value.set_files([str(photo), str(ROOT / 'README.md'), str(big)])
-            page.locator('.dogbreeds-card').nth(2).wait_for()
+            page.locator('.dogbreeds-card').nth(2).wait_for()  # never comes if the 21 MB message is refused (no voila.json)
             cards = page.locator('.dogbreeds-card')
             first = cards.nth(0)
             breeds = first.locator('.dogbreeds-breed').all_inner_texts()
@@ -136,6 +137,10 @@ def test_demo_in_a_browser(voila_app, model_dir, sample_photos, tmp_path):
             assert 'MB is over the limit of 20.0 MB: upload a smaller photo' in cards.nth(2).locator('.dogbreeds-error').inner_text()
             assert page.locator('.dogbreeds-status').inner_text().startswith('1 classified, 2 refused')
             page.screenshot(path=str(shot), full_page=True)
+        except Exception:  # leave what the page showed and what the server said, for whoever reads the failure
+            page.screenshot(path=str(tmp_path / 'failed.png'), full_page=True)
+            print(f"page: {tmp_path / 'failed.png'}\nvoila log:\n" + (tmp_path / 'voila.log').read_text()[-3000:])
+            raise
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
