@@ -254,7 +254,14 @@ def run_step(src, dest, params:dict, kernel:str, cwd, log=None, timeout:int|None
     except KeyboardInterrupt: raise
     except Exception as e:
         info = _failure(Path(dest).name, e)
+        if (i := _error_cell(dest)) is not None: info['cell'] = i
         raise StepFailed(describe_failure(info), info) from e
+
+def _error_cell(nb_path) -> int|None:
+    "The index of the cell with an error output in the saved notebook `nb_path` (papermill adds cells before it)."
+    try: cells = json.loads(Path(nb_path).read_text())['cells']
+    except (OSError, ValueError, KeyError): return None
+    return next((i for i, c in enumerate(cells) if any(o.get('output_type') == 'error' for o in c.get('outputs', []))), None)
 
 # %% ../nbs/10_retrain.ipynb #e604c381
 METRICS = {'accuracy': 'higher', 'top5_accuracy': 'higher', 'macro_f1': 'higher', 'loss': 'lower', 'ece': 'lower'}
