@@ -106,18 +106,21 @@ def test_failing_cell_marks_run_failed(tmp_path, monkeypatch):
 # End to end against SeaweedFS: the first run is promoted (no production model yet); the second, with a margin
 # no model can clear, is pushed but refused promotion. Both decisions are in the run folders and the audit log.
 
-def test_retrain_end_to_end_promotion_and_refusal(tmp_path, s3_server):
+@pytest.mark.slow
+def test_retrain_end_to_end_promotion_and_refusal(tmp_path, s3_server, make_tree):
     registry = f"s3://{s3_server.bucket}/retrain-{uuid.uuid4().hex[:8]}/models"
     runs = tmp_path/'runs'
-    (tmp_path/'params.yaml').write_text('size: 64\nepochs: 0\nfreeze_epochs: 1\nlr: 2e-3\n')
-    r = cli('retrain', '-f', str(tmp_path/'params.yaml'), '-p', 'bs', '64', '--registry', registry, '--runs-dir', str(runs),
+    # four breeds, ten real photos each: 32 to train on, 8 to compare on
+    data = make_tree({f'{b}/{b}{i}.jpg': b for b in ('beagle', 'Samoyed', 'dingo', 'Shih-Tzu') for i in range(10)})
+    (tmp_path/'params.yaml').write_text(f'data: {data}\nsize: 64\nepochs: 0\nfreeze_epochs: 1\nlr: 2e-3\n')
+    r = cli('retrain', '-f', str(tmp_path/'params.yaml'), '-p', 'bs', '16', '--registry', registry, '--runs-dir', str(runs),
             '--run-id', 'first', '--endpoint-url', s3_server.endpoint)
     assert r.returncode == 0, r.stdout + r.stderr
     assert '[1/3] 02_train.ipynb' in r.stdout and '[3/3] 04_export.ipynb ok' in r.stdout and 'promoted to dogbreeds@production' in r.stdout
     first = runs/'first'
     st = read_json(first/'status.json')
     assert st['state'] == 'ok' and st['decision']['promoted'] and st['decision']['champion'] is None
-    assert st['params'] == dict(size=64, epochs=0, freeze_epochs=1, lr=2e-3, bs=64)
+    assert st['params'] == dict(data=str(data), size=64, epochs=0, freeze_epochs=1, lr=2e-3, bs=16)
     for nb in ('02_train.ipynb', '03_evaluate.ipynb', '04_export.ipynb'):  # executed, with their outputs and plots
         cells = json.loads((first/nb).read_text())['cells']
         assert any(c.get('outputs') for c in cells if c['cell_type'] == 'code'), nb
@@ -129,7 +132,7 @@ def test_retrain_end_to_end_promotion_and_refusal(tmp_path, s3_server):
     v1 = st['decision']['version']
     assert reg.resolve('dogbreeds', 'production') == v1 and st['model_uri'] == f"{registry}/dogbreeds@{v1}"
 
-    res = retrain(dict(TINY, seed=7), registry=registry, runs_dir=runs, run_id='second', margin=0.5,
+    res = retrain(dict(TINY, data=str(data), bs=16, seed=7), registry=registry, runs_dir=runs, run_id='second', margin=0.5,
                   endpoint_url=s3_server.endpoint, quiet=True)
     d = res.decision
     assert res.ok and not d['promoted'] and d['champion_version'] == v1
@@ -196,3 +199,22 @@ def test_sagemaker_bad_input(s3_server):
     with pytest.raises(DataError, match='holds no files'):
         launch_sagemaker(dict(data=f's3://{s3_server.bucket}/empty-{uuid.uuid4().hex[:6]}'), registry=reg, role=role,
                          endpoint_url=s3_server.endpoint, region='us-east-1', quiet=True)
+
+
+def test_schedule_templates():
+    "deploy/retrain: the parameters file passes the checks; the EventBridge schedule is a valid CreateSchedule request that starts a valid job."
+    import botocore.session, botocore.validate
+    from dogbreeds.retrain import SCHEDULER_TARGET, read_params_file
+    d = ROOT/'deploy'/'retrain'
+    steps = check_retrain_params(read_params_file(d/'params.yaml'), on='sagemaker')
+    assert steps['train']['data'].startswith('s3://') and steps['evaluate'] == dict(tta=True)
+    sched = json.loads((d/'eventbridge-schedule.json').read_text())
+    session, validator = botocore.session.get_session(), botocore.validate.ParamValidator()
+    for service, op, req in [('scheduler', 'CreateSchedule', sched),
+                             ('sagemaker', 'CreateTrainingJob', job := json.loads(sched['Target']['Input']))]:
+        report = validator.validate(req, session.get_service_model(service).operation_model(op).input_shape)
+        assert not report.has_errors(), report.generate_report()
+    assert sched['Target']['Arn'] == SCHEDULER_TARGET and job['TrainingJobName'] == 'dogbreeds-retrain-<aws.scheduler.execution-id>'
+    assert json.loads(job['HyperParameters']['epochs']) == read_params_file(d/'params.yaml')['epochs']
+    for f in ('scheduler-role-policy.json', 'execution-role-policy.json'): assert json.loads((d/f).read_text())['Statement']
+    assert 'dogbreeds retrain --on sagemaker' in (d/'crontab').read_text()
