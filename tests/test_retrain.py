@@ -218,3 +218,32 @@ def test_schedule_templates():
     assert json.loads(job['HyperParameters']['epochs']) == read_params_file(d/'params.yaml')['epochs']
     for f in ('scheduler-role-policy.json', 'execution-role-policy.json'): assert json.loads((d/f).read_text())['Statement']
     assert 'dogbreeds retrain --on sagemaker' in (d/'crontab').read_text()
+
+
+def test_cli_sagemaker_dry_run(capsys, monkeypatch):
+    "`dogbreeds retrain --on sagemaker --dry-run` prints the CreateTrainingJob request and starts nothing."
+    from dogbreeds.cli import main
+    for k, v in dict(AWS_ACCESS_KEY_ID='x', AWS_SECRET_ACCESS_KEY='x', AWS_EC2_METADATA_DISABLED='true').items(): monkeypatch.setenv(k, v)
+    main(['retrain', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '-p', 'epochs', '2', '--registry', 's3://b/models',
+          '--role', 'arn:aws:iam::123456789012:role/r', '--instance-type', 'ml.m5.xlarge', '--region', 'us-west-2', '--dry-run', '--quiet'])
+    main(['retrain', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '--registry', 's3://b/models',
+          '--role', 'arn:aws:iam::123456789012:role/r', '--region', 'us-west-2', '--dry-run'])
+    req = json.loads(capsys.readouterr().out)
+    assert req['ResourceConfig']['InstanceType'] == 'ml.g4dn.xlarge' and '-gpu-' in req['AlgorithmSpecification']['TrainingImage']
+    with pytest.raises(SystemExit):
+        main(['retrain', '--run-id', 'x', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '--dry-run'])
+    assert '--runs-dir, --run-id and --kernel are for --on local' in capsys.readouterr().err
+
+
+def test_container_main_reports_failure(tmp_path, monkeypatch):
+    "In the container, a run that cannot start writes its one-line error where SageMaker shows it as the failure reason."
+    from dogbreeds.retrain import container_main, training_job_request
+    req = training_job_request('job-1', dict(epochs=1, epochz=2), 's3://b/dogs', 's3://b/models', 'arn:aws:iam::123456789012:role/r',
+                               'image', 's3://b/src.tar.gz', 's3://b/out', 'us-east-1')
+    (tmp_path/'config').mkdir()
+    (tmp_path/'config'/'hyperparameters.json').write_text(json.dumps(req['HyperParameters']))
+    (tmp_path/'train').mkdir()
+    for k, v in dict(SM_INPUT_CONFIG_DIR=tmp_path/'config', SM_OUTPUT_DIR=tmp_path/'out', SM_CHANNEL_TRAIN=tmp_path/'train',
+                     TRAINING_JOB_NAME='job-1', DOGBREEDS_REGISTRY=tmp_path/'registry').items(): monkeypatch.setenv(k, str(v))
+    assert container_main() == 1
+    assert "unknown parameter 'epochz'" in (tmp_path/'out'/'failure').read_text()
