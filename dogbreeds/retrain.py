@@ -697,8 +697,8 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *, registry:str|No
     if schedule:
         request['Environment']['DOGBREEDS_USER'] = f"EventBridge schedule {schedule_name}"
         request = schedule_request(schedule_name, schedule, request, scheduler_role)
-    if dry_run:
-        if not quiet: print(json.dumps(request, indent=2))
+    if dry_run:  # printing the request is the point, --quiet or not
+        print(json.dumps(request, indent=2))
         return request
     # checks that need AWS: the registry answers, the data is there
     reg.versions(name)

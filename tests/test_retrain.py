@@ -226,6 +226,10 @@ def test_cli_sagemaker_dry_run(capsys, monkeypatch):
     for k, v in dict(AWS_ACCESS_KEY_ID='x', AWS_SECRET_ACCESS_KEY='x', AWS_EC2_METADATA_DISABLED='true').items(): monkeypatch.setenv(k, v)
     main(['retrain', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '-p', 'epochs', '2', '--registry', 's3://b/models',
           '--role', 'arn:aws:iam::123456789012:role/r', '--instance-type', 'ml.m5.xlarge', '--region', 'us-west-2', '--dry-run', '--quiet'])
+    req = json.loads(capsys.readouterr().out)
+    assert req['ResourceConfig']['InstanceType'] == 'ml.m5.xlarge' and '-cpu-' in req['AlgorithmSpecification']['TrainingImage']
+    assert json.loads(req['HyperParameters']['epochs']) == 2 and req['AlgorithmSpecification']['TrainingImage'].startswith(
+        '763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:')
     main(['retrain', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '--registry', 's3://b/models',
           '--role', 'arn:aws:iam::123456789012:role/r', '--region', 'us-west-2', '--dry-run'])
     req = json.loads(capsys.readouterr().out)
