@@ -24,6 +24,7 @@ COMMANDS = {  # command: (module:function, one-line help)
     'promote': ('dogbreeds.registry:promote_cli', 'point an alias (default production) at a model version'),
     'delete': ('dogbreeds.registry:delete_cli', 'delete a model version that no alias names'),
     'cost': ('dogbreeds.cost:cost_cli', 'monthly cost on Lambda, SageMaker and EC2 from measured latency, with break-evens'),
+    'retrain': ('dogbreeds.retrain:retrain_cli', 'retrain with the notebooks (papermill), here or on SageMaker; promote if better'),
 }
 
 # %% ../nbs/99_cli.ipynb #13a33b68
