@@ -214,9 +214,10 @@ def serve(model:str|None=None, host:str|None=None, port:int|None=None, workers:i
     if model: os.environ['MODEL_URI'] = str(model)  # worker processes read their settings from the environment
     if threads: os.environ['DOGBREEDS_THREADS'] = str(threads)
     host = host or os.environ.get('SERVE_HOST', '127.0.0.1')
-    port = port or _env_int('SAGEMAKER_BIND_TO_PORT', 'SERVE_PORT', default=8080)
-    workers = workers or _env_int('SAGEMAKER_MODEL_SERVER_WORKERS', 'SERVE_WORKERS', default=1)
+    port = port if port is not None else _env_int('SAGEMAKER_BIND_TO_PORT', 'SERVE_PORT', default=8080)
+    workers = workers if workers is not None else _env_int('SAGEMAKER_MODEL_SERVER_WORKERS', 'SERVE_WORKERS', default=1)
     if workers < 1: raise ParameterError(f"workers must be at least 1, got {workers}")
+    if not 1 <= port <= 65535: raise ParameterError(f"port must be 1 to 65535, got {port}")
     uvicorn.run('dogbreeds.sagemaker:app_from_env', factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, timeout_keep_alive=75, timeout_graceful_shutdown=30)
 
