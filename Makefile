@@ -25,7 +25,7 @@ $(VENV)/.train.stamp: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev.stamp: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[train,aws,demo,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,aws,serve-http,demo,dev]'
 	touch $@ $(VENV)/.train.stamp
 
 weights: $(VENV)/.train.stamp

@@ -25,6 +25,11 @@ COMMANDS = {  # command: (module:function, one-line help)
     'delete': ('dogbreeds.registry:delete_cli', 'delete a model version that no alias names'),
     'cost': ('dogbreeds.cost:cost_cli', 'monthly cost on Lambda, SageMaker and EC2 from measured latency, with break-evens'),
     'retrain': ('dogbreeds.retrain:retrain_cli', 'retrain with the notebooks (papermill), here or on SageMaker; promote if better'),
+    'serve': ('dogbreeds.sagemaker:serve_cli', 'serve the model over HTTP: GET /ping, POST /invocations (the SageMaker container)'),
+    'package': ('dogbreeds.sagemaker:package_cli', "write model.tar.gz for SageMaker's PyTorch container"),
+    'deploy': ('dogbreeds.sagemaker:deploy_cli', 'create or update a SageMaker endpoint: serverless, or real-time with autoscaling'),
+    'undeploy': ('dogbreeds.sagemaker:undeploy_cli', 'delete a SageMaker endpoint with its configuration, models and autoscaling'),
+    'iam': ('dogbreeds.iam:iam_cli', 'print the least-privilege IAM policy of a role: lambda, sagemaker, training, deployer'),
 }
 
 # %% ../nbs/99_cli.ipynb #13a33b68

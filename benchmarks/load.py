@@ -1,0 +1,134 @@
+"""Load benchmark of `dogbreeds serve` (the SageMaker container's HTTP server): concurrent clients posting real
+photos over loopback HTTP, side by side for each worker count asked for, in one run.
+
+    python benchmarks/load.py --model exported_models/<run>/model                 # 32 clients x 3000 requests, 1 and 2 workers
+    python benchmarks/load.py --model DIR --clients 32 --requests 300 --workers 1  # a shorter run
+
+Bounded: the server listens on 127.0.0.1 only, on a free port; each client sends `--requests` requests one after
+another (a rotating mix of the sample's photos, as image/jpeg), and the run stops by itself after that, or after
+`--max-seconds` per row, whichever comes first; the server is stopped at the end of each row. Printed per row:
+requests done, errors (anything but a 200 with predictions, or a failed connection), throughput, latency p50/p99
+(client side, including queueing at the server), and the server's memory (RSS of the server and its worker
+processes) after start-up and one warm request, after the load, and at its peak.
+The clients run in this process and share the machine's cores with the server: on a small machine they take
+a noticeable share of the CPU, so the throughput is a floor.
+"""
+import argparse, asyncio, os, signal, socket, statistics, subprocess, sys, tempfile, threading, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+def rss(pid):
+    "MB resident: the process and its children (uvicorn's worker processes)."
+    import psutil
+    try:
+        p = psutil.Process(pid)
+        return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / 2**20
+    except psutil.NoSuchProcess: return float('nan')
+
+
+class Server:
+    def __init__(self, model, workers, threads=None):
+        self.model, self.workers, self.threads = model, workers, threads
+
+    def __enter__(self):
+        import httpx
+        self.port = free_port()
+        self.url = f'http://127.0.0.1:{self.port}'
+        cmd = [sys.executable, '-c', 'from dogbreeds.cli import main; main()', 'serve', '--model', str(self.model),
+               '--host', '127.0.0.1', '--port', str(self.port), '--workers', str(self.workers), '--log-level', 'warning']
+        if self.threads: cmd += ['--threads', str(self.threads)]
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                if httpx.get(self.url + '/ping', timeout=2).status_code == 200: return self
+            except httpx.HTTPError: pass
+            time.sleep(0.3)
+        self.__exit__()
+        raise SystemExit(f"dogbreeds serve did not start: {self.output[-2000:]}")
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try: self.proc.wait(30)
+            except subprocess.TimeoutExpired: os.killpg(self.proc.pid, signal.SIGKILL); self.proc.wait(10)
+        self.log.seek(0); self.output = self.log.read().decode(errors='replace'); self.log.close()
+
+
+async def client(url, photos, n, offset, lat, errors, stop_at):
+    import httpx
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=1)) as c:
+        for i in range(n):
+            if time.monotonic() > stop_at: return
+            body = photos[(offset + i) % len(photos)]
+            t = time.perf_counter()
+            try:
+                r = await c.post('/invocations', content=body, headers={'Content-Type': 'image/jpeg'})
+                ok = r.status_code == 200 and bool(r.json().get('predictions'))
+                if not ok: errors.append(f"{r.status_code}: {r.text[:200]}")
+            except Exception as e: errors.append(f"{type(e).__name__}: {e}")  # noqa: BLE001 - counted, and the run goes on
+            lat.append((time.perf_counter() - t) * 1000)
+
+
+def run_row(model, workers, clients, requests, photos, max_seconds, threads):
+    with Server(model, workers, threads) as srv:
+        import httpx
+        assert httpx.post(srv.url + '/invocations', content=photos[0], headers={'Content-Type': 'image/jpeg'}).status_code == 200
+        before, peak = rss(srv.proc.pid), [0.0]
+        done = threading.Event()
+        def watch():
+            while not done.wait(0.5): peak[0] = max(peak[0], rss(srv.proc.pid))
+        threading.Thread(target=watch, daemon=True).start()
+        lat, errors = [], []
+        t0 = time.monotonic()
+        stop_at = t0 + max_seconds
+        async def main():
+            await asyncio.gather(*[client(srv.url, photos, requests, k * 7, lat, errors, stop_at) for k in range(clients)])
+        asyncio.run(main())
+        wall = time.monotonic() - t0
+        done.set()
+        after = rss(srv.proc.pid)
+    q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [float('nan')] * 99
+    return dict(workers=workers, done=len(lat), asked=clients * requests, errors=len(errors), first_errors=errors[:3],
+                rps=len(lat) / wall, p50=q[49], p99=q[98], wall=wall, before=before, after=after, peak=max(peak[0], after),
+                stopped_early=len(lat) < clients * requests)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--model', default=None, help='model folder (default: the newest exported_models/*/model)')
+    ap.add_argument('--clients', type=int, default=32)
+    ap.add_argument('--requests', type=int, default=3000, help='requests per client')
+    ap.add_argument('--workers', type=int, nargs='+', default=[1, 2], help='server worker counts to compare')
+    ap.add_argument('--threads', type=int, default=None, help='ONNX Runtime threads per inference (default: its own)')
+    ap.add_argument('--max-seconds', type=float, default=600, help='stop each row after this long')
+    a = ap.parse_args()
+    if not (1 <= a.clients <= 256 and 1 <= a.requests <= 100_000): raise SystemExit('--clients 1..256, --requests 1..100000')
+    if a.model: model = Path(a.model)
+    else:
+        found = sorted(ROOT.glob('exported_models/*/model/manifest.json'), key=lambda p: p.stat().st_mtime)
+        if not found: raise SystemExit('no exported model: run `make run`, or pass --model')
+        model = found[-1].parent
+    photos = [p.read_bytes() for p in sorted((ROOT / 'data' / 'sample' / 'val').rglob('*.JPEG'))[:64]]
+    print(f"model {model}; {a.clients} clients x {a.requests} requests; {len(photos)} sample photos "
+          f"({statistics.mean(map(len, photos)) / 1e3:.0f} kB mean); {os.cpu_count()} CPUs")
+    print(f"{'workers':>7} {'done':>7} {'errors':>6} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'RSS MB before':>13} {'after':>7} {'peak':>7}")
+    for w in a.workers:
+        r = run_row(model, w, a.clients, a.requests, photos, a.max_seconds, a.threads)
+        print(f"{r['workers']:>7} {r['done']:>7} {r['errors']:>6} {r['rps']:>7.1f} {r['p50']:>8.1f} {r['p99']:>8.1f} "
+              f"{r['before']:>13.0f} {r['after']:>7.0f} {r['peak']:>7.0f}"
+              + (f"   (stopped at --max-seconds {a.max_seconds:.0f}: {r['done']} of {r['asked']})" if r['stopped_early'] else ''))
+        for e in r['first_errors']: print(f"        error: {e}")
+
+
+if __name__ == '__main__':
+    main()

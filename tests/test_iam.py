@@ -1,0 +1,192 @@
+"""Least-privilege IAM: every policy has no `*` action and a `*` resource only for actions AWS grants on nothing
+narrower (checked against AWS's action list in policy_sentry's database), every ARN fits a resource type its actions
+accept, each role can do its job and no more, and the S3 calls the Lambda handler really makes are allowed."""
+import base64, json, re, subprocess, sys, uuid
+from pathlib import Path
+from functools import lru_cache
+
+import pytest
+
+from dogbreeds import iam
+from dogbreeds.iam import allows, problems
+
+R, A = 'us-east-1', '123456789012'
+MODEL = 's3://acme-ml/models/dogbreeds@production'
+ROLE_ARN = f'arn:aws:iam::{A}:role/dogbreeds-sagemaker'
+KMS = f'arn:aws:kms:{R}:{A}:key/1234abcd-12ab-34cd-56ef-1234567890ab'
+VPC = dict(subnets=('subnet-0abc',), security_groups=('sg-0abc',))
+
+POLICIES = {
+    'lambda': iam.lambda_policy('dogbreeds', R, A, model_uri=MODEL),
+    'lambda proxy': iam.lambda_policy('dogbreeds', R, A, endpoint='dogbreeds'),
+    'lambda full': iam.lambda_policy('dogbreeds', R, A, model_uri='s3://acme-ml/models/dogbreeds@20261123T101500Z-3fa2c1',
+                                     input_prefixes=('s3://acme-uploads/photos',), results_prefix='s3://acme-uploads/results',
+                                     kms_key_arn=KMS, **VPC),
+    'sagemaker': iam.sagemaker_policy('dogbreeds', R, A, model_uri=MODEL),
+    'sagemaker full': iam.sagemaker_policy('dogbreeds', R, A, model_uri=MODEL, model_data='s3://acme-ml/endpoints/model.tar.gz',
+                                           ecr_repository='dogbreeds-sagemaker', kms_key_arn=KMS, **VPC),
+    'training': iam.training_policy('s3://acme-ml/data/imagewoof', 's3://acme-ml/models', R, A, ecr_repository='dogbreeds-train',
+                                    kms_key_arn=KMS),
+    'deployer': iam.deployer_policy('dogbreeds', ROLE_ARN, R, A),
+    'deployer without autoscaling': iam.deployer_policy('dogbreeds', ROLE_ARN, R, A, autoscaling=False),
+}
+
+
+@lru_cache(maxsize=None)
+def action_data(action):
+    from policy_sentry.querying.actions import get_action_data
+    service, name = action.split(':')
+    return get_action_data(service, name).get(service, [])
+
+
+@lru_cache(maxsize=None)
+def wildcard_only(service):
+    from policy_sentry.querying.actions import get_actions_that_support_wildcard_arns_only
+    return {a.lower() for a in get_actions_that_support_wildcard_arns_only(service)}
+
+
+def fits(arn, fmt):
+    "Whether `arn` (which may hold IAM wildcards) is an ARN of the resource type whose format is `fmt`."
+    pat = re.escape(fmt)
+    pat = re.sub(r'\\\$\\\{Partition\\\}', 'aws', pat)
+    pat = re.sub(r'\\\$\\\{[^}]*\\\}', '.+', pat)
+    return re.fullmatch(pat, arn) is not None
+
+
+@pytest.mark.parametrize('name', POLICIES)
+def test_least_privilege_rules(name):
+    doc = POLICIES[name]
+    assert problems(doc) == []
+    assert doc['Version'] == '2012-10-17' and json.loads(json.dumps(doc)) == doc
+    for s in doc['Statement']:
+        assert s['Effect'] == 'Allow' and s['Sid'].isalnum()
+        used = set()
+        for a in s['Action']:
+            assert '*' not in a and '?' not in a
+            data = action_data(a)
+            assert data, f"{a} is not an IAM action"
+            formats = [d['resource_arn_format'] for d in data]
+            if s['Resource'] == '*':
+                assert a in iam.WILDCARD_ONLY, f"{name}: {a} on '*'"
+                assert a.lower() in wildcard_only(a.split(':')[0]) and formats == ['*'], f"AWS grants {a} on {formats}"
+            else:  # each action gets an ARN of a resource type it takes, and each ARN serves some action
+                assert '*' not in s['Resource']
+                ok = [arn for arn in s['Resource'] if any(fits(arn, f) for f in formats)]
+                assert ok, f"{name}: {a} takes none of {formats}, not {s['Resource']}"
+                used.update(ok)
+        if s['Resource'] != '*': assert used == set(s['Resource']), f"{name}: {set(s['Resource']) - used} serve no action"
+
+
+def test_wildcard_only_actions_really_are():
+    for a in iam.WILDCARD_ONLY:
+        assert a.lower() in wildcard_only(a.split(':')[0]), f"AWS grants {a} on narrower resources: do not use '*'"
+
+
+def test_the_checker_finds_broad_policies():
+    seed = {'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Action': 'sagemaker:*', 'Resource': '*'}]}
+    assert problems(seed) == ['statement 0: wildcard action sagemaker:*', "statement 0: sagemaker:* on Resource '*'"]
+    star = {'Statement': [{'Sid': 'S', 'Effect': 'Allow', 'Action': ['s3:GetObject'], 'Resource': ['*']}]}
+    assert problems(star) == ["S: s3:GetObject on Resource '*'"]
+    bucket = {'Statement': [{'Sid': 'S', 'Effect': 'Allow', 'Action': ['s3:GetObject'], 'Resource': ['arn:aws:s3:::*']}]}
+    assert problems(bucket) == ['S: resource arn:aws:s3:::* names no resource']
+    assert problems({'Statement': [{'Sid': 'N', 'Effect': 'Allow', 'NotAction': 's3:DeleteObject', 'Resource': '*'}]})
+
+
+def obj(key, bucket='acme-ml'): return f'arn:aws:s3:::{bucket}/{key}'
+
+
+def test_lambda_reads_its_model_and_nothing_else():
+    p = POLICIES['lambda']
+    assert allows(p, 's3:GetObject', obj('models/dogbreeds/aliases/production.json'))
+    assert allows(p, 's3:GetObject', obj('models/dogbreeds/versions/20261123T101500Z-3fa2c1/model.onnx'))
+    assert not allows(p, 's3:GetObject', obj('models/dogbreeds/aliases/staging.json'))
+    assert not allows(p, 's3:GetObject', obj('models/other/versions/20261123T101500Z-3fa2c1/model.onnx'))
+    assert not allows(p, 's3:GetObject', obj('data/imagewoof/train/x.jpg'))
+    for a in ('s3:PutObject', 's3:DeleteObject', 's3:ListBucket'): assert not allows(p, a, obj('models/dogbreeds/versions/x'))
+    assert not any(a.startswith('sagemaker:') for s in p['Statement'] for a in s['Action'])
+    assert allows(p, 'logs:PutLogEvents', f'arn:aws:logs:{R}:{A}:log-group:/aws/lambda/dogbreeds:log-stream:2026/11/23/abc')
+    assert not allows(p, 'logs:PutLogEvents', f'arn:aws:logs:{R}:{A}:log-group:/aws/lambda/other:log-stream:x')
+    pinned = POLICIES['lambda full']
+    assert allows(pinned, 's3:GetObject', obj('models/dogbreeds/versions/20261123T101500Z-3fa2c1/model.onnx'))
+    assert not allows(pinned, 's3:GetObject', obj('models/dogbreeds/versions/20261124T101500Z-aaaaaa/model.onnx'))
+    assert allows(pinned, 's3:GetObject', obj('photos/a.jpg', 'acme-uploads'))
+    assert allows(pinned, 's3:PutObject', obj('results/photos/a.jpg.json', 'acme-uploads'))
+    assert not allows(pinned, 's3:PutObject', obj('photos/a.jpg', 'acme-uploads'))
+
+
+def test_lambda_proxy_invokes_the_one_endpoint():
+    p = POLICIES['lambda proxy']
+    ep = f'arn:aws:sagemaker:{R}:{A}:endpoint/dogbreeds'
+    assert allows(p, 'sagemaker:InvokeEndpoint', ep)
+    assert not allows(p, 'sagemaker:InvokeEndpoint', ep + '-other')
+    assert not allows(p, 'sagemaker:InvokeEndpoint', f'arn:aws:sagemaker:{R}:{A}:endpoint/other')
+    assert not allows(p, 'sagemaker:InvokeEndpointAsync', ep) and not allows(p, 'sagemaker:DescribeEndpoint', ep)
+    assert not any(a.startswith('s3:') for s in p['Statement'] for a in s['Action'])
+
+
+def test_sagemaker_and_training_roles():
+    sm = POLICIES['sagemaker full']
+    assert allows(sm, 's3:GetObject', obj('models/dogbreeds/versions/20261123T101500Z-3fa2c1/model.onnx'))
+    assert allows(sm, 's3:GetObject', obj('endpoints/model.tar.gz'))
+    assert not allows(sm, 's3:PutObject', obj('models/dogbreeds/versions/x/model.onnx'))
+    assert not allows(sm, 's3:GetObject', obj('data/imagewoof/train/x.jpg'))
+    assert allows(sm, 'ecr:BatchGetImage', f'arn:aws:ecr:{R}:{A}:repository/dogbreeds-sagemaker')
+    assert not allows(sm, 'ecr:BatchGetImage', f'arn:aws:ecr:{R}:{A}:repository/other')
+    tr = POLICIES['training']
+    assert allows(tr, 's3:GetObject', obj('data/imagewoof/train/n02086240/x.JPEG'))
+    assert not allows(tr, 's3:PutObject', obj('data/imagewoof/train/n02086240/x.JPEG'))  # the data is read-only
+    assert allows(tr, 's3:PutObject', obj('models/dogbreeds/versions/20261123T101500Z-3fa2c1/model.onnx'))
+    assert not allows(tr, 's3:PutObject', obj('models/other/versions/x/model.onnx'))
+    assert not any('Delete' in a for s in tr['Statement'] for a in s['Action'])
+    dep = POLICIES['deployer']
+    assert allows(dep, 'iam:PassRole', ROLE_ARN) and not allows(dep, 'iam:PassRole', f'arn:aws:iam::{A}:role/admin')
+    assert allows(dep, 'sagemaker:CreateEndpoint', f'arn:aws:sagemaker:{R}:{A}:endpoint/dogbreeds')
+    assert not allows(dep, 'sagemaker:DeleteEndpoint', f'arn:aws:sagemaker:{R}:{A}:endpoint/production-fraud-model')
+    with pytest.raises(iam.PolicyError): iam.lambda_policy('f', R, A)
+    with pytest.raises(iam.PolicyError): iam.lambda_policy('f', 'mars-1', A, model_uri=MODEL)
+    with pytest.raises(iam.PolicyError): iam.deployer_policy('dogbreeds', 'not-a-role', R, A)
+
+
+def test_lambda_policy_allows_the_calls_the_handler_makes(s3_server, model_dir, tmp_path, monkeypatch):
+    "Serve a registry model from a real S3 server while recording every AWS call: the policy allows each, by ARN."
+    from botocore.client import BaseClient
+    from dogbreeds import lambda_handler as lh
+    from dogbreeds.registry import Registry
+    b, prefix = s3_server.bucket, f'iam-{uuid.uuid4().hex[:8]}'
+    Registry(f's3://{b}/{prefix}', endpoint_url=s3_server.endpoint, progress=False).push(model_dir, name='dogbreeds', alias='production')
+    uri = f's3://{b}/{prefix}/dogbreeds@production'
+    for k in ('SAGEMAKER_ENDPOINT', 'RESULTS_PREFIX', 'INPUT_PREFIXES'): monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv('AWS_ENDPOINT_URL', s3_server.endpoint)
+    monkeypatch.setenv('MODEL_URI', uri)
+    monkeypatch.setenv('DOGBREEDS_CACHE', str(tmp_path / 'cache'))
+    calls, real = [], BaseClient._make_api_call
+    def record(self, op, params):
+        calls.append((self.meta.service_model.service_name, op, dict(params)))
+        return real(self, op, params)
+    monkeypatch.setattr(BaseClient, '_make_api_call', record)
+    lh.reset()
+    try:
+        jpg = sorted((Path(__file__).resolve().parent.parent / 'data/sample/val/n02111889').glob('*'))[0].read_bytes()
+        r = lh.handler({'image': base64.b64encode(jpg).decode()})
+    finally: lh.reset()
+    assert r['statusCode'] == 200, r
+    assert calls, "no AWS call was recorded"
+    doc = iam.lambda_policy('dogbreeds', R, A, model_uri=uri)
+    iam_action = {'GetObject': 's3:GetObject', 'HeadObject': 's3:GetObject', 'ListObjectsV2': 's3:ListBucket'}
+    for service, op, params in calls:
+        assert service == 's3' and op in iam_action, f"an unexpected call: {service} {op}"
+        arn = obj(params['Key'], params['Bucket']) if 'Key' in params else f"arn:aws:s3:::{params['Bucket']}"
+        assert allows(doc, iam_action[op], arn), f"the Lambda policy does not allow {op} on {arn}"
+
+
+def test_iam_cli(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, '-c', 'from dogbreeds.cli import main; main()', 'iam', *a],
+                                    capture_output=True, text=True, timeout=60)
+    r = run('lambda', '--function', 'dogbreeds', '--region', R, '--account', A, '--endpoint', 'dogbreeds')
+    assert r.returncode == 0 and json.loads(r.stdout) == POLICIES['lambda proxy']
+    r = run('lambda', '--trust')
+    assert json.loads(r.stdout)['Statement'][0]['Principal'] == {'Service': 'lambda.amazonaws.com'}
+    r = run('lambda', '--region', R, '--account', A)
+    assert r.returncode == 2 and '--function' in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run('root')
+    assert r.returncode == 2 and 'choose one of' in r.stderr
