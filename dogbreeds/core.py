@@ -202,8 +202,11 @@ def short_errors():
 
 # %% ../nbs/00_core.ipynb #14786ab5
 def interactive() -> bool:
-    "True in a notebook or a terminal: where progress bars render instead of filling a log with control characters."
-    return 'ipykernel' in sys.modules or sys.stdout.isatty()
+    "True in a running Jupyter kernel or a terminal: where progress bars render instead of filling a log with control characters."
+    ipy = sys.modules.get('IPython')
+    shell = ipy.get_ipython() if ipy is not None else None
+    in_kernel = shell is not None and any(c.__name__ == 'ZMQInteractiveShell' for c in type(shell).__mro__)
+    return in_kernel or sys.stdout.isatty()
 
 # %% ../nbs/00_core.ipynb #4aacad83
 def fail(msg:str, code:int=2):

@@ -177,7 +177,8 @@ def measure(model, n:int=50, photos:list|None=None, backend:str='auto', threads:
     q = statistics.quantiles(times, n=20)
     return dict(p50_ms=statistics.median(times), p95_ms=q[18], n=n, backend=p.backend.name,
                 rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                payload_kb=sum(map(len, payloads)) / len(payloads) / 1024, cpus=os.cpu_count())
+                payload_kb=sum(map(len, payloads)) / len(payloads) / 1024,
+                threads=threads or os.cpu_count(), cpus=os.cpu_count())
 
 # %% ../nbs/05_inference.ipynb #72fb3a39
 from fastcore.script import call_parse

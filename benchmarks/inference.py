@@ -1,0 +1,142 @@
+"""Inference benchmark: the same model and the same photos, side by side, in one run.
+
+    python benchmarks/inference.py                      # newest exported_models/*/ run (trains one if none)
+    python benchmarks/inference.py --run exported_models/<run>
+
+Rows:
+  learn.predict            fastai, from the run's learner.pkl (the notebook user's path)
+  Predictor (torchscript)  dogbreeds.inference on model.pt
+  Predictor (onnx)         dogbreeds.inference on model.onnx (the serving default)
+  onnxruntime floor        bare `session.run` of model.onnx on a ready uint8 tensor (no decoding)
+
+Columns: warm latency p50/p95 at batch 1 (photo bytes in, breeds out; the floor gets a decoded
+tensor), cold start (a fresh Python process: import, load, first answer; median of 5), and batch-64
+throughput (64 real photos of mixed sizes as bytes; the floor gets one ready [64, H, W, 3] tensor of
+same-size photos). Figures for the cost planner are written to benchmarks/results/inference.json.
+"""
+import argparse, json, os, statistics, subprocess, sys, time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / 'data' / 'sample'
+
+
+def timeit(f, n, warm=3):
+    for _ in range(warm): f()
+    t = []
+    for _ in range(n):
+        s = time.perf_counter(); f(); t.append((time.perf_counter() - s) * 1000)
+    return statistics.median(t), statistics.quantiles(t, n=20)[18]
+
+
+def cold(code, reps=5):
+    "Median wall time of a fresh interpreter running `code` (which prints its own in-process seconds)."
+    wall, inproc = [], []
+    for _ in range(reps):
+        s = time.perf_counter()
+        r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
+        wall.append(time.perf_counter() - s)
+        if r.returncode: raise SystemExit(r.stderr)
+        inproc.append(float(r.stdout.strip().splitlines()[-1]))
+    return statistics.median(wall), statistics.median(inproc)
+
+
+def find_run(arg):
+    if arg: return Path(arg)
+    runs = sorted((p.parent.parent for p in (ROOT / 'exported_models').glob('*/model/manifest.json')
+                   if (p.parent.parent / 'learner.pkl').exists()), key=lambda p: p.stat().st_mtime)
+    if runs: return runs[-1]
+    print('no exported run found: training a quick one on the sample (160 px, one frozen epoch)')
+    from dogbreeds.train import train
+    return train('sample', size=160, epochs=0, freeze_epochs=1, lr=2e-3, quiet=True,
+                 run_name=f"bench-inference-{time.strftime('%Y%m%d-%H%M%S')}").run_dir
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--run', help='a run folder with learner.pkl and model/')
+    ap.add_argument('-n', type=int, default=200, help='timed repetitions at batch 1')
+    a = ap.parse_args()
+    run = find_run(a.run)
+    model = run / 'model'
+    photos = sorted(SAMPLE.rglob('*.JPEG'))[:64]
+    payloads = [p.read_bytes() for p in photos]
+    print(f"model {model} ({json.loads((model / 'manifest.json').read_text())['arch']}, "
+          f"{json.loads((model / 'manifest.json').read_text())['preprocessing']['resize']['size']} px); "
+          f"{len(photos)} photos from data/sample; {os.cpu_count()} CPUs\n")
+
+    from dogbreeds.inference import Predictor
+    from dogbreeds.core import load_rgb
+    import onnxruntime as ort
+    rows = {}
+
+    # warm latency, batch 1
+    preds = {b: Predictor.load(model, backend=b) for b in ('torchscript', 'onnx')}
+    it = iter(range(10**9))
+    for b, p in preds.items():
+        rows[f'Predictor ({b})'] = dict(lat=timeit(lambda: p.predict(payloads[next(it) % 64]), a.n))
+    sess = ort.InferenceSession(str(model / 'model.onnx'), providers=['CPUExecutionProvider'])
+    ready = [np.array(load_rgb(b))[None] for b in payloads]
+    rows['onnxruntime floor'] = dict(lat=timeit(lambda: sess.run(None, {'input': ready[next(it) % 64]}), a.n))
+
+    from fastai.learner import load_learner
+    learn = load_learner(run / 'learner.pkl')  # a pickle: fine in a benchmark of our own file, never when serving
+    rows['learn.predict'] = dict(lat=timeit(lambda: learn.predict(payloads[next(it) % 64]), max(20, a.n // 10)))
+
+    # batch-64 throughput
+    def thr(f, reps=5):
+        f()
+        t = [time.perf_counter()]
+        for _ in range(reps): f(); t.append(time.perf_counter())
+        return 64 / statistics.median(np.diff(t))
+    for b, p in preds.items():
+        rows[f'Predictor ({b})']['thr'] = thr(lambda: p.predict_batch(payloads))
+    shapes = [r.shape for r in ready]
+    common = max(set(shapes), key=shapes.count)
+    from PIL import Image
+    batch = np.concatenate([r if r.shape == common else
+                            np.array(Image.fromarray(r[0]).resize((common[2], common[1])))[None] for r in ready])
+    rows['onnxruntime floor']['thr'] = thr(lambda: sess.run(None, {'input': batch}))
+    dl = learn.dls.test_dl(photos)
+    rows['learn.predict']['thr'] = thr(lambda: learn.get_preds(dl=dl), reps=2)
+
+    # cold start: fresh interpreter, import + load + first answer
+    photo = str(photos[0])
+    for b in ('torchscript', 'onnx'):
+        rows[f'Predictor ({b})']['cold'] = cold(
+            "import time; t = time.perf_counter(); from dogbreeds.inference import Predictor; "
+            f"p = Predictor.load({str(model)!r}, backend={b!r}); p.predict(open({photo!r}, 'rb').read()); "
+            "print(time.perf_counter() - t)")
+    rows['onnxruntime floor']['cold'] = cold(
+        "import time; t = time.perf_counter(); import onnxruntime as ort, numpy as np; from PIL import Image; "
+        f"s = ort.InferenceSession({str(model / 'model.onnx')!r}); "
+        f"s.run(None, {{'input': np.asarray(Image.open({photo!r}).convert('RGB'))[None]}}); print(time.perf_counter() - t)")
+    rows['learn.predict']['cold'] = cold(
+        "import time; t = time.perf_counter(); from fastai.learner import load_learner; "
+        f"l = load_learner({str(run / 'learner.pkl')!r}); l.predict({photo!r}); print(time.perf_counter() - t)", reps=3)
+
+    print(f"{'':26}{'p50 ms':>9}{'p95 ms':>9}{'cold s (proc/in-process)':>27}{'batch-64 img/s':>17}")
+    for k in ('learn.predict', 'Predictor (torchscript)', 'Predictor (onnx)', 'onnxruntime floor'):
+        r = rows[k]
+        print(f"{k:26}{r['lat'][0]:9.2f}{r['lat'][1]:9.2f}{r['cold'][0]:15.2f} / {r['cold'][1]:.2f}  {r['thr']:15.1f}")
+    o, f, l = rows['Predictor (onnx)'], rows['onnxruntime floor'], rows['learn.predict']
+    print(f"\nPredictor (onnx) vs learn.predict: {l['lat'][0] / o['lat'][0]:.1f}x faster at p50 (goal >= 10x)")
+    print(f"Predictor (onnx) vs the floor:     {o['lat'][0] / f['lat'][0]:.2f}x the floor's p50 (goal <= 1.25x)")
+    print(f"cold start, Predictor (onnx):      {o['cold'][0]:.2f} s as a new process, {o['cold'][1]:.2f} s in it (goal <= 1 s)")
+    print(f"batch-64 throughput:               {o['thr'] / f['thr']:.0%} of the floor's (goal >= 85%)")
+
+    # the serving figures for the cost planner, measured in a lean process of its own (no fastai, no torch)
+    r = subprocess.run([sys.executable, '-c', "import json; from dogbreeds.inference import measure; "
+                        f"print(json.dumps(measure({str(model)!r}, n=200)))"], capture_output=True, text=True, cwd=ROOT)
+    if r.returncode: raise SystemExit(r.stderr)
+    res = dict(json.loads(r.stdout.strip().splitlines()[-1]), model=str(model), cold_start_s=o['cold'][0],
+               batch64_img_per_s=o['thr'], floor=dict(p50_ms=f['lat'][0], batch64_img_per_s=f['thr']),
+               learn_predict=dict(p50_ms=l['lat'][0]), measured=time.strftime('%Y-%m-%dT%H:%M:%S'))
+    out = ROOT / 'benchmarks' / 'results'; out.mkdir(parents=True, exist_ok=True)
+    (out / 'inference.json').write_text(json.dumps(res, indent=2) + '\n')
+    print(f"\nlean serving process (measure): p50 {res['p50_ms']:.2f} ms, p95 {res['p95_ms']:.2f} ms, "
+          f"peak RSS {res['rss_mb']:.0f} MB; written to {out / 'inference.json'}")
+
+if __name__ == '__main__': main()

@@ -1,0 +1,36 @@
+"""Remove what the serving runtime never loads from a `pip install --target DIR 'dogbreeds[serve]'`.
+
+    python scripts/prune_serving.py DIR             # safe: tests, tooling, caches, ONNX Runtime's C API library
+    python scripts/prune_serving.py DIR --no-avif   # also Pillow's AVIF and font libraries (no AVIF uploads)
+
+Used for the AWS Lambda package (docker/lambda.Dockerfile) and measured by benchmarks/serve_size.py.
+Every path removed is one the inference runtime does not import: onnxruntime's Python binding is
+self-contained (it does not load libonnxruntime.so, the C API library); `transformers`,
+`quantization` and `tools` are offline model-editing tools; numpy's f2py, distutils, tests and
+`_simd` (a test module) are never imported by numpy itself.
+"""
+import shutil, sys
+from pathlib import Path
+
+SAFE = ['onnxruntime/capi/libonnxruntime.so*', 'onnxruntime/transformers', 'onnxruntime/quantization',
+        'onnxruntime/tools', 'numpy/f2py', 'numpy/distutils', 'numpy/_core/include', 'numpy/_core/_simd.*.so',
+        'numpy/_core/_multiarray_tests.*.so', 'numpy/*/tests', 'numpy/tests', 'numpy/*/*/tests',
+        'PIL/ImageTk.py', 'PIL/ImageQt.py', 'bin', '**/__pycache__']
+NO_AVIF = ['pillow.libs/libavif-*', 'PIL/_avif.*.so', 'pillow.libs/libfreetype-*', 'pillow.libs/libharfbuzz-*',
+           'PIL/_imagingft.*.so']
+
+
+def prune(target, no_avif=False) -> int:
+    "Remove the listed paths under `target`; return the bytes freed."
+    freed = 0
+    for pat in SAFE + (NO_AVIF if no_avif else []):
+        for p in sorted(Path(target).glob(pat), reverse=True):
+            if not p.exists(): continue
+            size = sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) if p.is_dir() else p.stat().st_size
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            freed += size
+    return freed
+
+
+if __name__ == '__main__':
+    print(f"freed {prune(sys.argv[1], '--no-avif' in sys.argv) / 1e6:.1f} MB")
