@@ -1,5 +1,5 @@
 "Batch prediction: folder, glob and s3:// sources; CSV and Parquet outputs; resuming; bad files recorded, never fatal."
-import copy, csv, os, shutil, sys, uuid
+import copy, csv, importlib.util, os, shutil, subprocess, sys, uuid
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +238,40 @@ def test_parquet_without_pyarrow_is_a_clear_error(pred, folder, tmp_path, monkey
     monkeypatch.setitem(sys.modules, 'pyarrow', None)
     with pytest.raises(ResultsError, match=r"pip install 'dogbreeds\[parquet\]'"):
         batch_predict(folder, tmp_path / 'r.parquet', pred, progress=False)
+
+
+@pytest.mark.parametrize('fmt', ['csv', 'parquet'])
+def test_killed_run_keeps_its_rows(model_dir, folder, expected, tmp_path, fmt):
+    "A run killed with SIGKILL mid-way (no cleanup at all) leaves an output that the next run reads, keeps and completes."
+    if fmt == 'parquet': pytest.importorskip('pyarrow')
+    import signal, subprocess, time
+    out = tmp_path / f'results.{fmt}'
+    code = ("import sys, time\nfrom dogbreeds.inference import Predictor\nfrom dogbreeds.batch import batch_predict\n"
+            f"p = Predictor.load({str(model_dir)!r}); c = p.classify\n"
+            "def slow(x): time.sleep(0.5); return c(x)\n"  # slow enough to be killed between chunks, or in one
+            f"p.classify = slow\nbatch_predict({str(folder)!r}, {str(out)!r}, p, k={K}, batch_size=2, progress=False)\n")
+    proc = subprocess.Popen([sys.executable, '-c', code], env={**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)})
+    parts = out.with_name(f'.{out.name}.parts')
+    written = lambda: (out.exists() and out.read_bytes().count(b'\n') >= 3) if fmt == 'csv' else len(list(parts.glob('part-*'))) >= 1
+    deadline = time.monotonic() + 120
+    while not written() and proc.poll() is None and time.monotonic() < deadline: time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL); proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    pred = Predictor.load(model_dir)
+    r = batch_predict(folder, out, pred, k=K, batch_size=4, progress=False)
+    assert 2 <= r['skipped'] < 12 and r['skipped'] + r['predicted'] == 12
+    rows = read_results(out)
+    assert len(rows) == 12 and len({x['source'] for x in rows}) == 12
+    check_rows(rows, expected)
+
+
+def test_runs_on_the_lean_runtime(model_dir, folder, tmp_path):
+    "`dogbreeds predict` imports neither torch, torchvision, fastai nor pandas (Parquet is written with pyarrow alone)."
+    out = tmp_path / 'r.parquet' if importlib.util.find_spec('pyarrow') else tmp_path / 'r.csv'
+    code = ("import sys; from dogbreeds.cli import main; "
+            f"main(['predict', {str(folder)!r}, '--out', {str(out)!r}, '--model', {str(model_dir)!r}, '--quiet']); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'fastai', 'pandas'}))")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == '[]' and len(read_results(out)) == 12
