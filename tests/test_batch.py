@@ -1,14 +1,13 @@
 "Batch prediction: folder, glob and s3:// sources; CSV and Parquet outputs; resuming; bad files recorded, never fatal."
-import copy, csv, importlib.util, os, shutil, subprocess, sys, uuid
+import copy, csv, os, shutil, subprocess, sys, uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import SAMPLE
-from dogbreeds.batch import (CsvResults, ParquetResults, ResultsError, SourceError, batch_predict, model_id, open_results,
+from dogbreeds.batch import (ResultsError, SourceError, batch_predict, model_id, open_results,
                              read_results, result_columns)
-from dogbreeds.core import DogbreedsError
 from dogbreeds.inference import Predictor
 
 K = 3
@@ -76,7 +75,7 @@ def test_folder_to_csv_matches_predict(pred, folder, photos, expected, tmp_path)
 
 
 def test_glob_to_parquet(pred, folder, expected, tmp_path):
-    pa = pytest.importorskip('pyarrow.parquet')  # the dev extra installs it; this says so if it is missing
+    import pyarrow.parquet as pa  # the dev extra installs pyarrow (the parquet extra)
     out = tmp_path / 'results.parquet'
     r = batch_predict(str(folder / 'a' / '*.JPEG'), out, pred, k=K, batch_size=4, progress=False)
     assert (r['items'], r['predicted'], r['errors']) == (6, 6, 0)
@@ -125,7 +124,6 @@ def stop_after(pred, n):
 
 @pytest.mark.parametrize('fmt', ['csv', 'parquet'])
 def test_resume_after_interruption(pred, folder, expected, tmp_path, fmt):
-    if fmt == 'parquet': pytest.importorskip('pyarrow')
     out = tmp_path / f'results.{fmt}'
     with pytest.raises(Interrupt): batch_predict(folder, out, stop_after(pred, 3), k=K, batch_size=5, progress=False)
     first = read_results(out)
@@ -160,7 +158,6 @@ def test_csv_cut_mid_row_is_repaired(pred, folder, expected, tmp_path, capsys):
 
 def test_parquet_killed_before_merge(pred, folder, expected, tmp_path):
     "A run killed mid-way leaves complete part files (and perhaps a half-written one): the next run keeps and merges them."
-    pytest.importorskip('pyarrow')
     from dogbreeds.batch import predict_rows
     out = tmp_path / 'results.parquet'
     items = sorted(str(p) for p in (folder / 'b').glob('*.JPEG'))
@@ -243,7 +240,6 @@ def test_parquet_without_pyarrow_is_a_clear_error(pred, folder, tmp_path, monkey
 @pytest.mark.parametrize('fmt', ['csv', 'parquet'])
 def test_killed_run_keeps_its_rows(model_dir, folder, expected, tmp_path, fmt):
     "A run killed with SIGKILL mid-way (no cleanup at all) leaves an output that the next run reads, keeps and completes."
-    if fmt == 'parquet': pytest.importorskip('pyarrow')
     import signal, subprocess, time
     out = tmp_path / f'results.{fmt}'
     code = ("import sys, time\nfrom dogbreeds.inference import Predictor\nfrom dogbreeds.batch import batch_predict\n"
@@ -265,13 +261,22 @@ def test_killed_run_keeps_its_rows(model_dir, folder, expected, tmp_path, fmt):
     check_rows(rows, expected)
 
 
+LEAN = """
+import sys
+class NoPandas:  # pandas cannot be imported, as in the lean install (pyarrow imports it, unneeded, where it can)
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] == 'pandas': raise ModuleNotFoundError("No module named 'pandas'", name='pandas')
+sys.meta_path.insert(0, NoPandas())
+from dogbreeds.cli import main
+main(sys.argv[1:])
+print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'fastai', 'pandas'}))
+"""
+
+
 def test_runs_on_the_lean_runtime(model_dir, folder, tmp_path):
-    "`dogbreeds predict` imports neither torch, torchvision, fastai nor pandas (Parquet is written with pyarrow alone)."
-    out = tmp_path / 'r.parquet' if importlib.util.find_spec('pyarrow') else tmp_path / 'r.csv'
-    code = ("import sys; from dogbreeds.cli import main; "
-            f"main(['predict', {str(folder)!r}, '--out', {str(out)!r}, '--model', {str(model_dir)!r}, '--quiet']); "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'fastai', 'pandas'}))")
-    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)})
+    "`dogbreeds predict` imports neither torch, torchvision nor fastai, and writes Parquet with pyarrow alone (no pandas)."
+    out = tmp_path / 'r.parquet'
+    r = subprocess.run([sys.executable, '-c', LEAN, 'predict', str(folder), '--out', str(out), '--model', str(model_dir), '--quiet'],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == '[]' and len(read_results(out)) == 12
