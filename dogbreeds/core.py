@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# fastai scripts a few layers with torch.jit.script when imported, and torch >= 2.11 warns about that on
-# every run; the warning is about fastai's internals, not about anything a user of this package can change
-warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
+# torch >= 2.11 warns on every `torch.jit.script`/`load`/`save`: fastai scripts a few layers when imported,
+# and TorchScript is one of the formats this package exports and serves on purpose (ONNX is the other).
+# The warning is not about anything a user of this package can change.
+warnings.filterwarnings('ignore', message=r'`torch\.jit\.\w+` is deprecated', category=FutureWarning)
 
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'MIN_SIDE', 'IMAGE_EXTS', 'MANIFEST', 'DogbreedsError', 'DataError', 'ParameterError',
