@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
 
-.PHONY: run test weights sync-check nbtest pytest readme clean help
+.PHONY: run test weights chromium sync-check nbtest pytest readme clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -25,7 +25,7 @@ $(VENV)/.train.stamp: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev.stamp: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[train,aws,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,aws,demo,dev]'
 	touch $@ $(VENV)/.train.stamp
 
 weights: $(VENV)/.train.stamp
@@ -45,7 +45,11 @@ sync-check: $(VENV)/.dev.stamp
 nbtest: $(VENV)/.dev.stamp weights
 	$(BIN)/nbdev-test --n-workers 2
 
-pytest: $(VENV)/.dev.stamp weights
+# The demo's browser test drives Debian's chromium with Playwright (Playwright's own browser download is not used).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+
+pytest: $(VENV)/.dev.stamp weights chromium
 	$(BIN)/python -m pytest
 
 test: sync-check nbtest pytest

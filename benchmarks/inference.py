@@ -83,7 +83,8 @@ def main():
 
     from fastai.learner import load_learner
     learn = load_learner(run / 'learner.pkl')  # a pickle: fine in a benchmark of our own file, never when serving
-    rows['learn.predict'] = dict(lat=timeit(lambda: learn.predict(payloads[next(it) % 64]), max(20, a.n // 10)))
+    from dogbreeds.data import DogImage  # learn.predict takes a decoded image (or a Path), not bytes
+    rows['learn.predict'] = dict(lat=timeit(lambda: learn.predict(DogImage.create(payloads[next(it) % 64])), max(20, a.n // 10)))
 
     # batch-64 throughput
     def thr(f, reps=5):
@@ -115,7 +116,7 @@ def main():
         f"s.run(None, {{'input': np.asarray(Image.open({photo!r}).convert('RGB'))[None]}}); print(time.perf_counter() - t)")
     rows['learn.predict']['cold'] = cold(
         "import time; t = time.perf_counter(); from fastai.learner import load_learner; "
-        f"l = load_learner({str(run / 'learner.pkl')!r}); l.predict({photo!r}); print(time.perf_counter() - t)", reps=3)
+        f"from pathlib import Path; l = load_learner({str(run / 'learner.pkl')!r}); l.predict(Path({photo!r})); print(time.perf_counter() - t)", reps=3)
 
     print(f"{'':26}{'p50 ms':>9}{'p95 ms':>9}{'cold s (proc/in-process)':>27}{'batch-64 img/s':>17}")
     for k in ('learn.predict', 'Predictor (torchscript)', 'Predictor (onnx)', 'onnxruntime floor'):

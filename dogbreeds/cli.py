@@ -25,6 +25,7 @@ COMMANDS = {  # command: (module:function, one-line help)
     'delete': ('dogbreeds.registry:delete_cli', 'delete a model version that no alias names'),
     'predict': ('dogbreeds.batch:predict_cli', 'classify a folder, glob or s3:// prefix of photos into a CSV or Parquet file, resumably'),
     'cost': ('dogbreeds.cost:cost_cli', 'monthly cost on Lambda, SageMaker and EC2 from measured latency, with break-evens'),
+    'retrain': ('dogbreeds.retrain:retrain_cli', 'retrain with the notebooks (papermill), here or on SageMaker; promote if better'),
 }
 
 # %% ../nbs/99_cli.ipynb #13a33b68

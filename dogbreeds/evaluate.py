@@ -19,7 +19,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['PLOTS', 'calibration', 'compute_metrics', 'plot_confusion', 'plot_calibration', 'plot_top_losses', 'predictions',
-           'save_metrics', 'evaluate', 'summary', 'load_metrics', 'show_run']
+           'save_metrics', 'evaluate', 'summary', 'load_run_data', 'evaluate_run', 'load_metrics', 'show_run']
 
 # %% ../nbs/03_evaluate.ipynb #c266c611
 def calibration(probs:np.ndarray, targs:np.ndarray, n_bins:int=15) -> dict:
@@ -144,6 +144,31 @@ def summary(m:dict) -> str:
     if m['most_confused']:
         lines.append('most confused: ' + ', '.join(f"{c['actual']} → {c['predicted']} ({c['count']})" for c in m['most_confused'][:3]))
     return '\n'.join(lines)
+
+# %% ../nbs/03_evaluate.ipynb #db8e01ce
+def load_run_data(run_dir, progress:bool=False):
+    "The dataset of the run folder `run_dir`, read and split as its training run did (a `BreedData`)."
+    from dogbreeds.data import LOADERS, load_data
+    f = Path(run_dir)/'params.json'
+    if not f.is_file(): raise DogbreedsError(f"{run_dir} is not a run folder: it has no params.json")
+    p = read_json(f)
+    src = f"{p['data_source']}:{p['data']}" if p.get('data_source') in LOADERS and p.get('data') else p['data']
+    return load_data(src, valid_pct=p.get('valid_pct', 0.2), seed=p.get('seed', 42), progress=progress)
+
+def evaluate_run(run_dir, tta:bool=False, quiet:bool=False) -> dict:
+    "Evaluate the trained model of the run folder `run_dir` on its validation data; write metrics and plots there."
+    from fastai.callback.progress import ProgressCallback
+    from dogbreeds.data import make_dls
+    from dogbreeds.train import build_learner
+    run_dir = Path(run_dir)
+    if not (run_dir/'model_state.pth').is_file(): raise DogbreedsError(f"{run_dir} is not a run folder: it has no model_state.pth")
+    d, p = load_run_data(run_dir), read_json(run_dir/'params.json')
+    if list(d.breeds) != list(p['breeds']):
+        raise DataError(f"the data of {run_dir} now has the breeds {d.breeds}, but the run was trained on {p['breeds']}")
+    learn = build_learner(make_dls(d, size=p['size'], bs=p['bs'], seed=p.get('seed', 42)), p['arch'], d.imagenet_ids)
+    learn.model.load_state_dict(torch.load(run_dir/'model_state.pth', map_location='cpu', weights_only=True))
+    learn.remove_cb(ProgressCallback)
+    return evaluate(learn, run_dir, tta=tta, quiet=quiet)
 
 # %% ../nbs/03_evaluate.ipynb #05d9021f
 def load_metrics(run_dir) -> dict:

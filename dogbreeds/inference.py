@@ -6,7 +6,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/inference.html.md"""
 
 # %% ../nbs/05_inference.ipynb #3259b89b
 from __future__ import annotations
-import os, resource, statistics, threading, time
+import os, resource, statistics, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +16,8 @@ from PIL import Image
 from .core import *
 
 # %% auto #0
-__all__ = ['Predictor', 'probabilities', 'predict', 'predict_batch', 'prepare', 'classify', 'measure', 'classify_cli']
+__all__ = ['Predictor', 'probabilities', 'predict', 'predict_batch', 'prepare', 'classify', 'peak_rss_mb', 'measure',
+           'classify_cli']
 
 # %% ../nbs/05_inference.ipynb #d6e55864
 class _OnnxBackend:
@@ -165,6 +166,15 @@ def classify(self, prepared:np.ndarray) -> np.ndarray:
 Predictor.classify = classify
 
 # %% ../nbs/05_inference.ipynb #14ea43ab
+def peak_rss_mb() -> float:
+    "This process's peak resident memory in MB (Linux: VmHWM, which starts afresh at exec; elsewhere ru_maxrss)."
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('VmHWM:'): return int(line.split()[1]) / 1024
+    except OSError: pass
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 2**20 if sys.platform == 'darwin' else r / 1024  # bytes on macOS, KB on Linux
+
 def measure(model, n:int=50, photos:list|None=None, backend:str='auto', threads:int|None=None) -> dict:
     "Warm latency (p50/p95 ms) of `Predictor.predict` on real photos, peak memory (MB) and payload size (KB)."
     p = model if isinstance(model, Predictor) else Predictor.load(model, backend=backend, threads=threads)
@@ -176,7 +186,7 @@ def measure(model, n:int=50, photos:list|None=None, backend:str='auto', threads:
         t = time.perf_counter(); p.predict(payloads[i % len(payloads)]); times.append((time.perf_counter() - t) * 1000)
     q = statistics.quantiles(times, n=20)
     return dict(p50_ms=statistics.median(times), p95_ms=q[18], n=n, backend=p.backend.name,
-                rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                rss_mb=peak_rss_mb(),
                 payload_kb=sum(map(len, payloads)) / len(payloads) / 1024,
                 threads=threads or os.cpu_count(), cpus=os.cpu_count())
 

@@ -1,0 +1,147 @@
+"""The upload-and-classify demo: the widget driven from Python, and the demo notebook served by Voilà and used
+through a real (headless Chromium) browser."""
+import os, shutil, socket, subprocess, sys, time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, free_ports
+
+DEMO_NB = ROOT / 'demo' / 'classify.ipynb'
+CHROMIUM = os.environ.get('DOGBREEDS_CHROMIUM', '/usr/bin/chromium')
+
+
+def upload(name, data, type='image/jpeg'):
+    "One file as ipywidgets 8's FileUpload holds it in `.value` (a tuple of these)."
+    return dict(name=name, type=type, size=len(data), content=memoryview(data), last_modified=datetime.now())
+
+
+def as_shown(top): return [(breed, f"{p:.1%}") for breed, p in top]
+
+
+def test_widget_shows_what_predict_says(model_dir, sample_photos, tmp_path):
+    from dogbreeds.demo import classifier_widget
+    from dogbreeds.inference import Predictor
+    w = classifier_widget(model=model_dir)
+    assert not w.upload.disabled and 'Model:' in w.header.value
+    photos = [sample_photos['beagle'][0], sample_photos['Samoyed'][-1], sample_photos['dingo'][3]]
+    w.upload.value = tuple(upload(p.name, p.read_bytes()) for p in photos) + (upload('notes.txt', b'just text', 'text/plain'),)
+    shown = w.shown()
+    p = Predictor.load(model_dir)
+    assert [s[0] for s in shown] == [ph.name for ph in photos] + ['notes.txt']
+    for ph, (_, bars) in zip(photos, shown[:3]): assert bars == as_shown(p.predict(ph, k=5))
+    assert 'not an image' in shown[3][1]
+    card = w.results.children[0]
+    footer = card.children[1].children[-1].value
+    assert p.name in footer and footer.endswith(' ms')       # the model's name and the time taken
+    assert card.children[0].value[:2] == b'\xff\xd8'          # the thumbnail is a JPEG
+    assert w.status.value.startswith('3 classified, 1 refused in ')
+
+    # an oversized file is refused before decoding; the widget keeps working after it
+    small = classifier_widget(model=p, max_bytes=4096)
+    big = sample_photos['beagle'][1].read_bytes()
+    assert len(big) > 4096
+    small.upload.value = (upload('big.jpg', big),)
+    assert 'over the limit of 4 KB' in small.shown()[0][1]
+
+
+def test_widget_without_a_model_says_so(tmp_path, monkeypatch):
+    from dogbreeds.demo import ModelNotFoundError, classifier_widget, find_model
+    monkeypatch.delenv('DOGBREEDS_MODEL', raising=False)
+    monkeypatch.delenv('DOGBREEDS_REGISTRY', raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr('dogbreeds.demo.package_root', lambda: tmp_path)
+    with pytest.raises(ModelNotFoundError, match='no model to use'): find_model()
+    w = classifier_widget()
+    assert w.upload.disabled and 'No model to classify with: no model to use' in w.header.value
+
+
+def test_widget_loads_a_registry_uri(model_dir, tmp_path, monkeypatch):
+    "A registry URI works as well as a folder (a local-folder registry; the S3 one is tested in test_registry)."
+    from dogbreeds.demo import classifier_widget
+    from dogbreeds.registry import Registry
+    monkeypatch.setenv('DOGBREEDS_CACHE', str(tmp_path / 'cache'))
+    reg = Registry(str(tmp_path / 'registry'))
+    v = reg.push(model_dir, name='dogbreeds', alias='production')
+    w = classifier_widget(model=f"{tmp_path / 'registry'}/dogbreeds@production")
+    assert not w.upload.disabled, w.header.value
+    assert w.model_label == f'dogbreeds @ {v}'
+
+
+def wait_listening(port, proc, timeout=60):
+    "Wait until `proc` accepts connections on 127.0.0.1:`port` (asking for a page would start a kernel)."
+    t = time.monotonic()
+    while time.monotonic() - t < timeout:
+        if proc.poll() is not None: raise RuntimeError(f"voila exited with {proc.returncode}")
+        try:
+            with socket.create_connection(('127.0.0.1', port), timeout=2): return
+        except OSError: time.sleep(0.3)
+    raise TimeoutError(f"voila did not listen on port {port} in {timeout} s")
+
+
+@pytest.fixture
+def voila_app(model_dir, tmp_path):
+    "Voilà serving demo/classify.ipynb on 127.0.0.1 (a free port, a token), with the test model; stopped afterwards."
+    port, token = free_ports(1)[0], 'dogbreeds-test-token'
+    env = dict(os.environ, DOGBREEDS_MODEL=str(model_dir), PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    log = open(tmp_path / 'voila.log', 'wb')
+    proc = subprocess.Popen([sys.executable, '-m', 'voila', str(DEMO_NB.relative_to(ROOT)), '--no-browser',
+                             f'--port={port}', '--Voila.ip=127.0.0.1', f'--token={token}'],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_listening(port, proc)
+        yield f'http://127.0.0.1:{port}/?token={token}'
+    except Exception:
+        log.flush(); print((tmp_path / 'voila.log').read_text()[-4000:]); raise
+    finally:
+        proc.terminate()
+        try: proc.wait(10)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait(5)
+        log.close()
+
+
+def test_demo_in_a_browser(voila_app, model_dir, sample_photos, tmp_path):
+    """Upload a photo, a text file and a 21 MB file through the page's file chooser in headless Chromium: the breeds
+    shown are the Predictor's, the other two are refused with their reasons. Saves a screenshot."""
+    if not Path(CHROMIUM).exists(): pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    from dogbreeds.inference import Predictor
+    photo = sample_photos['Samoyed'][-1]
+    expected = as_shown(Predictor.load(model_dir).predict(photo, k=5))
+    shot = tmp_path / 'demo.png'
+    big = tmp_path / 'huge.jpg'  # over the widget's 20 MiB limit and Jupyter's default 10 MiB websocket message limit
+    big.write_bytes(photo.read_bytes() + os.urandom(21 * 2**20))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, timeout=30_000,
+                                     args=['--no-sandbox', '--disable-gpu', '--disable-background-networking'])
+        page = browser.new_page(viewport={'width': 1000, 'height': 900})
+        page.set_default_timeout(45_000)  # every wait is bounded: a broken page fails in well under the minute
+        try:
+            page.goto(voila_app, wait_until='domcontentloaded')
+            button = page.locator('.dogbreeds-demo .jupyter-widget-upload, .dogbreeds-demo .widget-upload').first
+            button.wait_for(state='visible')
+            page.wait_for_function("el => !el.disabled", arg=button.element_handle())
+            with page.expect_file_chooser() as chooser: button.click()
+            chooser.value.set_files([str(photo), str(ROOT / 'README.md'), str(big)])
+            page.locator('.dogbreeds-card').nth(2).wait_for()  # never comes if the 21 MB message is refused (no voila.json)
+            cards = page.locator('.dogbreeds-card')
+            first = cards.nth(0)
+            breeds = first.locator('.dogbreeds-breed').all_inner_texts()
+            pcts = first.locator('.dogbreeds-pct').all_inner_texts()
+            assert list(zip(breeds, pcts)) == expected
+            assert first.locator('.dogbreeds-name').inner_text() == photo.name
+            assert 'not an image' in cards.nth(1).locator('.dogbreeds-error').inner_text()
+            # Voila reads voila.json, which lets the upload through for the widget to refuse, politely
+            assert 'MB is over the limit of 20.0 MB: upload a smaller photo' in cards.nth(2).locator('.dogbreeds-error').inner_text()
+            assert page.locator('.dogbreeds-status').inner_text().startswith('1 classified, 2 refused')
+            page.screenshot(path=str(shot), full_page=True)
+        except Exception:  # leave what the page showed and what the server said, for whoever reads the failure
+            page.screenshot(path=str(tmp_path / 'failed.png'), full_page=True)
+            print(f"page: {tmp_path / 'failed.png'}\nvoila log:\n" + (tmp_path / 'voila.log').read_text()[-3000:])
+            raise
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000
+    if dest := os.environ.get('DOGBREEDS_DEMO_SCREENSHOT'): shutil.copy(shot, dest)  # how docs/demo.png is made

@@ -1,0 +1,253 @@
+"""Batch retraining (`dogbreeds retrain`): the papermill pipeline end to end against a real S3 registry (SeaweedFS),
+one promotion and one refused promotion; a failing notebook cell; bad input refused before any work; and the
+SageMaker training job, created against moto's SageMaker API (S3 stays the real SeaweedFS server)."""
+import json, os, subprocess, sys, tarfile, uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SAMPLE
+from dogbreeds.core import DataError, ParameterError, read_json
+from dogbreeds.registry import Registry
+from dogbreeds.retrain import ENTRY, RetrainFailed, check_retrain_params, launch_sagemaker, retrain
+
+# as cheap as training gets: 64-pixel images, one frozen epoch, a fixed learning rate (no lr_find)
+TINY = dict(size=64, epochs=0, freeze_epochs=1, lr=2e-3, bs=64)
+
+
+def cli(*args, env=None, timeout=600):
+    "Run `dogbreeds ARGS` in a fresh interpreter with this checkout's code."
+    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'MPLBACKEND': 'Agg', **(env or {})}
+    return subprocess.run([sys.executable, '-c', 'from dogbreeds.cli import main; main()', *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=ROOT)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bad input: one clear line, before any work starts (no run folder is made)
+
+@pytest.mark.parametrize('params, error, message', [
+    (dict(epochs='three'), ParameterError, "epochs must be a whole number"),
+    (dict(tta=1), ParameterError, "tta must be True or False"),
+    (dict(data='/no/such/dogs'), DataError, "data path '/no/such/dogs' not found"),
+    (dict(out_dir='/tmp'), ParameterError, "out_dir is set by retrain"),
+    (dict(epochs=1), ParameterError, "no registry to push to"),
+])
+def test_bad_input_refused_before_work(tmp_path, monkeypatch, params, error, message):
+    monkeypatch.delenv('DOGBREEDS_REGISTRY', raising=False)
+    with pytest.raises(error) as e: retrain(params, runs_dir=tmp_path/'runs', quiet=True)
+    assert message in str(e.value) and '\n' not in str(e.value)
+    assert not (tmp_path/'runs').exists()
+
+
+def test_cli_bad_input_one_line(tmp_path):
+    r = cli('retrain', '-p', 'epoch', '3', '--runs-dir', str(tmp_path/'runs'))
+    assert r.returncode == 2 and r.stdout == '', r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown parameter 'epoch' (did you mean 'epochs'?)" in lines[0], r.stderr
+    assert not (tmp_path/'runs').exists()
+
+
+def test_bad_params_file(tmp_path):
+    f = tmp_path/'p.yaml'
+    f.write_text('epochs: 1\nsize: [64\n')
+    with pytest.raises(ParameterError, match='is not valid YAML'): retrain(params_file=f, push=False, runs_dir=tmp_path)
+    f.write_text('- epochs\n')
+    with pytest.raises(ParameterError, match='must map parameter names to values'): retrain(params_file=f, push=False, runs_dir=tmp_path)
+    f.write_text('epochs: 1\nlearning_rate: 1e-3\n')
+    with pytest.raises(ParameterError, match="unknown parameter 'learning_rate'"): retrain(params_file=f, push=False, runs_dir=tmp_path)
+    with pytest.raises(DataError, match='--on sagemaker'): check_retrain_params(dict(data='s3://b/dogs'))
+    assert list(tmp_path.iterdir()) == [f]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A failing cell: the run is marked failed, naming the notebook, the cell and the error; nothing is pushed
+
+def tiny_pipeline(folder, fail_in_train: bool) -> Path:
+    """Three small notebooks standing in for the pipeline (same parameters cells, no training), so the failure path
+    runs through papermill and a real kernel in seconds; the real notebooks run in the end-to-end test below."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    folder.mkdir()
+    train_params = "data = 'sample'\nsize = 128\nepochs = 1\nfreeze_epochs = 1\nlr = None\nbs = 32\nseed = 42\narch = 'mobilenet_v2'\n" \
+                   "out_dir = None\nrun_name = None\ntta = False\nexport = True"
+    body = ("from dogbreeds.core import DataError\nprint('loading', data)\n" +
+            ("raise DataError(f'only one breed under {data}')" if fail_in_train else "print('trained')"))
+    for nb, params, code in [('02_train.ipynb', train_params, body), ('03_evaluate.ipynb', "run_dir = None\ntta = False", "print(run_dir)"),
+                             ('04_export.ipynb', "run_dir = None\npush = True\nname = 'dogbreeds'", "print(run_dir)")]:
+        cells = [new_code_cell('import os'), new_code_cell(params, metadata={'tags': ['parameters']}), new_code_cell(code)]
+        nbformat.write(new_notebook(cells=cells, metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}),
+                       str(folder/nb))
+    return folder
+
+
+def test_failing_cell_marks_run_failed(tmp_path, monkeypatch):
+    import dogbreeds.retrain as rt
+    monkeypatch.setattr(rt, 'notebooks_dir', lambda: tiny_pipeline(tmp_path/'nbs', fail_in_train=True))
+    reg_dir = tmp_path/'registry'
+    with pytest.raises(RetrainFailed) as e:
+        retrain(dict(TINY, data=str(SAMPLE)), registry=str(reg_dir), runs_dir=tmp_path/'runs', run_id='bad', quiet=True)
+    msg = str(e.value)
+    # cell 5 of the executed notebook: papermill adds an error banner and the injected parameters before it
+    assert msg.startswith("run bad failed in 02_train.ipynb, cell 5 [4] `from dogbreeds.core import DataError`: "
+                          f"DataError: only one breed under {SAMPLE}; nothing was pushed or promoted"), msg
+    run = tmp_path/'runs'/'bad'
+    st = read_json(run/'status.json')
+    assert st['state'] == 'failed' and st['failed_step'] == 'train' and st['error']['ename'] == 'DataError'
+    nb = json.loads((run/'02_train.ipynb').read_text())  # the executed notebook keeps the outputs and the error, in that cell
+    outs = nb['cells'][st['error']['cell']]['outputs']
+    assert any(o['output_type'] == 'error' and o['ename'] == 'DataError' for o in outs)
+    assert f'loading {SAMPLE}' in (run/'retrain.log').read_text()  # what the notebook printed is in the log
+    assert [s['state'] for s in st['steps']] == ['failed', 'pending', 'pending']
+    assert not (run/'03_evaluate.ipynb').exists() and not (run/'decision.json').exists()
+    assert Registry(str(reg_dir), progress=False).versions('dogbreeds') == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# End to end against SeaweedFS: the first run is promoted (no production model yet); the second, with a margin
+# no model can clear, is pushed but refused promotion. Both decisions are in the run folders and the audit log.
+
+@pytest.mark.slow
+def test_retrain_end_to_end_promotion_and_refusal(tmp_path, s3_server, make_tree):
+    registry = f"s3://{s3_server.bucket}/retrain-{uuid.uuid4().hex[:8]}/models"
+    runs = tmp_path/'runs'
+    # four breeds, ten real photos each: 32 to train on, 8 to compare on
+    data = make_tree({f'{b}/{b}{i}.jpg': b for b in ('beagle', 'Samoyed', 'dingo', 'Shih-Tzu') for i in range(10)})
+    (tmp_path/'params.yaml').write_text(f'data: {data}\nsize: 64\nepochs: 0\nfreeze_epochs: 1\nlr: 2e-3\n')
+    r = cli('retrain', '-f', str(tmp_path/'params.yaml'), '-p', 'bs', '16', '--registry', registry, '--runs-dir', str(runs),
+            '--run-id', 'first', '--endpoint-url', s3_server.endpoint)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert '[1/3] 02_train.ipynb' in r.stdout and '[3/3] 04_export.ipynb ok' in r.stdout and 'promoted to dogbreeds@production' in r.stdout
+    first = runs/'first'
+    st = read_json(first/'status.json')
+    assert st['state'] == 'ok' and st['decision']['promoted'] and st['decision']['champion'] is None
+    assert st['params'] == dict(data=str(data), size=64, epochs=0, freeze_epochs=1, lr=2e-3, bs=16)
+    for nb in ('02_train.ipynb', '03_evaluate.ipynb', '04_export.ipynb'):  # executed, with their outputs and plots
+        cells = json.loads((first/nb).read_text())['cells']
+        assert any(c.get('outputs') for c in cells if c['cell_type'] == 'code'), nb
+    assert any('image/png' in o.get('data', {}) for c in json.loads((first/'03_evaluate.ipynb').read_text())['cells']
+               for o in c.get('outputs', []))
+    for f in ('params.yaml', 'retrain.log', 'decision.json', 'train/metrics.json', 'train/model/model.onnx', 'train/model/manifest.json'):
+        assert (first/f).is_file(), f
+    reg = Registry(registry, endpoint_url=s3_server.endpoint, progress=False)
+    v1 = st['decision']['version']
+    assert reg.resolve('dogbreeds', 'production') == v1 and st['model_uri'] == f"{registry}/dogbreeds@{v1}"
+
+    res = retrain(dict(TINY, data=str(data), bs=16, seed=7), registry=registry, runs_dir=runs, run_id='second', margin=0.5,
+                  endpoint_url=s3_server.endpoint, quiet=True)
+    d = res.decision
+    assert res.ok and not d['promoted'] and d['champion_version'] == v1
+    assert 'less than the margin 0.5' in d['reason'] or 'not better' in d['reason'], d['reason']
+    assert d['champion'] is not None and d['challenger'] is not None
+    assert reg.resolve('dogbreeds', 'production') == v1  # production unchanged
+    assert d['version'] in reg.versions('dogbreeds') and d['version'] != v1  # but the new model is in the registry
+    dec = read_json(runs/'second'/'decision.json')
+    assert dec['figures']['champion']['n_valid'] == dec['figures']['challenger']['n_valid'] > 0
+    log = [e for e in reg.log('dogbreeds') if e['action'] == 'decision']
+    assert [(e['run'], e['promoted']) for e in log] == [('first', True), ('second', False)]
+    assert log[1]['champion'] == d['champion'] and log[1]['challenger'] == d['challenger'] and log[1]['margin'] == 0.5
+    assert log[1]['reason'] and log[1]['time'] and log[1]['previous'] == v1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# SageMaker: the training job is created with the right image, instance type, parameters and S3 paths.
+# SageMaker is moto's; S3 (data, registry, source bundle) is the real SeaweedFS server, passed through.
+
+def test_sagemaker_job_created(s3_server):
+    moto = pytest.importorskip('moto')
+    import boto3
+    prefix = f"sm-{uuid.uuid4().hex[:8]}"
+    s3 = s3_server.client()
+    for f in sorted((SAMPLE/'train').rglob('*.JPEG'))[:3]:
+        s3.upload_file(str(f), s3_server.bucket, f"{prefix}/dogs/{f.relative_to(SAMPLE)}")
+    registry, data = f"s3://{s3_server.bucket}/{prefix}/models", f"s3://{s3_server.bucket}/{prefix}/dogs"
+    role = 'arn:aws:iam::123456789012:role/dogbreeds-retrain'
+    with moto.mock_aws(config={'core': {'mock_credentials': False, 'passthrough': {'services': ['s3']}}}):
+        session = boto3.session.Session(region_name='eu-west-1')
+        out = launch_sagemaker(dict(data=data, arch='resnet34', epochs=5, lr=1e-3), registry=registry, role=role,
+                               instance_type='ml.g4dn.xlarge', endpoint_url=s3_server.endpoint, margin=0.01, wait=True,
+                               poll=0.01, quiet=True, session=session)
+        name = out['TrainingJobName']
+        job = session.client('sagemaker').describe_training_job(TrainingJobName=name)
+    assert job['TrainingJobStatus'] == 'Completed' and out['description']['TrainingJobName'] == name
+    assert job['AlgorithmSpecification']['TrainingImage'] == (
+        '763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.8.0-gpu-py312-cu129-ubuntu22.04-sagemaker')
+    assert job['ResourceConfig']['InstanceType'] == 'ml.g4dn.xlarge' and job['RoleArn'] == role
+    hp = job['HyperParameters']
+    assert {k: json.loads(hp[k]) for k in ('arch', 'epochs', 'lr')} == dict(arch='resnet34', epochs=5, lr=1e-3)
+    assert json.loads(hp['dogbreeds_options'])['margin'] == 0.01 and json.loads(hp['sagemaker_program']) == ENTRY
+    assert job['InputDataConfig'][0]['DataSource']['S3DataSource']['S3Uri'] == data + '/'
+    assert job['OutputDataConfig']['S3OutputPath'] == f"s3://{s3_server.bucket}/retrain-jobs"
+    assert out['Environment']['DOGBREEDS_REGISTRY'] == registry  # (moto does not keep a job's environment)
+    # the source bundle the job runs is in (real) S3, where the job's hyperparameters say
+    src = json.loads(hp['sagemaker_submit_directory'])
+    assert src == f"s3://{s3_server.bucket}/retrain-jobs/{name}/source/sourcedir.tar.gz"
+    body = s3.get_object(Bucket=s3_server.bucket, Key=src.split('/', 3)[3])['Body']
+    with tarfile.open(fileobj=body, mode='r|gz') as tar: names = tar.getnames()
+    assert ENTRY in names and 'nbs/02_train.ipynb' in names and 'dogbreeds/retrain.py' in names
+
+
+def test_sagemaker_bad_input(s3_server):
+    role = 'arn:aws:iam::123456789012:role/r'
+    reg = f"s3://{s3_server.bucket}/x/models"
+    with pytest.raises(ParameterError, match='give the data'): launch_sagemaker(dict(epochs=1), registry=reg, role=role)
+    with pytest.raises(ParameterError, match='must be the S3 folder'):
+        launch_sagemaker(dict(data='/local/dogs'), registry=reg, role=role)
+    with pytest.raises(ParameterError, match='not an IAM role ARN'):
+        launch_sagemaker(dict(data='s3://b/d'), registry=reg, role='admin')
+    with pytest.raises(ParameterError, match='registry in S3'):
+        launch_sagemaker(dict(data='s3://b/d'), registry='/tmp/reg', role=role)
+    with pytest.raises(DataError, match='holds no files'):
+        launch_sagemaker(dict(data=f's3://{s3_server.bucket}/empty-{uuid.uuid4().hex[:6]}'), registry=reg, role=role,
+                         endpoint_url=s3_server.endpoint, region='us-east-1', quiet=True)
+
+
+def test_schedule_templates():
+    "deploy/retrain: the parameters file passes the checks; the EventBridge schedule is a valid CreateSchedule request that starts a valid job."
+    import botocore.session, botocore.validate
+    from dogbreeds.retrain import SCHEDULER_TARGET, read_params_file
+    d = ROOT/'deploy'/'retrain'
+    steps = check_retrain_params(read_params_file(d/'params.yaml'), on='sagemaker')
+    assert steps['train']['data'].startswith('s3://') and steps['evaluate'] == dict(tta=True)
+    sched = json.loads((d/'eventbridge-schedule.json').read_text())
+    session, validator = botocore.session.get_session(), botocore.validate.ParamValidator()
+    for service, op, req in [('scheduler', 'CreateSchedule', sched),
+                             ('sagemaker', 'CreateTrainingJob', job := json.loads(sched['Target']['Input']))]:
+        report = validator.validate(req, session.get_service_model(service).operation_model(op).input_shape)
+        assert not report.has_errors(), report.generate_report()
+    assert sched['Target']['Arn'] == SCHEDULER_TARGET and job['TrainingJobName'] == 'dogbreeds-retrain-<aws.scheduler.execution-id>'
+    assert json.loads(job['HyperParameters']['epochs']) == read_params_file(d/'params.yaml')['epochs']
+    for f in ('scheduler-role-policy.json', 'execution-role-policy.json'): assert json.loads((d/f).read_text())['Statement']
+    assert 'dogbreeds retrain --on sagemaker' in (d/'crontab').read_text()
+
+
+def test_cli_sagemaker_dry_run(capsys, monkeypatch):
+    "`dogbreeds retrain --on sagemaker --dry-run` prints the CreateTrainingJob request and starts nothing."
+    from dogbreeds.cli import main
+    for k, v in dict(AWS_ACCESS_KEY_ID='x', AWS_SECRET_ACCESS_KEY='x', AWS_EC2_METADATA_DISABLED='true').items(): monkeypatch.setenv(k, v)
+    main(['retrain', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '-p', 'epochs', '2', '--registry', 's3://b/models',
+          '--role', 'arn:aws:iam::123456789012:role/r', '--instance-type', 'ml.m5.xlarge', '--region', 'us-west-2', '--dry-run', '--quiet'])
+    req = json.loads(capsys.readouterr().out)
+    assert req['ResourceConfig']['InstanceType'] == 'ml.m5.xlarge' and '-cpu-' in req['AlgorithmSpecification']['TrainingImage']
+    assert json.loads(req['HyperParameters']['epochs']) == 2 and req['AlgorithmSpecification']['TrainingImage'].startswith(
+        '763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:')
+    main(['retrain', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '--registry', 's3://b/models',
+          '--role', 'arn:aws:iam::123456789012:role/r', '--region', 'us-west-2', '--dry-run'])
+    req = json.loads(capsys.readouterr().out)
+    assert req['ResourceConfig']['InstanceType'] == 'ml.g4dn.xlarge' and '-gpu-' in req['AlgorithmSpecification']['TrainingImage']
+    with pytest.raises(SystemExit):
+        main(['retrain', '--run-id', 'x', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '--dry-run'])
+    assert '--runs-dir, --run-id and --kernel are for --on local' in capsys.readouterr().err
+
+
+def test_container_main_reports_failure(tmp_path, monkeypatch):
+    "In the container, a run that cannot start writes its one-line error where SageMaker shows it as the failure reason."
+    from dogbreeds.retrain import container_main, training_job_request
+    req = training_job_request('job-1', dict(epochs=1, epochz=2), 's3://b/dogs', 's3://b/models', 'arn:aws:iam::123456789012:role/r',
+                               'image', 's3://b/src.tar.gz', 's3://b/out', 'us-east-1')
+    (tmp_path/'config').mkdir()
+    (tmp_path/'config'/'hyperparameters.json').write_text(json.dumps(req['HyperParameters']))
+    (tmp_path/'train').mkdir()
+    for k, v in dict(SM_INPUT_CONFIG_DIR=tmp_path/'config', SM_OUTPUT_DIR=tmp_path/'out', SM_CHANNEL_TRAIN=tmp_path/'train',
+                     TRAINING_JOB_NAME='job-1', DOGBREEDS_REGISTRY=tmp_path/'registry').items(): monkeypatch.setenv(k, str(v))
+    assert container_main() == 1
+    assert "unknown parameter 'epochz'" in (tmp_path/'out'/'failure').read_text()
