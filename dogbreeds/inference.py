@@ -6,7 +6,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/inference.html.md"""
 
 # %% ../nbs/05_inference.ipynb #3259b89b
 from __future__ import annotations
-import os, resource, statistics, sys, time
+import os, resource, statistics, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +16,8 @@ from PIL import Image
 from .core import *
 
 # %% auto #0
-__all__ = ['Predictor', 'probabilities', 'predict', 'predict_batch', 'peak_rss_mb', 'measure', 'classify_cli']
+__all__ = ['Predictor', 'probabilities', 'predict', 'predict_batch', 'prepare', 'classify', 'peak_rss_mb', 'measure',
+           'classify_cli']
 
 # %% ../nbs/05_inference.ipynb #d6e55864
 class _OnnxBackend:
@@ -30,10 +31,23 @@ class _OnnxBackend:
         self.model = ort.InferenceSession(str(d/m['formats']['onnx']), **kw)
         self.pre, self.cls = (ort.InferenceSession(str(d/parts[k]), **kw) if k in parts else None
                               for k in ('preprocess', 'classifier'))
+        self._pre_path = d/parts['preprocess'] if 'preprocess' in parts else None
+        self._pre1, self._lock = None, threading.Lock()
     def _run(self, s, x): return s.run(None, {s.get_inputs()[0].name: x})[0]
     def run(self, x:np.ndarray) -> np.ndarray: return self._run(self.model, x)
     def preprocess(self, x:np.ndarray) -> np.ndarray: return self._run(self.pre, x)
     def classify(self, x:np.ndarray) -> np.ndarray: return self._run(self.cls, x)
+    def preprocess_one(self, x:np.ndarray) -> np.ndarray:
+        "`preprocess` in the calling thread alone: a session of its own with one thread, made on first use."
+        if self._pre1 is None:
+            if self._pre_path is None: raise DogbreedsError("this model folder has no preprocess.onnx: export it again")
+            import onnxruntime as ort
+            with self._lock:
+                if self._pre1 is None:
+                    so = ort.SessionOptions()
+                    so.intra_op_num_threads = so.inter_op_num_threads = 1
+                    self._pre1 = ort.InferenceSession(str(self._pre_path), sess_options=so, providers=['CPUExecutionProvider'])
+        return self._run(self._pre1, x)
 
 class _TorchScriptBackend:
     name = 'torchscript'
@@ -47,6 +61,7 @@ class _TorchScriptBackend:
     def run(self, x:np.ndarray) -> np.ndarray: return self._call(self.model, x)
     def preprocess(self, x:np.ndarray) -> np.ndarray: return self._call(self.model.preprocess, x)
     def classify(self, x:np.ndarray) -> np.ndarray: return self._call(self.model.classify, x)
+    preprocess_one = preprocess
 
 _BACKENDS = {'onnx': (_OnnxBackend, 'onnxruntime'), 'torchscript': (_TorchScriptBackend, 'torch')}
 
@@ -138,6 +153,17 @@ def predict_batch(self, images, k:int=5, errors:str='raise') -> list:
     for i, p in zip(ok, probs): res[i] = self._top(p, k)
     return res
 Predictor.predict_batch = predict_batch
+
+# %% ../nbs/05_inference.ipynb #2a71dd24
+def prepare(self, image) -> np.ndarray:
+    "Decode `image` and preprocess it alone: float32 `[3, size, size]`, for `classify`. Safe to call from many threads."
+    return self.backend.preprocess_one(self._as_array(image)[None])[0]
+Predictor.prepare = prepare
+
+def classify(self, prepared:np.ndarray) -> np.ndarray:
+    "Probabilities `[N, n_breeds]` of a stack `[N, 3, size, size]` of photos made by `prepare`."
+    return self.backend.classify(prepared)
+Predictor.classify = classify
 
 # %% ../nbs/05_inference.ipynb #14ea43ab
 def peak_rss_mb() -> float:

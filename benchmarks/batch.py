@@ -1,0 +1,110 @@
+"""Batch prediction benchmark: `dogbreeds predict` against the bare model, on the same photos, in one run.
+
+    python benchmarks/batch.py                       # newest exported_models/*/model (trains one if none)
+    python benchmarks/batch.py --model exported_models/<run>/model --copies 2 --reps 3
+
+Rows:
+  onnxruntime floor     bare `session.run` of model.onnx on ready uint8 tensors, batches of 64: the
+                        photos decoded beforehand, resized to one common shape, stacked (no decoding,
+                        no files, no output)
+  batch_predict         `dogbreeds.batch.batch_predict` (the work of `dogbreeds predict`) on a folder
+                        of the same photos into a fresh CSV: listing, reading, decoding, preprocessing,
+                        classifying and writing included; model loaded beforehand
+  dogbreeds predict     the command in a fresh process, wall time: start, imports and model load included
+
+Throughput is photos per second, the median of `--reps` runs taken in turn (the machine may be
+shared: interleaving spreads its load over both). The goal is batch_predict >= 85% of the floor.
+"""
+import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / 'data' / 'sample'
+
+
+def find_model(arg):
+    if arg: return Path(arg)
+    models = sorted((p.parent for p in (ROOT / 'exported_models').glob('*/model/manifest.json')), key=lambda p: p.stat().st_mtime)
+    if models: return models[-1]
+    print('no exported model found: training a quick one on the sample (one frozen epoch)')
+    from dogbreeds.train import train
+    return train('sample', epochs=0, freeze_epochs=1, lr=2e-3, quiet=True,
+                 run_name=f"bench-batch-{time.strftime('%Y%m%d-%H%M%S')}").run_dir / 'model'
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--model', help='an exported model folder')
+    ap.add_argument('--copies', type=int, default=2, help='copies of the 280 sample photos in the folder')
+    ap.add_argument('--reps', type=int, default=3, help='timed runs of each')
+    ap.add_argument('--batch-size', type=int, default=64)
+    a = ap.parse_args()
+    model = find_model(a.model)
+
+    import onnxruntime as ort
+    from PIL import Image
+    from dogbreeds.core import load_rgb
+    from dogbreeds.inference import Predictor
+    from dogbreeds.batch import batch_predict
+
+    photos = sorted(SAMPLE.rglob('*.JPEG'))
+    work = Path(tempfile.mkdtemp(prefix='bench-batch-'))
+    try:
+        folder = work / 'photos'
+        for c in range(a.copies):
+            for p in photos:
+                d = folder / str(c) / p.parent.name; d.mkdir(parents=True, exist_ok=True)
+                shutil.copy(p, d / p.name)
+        n = len(photos) * a.copies
+
+        # the floor's input: every photo decoded, resized to the commonest shape, in batches
+        ready = [np.asarray(load_rgb(p.read_bytes())) for p in photos] * a.copies
+        shapes = [r.shape for r in ready]
+        h, w, _ = max(set(shapes), key=shapes.count)
+        ready = np.stack([r if r.shape == (h, w, 3) else np.asarray(Image.fromarray(r).resize((w, h))) for r in ready])
+        batches = [np.ascontiguousarray(ready[i:i + a.batch_size]) for i in range(0, n, a.batch_size)]
+        sess = ort.InferenceSession(str(model / 'model.onnx'), providers=['CPUExecutionProvider'])
+        name = sess.get_inputs()[0].name
+        pred = Predictor.load(model)
+        print(f"model {model}; {n} photos ({a.copies} x the {len(photos)} of data/sample, {len(set(shapes))} sizes, "
+              f"floor at {h}x{w}); batch {a.batch_size}; {os.cpu_count()} CPUs, load average "
+              f"{os.getloadavg()[0]:.1f}\n")
+
+        def floor():
+            t = time.perf_counter()
+            for b in batches: sess.run(None, {name: b})
+            return n / (time.perf_counter() - t)
+
+        runs = iter(range(10**6))
+        def api():
+            r = batch_predict(folder, work / f'api-{next(runs)}.csv', pred, batch_size=a.batch_size, progress=False)
+            assert r['predicted'] == n and r['errors'] == 0, r
+            return n / r['seconds']
+
+        def cli():
+            t = time.perf_counter()
+            r = subprocess.run([sys.executable, '-c', 'from dogbreeds.cli import main; main()', 'predict', str(folder), '--out', str(work / f'cli-{next(runs)}.csv'),
+                                '--model', str(model), '--batch-size', str(a.batch_size), '--quiet'],
+                               capture_output=True, text=True, cwd=ROOT)
+            if r.returncode: raise SystemExit(r.stderr)
+            return n / (time.perf_counter() - t)
+
+        floor(); api()  # warm up: first session runs, page cache
+        got = {'onnxruntime floor': [], 'batch_predict': [], 'dogbreeds predict': []}
+        for _ in range(a.reps):
+            got['onnxruntime floor'].append(floor())
+            got['batch_predict'].append(api())
+            got['dogbreeds predict'].append(cli())
+        med = {k: statistics.median(v) for k, v in got.items()}
+        print(f"{'':22}{'photos/s (median)':>19}   runs")
+        for k, v in got.items(): print(f"{k:22}{med[k]:19.1f}   {', '.join(f'{x:.1f}' for x in v)}")
+        f = med['onnxruntime floor']
+        print(f"\nbatch_predict:     {med['batch_predict'] / f:.0%} of the floor's throughput (goal >= 85%)")
+        print(f"dogbreeds predict: {med['dogbreeds predict'] / f:.0%} of the floor's, process start and model load included")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == '__main__': main()
