@@ -126,8 +126,13 @@ def probabilities(self, images:list) -> np.ndarray:
     if not images: return np.zeros((0, len(self.breeds)), np.float32)
     shapes = {a.shape for a in images}
     if len(shapes) == 1: return self.backend.run(np.stack(images))
-    x = np.concatenate([self.backend.preprocess(a[None]) for a in images])
-    return self.backend.classify(x)
+    # photos of different sizes are resized one by one (in parallel, each in a one-thread session), then
+    # classified as one batch
+    one = lambda a: self.backend.preprocess_one(a[None])
+    if len(images) > 1 and self.decode_threads > 1:
+        with ThreadPoolExecutor(min(self.decode_threads, len(images))) as ex: parts = list(ex.map(one, images))
+    else: parts = [self.backend.preprocess(a[None]) for a in images]
+    return self.backend.classify(np.concatenate(parts))
 Predictor.probabilities = probabilities
 
 def predict(self, image, k:int=5) -> list[tuple[str, float]]:
