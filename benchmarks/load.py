@@ -13,15 +13,10 @@ processes) after start-up and one warm request, after the load, and at its peak.
 The clients run in this process and share the machine's cores with the server: on a small machine they take
 a noticeable share of the CPU, so the throughput is a floor.
 """
-import argparse, asyncio, os, signal, socket, statistics, subprocess, sys, tempfile, threading, time
+import argparse, asyncio, os, statistics, threading, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
 def rss(pid):
@@ -31,36 +26,6 @@ def rss(pid):
         p = psutil.Process(pid)
         return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / 2**20
     except psutil.NoSuchProcess: return float('nan')
-
-
-class Server:
-    def __init__(self, model, workers, threads=None):
-        self.model, self.workers, self.threads = model, workers, threads
-
-    def __enter__(self):
-        import httpx
-        self.port = free_port()
-        self.url = f'http://127.0.0.1:{self.port}'
-        cmd = [sys.executable, '-c', 'from dogbreeds.cli import main; main()', 'serve', '--model', str(self.model),
-               '--host', '127.0.0.1', '--port', str(self.port), '--workers', str(self.workers), '--log-level', 'warning']
-        if self.threads: cmd += ['--threads', str(self.threads)]
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if httpx.get(self.url + '/ping', timeout=2).status_code == 200: return self
-            except httpx.HTTPError: pass
-            time.sleep(0.3)
-        self.__exit__()
-        raise SystemExit(f"dogbreeds serve did not start: {self.output[-2000:]}")
-
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try: self.proc.wait(30)
-            except subprocess.TimeoutExpired: os.killpg(self.proc.pid, signal.SIGKILL); self.proc.wait(10)
-        self.log.seek(0); self.output = self.log.read().decode(errors='replace'); self.log.close()
 
 
 async def client(url, photos, n, offset, lat, errors, stop_at):
@@ -79,7 +44,8 @@ async def client(url, photos, n, offset, lat, errors, stop_at):
 
 
 def run_row(model, workers, clients, requests, photos, max_seconds, threads):
-    with Server(model, workers, threads) as srv:
+    from dogbreeds.sagemaker import ServeProcess
+    with ServeProcess(model, workers, threads=threads).start(timeout=180) as srv:
         import httpx
         assert httpx.post(srv.url + '/invocations', content=photos[0], headers={'Content-Type': 'image/jpeg'}).status_code == 200
         before, peak = rss(srv.proc.pid), [0.0]

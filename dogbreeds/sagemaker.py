@@ -6,7 +6,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/sagemaker.html.md"""
 
 # %% ../nbs/08_sagemaker.ipynb #3f9613bf
 from __future__ import annotations
-import contextlib, io, json, os, re, secrets, tarfile, time
+import contextlib, io, json, os, re, secrets, sys, tarfile, time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,8 +20,8 @@ from .lambda_handler import (JSON_TYPE, Request, RequestError, check_accept, cla
 # %% auto #0
 __all__ = ['SERVE_REQUIREMENTS', 'SERVING_MODULES', 'ENTRY_POINT', 'MODEL_DIR', 'NAME_RE', 'ROLE_RE', 'SERVERLESS_MEMORY',
            'VARIANT', 'SCALABLE_DIMENSION', 'Refusal', 'model_fn', 'input_fn', 'predict_fn', 'output_fn', 'Context',
-           'invoke', 'package_model', 'make_app', 'app_from_env', 'serve', 'serve_cli', 'DeployError', 'deploy',
-           'undeploy', 'package_cli', 'deploy_cli', 'undeploy_cli']
+           'invoke', 'package_model', 'make_app', 'app_from_env', 'serve', 'serve_cli', 'ServeProcess', 'DeployError',
+           'deploy', 'undeploy', 'package_cli', 'deploy_cli', 'undeploy_cli']
 
 # %% ../nbs/08_sagemaker.ipynb #3bf59a28
 @dataclass
@@ -232,6 +232,55 @@ def serve_cli(
 ):
     "Serve the model over HTTP: GET /ping, POST /invocations (SageMaker's container contract)."
     serve(model, host, port, workers, threads, log_level)
+
+# %% ../nbs/08_sagemaker.ipynb #0713dad3
+class ServeProcess:
+    "`dogbreeds serve` on 127.0.0.1 and a free port, in its own process group; a context manager, or `start`/`stop`."
+    def __init__(self, model, workers:int=1, threads:int|None=None, env:dict|None=None):
+        self.model, self.workers, self.threads, self.env, self.proc = str(model), workers, threads, env or {}, None
+
+    def start(self, timeout:float=90):
+        import socket, subprocess, tempfile, time, urllib.request
+        with socket.socket() as s: s.bind(('127.0.0.1', 0)); self.port = s.getsockname()[1]
+        self.url = f'http://127.0.0.1:{self.port}'
+        cmd = [sys.executable, '-c', 'from dogbreeds.cli import main; main()', 'serve', '--model', self.model,
+               '--host', '127.0.0.1', '--port', str(self.port), '--workers', str(self.workers), '--log-level', 'warning']
+        if self.threads: cmd += ['--threads', str(self.threads)]
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, env={**os.environ, **self.env}, start_new_session=True,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with urllib.request.urlopen(self.url + '/ping', timeout=2) as r:
+                    if r.status == 200: return self
+            except OSError: pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"dogbreeds serve did not start: {self.output[-3000:]}")
+
+    def stop(self):
+        import signal, subprocess
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try: self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        if self.proc:
+            self.log.seek(0)
+            self.output = self.log.read().decode(errors='replace')
+            self.log.close()
+        self.proc = None
+
+    def listening(self) -> bool:
+        import socket
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            return s.connect_ex(('127.0.0.1', self.port)) == 0
+
+    def __enter__(self): return self if self.proc else self.start()  # `with ServeProcess(...).start(timeout=...)` too
+    def __exit__(self, *exc): self.stop()
 
 # %% ../nbs/08_sagemaker.ipynb #7b244f7c
 class DeployError(DogbreedsError):

@@ -187,53 +187,7 @@ def make_model_dir(folder, seed: int = 0, big: int = 6 * 2**20, accuracy: float 
 # ---------------------------------------------------------------------------------------------------------
 # `dogbreeds serve` (the SageMaker container's HTTP server) as a real process on 127.0.0.1 and a free port.
 
-class ServeProcess:
-    "`dogbreeds serve` on 127.0.0.1 and a free port, started in its own process group, stopped by `stop`."
-
-    def __init__(self, model, workers: int = 1, env: dict | None = None):
-        self.model, self.workers, self.env, self.proc = str(model), workers, env or {}, None
-
-    def start(self, timeout=90):
-        import subprocess, time, httpx
-        self.port = free_ports(1)[0]
-        self.url = f'http://127.0.0.1:{self.port}'
-        cmd = [sys.executable, '-c', 'from dogbreeds.cli import main; main()', 'serve', '--model', self.model,
-               '--host', '127.0.0.1', '--port', str(self.port), '--workers', str(self.workers), '--log-level', 'warning']
-        import tempfile
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, env={**os.environ, **self.env}, start_new_session=True,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if httpx.get(self.url + '/ping', timeout=2).status_code == 200: return self
-            except httpx.HTTPError: pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"dogbreeds serve did not start: {self.output[-3000:]}")
-
-    def stop(self):
-        import signal, subprocess
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try: self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        if self.proc:
-            self.log.seek(0)
-            self.output = self.log.read().decode(errors='replace')
-            self.log.close()
-        self.proc = None
-
-    def listening(self) -> bool:
-        import socket
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            return s.connect_ex(('127.0.0.1', self.port)) == 0
-
-    def __enter__(self): return self.start()
-    def __exit__(self, *exc): self.stop()
+from dogbreeds.sagemaker import ServeProcess  # noqa: E402  (tests import it from here too)
 
 
 @pytest.fixture(scope='session')
