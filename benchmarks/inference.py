@@ -83,7 +83,7 @@ def main():
 
     from fastai.learner import load_learner
     learn = load_learner(run / 'learner.pkl')  # a pickle: fine in a benchmark of our own file, never when serving
-    from dogbreeds.data import DogImage  # learn.predict takes a decoded image (or a Path), not bytes
+    from dogbreeds.dataloaders import DogImage  # learn.predict takes a decoded image (or a Path), not bytes
     rows['learn.predict'] = dict(lat=timeit(lambda: learn.predict(DogImage.create(payloads[next(it) % 64])), max(20, a.n // 10)))
 
     # batch-64 throughput

@@ -44,7 +44,7 @@ async def client(url, photos, n, offset, lat, errors, stop_at):
 
 
 def run_row(model, workers, clients, requests, photos, max_seconds, threads):
-    from dogbreeds.sagemaker import ServeProcess
+    from dogbreeds.testing import ServeProcess
     with ServeProcess(model, workers, threads=threads).start(timeout=180) as srv:
         import httpx
         assert httpx.post(srv.url + '/invocations', content=photos[0], headers={'Content-Type': 'image/jpeg'}).status_code == 200

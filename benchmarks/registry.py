@@ -53,7 +53,7 @@ def main():
     a = ap.parse_args()
 
     import boto3
-    from conftest import SeaweedFS
+    from dogbreeds.testing import SeaweedFS
     from dogbreeds.core import verify_files
     from dogbreeds.registry import Registry, pull_model
 

@@ -10,14 +10,14 @@ import importlib, sys
 from .core import DogbreedsError, fail
 
 # %% auto #0
-__all__ = ['COMMANDS', 'weights_cli', 'main']
+__all__ = ['COMMANDS', 'main']
 
 # %% ../nbs/99_cli.ipynb #435c3452
 COMMANDS = {  # command: (module:function, one-line help)
     'train': ('dogbreeds.train:train_cli', 'train, evaluate and save a model run'),
     'export': ('dogbreeds.export:export_cli', 'export a run to TorchScript + ONNX with a manifest'),
     'classify': ('dogbreeds.inference:classify_cli', 'print the top breeds of a few photos'),
-    'weights': ('dogbreeds.cli:weights_cli', 'make sure the ImageNet weights are in the torch hub cache'),
+    'weights': ('dogbreeds.learner:weights_cli', 'make sure the ImageNet weights are in the torch hub cache'),
     'push': ('dogbreeds.registry:push_cli', 'push an exported model folder to the registry as a new version'),
     'pull': ('dogbreeds.registry:pull_cli', 'pull a model version (or alias) from the registry, verified'),
     'list': ('dogbreeds.registry:list_cli', "list the registry's models, a model's versions, or its audit log"),
@@ -26,21 +26,15 @@ COMMANDS = {  # command: (module:function, one-line help)
     'predict': ('dogbreeds.batch:predict_cli', 'classify a folder, glob or s3:// prefix of photos into a CSV or Parquet file, resumably'),
     'cost': ('dogbreeds.cost:cost_cli', 'monthly cost on Lambda, SageMaker and EC2 from measured latency, with break-evens'),
     'retrain': ('dogbreeds.retrain:retrain_cli', 'retrain with the notebooks (papermill), here or on SageMaker; promote if better'),
-    'serve': ('dogbreeds.sagemaker:serve_cli', 'serve the model over HTTP: GET /ping, POST /invocations (the SageMaker container)'),
-    'package': ('dogbreeds.sagemaker:package_cli', "write model.tar.gz for SageMaker's PyTorch container"),
-    'deploy': ('dogbreeds.sagemaker:deploy_cli', 'create or update a SageMaker endpoint: serverless, or real-time with autoscaling'),
-    'undeploy': ('dogbreeds.sagemaker:undeploy_cli', 'delete a SageMaker endpoint with its configuration, models and autoscaling'),
+    'serve': ('dogbreeds.serve:serve_cli', 'serve the model over HTTP: GET /ping, POST /invocations (the SageMaker container)'),
+    'package': ('dogbreeds.deploy:package_cli', "write model.tar.gz for SageMaker's PyTorch container"),
+    'deploy': ('dogbreeds.deploy:deploy_cli', 'create or update a SageMaker endpoint: serverless, or real-time with autoscaling'),
+    'undeploy': ('dogbreeds.deploy:undeploy_cli', 'delete a SageMaker endpoint with its configuration, models and autoscaling'),
     'iam': ('dogbreeds.iam:iam_cli', 'print the least-privilege IAM policy of a role: lambda, sagemaker, training, deployer'),
 }
 
 # %% ../nbs/99_cli.ipynb #13a33b68
-from fastcore.script import call_parse, parse_cli
-
-@call_parse
-def weights_cli(arch:str='mobilenet_v2'):  # architecture whose ImageNet weights to fetch
-    "Make sure `arch`'s ImageNet weights are in the torch hub cache (offline fallback for MobileNetV2)."
-    from dogbreeds.train import ensure_pretrained_weights
-    print(ensure_pretrained_weights(arch))
+from fastcore.script import parse_cli
 
 # %% ../nbs/99_cli.ipynb #d3c095da
 def _usage() -> str:

@@ -17,11 +17,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.\w+` is deprecated', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'MIN_SIDE', 'IMAGE_EXTS', 'MANIFEST', 'DogbreedsError', 'DataError', 'ParameterError',
-           'ImageError', 'EmptyImageError', 'NotAnImageError', 'CorruptImageError', 'ImageTooLargeError',
-           'ImageTooSmallError', 'open_image', 'to_rgb', 'load_rgb', 'package_root', 'sample_path', 'staged_dir',
-           'write_json', 'read_json', 'sha256_file', 'IntegrityError', 'file_record', 'read_manifest', 'verify_files',
-           'short_errors', 'interactive', 'fail']
+__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'MIN_SIDE', 'IMAGE_EXTS', 'MANIFEST', 'LAYERS', 'ALLOWED', 'SERVING_LAYERS', 'SERVING_DATA',
+           'DogbreedsError', 'DataError', 'ParameterError', 'ImageError', 'EmptyImageError', 'NotAnImageError',
+           'CorruptImageError', 'ImageTooLargeError', 'ImageTooSmallError', 'open_image', 'to_rgb', 'load_rgb',
+           'package_root', 'sample_path', 'staged_dir', 'write_json', 'read_json', 'sha256_file', 'IntegrityError',
+           'file_record', 'read_manifest', 'verify_files', 'short_errors', 'interactive', 'fail', 'layer_of', 'modules',
+           'serving_files']
 
 # %% ../nbs/00_core.ipynb #7ee201bd
 class DogbreedsError(Exception):
@@ -214,3 +215,30 @@ def fail(msg:str, code:int=2):
     "Print `msg` as one error line on stderr and exit with `code`."
     print(f"dogbreeds: error: {msg}", file=sys.stderr)
     raise SystemExit(code)
+
+# %% ../nbs/00_core.ipynb #9a691a4c
+LAYERS = {'base': range(0, 9), 'testing': range(9, 10), 'training': range(10, 20), 'serving': range(20, 30),
+          'aws': range(30, 40), 'front ends': range(40, 100)}
+ALLOWED = {'base': {'base'}, 'testing': {'base'}, 'training': {'base', 'training'}, 'serving': {'base', 'serving'},
+           'aws': {'base', 'training', 'serving', 'aws'}, 'front ends': set(LAYERS)}
+SERVING_LAYERS = ('base', 'serving')  # what the Lambda package and model.tar.gz carry
+
+def layer_of(number:int) -> str:
+    "The layer of notebook number `number`."
+    return next(k for k, r in LAYERS.items() if number in r)
+
+def modules(pkg=None) -> dict:
+    "`{module: notebook number}` of every module the notebooks generate, read from the modules' headers in `pkg` (default: this package)."
+    import importlib.util, re
+    pkg = Path(pkg) if pkg else Path(importlib.util.find_spec('dogbreeds').origin).parent
+    out = {}
+    for f in sorted(pkg.glob('*.py')):
+        m = re.search(r'File to edit: \S*?/(\d+)_\w+\.ipynb', f.read_text()[:2000])
+        if m: out[f.stem] = int(m[1])
+    return out
+
+SERVING_DATA = ('imagenet_classes.txt',)  # package data the serving layers read
+
+def serving_files(pkg=None) -> list[str]:
+    "The files of the package (in `pkg`, default this one) that serving needs: `__init__.py`, the modules of `SERVING_LAYERS`, their data."
+    return ['__init__.py', *[f"{m}.py" for m, n in modules(pkg).items() if layer_of(n) in SERVING_LAYERS], *SERVING_DATA]

@@ -4,12 +4,15 @@
     python scripts/prune_serving.py DIR --no-avif   # also Pillow's AVIF and font libraries (no AVIF uploads)
 
 Used for the AWS Lambda package (docker/lambda.Dockerfile) and measured by benchmarks/serve_size.py.
+The package itself is cut to what serving runs, the base and serving layers (`dogbreeds.core.serving_files`,
+read from the installed package's own modules): training, AWS management, front ends and the testing
+helpers are left out.
 Every path removed is one the inference runtime does not import: onnxruntime's Python binding is
 self-contained (it does not load libonnxruntime.so, the C API library); `transformers`,
 `quantization` and `tools` are offline model-editing tools; numpy's f2py, distutils, tests and
 `_simd` (a test module) are never imported by numpy itself.
 """
-import shutil, sys
+import importlib.util, shutil, sys
 from pathlib import Path
 
 SAFE = ['onnxruntime/capi/libonnxruntime.so*', 'onnxruntime/transformers', 'onnxruntime/quantization',
@@ -20,10 +23,22 @@ NO_AVIF = ['pillow.libs/libavif-*', 'PIL/_avif.*.so', 'pillow.libs/libfreetype-*
            'PIL/_imagingft.*.so']
 
 
+def serving_package(target) -> list:
+    "The files of the `dogbreeds` package installed in `target` that serving does not need."
+    pkg = Path(target) / 'dogbreeds'
+    sys.path.insert(0, str(target))  # core.py imports NumPy and Pillow: those installed in target
+    try:
+        spec = importlib.util.spec_from_file_location('_dogbreeds_core', pkg / 'core.py')
+        core = importlib.util.module_from_spec(spec); spec.loader.exec_module(core)
+    finally: sys.path.remove(str(target))
+    keep = set(core.serving_files(pkg))
+    return [f'dogbreeds/{f.name}' for f in sorted(pkg.iterdir()) if f.is_file() and f.name not in keep]
+
+
 def prune(target, no_avif=False) -> int:
-    "Remove the listed paths under `target`; return the bytes freed."
+    "Remove the listed paths under `target`, and the package's modules that serving does not run; return the bytes freed."
     freed = 0
-    for pat in SAFE + (NO_AVIF if no_avif else []):
+    for pat in SAFE + (NO_AVIF if no_avif else []) + serving_package(target):
         for p in sorted(Path(target).glob(pat), reverse=True):
             if not p.exists(): continue
             size = sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) if p.is_dir() else p.stat().st_size

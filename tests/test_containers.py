@@ -64,7 +64,7 @@ def test_sagemaker_image_serves():
     assert json.loads(ins['ENTRYPOINT']) == ['dogbreeds'] and json.loads(ins['CMD']) == ['serve']  # exec form
     assert ins['EXPOSE'] == '8080' and 'SERVE_HOST=0.0.0.0' in ins['ENV']
     from dogbreeds.cli import COMMANDS
-    assert COMMANDS['serve'][0] == 'dogbreeds.sagemaker:serve_cli'
+    assert COMMANDS['serve'][0] == 'dogbreeds.serve:serve_cli'
 
 
 def test_pins_satisfy_pyproject():

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from dogbreeds.core import DataError, ParameterError
-from dogbreeds.data import (IMAGEWOOF_BREEDS, detect_layout, from_folder, load_data, make_dls)
+from dogbreeds.datasets import IMAGEWOOF_BREEDS, detect_layout, from_folder, load_data
+from dogbreeds.dataloaders import make_dls
 
 B = ['beagle', 'Samoyed', 'dingo']
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dogbreeds import sagemaker as sm
+from dogbreeds import deploy as dp, handlers
+from dogbreeds.core import DogbreedsError
+from dogbreeds.protocol import RequestError
 from dogbreeds.inference import Predictor
 from test_inference import bad_inputs, good_odd_inputs
 from test_lambda import BAD_STATUS, same
@@ -38,31 +40,31 @@ def body_for(ct, photo):
 
 def test_handler_functions(model_dir, photo, expected, monkeypatch):
     monkeypatch.delenv('MODEL_URI', raising=False)
-    model = sm.model_fn(str(model_dir))
+    model = handlers.model_fn(str(model_dir))
     for ct in CONTENT_TYPES:
-        out, out_ct = sm.output_fn(sm.predict_fn(sm.input_fn(body_for(ct, photo), ct), model), 'application/json')
+        out, out_ct = handlers.output_fn(handlers.predict_fn(handlers.input_fn(body_for(ct, photo), ct), model), 'application/json')
         assert out_ct == 'application/json'
         preds = json.loads(out)['predictions']
         if ct == 'image/png': assert preds[0]['breed'] == expected[0]['breed']  # a PNG re-encoding of the same photo
         else: same(preds, expected)
     for what, (data, _) in bad_inputs(photo).items():
-        status, out = sm.invoke(model, data, 'image/jpeg')
+        status, out = handlers.invoke(model, data, 'image/jpeg')
         assert status == BAD_STATUS[what] and json.loads(out)['status'] == status, (what, out)
     for what, data in good_odd_inputs(photo).items():
-        assert sm.invoke(model, data, 'application/x-image')[0] == 200, what
-    assert sm.invoke(model, b'\xff' * (6 * 2**20 + 1), 'image/jpeg')[0] == 413
-    assert sm.invoke(model, photo.read_bytes(), 'text/csv')[0] == 415
-    assert sm.invoke(model, b'{"image": ', 'application/json')[0] == 400
-    assert sm.invoke(model, b'{"image": "@@@"}', 'application/json')[0] == 400
-    assert sm.invoke(model, photo.read_bytes(), 'image/jpeg', 'text/csv')[0] == 406
-    with pytest.raises(sm.RequestError):  # without the toolkit's context, a refusal raises
-        sm.input_fn(photo.read_bytes(), 'text/csv')
+        assert handlers.invoke(model, data, 'application/x-image')[0] == 200, what
+    assert handlers.invoke(model, b'\xff' * (6 * 2**20 + 1), 'image/jpeg')[0] == 413
+    assert handlers.invoke(model, photo.read_bytes(), 'text/csv')[0] == 415
+    assert handlers.invoke(model, b'{"image": ', 'application/json')[0] == 400
+    assert handlers.invoke(model, b'{"image": "@@@"}', 'application/json')[0] == 400
+    assert handlers.invoke(model, photo.read_bytes(), 'image/jpeg', 'text/csv')[0] == 406
+    with pytest.raises(RequestError):  # without the toolkit's context, a refusal raises
+        handlers.input_fn(photo.read_bytes(), 'text/csv')
 
 
 def test_package_runs_in_sagemakers_toolkit(model_dir, photo, expected, tmp_path):
     "model.tar.gz, unpacked as SageMaker does, served by sagemaker-inference's Transformer in a fresh interpreter."
-    pkg = sm.package_model(model_dir, tmp_path / 'model.tar.gz')
-    with pytest.raises(sm.DogbreedsError, match='already exists'): sm.package_model(model_dir, pkg)
+    pkg = dp.package_model(model_dir, tmp_path / 'model.tar.gz')
+    with pytest.raises(DogbreedsError, match='already exists'): dp.package_model(model_dir, pkg)
     with tarfile.open(pkg) as t:
         names = set(t.getnames())
         t.extractall(tmp_path / 'opt_ml_model', filter='data')
@@ -192,7 +194,7 @@ def aws(monkeypatch):
 
 
 def test_deploy_serverless(aws):
-    out = sm.deploy('dogbreeds-sl', IMAGE, ROLE, model_uri=MODEL_URI, memory_mb=3072, max_concurrency=5,
+    out = dp.deploy('dogbreeds-sl', IMAGE, ROLE, model_uri=MODEL_URI, memory_mb=3072, max_concurrency=5,
                     provisioned_concurrency=2, session=aws, wait_delay=1)
     c = aws.client('sagemaker')
     assert out['kind'] == 'serverless' and out['autoscaling'] is None
@@ -201,13 +203,13 @@ def test_deploy_serverless(aws):
     assert v['ServerlessConfig'] == {'MemorySizeInMB': 3072, 'MaxConcurrency': 5, 'ProvisionedConcurrency': 2}
     m = c.describe_model(ModelName=out['model'])
     assert m['ExecutionRoleArn'] == ROLE and m['PrimaryContainer']['Environment'] == {'MODEL_URI': MODEL_URI}
-    gone = sm.undeploy('dogbreeds-sl', session=aws)
+    gone = dp.undeploy('dogbreeds-sl', session=aws)
     assert gone == ['endpoint/dogbreeds-sl', f"endpoint-config/{out['endpoint_config']}", f"model/{out['model']}"]
     assert not c.list_endpoints()['Endpoints'] and not c.list_endpoint_configs()['EndpointConfigs'] and not c.list_models()['Models']
 
 
 def test_deploy_real_time_with_autoscaling_and_model_tar(aws):
-    out = sm.deploy('dogbreeds-rt', IMAGE, ROLE, model_data='s3://acme-ml/endpoints/model.tar.gz', instance_type='ml.c5.large',
+    out = dp.deploy('dogbreeds-rt', IMAGE, ROLE, model_data='s3://acme-ml/endpoints/model.tar.gz', instance_type='ml.c5.large',
                     instance_count=2, max_instances=6, target_invocations=600, session=aws, wait_delay=1)
     c, aas = aws.client('sagemaker'), aws.client('application-autoscaling')
     v = c.describe_endpoint_config(EndpointConfigName=out['endpoint_config'])['ProductionVariants'][0]
@@ -220,11 +222,11 @@ def test_deploy_real_time_with_autoscaling_and_model_tar(aws):
     cfg = pol['TargetTrackingScalingPolicyConfiguration']
     assert pol['PolicyType'] == 'TargetTrackingScaling' and cfg['TargetValue'] == 600.0
     assert cfg['PredefinedMetricSpecification']['PredefinedMetricType'] == 'SageMakerVariantInvocationsPerInstance'
-    gone = sm.undeploy('dogbreeds-rt', session=aws)
+    gone = dp.undeploy('dogbreeds-rt', session=aws)
     assert gone[0] == 'scalable-target/endpoint/dogbreeds-rt/variant/AllTraffic'
     assert not aas.describe_scalable_targets(ServiceNamespace='sagemaker')['ScalableTargets']
     assert not c.list_endpoints()['Endpoints'] and not c.list_models()['Models'] and not c.list_endpoint_configs()['EndpointConfigs']
-    with pytest.raises(sm.DeployError, match='no endpoint'): sm.undeploy('dogbreeds-rt', session=aws)
+    with pytest.raises(dp.DeployError, match='no endpoint'): dp.undeploy('dogbreeds-rt', session=aws)
 
 
 def test_deploy_refuses_bad_settings_and_cleans_up(aws):
@@ -232,18 +234,18 @@ def test_deploy_refuses_bad_settings_and_cleans_up(aws):
            dict(instance_type='c5.large'), dict(instance_type='ml.c5.large', instance_count=2, max_instances=1),
            dict(instance_type='ml.c5.large', provisioned_concurrency=1)]
     for kw in bad:
-        with pytest.raises(sm.DeployError): sm.deploy('dogbreeds', IMAGE, ROLE, model_uri=MODEL_URI, session=aws, **kw)
+        with pytest.raises(dp.DeployError): dp.deploy('dogbreeds', IMAGE, ROLE, model_uri=MODEL_URI, session=aws, **kw)
     for args in [('bad_name!', IMAGE, ROLE), ('dogbreeds', IMAGE, 'not-a-role'), ('dogbreeds', '', ROLE)]:
-        with pytest.raises(sm.DeployError): sm.deploy(*args, model_uri=MODEL_URI, session=aws)
-    with pytest.raises(sm.DeployError, match='name the model'): sm.deploy('dogbreeds', IMAGE, ROLE, session=aws)
+        with pytest.raises(dp.DeployError): dp.deploy(*args, model_uri=MODEL_URI, session=aws)
+    with pytest.raises(dp.DeployError, match='name the model'): dp.deploy('dogbreeds', IMAGE, ROLE, session=aws)
     # SageMaker refuses the endpoint: the model and configuration this call created are deleted again
     c = aws.client('sagemaker')
     real = c.create_endpoint
     from botocore.exceptions import ClientError
     def refuse(**kw): raise ClientError({'Error': {'Code': 'ResourceLimitExceeded', 'Message': 'too many endpoints'}}, 'CreateEndpoint')
     c.create_endpoint = refuse
-    with pytest.raises(sm.DeployError, match='ResourceLimitExceeded'):
-        sm.deploy('dogbreeds', IMAGE, ROLE, model_uri=MODEL_URI, session=type('S', (), {'client': lambda self, n, **k: c if n == 'sagemaker' else aws.client(n, **k)})())
+    with pytest.raises(dp.DeployError, match='ResourceLimitExceeded'):
+        dp.deploy('dogbreeds', IMAGE, ROLE, model_uri=MODEL_URI, session=type('S', (), {'client': lambda self, n, **k: c if n == 'sagemaker' else aws.client(n, **k)})())
     c.create_endpoint = real
     assert not c.list_models()['Models'] and not c.list_endpoint_configs()['EndpointConfigs']
 
@@ -272,6 +274,6 @@ def test_deploy_over_a_running_endpoint_switches_and_removes_the_old(aws):
         s.add_response('delete_model', {}, {'ModelName': 'dogbreeds-old'})
         s.add_response('describe_endpoint', ep, {'EndpointName': 'dogbreeds'})
         session = type('S', (), {'client': lambda self, n, **k: c if n == 'sagemaker' else aas})()
-        out = sm.deploy('dogbreeds', IMAGE, ROLE, model_uri=MODEL_URI, session=session, wait_delay=1)
+        out = dp.deploy('dogbreeds', IMAGE, ROLE, model_uri=MODEL_URI, session=session, wait_delay=1)
         s.assert_no_pending_responses(); a.assert_no_pending_responses()
     assert out['updated'] and out['removed'] == ['endpoint-config/dogbreeds-old', 'model/dogbreeds-old']

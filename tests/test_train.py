@@ -4,9 +4,9 @@ import csv
 import pytest
 import torch
 
-import dogbreeds.evaluate as E
+import dogbreeds.train as T  # train() calls evaluate as dogbreeds.train.evaluate
 from dogbreeds.core import ParameterError, read_json
-from dogbreeds.data import load_data
+from dogbreeds.datasets import load_data
 from dogbreeds.train import train
 
 FAST = dict(size=64, epochs=1, freeze_epochs=1, lr=1e-3, bs=32, quiet=True, export=False)
@@ -71,7 +71,7 @@ def test_lr_find_when_no_lr(tiny, tmp_path):
 
 def test_failure_after_training_keeps_a_marked_partial_run(tiny, tmp_path, monkeypatch):
     def broken(*a, **k): raise RuntimeError('disk full')
-    monkeypatch.setattr(E, 'evaluate', broken)
+    monkeypatch.setattr(T, "evaluate", broken)
     with pytest.raises(RuntimeError, match='disk full'): train(tiny, out_dir=tmp_path, run_name='x', **FAST)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['x.failed']  # no 'x', no staging folder
     assert 'disk full' in (tmp_path / 'x.failed' / 'error.txt').read_text()

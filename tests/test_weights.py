@@ -5,7 +5,7 @@ from urllib.error import URLError
 import pytest
 import torch
 
-import dogbreeds.train as T
+import dogbreeds.learner as T
 from dogbreeds.core import DogbreedsError, sha256_file
 
 NAME = 'mobilenet_v2-b0353104.pth'
