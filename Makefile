@@ -29,10 +29,10 @@ $(VENV)/.dev.stamp: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.train.stamp
 
 weights: $(VENV)/.train.stamp
-	$(BIN)/dogbreeds weights --arch mobilenet_v2
+	$(BIN)/dogbreeds weights
 
 run: $(VENV)/.train.stamp weights
-	$(BIN)/dogbreeds train --data sample --size 128 --epochs 1 --freeze-epochs 1 --bs 32
+	$(BIN)/dogbreeds train --data sample
 
 # The generated library must be what the notebooks export: a clean checkout stays clean.
 sync-check: $(VENV)/.dev.stamp

@@ -21,8 +21,8 @@ from .inference import Predictor
 
 # %% auto #0
 __all__ = ['ROW_GROUP', 'SourceError', 'ResultsError', 'ReadError', 'LocalSource', 'S3Source', 'open_source', 'result_columns',
-           'model_id', 'predict_rows', 'CsvResults', 'ParquetResults', 'results_format', 'open_results', 'read_results',
-           'batch_predict', 'predict_cli']
+           'column_type', 'model_id', 'predict_rows', 'CsvResults', 'ParquetResults', 'results_format', 'open_results',
+           'read_results', 'batch_predict', 'predict_cli']
 
 # %% ../nbs/40_batch.ipynb #ac277018
 class SourceError(DogbreedsError):
@@ -129,7 +129,11 @@ def open_source(src, endpoint_url:str|None=None, max_bytes:int|None=None, worker
 def result_columns(k:int) -> list[str]:
     "The columns of a results table with the top `k` breeds."
     return (['source', 'breed', 'probability'] + [c for i in range(2, k + 1) for c in (f'breed_{i}', f'probability_{i}')]
-            + ['error', 'model', 'model_version'])
+            + ['dog', 'is_dog', 'error', 'model', 'model_version'])
+
+def column_type(c:str) -> type:
+    "The type of the values of column `c`: float, bool or str."
+    return float if c.startswith('probability') or c == 'dog' else bool if c == 'is_dog' else str
 
 def model_id(pred:Predictor) -> tuple[str, str]:
     "`(name, version)` of the model `pred` runs: its registry version, or the sha256 of its manifest."
@@ -137,7 +141,7 @@ def model_id(pred:Predictor) -> tuple[str, str]:
 
 def _k_of(columns:list) -> int|None:
     "The `k` of a results table with these columns, or None if they are not such a table's."
-    k = (len(columns) - 6) // 2 + 1
+    k = (len(columns) - 8) // 2 + 1
     return k if k >= 1 and list(columns) == result_columns(k) else None
 
 # %% ../nbs/40_batch.ipynb #f0770312
@@ -148,7 +152,6 @@ def predict_rows(pred:Predictor, items:list, source=None, k:int=5, batch_size:in
     source = source or LocalSource(items)
     k, workers = min(k, len(pred.breeds)), workers or source.workers
     name, version = model_id(pred)
-    breeds = pred.breeds
     def load(item):
         try: return pred.prepare(source.read(item))
         except SourceError: raise  # every photo would fail alike: stop
@@ -165,14 +168,14 @@ def predict_rows(pred:Predictor, items:list, source=None, k:int=5, batch_size:in
             prepared = [f.result() for f in futures]
             submit()
             ok = [i for i, a in enumerate(prepared) if isinstance(a, np.ndarray)]
-            probs = pred.classify(np.stack([prepared[i] for i in ok])) if ok else np.zeros((0, len(breeds)), np.float32)
-            top = np.argsort(-probs, axis=1, kind='stable')[:, :k]
+            preds = pred.classify_prepared(np.stack([prepared[i] for i in ok]), k) if ok else []
             rows = [dict(source=item, error=_error_text(a), model=name, model_version=version) if not isinstance(a, np.ndarray) else None
                     for item, a in zip(chunk, prepared)]
-            for i, p, t in zip(ok, probs, top):
-                r = dict(source=chunk[i], breed=breeds[t[0]], probability=float(p[t[0]]))
-                for rank, j in enumerate(t[1:], 2): r[f'breed_{rank}'], r[f'probability_{rank}'] = breeds[j], float(p[j])
-                rows[i] = {**r, 'error': '', 'model': name, 'model_version': version}
+            for i, pr in zip(ok, preds):
+                (b, p), *rest = pr.top
+                r = dict(source=chunk[i], breed=b, probability=p)
+                for rank, (b, p) in enumerate(rest, 2): r[f'breed_{rank}'], r[f'probability_{rank}'] = b, p
+                rows[i] = {**r, 'dog': pr.dog, 'is_dog': pr.is_dog, 'error': '', 'model': name, 'model_version': version}
             yield rows
     finally: ex.shutdown(wait=True, cancel_futures=True)
 
@@ -321,7 +324,7 @@ class ParquetResults(_Results):
         except ImportError:
             raise ResultsError(f"writing Parquet ({self.path.name}) needs pyarrow: pip install 'dogbreeds[parquet]', or write a .csv") from None
         self.pa, self.pq = pa, pq
-        self.schema = pa.schema([(c, pa.float32() if c.startswith('probability') else pa.string()) for c in self.columns])
+        self.schema = pa.schema([(c, {float: pa.float32(), bool: pa.bool_(), str: pa.string()}[column_type(c)]) for c in self.columns])
         self.parts = self.path.with_name(f'.{self.path.name}.parts')
         self.parts.mkdir(exist_ok=True)
         self.lock_fd = os.open(self.parts/'lock', os.O_RDWR | os.O_CREAT, 0o644)
@@ -410,13 +413,15 @@ def open_results(out, k:int, model:tuple, retry_errors:bool=False) -> _Results:
     return results_format(out)(out, k, model, retry_errors)
 
 def read_results(out) -> list[dict]:
-    "The rows of a results file (.csv or .parquet) as dicts: probabilities as floats (None when empty), error '' when none."
+    "The rows of a results file (.csv or .parquet) as dicts: probabilities and `dog` as floats, `is_dog` as a bool (None when empty), error '' when none."
     out = Path(out)
     if results_format(out) is ParquetResults:
         import pyarrow.parquet as pq
         return [{**r, 'error': r['error'] or ''} for r in pq.read_table(out).to_pylist()]
     with open(out, newline='', encoding='utf-8', errors='surrogateescape') as f:
-        return [{c: (float(v) if v else None) if c.startswith('probability') else (v or (None if c.startswith('breed') else ''))
+        value = {float: lambda v: float(v) if v else None, bool: lambda v: {'True': True, 'False': False}.get(v),
+                 str: lambda v: v or None}
+        return [{c: value[column_type(c)](v) if c.startswith(('probability', 'breed')) or c in ('dog', 'is_dog') else (v or '')
                  for c, v in r.items()} for r in csv.DictReader(f)]
 
 # %% ../nbs/40_batch.ipynb #940a195d

@@ -19,10 +19,10 @@ warnings.filterwarnings('ignore', message=r'`torch\.jit\.\w+` is deprecated', ca
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'MIN_SIDE', 'IMAGE_EXTS', 'MANIFEST', 'LAYERS', 'ALLOWED', 'SERVING_LAYERS', 'SERVING_DATA',
            'DogbreedsError', 'DataError', 'ParameterError', 'ImageError', 'EmptyImageError', 'NotAnImageError',
-           'CorruptImageError', 'ImageTooLargeError', 'ImageTooSmallError', 'open_image', 'to_rgb', 'load_rgb',
-           'package_root', 'sample_path', 'staged_dir', 'write_json', 'read_json', 'sha256_file', 'IntegrityError',
-           'file_record', 'read_manifest', 'verify_files', 'short_errors', 'interactive', 'fail', 'layer_of', 'modules',
-           'serving_files']
+           'CorruptImageError', 'ImageTooLargeError', 'ImageTooSmallError', 'open_image', 'to_rgb', 'shrink',
+           'load_rgb', 'package_root', 'sample_path', 'staged_dir', 'write_json', 'read_json', 'sha256_file',
+           'IntegrityError', 'file_record', 'read_manifest', 'verify_files', 'short_errors', 'interactive', 'fail',
+           'layer_of', 'modules', 'serving_files']
 
 # %% ../nbs/00_core.ipynb #7ee201bd
 class DogbreedsError(Exception):
@@ -71,8 +71,9 @@ def _check_size(im, max_pixels, min_side, name):
 
 # %% ../nbs/00_core.ipynb #36631e5b
 def open_image(src, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, min_side:int=MIN_SIDE,
-               name:str|None=None) -> Image.Image:
-    "Open and fully decode `src` (path, bytes, file object or PIL image), refusing bad input with an `ImageError`."
+               name:str|None=None, shrink_to:int|None=None) -> Image.Image:
+    """Open and decode `src` (path, bytes, file object or PIL image), refusing bad input with an `ImageError`.
+    With `shrink_to`, a large JPEG is decoded at reduced scale (DCT scaling), each side still at least `shrink_to`."""
     name = name or (str(src) if isinstance(src, (str, os.PathLike)) else 'image')
     if isinstance(src, Image.Image):
         _check_size(src, max_pixels, min_side, name)
@@ -88,6 +89,12 @@ def open_image(src, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, min_side
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise NotAnImageError(f"{name}: not an image format that can be read (it starts with {data[:12]!r})") from None
     _check_size(im, max_pixels, min_side, name)
+    if shrink_to and im.format == 'JPEG' and min(im.size) >= 2 * shrink_to:
+        try:
+            im.draft(im.mode, (shrink_to, shrink_to))  # decode at 1/2, 1/4 or 1/8 scale: far less work for a phone photo
+            im.load()
+            return im
+        except Exception: im = Image.open(io.BytesIO(data))  # a reduced decode that fails gets a full one, or its error
     try: im.load()
     except Exception as e:
         raise CorruptImageError(f"{name}: {im.format or 'image'} data is truncated or corrupt ({e})") from None
@@ -111,10 +118,17 @@ def to_rgb(im:Image.Image) -> Image.Image:
     return im if im.mode == 'RGB' else im.convert('RGB')
 
 # %% ../nbs/00_core.ipynb #4563a42a
+def shrink(im:Image.Image, shrink_to:int) -> Image.Image:
+    "`im` reduced by a whole factor (a box filter) while its short side stays at least `shrink_to`; `im` itself if it is not twice that."
+    k = min(im.size) // shrink_to
+    return im.reduce(k) if k >= 2 else im
+
 def load_rgb(src, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, min_side:int=MIN_SIDE,
-             name:str|None=None) -> Image.Image:
-    "Decode `src` safely (see `open_image`) into an upright 8-bit RGB PIL image."
-    return to_rgb(open_image(src, max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side, name=name))
+             name:str|None=None, shrink_to:int|None=None) -> Image.Image:
+    """Decode `src` safely (see `open_image`) into an upright 8-bit RGB PIL image; with `shrink_to`, a large photo
+    comes out reduced (decoded at reduced scale, then reduced by a whole factor), its short side at least `shrink_to`."""
+    im = to_rgb(open_image(src, max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side, name=name, shrink_to=shrink_to))
+    return shrink(im, shrink_to) if shrink_to else im
 
 # %% ../nbs/00_core.ipynb #21c4d1cf
 def package_root() -> Path:

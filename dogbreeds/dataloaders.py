@@ -86,8 +86,8 @@ class DogImage(PILImage):
 
 # %% ../nbs/10_dataloaders.ipynb #385b6227
 def make_dls(data:BreedData, size:int=160, bs:int=64, presize:float=1.25, min_scale:float=0.35,
-             augment:bool=True, num_workers:int|None=None, device=None, seed:int=42):
-    "fastai `DataLoaders` for `data`: presizing, batch augmentation on train, `center_square` on valid."
+             augment:bool=True, num_workers:int|None=None, device=None, seed:int=42, normalize:bool=True):
+    "fastai `DataLoaders` for `data`: presizing, batch augmentation on train, `center_square` on valid; ImageNet normalisation unless `normalize=False`."
     items = pd.DataFrame({'path': data.items, 'breed': data.labels})
     batch_tfms = [TrainOnly(t) if isinstance(t, AffineCoordTfm) else t
                   for t in aug_transforms(size=size)] if augment else []
@@ -95,6 +95,6 @@ def make_dls(data:BreedData, size:int=160, bs:int=64, presize:float=1.25, min_sc
                        get_x=ColReader('path'), get_y=ColReader('breed'),
                        splitter=IndexSplitter([i for i, v in enumerate(data.is_valid) if v]),
                        item_tfms=SquareCrop(size, round(size * presize) if augment else size, min_scale),
-                       batch_tfms=batch_tfms + [Normalize.from_stats(*imagenet_stats)])
+                       batch_tfms=batch_tfms + ([Normalize.from_stats(*imagenet_stats)] if normalize else []))
     if num_workers is None: num_workers = 0 if not torch.cuda.is_available() else min(8, (os.cpu_count() or 1))
     return dblock.dataloaders(items, bs=bs, num_workers=num_workers, device=device)

@@ -15,9 +15,9 @@ from pathlib import Path
 from .core import *
 
 # %% auto #0
-__all__ = ['VALID_DIRS', 'IMAGEWOOF_BREEDS', 'LOADERS', 'BreedData', 'check_data', 'image_files', 'humanize', 'from_folder',
-           'from_imagewoof', 'from_oxford_pets', 'from_stanford_dogs', 'detect_layout', 'verify_images', 'load_data',
-           'imagenet_classes', 'imagenet_ids']
+__all__ = ['VALID_DIRS', 'IMAGEWOOF_BREEDS', 'LOADERS', 'DOG_CLASSES', 'BreedData', 'check_data', 'image_files', 'humanize',
+           'from_folder', 'from_imagewoof', 'from_oxford_pets', 'from_stanford_dogs', 'detect_layout', 'verify_images',
+           'load_data', 'imagenet_classes', 'imagenet_ids', 'not_dog_photos']
 
 # %% ../nbs/03_datasets.ipynb #289dab39
 @dataclass
@@ -290,3 +290,18 @@ def imagenet_ids(breeds) -> dict:
     "Breed -> ImageNet-1k class index, for the breeds whose name is an ImageNet class name."
     cats = {_norm(c): i for i, c in enumerate(imagenet_classes())}
     return {b: cats[_norm(b)] for b in breeds if _norm(b) in cats}
+
+# %% ../nbs/03_datasets.ipynb #f86b661e
+DOG_CLASSES = tuple(range(151, 281))  # ImageNet's dogs (151-268) and wild dogs, foxes and hyena (269-280)
+
+def not_dog_photos() -> list[Path]:
+    "Photos without a dog that installed packages ship (scikit-image, scikit-learn, matplotlib), sorted by name."
+    import importlib.util
+    def pkg(name): s = importlib.util.find_spec(name); return Path(s.origin).parent if s else None
+    out = []
+    if d := pkg('skimage'):
+        out += [p for p in (d/'data').iterdir() if p.suffix in ('.png', '.jpg', '.gif') and 'chessboard' not in p.name]
+    if d := pkg('sklearn'): out += [p for p in (d/'datasets'/'images').glob('*.jpg')]
+    if d := pkg('matplotlib'):
+        out += [d/'mpl-data'/'sample_data'/n for n in ('grace_hopper.jpg', 'Minduka_Present_Blue_Pack.png', 'logo2.png')]
+    return sorted((p for p in out if p.is_file()), key=lambda p: p.name)

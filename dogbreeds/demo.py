@@ -46,6 +46,7 @@ _CSS = """<style>
 .dogbreeds-pct {font-variant-numeric: tabular-nums; text-align: right;}
 .dogbreeds-muted {color: #666;}
 .dogbreeds-error {color: #b00020; font-size: 14px;}
+.dogbreeds-notdog {color: #8a4b00; background: #fff4e0; border-radius: 4px; padding: 2px 6px; margin: 2px 0;}
 </style>"""
 
 def _tagged(w, *classes):
@@ -75,6 +76,7 @@ class ClassifierWidget(widgets.VBox):
     "Upload dog photos and see the top breeds of each: see `classifier_widget`."
     def __init__(self, model=None, k:int=5, thumb:int=180, max_bytes:int|None=None, **kwargs):
         self.k, self.thumb, self.predictor, self.max_bytes = k, thumb, None, max_bytes
+        self.answers = {}  # photo name -> its `Prediction`, for the cards shown
         self.header = _html('')
         self.upload = widgets.FileUpload(accept='image/*', multiple=True, description='Upload photos',
                                          button_style='primary', layout=widgets.Layout(width='180px'))
@@ -116,6 +118,7 @@ class ClassifierWidget(widgets.VBox):
         n = len(files)
         self.status.value = f"Classifying {n} photo{'s' * (n != 1)}..."
         t0 = time.perf_counter()
+        self.answers = {}
         cards = [self._card(str(name), content) for name, content in files]
         self.results.children = cards
         ok = sum('dogbreeds-result' in c._dom_classes for c in cards)
@@ -129,17 +132,22 @@ class ClassifierWidget(widgets.VBox):
             if len(content) > self.max_bytes:
                 raise ImageTooLargeError(f"{name}: {_size(len(content))} is over the limit of {_size(self.max_bytes)}: upload a smaller photo")
             p = self.predictor
-            im = load_rgb(bytes(content), max_bytes=self.max_bytes, max_pixels=p.max_pixels, name=name)
-            top = p.predict(np.asarray(im), k=self.k)
+            im = load_rgb(bytes(content), max_bytes=self.max_bytes, max_pixels=p.max_pixels, name=name, shrink_to=p.shrink_to)
+            answer = p.predict_one(np.asarray(im), k=self.k)
         except ImageError as e: return self._refused(name, str(e))
         except Exception as e: return self._refused(name, f"{name}: could not classify it ({type(e).__name__}: {e})")
-        return self._result(name, im, top, (time.perf_counter() - t0) * 1000)
+        self.answers[name] = answer
+        return self._result(name, im, answer, (time.perf_counter() - t0) * 1000)
 
     def _refused(self, name:str, msg:str) -> widgets.Box:
         return _tagged(widgets.VBox([_label(name, 'dogbreeds-name'), _html(f"&#9888; {html.escape(msg)}", 'dogbreeds-error')]),
                        'dogbreeds-card', 'dogbreeds-refused')
 
-    def _result(self, name:str, im, top, ms:float) -> widgets.Box:
+    def _result(self, name:str, im, answer, ms:float) -> widgets.Box:
+        top = answer.top
+        note = ([_html(f"&#128054;&#8416; <b>This does not look like a dog</b> (it looks like: {html.escape(answer.looks_like or '?')}; "
+                       f"dog {answer.dog:.0%}). The breeds below are the model's best guesses all the same.", 'dogbreeds-notdog')]
+                if answer.is_dog is False else [])
         rows = [_tagged(widgets.HBox([
                     _label(breed, 'dogbreeds-breed', width='190px'),
                     widgets.FloatProgress(value=prob, min=0, max=1, bar_style='success' if i == 0 else 'info',
@@ -151,7 +159,7 @@ class ClassifierWidget(widgets.VBox):
         img = _tagged(widgets.Image(value=_thumbnail(im, self.thumb), format='jpeg',
                                     layout=widgets.Layout(width=f'{self.thumb}px', height=f'{self.thumb}px', object_fit='contain')),
                       'dogbreeds-thumb')
-        return _tagged(widgets.HBox([img, widgets.VBox([title, *rows, footer], layout=widgets.Layout(margin='0 0 0 12px'))]),
+        return _tagged(widgets.HBox([img, widgets.VBox([title, *note, *rows, footer], layout=widgets.Layout(margin='0 0 0 12px'))]),
                        'dogbreeds-card', 'dogbreeds-result')
 
     def shown(self) -> list:
@@ -162,6 +170,10 @@ class ClassifierWidget(widgets.VBox):
             if err := _find(card, 'dogbreeds-error'): out.append((name, html.unescape(err[0].value).removeprefix('⚠ ')))
             else: out.append((name, [(r.children[0].value, r.children[2].value) for r in _find(card, 'dogbreeds-bar')]))
         return out
+
+    def not_dogs(self) -> list:
+        "The names of the photos whose card says they do not look like a dog."
+        return [_find(c, 'dogbreeds-name')[0].value for c in self.results.children if _find(c, 'dogbreeds-notdog')]
 
 def classifier_widget(model=None, k:int=5, thumb:int=180, max_bytes:int|None=None) -> ClassifierWidget:
     "An upload-and-classify widget for `model` (a model folder, registry URI or `Predictor`; default: `find_model()`)."

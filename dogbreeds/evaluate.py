@@ -16,13 +16,14 @@ import matplotlib.pyplot as plt
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from .core import *
-from .datasets import LOADERS, load_data
+from .datasets import DOG_CLASSES, LOADERS, load_data
 from .dataloaders import make_dls
-from .learner import build_learner
+from .learner import build_learner, load_run_model, model_outputs
 
 # %% auto #0
-__all__ = ['PLOTS', 'calibration', 'compute_metrics', 'plot_confusion', 'plot_calibration', 'plot_top_losses', 'predictions',
-           'save_metrics', 'evaluate', 'summary', 'load_run_data', 'evaluate_run', 'load_metrics', 'show_run']
+__all__ = ['PLOTS', 'calibration', 'compute_metrics', 'choose_dog_threshold', 'not_a_dog_rates', 'plot_confusion',
+           'plot_calibration', 'plot_top_losses', 'predictions', 'save_metrics', 'evaluate_probs', 'evaluate',
+           'summary', 'load_run_data', 'evaluate_run', 'load_metrics', 'show_run']
 
 # %% ../nbs/12_evaluate.ipynb #c266c611
 def calibration(probs:np.ndarray, targs:np.ndarray, n_bins:int=15) -> dict:
@@ -64,6 +65,23 @@ def compute_metrics(probs, targs, breeds:list, k:int=5, n_top_losses:int=9, item
                          predicted=breeds[pred[i]], probability=float(probs[i, pred[i]]), loss=float(losses[i]))
                     for i in worst],
         calibration=calibration(probs, targs))
+
+# %% ../nbs/12_evaluate.ipynb #95213b64
+def choose_dog_threshold(dog_train:np.ndarray, quantile:float=0.005) -> dict:
+    "The not-a-dog threshold: the `quantile` of p(dog) over the train photos (which all show dogs)."
+    return dict(dog_classes=list(DOG_CLASSES), threshold=float(np.quantile(dog_train, quantile)),
+                chosen_on=f"the {quantile:.1%} quantile of p(dog) over {len(dog_train)} train photos")
+
+def not_a_dog_rates(dog_val:np.ndarray, chosen:dict, dog_other:np.ndarray|None=None, other_names:list|None=None) -> dict:
+    "`chosen` (see `choose_dog_threshold`) with the shares of validation dogs and of photos without a dog that it flags."
+    th, out = chosen['threshold'], dict(chosen)
+    out.update(val_dogs_flagged=float((np.asarray(dog_val) < th).mean()) if len(dog_val) else None, n_val=int(len(dog_val)))
+    if dog_other is not None:
+        dog_other = np.asarray(dog_other)
+        out.update(non_dogs_flagged=float((dog_other < th).mean()), n_non_dogs=int(len(dog_other)),
+                   non_dogs_missed=[n for n, d in zip(other_names or [], dog_other) if d >= th])
+    else: out.update({k: chosen.get(k) for k in ('non_dogs_flagged', 'n_non_dogs', 'non_dogs_missed')})
+    return out
 
 # %% ../nbs/12_evaluate.ipynb #dee98beb
 def plot_confusion(cm, breeds:list, title:str='Confusion matrix'):
@@ -131,19 +149,26 @@ def save_metrics(m:dict, out_dir):
         fig = make(); fig.savefig(out/PLOTS[k], dpi=72 if k == 'top_losses' else 100); plt.close(fig)
     write_json(out/'metrics.json', {**m, 'plots': PLOTS})
 
-def evaluate(learn, out_dir=None, tta:bool=False, dl=None, quiet:bool=False) -> dict:
-    "Evaluate `learn` on its validation set (or `dl`); write metrics and plots to `out_dir` if given."
-    probs, targs, items = predictions(learn, dl, tta)
-    m = {**compute_metrics(probs, targs, list(learn.dls.vocab), items=items), 'tta': tta}
+def evaluate_probs(probs, targs, breeds:list, out_dir=None, items:list|None=None, quiet:bool=False, **extra) -> dict:
+    "The metrics of the probabilities `probs` against `targs` (and `extra` figures); metrics and plots written to `out_dir` if given."
+    m = {**compute_metrics(probs, targs, list(breeds), items=items), **extra}
     if out_dir is not None: save_metrics(m, out_dir)
     if not quiet: print(summary(m))
     return m
+
+def evaluate(learn, out_dir=None, tta:bool=False, dl=None, quiet:bool=False) -> dict:
+    "Evaluate `learn` on its validation set (or `dl`); write metrics and plots to `out_dir` if given."
+    probs, targs, items = predictions(learn, dl, tta)
+    return evaluate_probs(probs, targs, list(learn.dls.vocab), out_dir, items, quiet, tta=tta)
 
 # %% ../nbs/12_evaluate.ipynb #bb85841f
 def summary(m:dict) -> str:
     "A few lines that sum up the metrics `m`."
     lines = [f"accuracy {m['accuracy']:.4f} (top-{m['top_k']} {m['top5_accuracy']:.4f}) on {m['n_valid']} validation photos; "
              f"loss {m['loss']:.4f}, ECE {m['ece']:.4f}, macro F1 {m['macro_f1']:.4f}"]
+    if nd := m.get('not_a_dog'):
+        lines.append(f"not a dog below p(dog) {nd['threshold']:.3f}: {nd['val_dogs_flagged']:.2%} of the validation dogs flagged, "
+                     f"{nd['non_dogs_flagged']:.1%} of {nd['n_non_dogs']} photos without a dog")
     if m['most_confused']:
         lines.append('most confused: ' + ', '.join(f"{c['actual']} → {c['predicted']} ({c['count']})" for c in m['most_confused'][:3]))
     return '\n'.join(lines)
@@ -165,6 +190,14 @@ def evaluate_run(run_dir, tta:bool=False, quiet:bool=False) -> dict:
     d, p = load_run_data(run_dir), read_json(run_dir/'params.json')
     if list(d.breeds) != list(p['breeds']):
         raise DataError(f"the data of {run_dir} now has the breeds {d.breeds}, but the run was trained on {p['breeds']}")
+    if p.get('recipe') == 'imagenet-head':  # the served model itself, in ONNX Runtime: what the run's evaluation ran
+        model, _ = load_run_model(run_dir)
+        vi = [i for i, v in enumerate(d.is_valid) if v]
+        items = [d.items[i] for i in vi]
+        probs, imagenet = model_outputs(model, items, p['size'], progress=not quiet and interactive())
+        extra = dict(tta=p.get('tta', False), not_a_dog=not_a_dog_rates(imagenet[:, list(DOG_CLASSES)].sum(1), p['not_a_dog'])
+                     if p.get('not_a_dog') else None)
+        return evaluate_probs(probs, np.array([d.breeds.index(d.labels[i]) for i in vi]), d.breeds, run_dir, items, quiet, **extra)
     learn = build_learner(make_dls(d, size=p['size'], bs=p['bs'], seed=p.get('seed', 42)), p['arch'], d.imagenet_ids)
     learn.model.load_state_dict(torch.load(run_dir/'model_state.pth', map_location='cpu', weights_only=True))
     learn.remove_cb(ProgressCallback)

@@ -16,37 +16,34 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.script import call_parse
-from fastai.vision.core import imagenet_stats
-from fastai.vision.learner import create_vision_model
 
+from .datasets import DOG_CLASSES
 from .dataloaders import SquareCrop, center_square
-from .learner import get_arch, linear_head, versions
+from .learner import BreedModel, from_learner, load_run_model, versions
+from .evaluate import load_run_data
 
 # %% auto #0
-__all__ = ['ONNX_OPSET', 'ServingModel', 'git_commit', 'check_photos', 'export_model', 'export_learner', 'load_run_model',
-           'run_info', 'export_run', 'export_cli']
+__all__ = ['ONNX_OPSET', 'OUTPUTS', 'QUANTIZED_OPS', 'ServingModel', 'git_commit', 'join_onnx', 'check_photos', 'export_model',
+           'quantize_int8', 'export_learner', 'run_info', 'export_run', 'export_cli']
 
 # %% ../nbs/13_export.ipynb #251bf8a9
 class ServingModel(nn.Module):
-    "uint8 RGB photos `[N, H, W, 3]` -> probabilities `[N, n_breeds]`, with fastai's validation preprocessing inside."
-    def __init__(self, net:nn.Module, size:int, mean=imagenet_stats[0], std=imagenet_stats[1]):
+    "uint8 RGB photos `[N, H, W, 3]` -> (breed probabilities `[N, n_breeds]`, ImageNet probabilities `[N, 1000]`)."
+    def __init__(self, model:BreedModel, size:int):
         super().__init__()
-        self.net, self.size = net.eval(), size
-        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.model, self.size = model.eval(), size
 
     @torch.jit.export
     def preprocess(self, x:torch.Tensor) -> torch.Tensor:
-        "uint8 `[N, H, W, 3]` -> normalised float32 `[N, 3, size, size]`."
-        x = center_square(x.permute(0, 3, 1, 2), self.size)
-        return (x / 255.0 - self.mean) / self.std
+        "uint8 `[N, H, W, 3]` -> float32 `[N, 3, size, size]` in [0, 1]: the central square, resized."
+        return center_square(x.permute(0, 3, 1, 2), self.size) / 255.0
 
     @torch.jit.export
-    def classify(self, x:torch.Tensor) -> torch.Tensor:
-        "Normalised float32 `[N, 3, size, size]` -> probabilities."
-        return F.softmax(self.net(x), dim=1)
+    def classify(self, x:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        "`preprocess`'s output -> (breed probabilities, ImageNet probabilities)."
+        return self.model(x)
 
-    def forward(self, x:torch.Tensor) -> torch.Tensor: return self.classify(self.preprocess(x))
+    def forward(self, x:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: return self.classify(self.preprocess(x))
 
 class _Part(nn.Module):
     "One method of a `ServingModel` as a module's forward, for the ONNX exporter."
@@ -67,7 +64,9 @@ def git_commit() -> str|None:
         return sha.stdout.strip() + ('-dirty' if dirty else '')
     except (OSError, subprocess.TimeoutExpired): return None
 
-def _export_onnx(module, example, path, image:bool=True):
+OUTPUTS = ['output', 'imagenet']  # the graphs' outputs: breed probabilities, ImageNet probabilities
+
+def _export_onnx(module, example, path, image:bool=True, outputs=OUTPUTS):
     "Export `module` to ONNX at `path`: dynamic batch, and dynamic height and width when `image` (NHWC photos)."
     import onnx
     dims = {0: torch.export.Dim('batch', min=1, max=4096)}
@@ -75,46 +74,67 @@ def _export_onnx(module, example, path, image:bool=True):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         prog = torch.onnx.export(module, (example,), dynamo=True, opset_version=ONNX_OPSET, verbose=False,
-                                 input_names=['input'], output_names=['output'], dynamic_shapes={'x': dims})
+                                 input_names=['input'], output_names=list(outputs), dynamic_shapes={'x': dims})
     prog.save(str(path), external_data=False)
     onnx.checker.check_model(str(path))
 
 # %% ../nbs/13_export.ipynb #6cb0f8a3
+def join_onnx(pre:Path, cls:Path, dest:Path):
+    "Write the ONNX graph that runs `pre` then `cls` (its `output` into the other's `input`) to `dest`."
+    import onnx
+    p, c = onnx.load(str(pre)), onnx.load(str(cls))
+    c.ir_version = p.ir_version = max(p.ir_version, c.ir_version)
+    p = onnx.compose.add_prefix(p, 'pre/', rename_inputs=False)
+    c = onnx.compose.add_prefix(c, 'cls/', rename_outputs=False)
+    model = onnx.compose.merge_models(p, c, io_map=[('pre/output', 'cls/input')])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dest))
+
 def check_photos(n:int=4) -> list[np.ndarray]:
     "A few real photos from the bundled sample, of different sizes, as uint8 `[H, W, 3]` arrays."
     files = sorted(sample_path().rglob('*.JPEG'))[::max(1, 280 // n)][:n]
     return [np.asarray(load_rgb(f)) for f in files]
 
 def _check(sm:ServingModel, d:Path, formats, tol:float):
-    "Run every written graph on real photos and compare with the PyTorch module."
+    "Run every written graph on real photos and compare both of its outputs with the PyTorch module."
     outs = {}
     if 'torchscript' in formats:
         ts = torch.jit.load(str(d/'model.pt'))
-        outs['model.pt'] = lambda x: ts(torch.from_numpy(x)).numpy()
-        outs['model.pt (preprocess, classify)'] = lambda x: ts.classify(ts.preprocess(torch.from_numpy(x))).numpy()
+        outs['model.pt'] = lambda x: [o.numpy() for o in ts(torch.from_numpy(x))]
+        outs['model.pt (preprocess, classify)'] = lambda x: [o.numpy() for o in ts.classify(ts.preprocess(torch.from_numpy(x)))]
     if 'onnx' in formats:
         import onnxruntime as ort
         s = {f: ort.InferenceSession(str(d/f), providers=['CPUExecutionProvider'])
              for f in ('model.onnx', 'preprocess.onnx', 'classifier.onnx')}
-        run = lambda f, x: s[f].run(None, {'input': x})[0]
+        run = lambda f, x: s[f].run(None, {'input': x})
         outs['model.onnx'] = lambda x: run('model.onnx', x)
-        outs['preprocess.onnx + classifier.onnx'] = lambda x: run('classifier.onnx', run('preprocess.onnx', x))
+        outs['preprocess.onnx + classifier.onnx'] = lambda x: run('classifier.onnx', run('preprocess.onnx', x)[0])
     for img in check_photos():
         x = img[None].copy()
-        want = sm(torch.from_numpy(x)).numpy()
+        want = [o.numpy() for o in sm(torch.from_numpy(x))]
         for k, f in outs.items():
-            err = float(np.abs(f(x).astype(np.float64) - want).max())
-            if err > tol: raise DogbreedsError(f"exported {k} differs from the PyTorch model by {err:.2e} (tolerance {tol:g})")
+            got = f(x)
+            err = max(float(np.abs(g.astype(np.float64) - w).max()) for g, w in zip(got, want))
+            if len(got) != len(want) or err > tol:
+                raise DogbreedsError(f"exported {k} differs from the PyTorch model by {err:.2e} (tolerance {tol:g})")
 
 # %% ../nbs/13_export.ipynb #1eae36e9
-def export_model(net:nn.Module, breeds:list, size:int, dest, info:dict|None=None,
-                 formats=('torchscript', 'onnx'), overwrite:bool=False, tol:float=1e-4) -> Path:
-    "Write the model folder `dest` for `net` (a fastai body+head) trained on `breeds` at `size` px."
+def export_model(model, breeds:list, size:int, dest, info:dict|None=None, formats=('torchscript', 'onnx'),
+                 overwrite:bool=False, tol:float=1e-4, not_a_dog:dict|None=None, int8:bool=False,
+                 calibration:list|None=None, int8_eval:tuple|None=None) -> Path:
+    """Write the model folder `dest` for `model` (a `BreedModel`, or a fastai body+head of `info['arch']`) trained on
+    `breeds` at `size` px. `not_a_dog`: the threshold and its measured rates (see `dogbreeds.evaluate`); with `int8`,
+    also the INT8 graphs, calibrated on the photos `calibration` and, with `int8_eval=(photos, breeds)`, measured."""
     formats = tuple(formats)
     if bad := set(formats) - {'torchscript', 'onnx'}: raise ParameterError(f"unknown export formats {sorted(bad)}: use torchscript, onnx")
-    net = copy.deepcopy(net).float().cpu().eval()  # leave the caller's model where and as it was
-    sm = ServingModel(net, size).eval().requires_grad_(False)  # an inference graph: no autograd
+    if int8 and 'onnx' not in formats: raise ParameterError("int8 quantizes the ONNX graphs: export the onnx format too")
+    info = dict(info or {})
+    model = copy.deepcopy(model).float().cpu().eval()  # leave the caller's model where and as it was
+    if not isinstance(model, BreedModel): model = from_learner(model, info.get('arch', 'mobilenet_v2'))
+    sm = ServingModel(model, size).eval().requires_grad_(False)  # an inference graph: no autograd
     example = torch.from_numpy(check_photos(1)[0].copy())[None].repeat(2, 1, 1, 1)  # a batch of 1 would be specialised
+    nd = dict(not_a_dog or dict(dog_classes=list(DOG_CLASSES), threshold=0.5, chosen_on='a default: not measured'))
+    nd['output'] = 'imagenet'
     t0 = time.time()
     with staged_dir(dest, overwrite=overwrite) as tmp, torch.no_grad():
         if 'torchscript' in formats:
@@ -122,34 +142,81 @@ def export_model(net:nn.Module, breeds:list, size:int, dest, info:dict|None=None
                 warnings.simplefilter('ignore', FutureWarning)  # torch.jit.script is deprecated, still supported
                 torch.jit.script(sm).save(str(tmp/'model.pt'))
         if 'onnx' in formats:
-            _export_onnx(sm, example, tmp/'model.onnx')
-            _export_onnx(_Part(sm, 'preprocess'), example, tmp/'preprocess.onnx')
+            _export_onnx(_Part(sm, 'preprocess'), example, tmp/'preprocess.onnx', outputs=['output'])
             _export_onnx(_Part(sm, 'classify'), sm.preprocess(example), tmp/'classifier.onnx', image=False)
+            join_onnx(tmp/'preprocess.onnx', tmp/'classifier.onnx', tmp/'model.onnx')  # the whole graph: one export less
         _check(sm, tmp, formats, tol)
+        fmts = {f: ('model.pt' if f == 'torchscript' else 'model.onnx') for f in ('torchscript', 'onnx') if f in formats}
+        parts = {'onnx': dict(preprocess='preprocess.onnx', classifier='classifier.onnx')} if 'onnx' in formats else {}
+        if int8:
+            info['int8'] = quantize_int8(tmp, calibration or [f for f in sorted(sample_path().rglob('*.JPEG'))])
+            fmts['onnx-int8'], parts['onnx-int8'] = 'model.int8.onnx', dict(preprocess='preprocess.onnx', classifier='classifier.int8.onnx')
         files = {f.name: file_record(f) for f in sorted(tmp.iterdir())}
-        info = dict(info or {})
-        m = dict(format='dogbreeds-model/1', name=info.pop('name', 'dogbreeds'), breeds=list(breeds),
+        members = [dict(arch=a, mean=[float(v) for v in m.mean.flatten()], std=[float(v) for v in m.std.flatten()])
+                   for a, m in zip(model.archs or [info.get('arch')] * len(model.members), model.members)]
+        m = dict(format='dogbreeds-model/2', name=info.pop('name', 'dogbreeds'), breeds=list(breeds),
                  input=dict(layout='NHWC', dtype='uint8', channels='RGB', shape=['batch', 'height', 'width', 3],
                             note='any height and width, the same within a batch; decode with EXIF orientation applied'),
-                 output=dict(kind='probabilities', shape=['batch', len(breeds)], order='breeds'),
+                 output=dict(kind='probabilities', shape=['batch', len(breeds)], order='breeds', name='output'),
+                 outputs={'output': 'breed probabilities [batch, n_breeds]', 'imagenet': 'ImageNet-1k probabilities [batch, 1000]'},
                  preprocessing=dict(crop='central square', resize=dict(size=size, mode='bilinear', antialias=True,
-                                    align_corners=False), scale=1/255,
-                                    mean=[float(v) for v in sm.mean.flatten()], std=[float(v) for v in sm.std.flatten()]),
-                 formats={'torchscript': 'model.pt', 'onnx': 'model.onnx'} if len(formats) == 2 else
-                         {f: ('model.pt' if f == 'torchscript' else 'model.onnx') for f in formats},
-                 parts=dict(onnx=dict(preprocess='preprocess.onnx', classifier='classifier.onnx')) if 'onnx' in formats else {},
-                 onnx_opset=ONNX_OPSET if 'onnx' in formats else None,
+                                    align_corners=False), scale=1/255, normalisation='per member, inside the graph', members=members),
+                 ensemble=dict(archs=[x['arch'] for x in members], weights=[float(w) for w in model.weights], tta=bool(model.tta)),
+                 not_a_dog=nd, formats=fmts, parts=parts, onnx_opset=ONNX_OPSET if 'onnx' in formats else None,
                  parity_tolerance=tol, **info,
-                 versions={**versions(), 'onnx': _version('onnx'), 'onnxscript': _version('onnxscript')},
+                 versions={**versions(), 'onnx': _version('onnx'), 'onnxscript': _version('onnxscript'), 'onnxruntime': _version('onnxruntime')},
                  git_commit=git_commit(), created=datetime.now(timezone.utc).isoformat(),
                  export_seconds=round(time.time() - t0, 1), files=files)
         write_json(tmp/MANIFEST, m)
+        if int8 and int8_eval: _measure_int8(tmp, *int8_eval)
     return Path(dest)
 
 def _version(pkg):
     from importlib.metadata import version, PackageNotFoundError
     try: return version(pkg)
     except PackageNotFoundError: return None
+
+# %% ../nbs/13_export.ipynb #3fb934fe
+QUANTIZED_OPS = ['Conv', 'Gemm', 'MatMul']
+
+def quantize_int8(d:Path, photos:list, n:int=300) -> dict:
+    "Write `classifier.int8.onnx` and `model.int8.onnx` in the model folder `d`, calibrated on `n` of the photos `photos`."
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    d = Path(d)
+    chosen = list(photos)[::max(1, len(photos) // n)][:n]
+    pre = ort.InferenceSession(str(d/'preprocess.onnx'), providers=['CPUExecutionProvider'])
+    class Photos(CalibrationDataReader):
+        def __init__(self): self.it = iter(chosen)
+        def get_next(self):
+            f = next(self.it, None)
+            return None if f is None else {'input': pre.run(None, {'input': np.asarray(load_rgb(f))[None]})[0]}
+    staged = d/'.classifier.pre.onnx'
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            quant_pre_process(str(d/'classifier.onnx'), str(staged), skip_symbolic_shape=True)
+            quantize_static(str(staged), str(d/'classifier.int8.onnx'), Photos(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=QUANTIZED_OPS)
+    finally: staged.unlink(missing_ok=True)
+    join_onnx(d/'preprocess.onnx', d/'classifier.int8.onnx', d/'model.int8.onnx')
+    return dict(method='onnxruntime static quantization, QDQ, per-channel', weights='int8', activations='uint8',
+                ops=QUANTIZED_OPS, calibration_photos=len(chosen))
+
+def _accuracy(session, photos:list, labels:list, breeds:list) -> float:
+    hits = [breeds[int(session.run(None, {'input': np.asarray(load_rgb(f))[None]})[0].argmax())] == l for f, l in zip(photos, labels)]
+    return float(np.mean(hits)) if hits else float('nan')
+
+def _measure_int8(d:Path, photos:list, labels:list):
+    "Record in the manifest of `d` the top-1 of the INT8 and FP32 graphs on the photos `photos` of breeds `labels`."
+    import onnxruntime as ort
+    m = read_json(d/MANIFEST)
+    s = {k: ort.InferenceSession(str(d/m['formats'][k]), providers=['CPUExecutionProvider']) for k in ('onnx', 'onnx-int8')}
+    m['int8'].update(top1_int8=_accuracy(s['onnx-int8'], photos, labels, m['breeds']),
+                     top1_fp32=_accuracy(s['onnx'], photos, labels, m['breeds']), measured_on=f"{len(photos)} validation photos")
+    write_json(d/MANIFEST, m)
 
 # %% ../nbs/13_export.ipynb #3b60a405
 def _learner_size(learn) -> int:
@@ -158,36 +225,30 @@ def _learner_size(learn) -> int:
     return crops[0].size
 
 def export_learner(learn, dest, info:dict|None=None, **kwargs) -> Path:
-    "Export the fastai learner `learn` to the model folder `dest`."
+    "Export the fastai learner `learn` (made by `build_learner` for `info['arch']`) to the model folder `dest`."
     return export_model(learn.model, list(learn.dls.vocab), _learner_size(learn), dest, info, **kwargs)
-
-def load_run_model(run_dir) -> tuple[nn.Module, dict]:
-    "The trained network of `run_dir` (rebuilt, weights loaded without unpickling) and its params."
-    run_dir = Path(run_dir)
-    if not (run_dir/'params.json').exists(): raise DogbreedsError(f"{run_dir} is not a run folder: it has no params.json")
-    p = read_json(run_dir/'params.json')
-    sd = torch.load(run_dir/'model_state.pth', map_location='cpu', weights_only=True)
-    a = get_arch(p['arch'])
-    nf = sd[[k for k in sd if k.endswith('.weight')][-1]].shape[1]
-    net = create_vision_model(a.fn, len(p['breeds']), pretrained=False, custom_head=linear_head(nf, len(p['breeds'])))
-    net.load_state_dict(sd)
-    return net.eval(), p
 
 def run_info(run_dir) -> dict:
     "What a run folder says about its model, for the manifest."
     run_dir = Path(run_dir)
     p = read_json(run_dir/'params.json')
     m = read_json(run_dir/'metrics.json') if (run_dir/'metrics.json').exists() else {}
-    keep = ('arch', 'size', 'epochs', 'freeze_epochs', 'lr', 'bs', 'seed', 'valid_pct', 'tta', 'device', 'mixed_precision', 'seconds')
+    keep = ('arch', 'recipe', 'size', 'epochs', 'freeze_epochs', 'lr', 'bs', 'seed', 'valid_pct', 'tta', 'device',
+            'mixed_precision', 'seconds', 'heads')
     return dict(arch=p['arch'], run=run_dir.name,
                 metrics={k: m[k] for k in ('accuracy', 'top5_accuracy', 'top_k', 'loss', 'ece', 'macro_f1', 'n_valid', 'tta') if k in m},
                 training={k: p[k] for k in keep if k in p},
                 data=dict(source=p.get('data_source'), path=p.get('data'), n_train=p.get('n_train'), n_valid=p.get('n_valid')))
 
-def export_run(run_dir, dest=None, overwrite:bool=False, **kwargs) -> Path:
-    "Export the run folder `run_dir` to `dest` (default `<run_dir>/model`)."
-    net, p = load_run_model(run_dir)
-    return export_model(net, p['breeds'], p['size'], dest or Path(run_dir)/'model', run_info(run_dir), overwrite=overwrite, **kwargs)
+def export_run(run_dir, dest=None, overwrite:bool=False, int8:bool=False, **kwargs) -> Path:
+    "Export the run folder `run_dir` to `dest` (default `<run_dir>/model`); with `int8`, calibrated on its train photos and measured on its val photos."
+    model, p = load_run_model(run_dir)
+    if int8:
+        d = load_run_data(run_dir)
+        kwargs.update(calibration=[f for f, v in zip(d.items, d.is_valid) if not v],
+                      int8_eval=([f for f, v in zip(d.items, d.is_valid) if v], [l for l, v in zip(d.labels, d.is_valid) if v]))
+    return export_model(model, p['breeds'], p['size'], dest or Path(run_dir)/'model', run_info(run_dir), overwrite=overwrite,
+                        not_a_dog=p.get('not_a_dog'), int8=int8, **kwargs)
 
 # %% ../nbs/13_export.ipynb #4db5a925
 @call_parse
@@ -195,7 +256,8 @@ def export_cli(
     run_dir:str,              # a run folder written by `dogbreeds train`
     dest:str=None,            # where to write the model folder (default: RUN_DIR/model)
     overwrite:bool=False,     # replace an existing model folder
+    int8:bool=False,          # also write the INT8 graphs (calibrated on the run's train photos, measured on its val photos)
 ):
     "Export a trained run to TorchScript + ONNX with a manifest."
-    d = export_run(run_dir, dest, overwrite=overwrite)
+    d = export_run(run_dir, dest, overwrite=overwrite, int8=int8)
     print(f"model exported to {d}")

@@ -34,8 +34,8 @@ def model_info(pred) -> dict: return dict(name=pred.name, version=pred.version)
 
 def answer_request(pred, req:Request) -> dict:
     "The answer to `req` from the loaded model `pred`: its top breeds, and which model gave them (see `make_answer`)."
-    top = pred.predict(req.image, k=min(req.k, len(pred.breeds)))
-    return make_answer(top, model_info(pred))
+    p = pred.predict_one(req.image, k=min(req.k, len(pred.breeds)))
+    return make_answer(p.top, model_info(pred), p.dog, p.is_dog, p.looks_like)
 
 # %% ../nbs/21_handlers.ipynb #53c5f143
 @dataclass

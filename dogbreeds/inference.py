@@ -12,31 +12,37 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from dataclasses import dataclass
 from fastcore.basics import patch
 
 from .core import *
+from .datasets import imagenet_classes
 
 # %% auto #0
-__all__ = ['Predictor', 'peak_rss_mb', 'measure', 'classify_cli']
+__all__ = ['PRECISIONS', 'Prediction', 'Predictor', 'peak_rss_mb', 'measure', 'classify_cli']
 
 # %% ../nbs/20_inference.ipynb #d6e55864
+PRECISIONS = {'fp32': 'onnx', 'int8': 'onnx-int8'}  # precision -> the manifest's format key of its ONNX graphs
+
 class _OnnxBackend:
     name = 'onnx'
-    def __init__(self, d:Path, m:dict, threads:int|None):
+    def __init__(self, d:Path, m:dict, threads:int|None, precision:str='fp32'):
         import onnxruntime as ort
         so = ort.SessionOptions()
         if threads: so.intra_op_num_threads = threads
         kw = dict(sess_options=so, providers=['CPUExecutionProvider'])
-        parts = m.get('parts', {}).get('onnx', {})
-        self.model = ort.InferenceSession(str(d/m['formats']['onnx']), **kw)
+        key = PRECISIONS[precision]
+        parts = m.get('parts', {}).get(key, {}) or m.get('parts', {}).get('onnx', {})
+        self.model = ort.InferenceSession(str(d/m['formats'][key]), **kw)
         self.pre, self.cls = (ort.InferenceSession(str(d/parts[k]), **kw) if k in parts else None
                               for k in ('preprocess', 'classifier'))
         self._pre_path = d/parts['preprocess'] if 'preprocess' in parts else None
         self._pre1, self._lock = None, threading.Lock()
-    def _run(self, s, x): return s.run(None, {s.get_inputs()[0].name: x})[0]
-    def run(self, x:np.ndarray) -> np.ndarray: return self._run(self.model, x)
-    def preprocess(self, x:np.ndarray) -> np.ndarray: return self._run(self.pre, x)
-    def classify(self, x:np.ndarray) -> np.ndarray: return self._run(self.cls, x)
+        if precision == 'int8': self.name = 'onnx-int8'
+    def _run(self, s, x): return s.run(None, {s.get_inputs()[0].name: x})
+    def run(self, x:np.ndarray) -> list: return self._run(self.model, x)
+    def preprocess(self, x:np.ndarray) -> np.ndarray: return self._run(self.pre, x)[0]
+    def classify(self, x:np.ndarray) -> list: return self._run(self.cls, x)
     def preprocess_one(self, x:np.ndarray) -> np.ndarray:
         "`preprocess` in the calling thread alone: a session of its own with one thread, made on first use."
         if self._pre1 is None:
@@ -47,20 +53,22 @@ class _OnnxBackend:
                     so = ort.SessionOptions()
                     so.intra_op_num_threads = so.inter_op_num_threads = 1
                     self._pre1 = ort.InferenceSession(str(self._pre_path), sess_options=so, providers=['CPUExecutionProvider'])
-        return self._run(self._pre1, x)
+        return self._run(self._pre1, x)[0]
 
 class _TorchScriptBackend:
     name = 'torchscript'
-    def __init__(self, d:Path, m:dict, threads:int|None):
+    def __init__(self, d:Path, m:dict, threads:int|None, precision:str='fp32'):
         import torch
+        if precision != 'fp32': raise ParameterError(f"TorchScript models are fp32 only: use the onnx backend for {precision}")
         self.torch = torch
         if threads: torch.set_num_threads(threads)
         self.model = torch.jit.load(str(d/m['formats']['torchscript']), map_location='cpu').eval()
-    def _call(self, f, x):
-        with self.torch.inference_mode(): return f(self.torch.from_numpy(x)).numpy()
-    def run(self, x:np.ndarray) -> np.ndarray: return self._call(self.model, x)
-    def preprocess(self, x:np.ndarray) -> np.ndarray: return self._call(self.model.preprocess, x)
-    def classify(self, x:np.ndarray) -> np.ndarray: return self._call(self.model.classify, x)
+    def _call(self, f, x) -> list:
+        with self.torch.inference_mode(): out = f(self.torch.from_numpy(x))
+        return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else [out])]
+    def run(self, x:np.ndarray) -> list: return self._call(self.model, x)
+    def preprocess(self, x:np.ndarray) -> np.ndarray: return self._call(self.model.preprocess, x)[0]
+    def classify(self, x:np.ndarray) -> list: return self._call(self.model.classify, x)
     preprocess_one = preprocess
 
 _BACKENDS = {'onnx': (_OnnxBackend, 'onnxruntime'), 'torchscript': (_TorchScriptBackend, 'torch')}
@@ -70,21 +78,34 @@ def _installed(mod:str) -> bool:
     return importlib.util.find_spec(mod) is not None
 
 # %% ../nbs/20_inference.ipynb #5fc1b37b
+@dataclass
+class Prediction:
+    "What the model says of one photo: its top breeds, and (for models that carry ImageNet's classifier) whether it shows a dog."
+    top: list                       # [(breed, probability)], best first
+    dog: float|None = None          # the probability that the photo shows a dog at all (None: the model cannot tell)
+    is_dog: bool|None = None        # `dog` at or above the model's threshold
+    looks_like: str|None = None     # ImageNet's most likely class, when the photo does not look like a dog
+
 class Predictor:
     "Classify dog photos with an exported model folder."
-    def __init__(self, model_dir, manifest:dict, backend, version:str|None=None,
-                 max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, decode_threads:int=4):
+    def __init__(self, model_dir, manifest:dict, backend, version:str|None=None, max_bytes:int=MAX_BYTES,
+                 max_pixels:int=MAX_PIXELS, decode_threads:int=4, fast_decode:bool=True):
         self.model_dir, self.manifest, self.backend = Path(model_dir), manifest, backend
         self.breeds = list(manifest['breeds'])
         self.size = manifest['preprocessing']['resize']['size']
         self.name, self.version = manifest.get('name', 'dogbreeds'), version or manifest.get('version')
         self.max_bytes, self.max_pixels, self.decode_threads = max_bytes, max_pixels, decode_threads
+        self.shrink_to = 2 * self.size if fast_decode else None  # phone photos: decode reduced, never below twice the input
+        nd = manifest.get('not_a_dog') or {}
+        self.dog_classes = np.array(nd['dog_classes']) if nd.get('dog_classes') else None
+        self.dog_threshold = nd.get('threshold', 0.5)
 
     @classmethod
-    def load(cls, src, backend:str='auto', verify:bool=True, threads:int|None=None, **kwargs) -> Predictor:
-        "Load a model folder or registry URI `src`; `backend` is 'auto', 'onnx' or 'torchscript'."
+    def load(cls, src, backend:str='auto', verify:bool=True, threads:int|None=None, precision:str='fp32', **kwargs) -> Predictor:
+        "Load a model folder or registry URI `src`; `backend` is 'auto', 'onnx' or 'torchscript', `precision` 'fp32' or 'int8'."
         version = None
         s = str(src)
+        if precision not in PRECISIONS: raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if s.startswith(('s3://', 'file://')) or '@' in Path(s).name:
             from dogbreeds.registry import pull_model
             src = pull_model(s)  # verified, cached in a folder named after the version
@@ -93,6 +114,11 @@ class Predictor:
         if not d.is_dir(): raise DogbreedsError(f"model folder {d} not found")
         m = verify_files(d) if verify else read_manifest(d)
         formats = m.get('formats', {})
+        if precision != 'fp32':
+            if backend not in ('auto', 'onnx'): raise ParameterError(f"{precision} runs on the onnx backend only, not {backend}")
+            if PRECISIONS[precision] not in formats:
+                raise DogbreedsError(f"{d} has no {precision} model: export it with `dogbreeds export RUN --int8`")
+            backend = 'onnx'
         if backend == 'auto':
             backend = next((b for b in ('onnx', 'torchscript') if b in formats and _installed(_BACKENDS[b][1])), None)
             if backend is None:
@@ -101,7 +127,7 @@ class Predictor:
         if backend not in formats: raise DogbreedsError(f"{d} has no {backend} model (it has {', '.join(formats)})")
         if not _installed(_BACKENDS[backend][1]):
             raise DogbreedsError(f"the {backend} backend needs {_BACKENDS[backend][1]}, which is not installed")
-        return cls(d, m, _BACKENDS[backend][0](d, m, threads), version=version, **kwargs)
+        return cls(d, m, _BACKENDS[backend][0](d, m, threads, precision), version=version, **kwargs)
 
     def __repr__(self):
         return (f"Predictor({self.name}{'@' + self.version if self.version else ''}: {len(self.breeds)} breeds, "
@@ -109,44 +135,67 @@ class Predictor:
 
 # %% ../nbs/20_inference.ipynb #cf2c8c99
 @patch
-def _as_array(self:Predictor, img) -> np.ndarray:
+def decode(self:Predictor, img) -> np.ndarray:
+    "`img` (bytes, path, file, PIL image or uint8 array) as the uint8 `[H, W, 3]` array the model takes; a phone photo comes reduced."
     if isinstance(img, np.ndarray):
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise ImageError(f"an array must be uint8 [height, width, 3], got {img.dtype} {list(img.shape)}")
         return np.ascontiguousarray(img)
-    return np.array(load_rgb(img, max_bytes=self.max_bytes, max_pixels=self.max_pixels))
+    return np.array(load_rgb(img, max_bytes=self.max_bytes, max_pixels=self.max_pixels, shrink_to=self.shrink_to))
 
 @patch
-def _top(self:Predictor, p:np.ndarray, k:int) -> list[tuple[str, float]]:
+def _read(self:Predictor, outs:list) -> tuple:
+    "`(probabilities, dog, imagenet_top)` from the graph's outputs; the last two None for a model without ImageNet's head."
+    if len(outs) < 2 or self.dog_classes is None: return outs[0], None, None
+    imagenet = outs[1]
+    return outs[0], imagenet[:, self.dog_classes].sum(1), imagenet.argmax(1)
+
+@patch
+def _prediction(self:Predictor, p:np.ndarray, dog, imagenet_top, k:int) -> Prediction:
     idx = np.argsort(-p, kind='stable')[:k]
-    return [(self.breeds[i], float(p[i])) for i in idx]
+    top = [(self.breeds[i], float(p[i])) for i in idx]
+    if dog is None: return Prediction(top)
+    is_dog = bool(dog >= self.dog_threshold)
+    return Prediction(top, float(dog), is_dog, None if is_dog else imagenet_classes()[int(imagenet_top)])
 
 @patch
-def probabilities(self:Predictor, images:list) -> np.ndarray:
-    "Probabilities `[len(images), n_breeds]` for decoded uint8 `[H, W, 3]` arrays."
-    if not images: return np.zeros((0, len(self.breeds)), np.float32)
+def outputs(self:Predictor, images:list) -> tuple:
+    "`(probabilities [N, n_breeds], dog [N] or None, ImageNet top class [N] or None)` for decoded uint8 `[H, W, 3]` arrays."
+    if not images: return np.zeros((0, len(self.breeds)), np.float32), None, None
     shapes = {a.shape for a in images}
-    if len(shapes) == 1: return self.backend.run(np.stack(images))
+    if len(shapes) == 1: return self._read(self.backend.run(np.stack(images)))
     # photos of different sizes are resized one by one (in parallel, each in a one-thread session), then
     # classified as one batch
     one = lambda a: self.backend.preprocess_one(a[None])
     if len(images) > 1 and self.decode_threads > 1:
         with ThreadPoolExecutor(min(self.decode_threads, len(images))) as ex: parts = list(ex.map(one, images))
     else: parts = [self.backend.preprocess(a[None]) for a in images]
-    return self.backend.classify(np.concatenate(parts))
+    return self._read(self.backend.classify(np.concatenate(parts)))
+
+@patch
+def probabilities(self:Predictor, images:list) -> np.ndarray:
+    "Probabilities `[len(images), n_breeds]` for decoded uint8 `[H, W, 3]` arrays."
+    return self.outputs(images)[0]
+
+@patch
+def predict_one(self:Predictor, image, k:int=5) -> Prediction:
+    "The `k` most likely breeds of `image`, best first, and whether it looks like a dog at all."
+    p, dog, top = self._read(self.backend.run(self.decode(image)[None]))
+    return self._prediction(p[0], None if dog is None else dog[0], None if top is None else top[0], k)
 
 @patch
 def predict(self:Predictor, image, k:int=5) -> list[tuple[str, float]]:
     "The `k` most likely breeds of `image`, as (breed, probability) pairs, best first."
-    return self._top(self.backend.run(self._as_array(image)[None])[0], k)
+    return self.predict_one(image, k).top
 
 @patch
-def predict_batch(self:Predictor, images, k:int=5, errors:str='raise') -> list:
-    "`predict` for many photos in one batch; with `errors='return'`, a bad photo gives its `ImageError` instead of raising."
+def predict_batch(self:Predictor, images, k:int=5, errors:str='raise', full:bool=False) -> list:
+    """`predict` (with `full`, `predict_one`) for many photos in one batch; with `errors='return'`, a bad photo gives
+    its `ImageError` instead of raising."""
     if errors not in ('raise', 'return'): raise ParameterError(f"errors must be 'raise' or 'return', got {errors!r}")
     images = list(images)
     def decode(img):
-        try: return self._as_array(img)
+        try: return self.decode(img)
         except (ImageError, FileNotFoundError) as e:
             if errors == 'raise': raise
             return e
@@ -154,21 +203,29 @@ def predict_batch(self:Predictor, images, k:int=5, errors:str='raise') -> list:
         with ThreadPoolExecutor(min(self.decode_threads, len(images))) as ex: arrays = list(ex.map(decode, images))
     else: arrays = [decode(i) for i in images]
     ok = [i for i, a in enumerate(arrays) if isinstance(a, np.ndarray)]
-    probs = self.probabilities([arrays[i] for i in ok])
+    probs, dog, top = self.outputs([arrays[i] for i in ok])
     res = list(arrays)
-    for i, p in zip(ok, probs): res[i] = self._top(p, k)
+    for j, i in enumerate(ok):
+        pr = self._prediction(probs[j], None if dog is None else dog[j], None if top is None else top[j], k)
+        res[i] = pr if full else pr.top
     return res
 
 # %% ../nbs/20_inference.ipynb #2a71dd24
 @patch
 def prepare(self:Predictor, image) -> np.ndarray:
     "Decode `image` and preprocess it alone: float32 `[3, size, size]`, for `classify`. Safe to call from many threads."
-    return self.backend.preprocess_one(self._as_array(image)[None])[0]
+    return self.backend.preprocess_one(self.decode(image)[None])[0]
+
+@patch
+def classify_prepared(self:Predictor, prepared:np.ndarray, k:int=5) -> list[Prediction]:
+    "`predict_one` of each photo in a stack `[N, 3, size, size]` made by `prepare`."
+    probs, dog, top = self._read(self.backend.classify(prepared))
+    return [self._prediction(probs[i], None if dog is None else dog[i], None if top is None else top[i], k) for i in range(len(probs))]
 
 @patch
 def classify(self:Predictor, prepared:np.ndarray) -> np.ndarray:
     "Probabilities `[N, n_breeds]` of a stack `[N, 3, size, size]` of photos made by `prepare`."
-    return self.backend.classify(prepared)
+    return self.backend.classify(prepared)[0]
 
 # %% ../nbs/20_inference.ipynb #14ea43ab
 def peak_rss_mb() -> float:

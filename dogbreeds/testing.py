@@ -19,28 +19,34 @@ __all__ = ['BREEDS', 'S3_TEST_KEY', 'S3_TEST_SECRET', 'toy_model', 'free_ports',
 BREEDS = ['Shih-Tzu', 'Rhodesian ridgeback', 'beagle', 'English foxhound', 'Border terrier', 'Australian terrier',
           'golden retriever', 'Old English sheepdog', 'Samoyed', 'dingo']
 
-def toy_model(dest, name='toy'):
-    "A model folder whose ONNX graphs map a photo's mean colour through a fixed linear layer to 10 breeds."
+def toy_model(dest, name:str='toy', imagenet:bool=True, threshold:float=0.1, **manifest):
+    """A model folder whose ONNX graphs map a photo's mean colour through fixed linear layers to 10 breeds and, with
+    `imagenet`, to 1000 ImageNet classes (its "is it a dog" answer, with `threshold`); `manifest` adds fields."""
     import onnx
     from onnx import TensorProto, helper as oh, numpy_helper
     dest = Path(dest); dest.mkdir(parents=True)
+    rng = np.random.default_rng(0)
     consts = dict(axes=np.array([1, 2], np.int64), scale=np.array(32, np.float32),
-                  w=np.random.default_rng(0).normal(size=(3, len(BREEDS))).astype(np.float32))
+                  w=rng.normal(size=(3, len(BREEDS))).astype(np.float32), w2=rng.normal(size=(3, 1000)).astype(np.float32))
     pre = [oh.make_node('Cast', ['images'], ['f'], to=TensorProto.FLOAT), oh.make_node('ReduceMean', ['f', 'axes'], ['features'], keepdims=0)]
     cls = [oh.make_node('Div', ['features', 'scale'], ['x']), oh.make_node('MatMul', ['x', 'w'], ['logits']),
            oh.make_node('Softmax', ['logits'], ['probabilities'], axis=1)]
+    if imagenet: cls += [oh.make_node('MatMul', ['x', 'w2'], ['logits2']), oh.make_node('Softmax', ['logits2'], ['imagenet'], axis=1)]
     io_ = dict(images=oh.make_tensor_value_info('images', TensorProto.UINT8, ['batch', 'height', 'width', 3]),
                features=oh.make_tensor_value_info('features', TensorProto.FLOAT, ['batch', 3]),
-               probabilities=oh.make_tensor_value_info('probabilities', TensorProto.FLOAT, ['batch', len(BREEDS)]))
-    for fn, nodes, i, o in (('model.onnx', pre + cls, 'images', 'probabilities'), ('preprocess.onnx', pre, 'images', 'features'),
-                            ('classifier.onnx', cls, 'features', 'probabilities')):
+               probabilities=oh.make_tensor_value_info('probabilities', TensorProto.FLOAT, ['batch', len(BREEDS)]),
+               imagenet=oh.make_tensor_value_info('imagenet', TensorProto.FLOAT, ['batch', 1000]))
+    outs = ['probabilities', 'imagenet'] if imagenet else ['probabilities']
+    for fn, nodes, i, o in (('model.onnx', pre + cls, 'images', outs), ('preprocess.onnx', pre, 'images', ['features']),
+                            ('classifier.onnx', cls, 'features', outs)):
         used = {x for n in nodes for x in n.input}
-        g = oh.make_graph(nodes, fn, [io_[i]], [io_[o]], [numpy_helper.from_array(v, k) for k, v in consts.items() if k in used])
+        g = oh.make_graph(nodes, fn, [io_[i]], [io_[x] for x in o], [numpy_helper.from_array(v, k) for k, v in consts.items() if k in used])
         onnx.save(oh.make_model(g, opset_imports=[oh.make_opsetid('', 18)]), dest/fn)
     files = {f: file_record(dest/f) for f in ('model.onnx', 'preprocess.onnx', 'classifier.onnx')}
-    m = dict(format='dogbreeds-model/1', name=name, breeds=BREEDS, preprocessing=dict(resize=dict(size=128)),
+    m = dict(format='dogbreeds-model/2', name=name, breeds=BREEDS, preprocessing=dict(resize=dict(size=128)),
              formats=dict(onnx='model.onnx'), parts=dict(onnx=dict(preprocess='preprocess.onnx', classifier='classifier.onnx')),
-             files=files)
+             **(dict(not_a_dog=dict(dog_classes=list(range(151, 281)), threshold=threshold, output='imagenet')) if imagenet else {}),
+             **manifest, files=files)
     (dest/MANIFEST).write_text(json.dumps(m, indent=2))
     return dest
 

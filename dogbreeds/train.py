@@ -6,12 +6,13 @@ Docs: https://dogbreeds.github.io/dogbreeds/train.html.md"""
 
 # %% ../nbs/14_train.ipynb #697bcf21
 from __future__ import annotations
-import re, shutil, sys, time
+import csv, re, shutil, sys, time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .core import *
+import numpy as np
 import torch
 from fastcore.script import call_parse
 from fastai.callback.core import Callback
@@ -20,14 +21,17 @@ from fastai.learner import Learner
 from fastai.torch_core import set_seed
 import fastai.callback.schedule, fastai.callback.fp16  # Learner.fine_tune, lr_find, to_fp16
 
-from .datasets import BreedData, load_data
+from .datasets import DOG_CLASSES, BreedData, load_data, not_dog_photos
 from .dataloaders import make_dls
-from .learner import build_learner, default_out_dir, ensure_pretrained_weights, get_arch, versions
-from .evaluate import evaluate
+from .learner import (ARCHS, RECIPES, arch_names, build_learner, build_model, default_out_dir,
+                               ensure_pretrained_weights, extract_features, fit_heads, from_learner, get_arch, head_outputs,
+                               model_learner, model_outputs, square_photo, versions)
+from .evaluate import (choose_dog_threshold, compute_metrics, evaluate, evaluate_probs, not_a_dog_rates,
+                                save_metrics, summary)
 from .export import export_model, run_info
 
 # %% auto #0
-__all__ = ['check_params', 'TrainResult', 'HistoryCSV', 'train', 'train_cli']
+__all__ = ['HISTORY', 'check_params', 'TrainResult', 'HistoryCSV', 'train', 'train_cli']
 
 # %% ../nbs/14_train.ipynb #c69ba3a6
 def _is_int(v): return isinstance(v, int) and not isinstance(v, bool)
@@ -37,14 +41,20 @@ def check_params(p:dict) -> dict:
     def bad(k, want): raise ParameterError(f"{k} must be {want}, got {p[k]!r} ({type(p[k]).__name__})")
     for k, lo in (('size', 32), ('epochs', 0), ('freeze_epochs', 0), ('bs', 1), ('seed', 0)):
         if not _is_int(p[k]) or p[k] < lo: bad(k, f"a whole number >= {lo}")
-    if p['epochs'] + p['freeze_epochs'] == 0: raise ParameterError("epochs and freeze_epochs are both 0: nothing to train")
+    recipe = p.get('recipe', 'fine-tune')
+    if recipe not in RECIPES: bad('recipe', f"one of {', '.join(RECIPES)}")
+    names = arch_names(p['arch'])
+    if recipe == 'fine-tune':
+        if p['epochs'] + p['freeze_epochs'] == 0: raise ParameterError("epochs and freeze_epochs are both 0: nothing to train")
+        if len(names) > 1 or get_arch(names[0]).fn is None:
+            raise ParameterError(f"the fine-tune recipe trains one torchvision model: arch must be one of "
+                                 f"{', '.join(n for n, a in ARCHS.items() if a.fn)}, got {p['arch']!r}")
     if p['lr'] is not None and (not isinstance(p['lr'], (int, float)) or isinstance(p['lr'], bool) or not 0 < p['lr'] < 10):
         bad('lr', "a number between 0 and 10, or None to run lr_find")
     if not isinstance(p['valid_pct'], (int, float)) or not 0 <= p['valid_pct'] < 1: bad('valid_pct', "a number in [0, 1)")
     for k in ('tta', 'export'):
         if k in p and not isinstance(p[k], bool): bad(k, "True or False")
     if not isinstance(p['data'], (str, Path, BreedData)): bad('data', "a path or a dataset name")
-    get_arch(p['arch'])
     if p['run_name'] is not None and not (isinstance(p['run_name'], str) and re.fullmatch(r'[A-Za-z0-9][\w.-]*', p['run_name'])):
         bad('run_name', "letters, digits, '.', '_' and '-'")
     if p['out_dir'] is not None and not isinstance(p['out_dir'], (str, Path)): bad('out_dir', "a path")
@@ -101,53 +111,132 @@ def _find_lr(learn, run_dir:Path) -> float:
     return float(sugg.valley)
 
 # %% ../nbs/14_train.ipynb #bc88c0dd
-def train(data='sample', arch:str='mobilenet_v2', size:int=160, epochs:int=3, freeze_epochs:int=1,
-          lr:float|None=None, bs:int=64, seed:int=42, out_dir=None, run_name:str|None=None,
-          valid_pct:float=0.2, tta:bool=False, head_init:str='imagenet', num_workers:int|None=None,
-          verify:bool=True, export:bool=True, quiet:bool=False) -> TrainResult:
+HISTORY = ['stage', 'epoch', 'train_loss', 'valid_loss', 'accuracy', 'top_k_accuracy', 'time']  # stage 0: the untrained start
+
+def _write_csv(path:Path, rows:list):
+    with open(path, 'w', newline='') as f: csv.writer(f).writerows(rows)
+
+def _history_row(stage, epoch, probs, targs, seconds:float, train_loss='') -> list:
+    m = compute_metrics(probs, targs, list(range(probs.shape[1])))
+    return [stage, epoch, train_loss, round(m['loss'], 6), round(m['accuracy'], 6), round(m['top5_accuracy'], 6),
+            f"{int(seconds // 60):02d}:{int(seconds % 60):02d}"]
+
+def _fit_imagenet_heads(d:BreedData, arch:str, size:int, tta:bool, seed:int, tmp:Path, progress:bool, say) -> tuple:
+    "The default recipe (see `dogbreeds.learner`): `(model, val probabilities, val ImageNet probabilities, train p(dog), report)`."
+    model = build_model(arch, d.breeds, d.imagenet_ids)
+    ti, vi = [i for i, v in enumerate(d.is_valid) if not v], [i for i, v in enumerate(d.is_valid) if v]
+    y = np.array([d.breeds.index(l) for l in d.labels])
+    t = time.time()
+    say(f"features of {len(ti)} train and {len(vi)} validation photos at {size} px ({', '.join(model.archs)}, ONNX Runtime)")
+    Xtr = extract_features(model, [d.items[i] for i in ti], size, progress=progress)
+    Xva = extract_features(model, [d.items[i] for i in vi], size, progress=progress)
+    t_feat = time.time() - t
+    p0, _ = head_outputs(model, Xva)  # epoch 0: ImageNet's own rows, the members averaged
+    rows = [_history_row(0, 0, p0, y[vi], t_feat)]
+    t = time.time()
+    report = fit_heads(model, Xtr, y[ti], seed=seed)
+    model.tta = tta
+    probs, imagenet = model_outputs(model, [d.items[i] for i in vi], size, progress=progress) if tta else head_outputs(model, Xva)
+    rows.append(_history_row(1, 0, probs, y[vi], time.time() - t))
+    _write_csv(tmp/'history.csv', [HISTORY, *rows])
+    report.update(seconds_features=round(t_feat, 1), seconds_fit=round(time.time() - t, 1),
+                  top1_imagenet_rows=rows[0][4], top1=rows[1][4])
+    dog_train = head_outputs(model, Xtr)[1][:, list(DOG_CLASSES)].sum(1)
+    say(f"ImageNet's rows {rows[0][4]:.4f} -> fitted {rows[1][4]:.4f} top-1 on the validation photos "
+        f"(lam {', '.join(str(m['lam']) for m in report['members'].values())}; weights {report['weights']})")
+    return model, probs, imagenet, dog_train, report
+
+def _fine_tune(learn, d:BreedData, epochs:int, freeze_epochs:int, lr, tmp:Path, gpu:bool) -> float:
+    "fastai's `fine_tune`, with epoch 0 (the untrained ImageNet rows) first in `history.csv`; the learning rate used."
+    t = time.time()
+    loss, acc, top5 = learn.validate()
+    _write_csv(tmp/'history.csv', [HISTORY, [0, 0, '', round(float(loss), 6), round(float(acc), 6), round(float(top5), 6),
+                                            f"{int((time.time() - t) // 60):02d}:{int((time.time() - t) % 60):02d}"]])
+    if lr is None: lr = _find_lr(learn, tmp)
+    learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs, cbs=[HistoryCSV(tmp/'history.csv')])
+    if gpu: learn.to_fp32()
+    return lr
+
+def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=224, recipe:str='imagenet-head',
+          epochs:int=3, freeze_epochs:int=1, lr:float|None=None, bs:int=64, seed:int=42, out_dir=None,
+          run_name:str|None=None, valid_pct:float=0.2, tta:bool=False, head_init:str='imagenet',
+          num_workers:int|None=None, verify:bool=True, export:bool=True, int8:bool=False, quiet:bool=False) -> TrainResult:
     "Train, evaluate and save a run; see the table above for what lands in `out_dir/run_name/`."
-    params = check_params(dict(data=data, arch=arch, size=size, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr,
-                               bs=bs, seed=seed, valid_pct=valid_pct, tta=tta, export=export, run_name=run_name, out_dir=out_dir))
+    params = check_params(dict(data=data, arch=arch, size=size, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs,
+                               lr=lr, bs=bs, seed=seed, valid_pct=valid_pct, tta=tta, export=export, run_name=run_name,
+                               out_dir=out_dir))
+    if recipe == 'imagenet-head': params.update(epochs=0, freeze_epochs=0, lr=None)  # not used: say so in the run's params
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir()
-    run_name = run_name or f"{arch}-{datetime.now():%Y%m%d-%H%M%S}"
+    run_name = run_name or f"{arch.replace('+', '_')}-{datetime.now():%Y%m%d-%H%M%S}"
     final = out_dir/run_name
     if final.exists(): raise ParameterError(f"run folder {final} already exists: choose another run_name")
-    ensure_pretrained_weights(arch, quiet=quiet)
+    for a in arch_names(arch): ensure_pretrained_weights(a, quiet=quiet)
+    say = (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
+    progress = not quiet and interactive()
     t0 = time.time()
-    d = load_data(data, valid_pct=valid_pct, seed=seed, verify=verify, progress=not quiet and interactive())
-    if not quiet: print(d)
+    d = load_data(data, valid_pct=valid_pct, seed=seed, verify=verify, progress=progress)
+    say(d)
     set_seed(seed, reproducible=True)
-    dls = make_dls(d, size=size, bs=bs, num_workers=num_workers, seed=seed)
-    learn = build_learner(dls, arch, d.imagenet_ids, head_init=head_init)
-    if quiet or not interactive():
-        learn.remove_cb(ProgressCallback)
-        learn.logger = (lambda row: None) if quiet else _plain_logger(learn)
-    gpu = torch.cuda.is_available()
-    if gpu: learn.to_fp16()
+    gpu = recipe == 'fine-tune' and torch.cuda.is_available()
+    if recipe == 'fine-tune':
+        learn = build_learner(make_dls(d, size=size, bs=bs, num_workers=num_workers, seed=seed), arch, d.imagenet_ids, head_init=head_init)
     with staged_dir(final) as tmp:
-        learn.path, learn.model_dir, trained = tmp, '.', False  # lr_find's scratch file goes in the run, not the cwd
+        trained = False
         try:
             t1 = time.time()
-            if lr is None: lr = _find_lr(learn, tmp)
-            learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs, cbs=[HistoryCSV(tmp/'history.csv')])
-            trained, t2 = True, time.time()
-            if gpu: learn.to_fp32()
-            torch.save(learn.model.state_dict(), tmp/'model_state.pth')
-            metrics = evaluate(learn, tmp, tta=tta, quiet=quiet)
+            if recipe == 'fine-tune':
+                if quiet or not interactive():
+                    learn.remove_cb(ProgressCallback)
+                    learn.logger = (lambda row: None) if quiet else _plain_logger(learn)
+                if gpu: learn.to_fp16()
+                learn.path, learn.model_dir = tmp, '.'  # lr_find's scratch file goes in the run, not the cwd
+                lr = _fine_tune(learn, d, epochs, freeze_epochs, lr, tmp, gpu)
+                trained, t2 = True, time.time()
+                torch.save(learn.model.state_dict(), tmp/'model_state.pth')
+                metrics = evaluate(learn, None, tta=tta, quiet=True)
+                model = from_learner(learn, arch)
+                vi = [i for i, v in enumerate(d.is_valid) if v]
+                ti = [i for i, v in enumerate(d.is_valid) if not v][::max(1, d.n_train // 1000)]  # enough to place the threshold
+                dog_val = model_outputs(model, [d.items[i] for i in vi], size)[1][:, list(DOG_CLASSES)].sum(1)
+                dog_train = model_outputs(model, [d.items[i] for i in ti], size)[1][:, list(DOG_CLASSES)].sum(1)
+                heads = None
+            else:
+                model, probs, imagenet, dog_train, heads = _fit_imagenet_heads(d, arch, size, tta, seed, tmp, progress, say)
+                trained, t2 = True, time.time()
+                torch.save(model.state_dict(), tmp/'model_state.pth')
+                vi = [i for i, v in enumerate(d.is_valid) if v]
+                metrics = evaluate_probs(probs, np.array([d.breeds.index(d.labels[i]) for i in vi]), d.breeds, None,
+                                         [d.items[i] for i in vi], quiet=True, tta=tta)
+                dog_val = imagenet[:, list(DOG_CLASSES)].sum(1)
+                learn = model_learner(make_dls(d, size=size, bs=bs, augment=False, normalize=False, num_workers=0), model)
+            # is it a dog at all: the threshold from the train photos, the rates on the validation dogs and on non-dogs
+            others = not_dog_photos()
+            with torch.no_grad():
+                dog_other = (model(torch.as_tensor(np.stack([square_photo(f, size) for f in others])))[1][:, list(DOG_CLASSES)]
+                             .sum(1).numpy() if others else np.zeros(0))
+            nd = not_a_dog_rates(dog_val, choose_dog_threshold(dog_train), dog_other, [f.name for f in others])
+            metrics['not_a_dog'] = nd
+            save_metrics(metrics, tmp)
+            say(summary(metrics))
             write_json(tmp/'data_report.json', d.report())
-            info = dict(params, data=str(d.root), data_source=d.source, lr=lr, out_dir=str(out_dir), run_name=run_name,
-                        breeds=list(learn.dls.vocab), n_train=d.n_train, n_valid=d.n_valid, device='cuda' if gpu else 'cpu',
-                        mixed_precision=gpu, versions=versions(), created=datetime.now(timezone.utc).isoformat(),
+            info = dict(params, lr=lr, data=str(d.root), data_source=d.source, out_dir=str(out_dir), run_name=run_name,
+                        breeds=list(d.breeds), n_train=d.n_train, n_valid=d.n_valid, device='cuda' if gpu else 'cpu',
+                        mixed_precision=gpu, heads=heads, not_a_dog=nd, versions=versions(),
+                        created=datetime.now(timezone.utc).isoformat(),
                         seconds=dict(load=round(t1 - t0, 1), fit=round(t2 - t1, 1), total=round(time.time() - t0, 1)))
             write_json(tmp/'params.json', info)
             if export:
-                export_model(learn.model, list(learn.dls.vocab), size, tmp/'model', {**run_info(tmp), 'run': run_name})
+                kw = {}
+                if int8:
+                    kw = dict(int8=True, calibration=[f for f, v in zip(d.items, d.is_valid) if not v],
+                              int8_eval=([d.items[i] for i in vi], [d.labels[i] for i in vi]))
+                export_model(model, list(d.breeds), size, tmp/'model', {**run_info(tmp), 'run': run_name}, not_a_dog=nd, **kw)
             learn.logger, learn.path = print, final
             learn.export(tmp/'learner.pkl')
         except BaseException as e:
             if trained: _keep_failed(tmp, final, e)
             raise
-    if not quiet: print(f"run saved to {final}: validation accuracy {metrics['accuracy']:.4f}, top-5 {metrics['top5_accuracy']:.4f}")
+    say(f"run saved to {final}: validation accuracy {metrics['accuracy']:.4f}, top-5 {metrics['top5_accuracy']:.4f}")
     return TrainResult(learn, d, final, metrics, info)
 
 def _keep_failed(tmp:Path, final:Path, e:BaseException):
@@ -161,20 +250,22 @@ def _keep_failed(tmp:Path, final:Path, e:BaseException):
 @call_parse
 def train_cli(
     data:str='sample',        # 'sample', 'imagewoof', a folder, or KIND:PATH
-    arch:str='mobilenet_v2',  # architecture
-    size:int=160,             # image size in pixels
-    epochs:int=3,             # epochs with the whole network unfrozen
-    freeze_epochs:int=1,      # epochs training only the classifier first
-    lr:float=None,            # base learning rate (default: lr_find)
+    arch:str='mobilenet_v2+efficientnet_lite0',  # architecture, or an ensemble a+b (imagenet-head recipe)
+    size:int=224,             # image size in pixels
+    recipe:str='imagenet-head',  # imagenet-head (classifiers fitted on frozen ImageNet bodies: CPU) or fine-tune (fastai: GPU)
+    epochs:int=3,             # fine-tune: epochs with the whole network unfrozen
+    freeze_epochs:int=1,      # fine-tune: epochs training only the classifier first
+    lr:float=None,            # fine-tune: base learning rate (default: lr_find)
     bs:int=64,                # batch size
     seed:int=42,              # random seed
     out_dir:str=None,         # output folder (default: exported_models/)
     run_name:str=None,        # run folder name (default: <arch>-<date>-<time>)
     valid_pct:float=0.2,      # validation share when the data has no split
-    tta:bool=False,           # evaluate with test-time augmentation
+    tta:bool=False,           # average each photo with its mirror image
     no_export:bool=False,     # skip writing TorchScript + ONNX to <run>/model/
+    int8:bool=False,          # also write the INT8 model, measured on the validation photos
     quiet:bool=False,         # no progress bars
 ):
     "Train, evaluate and save a dog-breed classifier."
-    train(data=data, arch=arch, size=size, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, bs=bs, seed=seed,
-          out_dir=out_dir, run_name=run_name, valid_pct=valid_pct, tta=tta, export=not no_export, quiet=quiet)
+    train(data=data, arch=arch, size=size, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, bs=bs, seed=seed,
+          out_dir=out_dir, run_name=run_name, valid_pct=valid_pct, tta=tta, export=not no_export, int8=int8, quiet=quiet)

@@ -35,10 +35,24 @@ def make_tree(tmp_path, sample_photos):
 
 @pytest.fixture(scope='session')
 def trained_run(tmp_path_factory):
-    "A real (tiny) training run on the whole sample, exported: shared by the export and inference tests."
+    "A real (tiny) fastai fine-tuning run on the whole sample, exported: shared by the export, inference and serving tests."
     from dogbreeds.train import train
     out = tmp_path_factory.mktemp('trained')
-    return train('sample', size=96, epochs=1, freeze_epochs=1, lr=2e-3, bs=32, quiet=True, out_dir=out, run_name='run')
+    return train('sample', recipe='fine-tune', arch='mobilenet_v2', size=96, epochs=1, freeze_epochs=1, lr=2e-3, bs=32,
+                 quiet=True, out_dir=out, run_name='run')
+
+
+@pytest.fixture(scope='session')
+def head_run(tmp_path_factory):
+    "A run of the default recipe (the two-network ensemble, classifiers fitted on frozen ImageNet bodies) on the sample, with INT8."
+    from dogbreeds.train import train
+    out = tmp_path_factory.mktemp('head')
+    return train('sample', size=128, int8=True, quiet=True, out_dir=out, run_name='head')
+
+
+@pytest.fixture(scope='session')
+def head_model_dir(head_run):
+    return head_run.run_dir / 'model'
 
 
 @pytest.fixture(scope='session')

@@ -9,7 +9,7 @@ from dogbreeds.core import ParameterError, read_json
 from dogbreeds.datasets import load_data
 from dogbreeds.train import train
 
-FAST = dict(size=64, epochs=1, freeze_epochs=1, lr=1e-3, bs=32, quiet=True, export=False)
+FAST = dict(recipe='fine-tune', arch='mobilenet_v2', size=64, epochs=1, freeze_epochs=1, lr=1e-3, bs=32, quiet=True, export=False)
 
 
 @pytest.fixture(scope='module')
