@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
 
-.PHONY: run test weights chromium sync-check nbtest pytest readme clean help
+.PHONY: run test weights system-packages chromium sync-check nbtest pytest readme clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -45,11 +45,16 @@ sync-check: $(VENV)/.dev.stamp
 nbtest: $(VENV)/.dev.stamp weights
 	$(BIN)/nbdev-test --n-workers 2
 
-# The demo's browser test drives Debian's chromium with Playwright (Playwright's own browser download is not used).
-chromium:
-	@command -v chromium >/dev/null || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+# Debian packages the tests drive for real: chromium (the demo's browser test, through Playwright; Playwright's own
+# browser download is not used). Issues that add real servers add their packages here: one apt-get for all.
+SYSTEM_PACKAGES := chromium
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
 
-pytest: $(VENV)/.dev.stamp weights chromium
+chromium: system-packages
+
+pytest: $(VENV)/.dev.stamp weights system-packages
 	$(BIN)/python -m pytest
 
 test: sync-check nbtest pytest
