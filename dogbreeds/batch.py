@@ -455,7 +455,7 @@ def _whole(name, v, none_ok=True):
     raise ParameterError(f"{name} must be a whole number of at least 1, got {v!r}")
 
 def batch_predict(src, out, model=None, k:int=5, batch_size:int=64, workers:int|None=None, threads:int|None=None,
-                  retry_errors:bool=False, progress:bool|None=None, endpoint_url:str|None=None) -> dict:
+                  retry_errors:bool=False, progress:bool|None=None, endpoint_url:str|None=None, precision:str|None=None) -> dict:
     "Classify every photo of `src` into the results file `out` (.csv or .parquet), skipping the items it already holds."
     for name, v in dict(k=k, batch_size=batch_size).items(): _whole(name, v, none_ok=False)
     for name, v in dict(workers=workers, threads=threads).items(): _whole(name, v)
@@ -464,7 +464,7 @@ def batch_predict(src, out, model=None, k:int=5, batch_size:int=64, workers:int|
     else:
         model = model or config.get('MODEL_URI')
         if not model: raise ParameterError(f"name the model: --model FOLDER_OR_URI, or set {config.names('MODEL_URI')}")
-        pred = Predictor.load(model, threads=threads)
+        pred = Predictor.load(model, threads=threads, precision=precision or config.get('PRECISION'))
     source = open_source(src, endpoint_url=endpoint_url, max_bytes=pred.max_bytes, workers=workers)
     items = source.list()
     if not items: raise SourceError(f"{source} holds no photos (no files ending in {', '.join(IMAGE_EXTS)})")
@@ -498,12 +498,14 @@ def predict_cli(
     retry_errors:bool=False,  # try again the items whose rows hold an error
     endpoint_url:str=None,    # S3 endpoint for an s3:// SRC (default: $AWS_ENDPOINT_URL, else AWS)
     quiet:bool=False,         # no progress bar
+    precision:str=None,       # fp32 or int8 (default: $PRECISION, else fp32)
 ):
     "Classify every photo in a folder, glob or S3 prefix into a CSV or Parquet file; run again to resume."
     if not out: raise ParameterError("name the results file: --out results.csv (or .parquet)")
     try:
         r = batch_predict(src, out, model, k=k, batch_size=batch_size, workers=workers, threads=threads,
-                          retry_errors=retry_errors, progress=False if quiet else None, endpoint_url=endpoint_url)
+                          retry_errors=retry_errors, progress=False if quiet else None, endpoint_url=endpoint_url,
+                          precision=precision)
     except KeyboardInterrupt:
         from dogbreeds.core import fail
         fail(f"interrupted: {out} keeps every finished row; run the same command again to go on", 130)

@@ -67,10 +67,11 @@ def compute_metrics(probs, targs, breeds:list, k:int=5, n_top_losses:int=9, item
         calibration=calibration(probs, targs))
 
 # %% ../nbs/12_evaluate.ipynb #95213b64
-def choose_dog_threshold(dog_train:np.ndarray, quantile:float=0.005) -> dict:
-    "The not-a-dog threshold: the `quantile` of p(dog) over the train photos (which all show dogs)."
-    return dict(dog_classes=list(DOG_CLASSES), threshold=float(np.quantile(dog_train, quantile)),
-                chosen_on=f"the {quantile:.1%} quantile of p(dog) over {len(dog_train)} train photos")
+def choose_dog_threshold(dog_train:np.ndarray, quantile:float=0.01, floor:float=0.1) -> dict:
+    "The not-a-dog threshold: the `quantile` of p(dog) over the train photos (which all show dogs), at least `floor`."
+    q = float(np.quantile(dog_train, quantile))
+    return dict(dog_classes=list(DOG_CLASSES), threshold=max(q, floor),
+                chosen_on=f"the {quantile:.1%} quantile of p(dog) over {len(dog_train)} train photos ({q:.3g}), at least {floor}")
 
 def not_a_dog_rates(dog_val:np.ndarray, chosen:dict, dog_other:np.ndarray|None=None, other_names:list|None=None) -> dict:
     "`chosen` (see `choose_dog_threshold`) with the shares of validation dogs and of photos without a dog that it flags."

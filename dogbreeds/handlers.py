@@ -21,9 +21,9 @@ __all__ = ['load_model', 'model_info', 'answer_request', 'Refusal', 'model_fn', 
            'invoke']
 
 # %% ../nbs/21_handlers.ipynb #d083292e
-def load_model(uri, threads:int|None=None, **kwargs):
+def load_model(uri, threads:int|None=None, precision:str|None=None, **kwargs):
     "A `Predictor` (ONNX Runtime) for the model folder or registry URI `uri`, with `.name` and `.version` set."
-    p = Predictor.load(uri, backend='onnx', threads=threads, **kwargs)
+    p = Predictor.load(uri, backend='onnx', threads=threads, precision=precision or config.get('PRECISION'), **kwargs)
     s = str(uri)
     if s.startswith(('s3://', 'file://')) or '@' in Path(s).name:
         p.name = parse_model_uri(s)[1]

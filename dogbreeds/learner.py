@@ -356,22 +356,32 @@ def fit_heads(model:BreedModel, Xtr:list, ytr:np.ndarray, lams=LAMS, holdout:flo
     fit_i, held_i = holdout_split(ytr, holdout, seed)
     start = [(m.breed.weight.detach().clone(), m.breed.bias.detach().clone()) for m in model.members]
     soft = lambda X, W, b: F.softmax(torch.as_tensor(X) @ W.T + b, 1).numpy()
-    rep, held_p = dict(n_fit=len(fit_i), n_held=len(held_i), members={}), []
+    rep, held_p, start_p = dict(n_fit=len(fit_i), n_held=len(held_i), members={}), [], []
     for m, a, X, (W0, b0) in zip(model.members, model.archs or range(len(start)), Xtr, start):
-        tried = {lam: soft(X[held_i], *fit_head(X[fit_i], ytr[fit_i], W0, b0, lam)) for lam in lams}
-        lam = max(lams, key=lambda l: _score(tried[l], ytr[held_i]))
-        held_p.append(tried[lam])
-        rep['members'][str(a)] = dict(lam=lam, held_top1_imagenet_rows=_score(soft(X[held_i], W0, b0), ytr[held_i])[0],
-                                     held_top1={str(l): _score(p, ytr[held_i])[0] for l, p in tried.items()})
+        # 'start' (ImageNet's rows unchanged) is a candidate too, tried first so that it wins ties:
+        # the recipe keeps its start unless a fitted head does better on photos it did not fit.
+        tried = {'start': soft(X[held_i], W0, b0)}
+        tried.update({lam: soft(X[held_i], *fit_head(X[fit_i], ytr[fit_i], W0, b0, lam)) for lam in lams})
+        lam = max(tried, key=lambda l: _score(tried[l], ytr[held_i]))
+        held_p.append(tried[lam]); start_p.append(tried['start'])
+        rep['members'][str(a)] = dict(lam=lam, held_top1={str(l): _score(p, ytr[held_i])[0] for l, p in tried.items()})
     if len(held_p) == 2:
         grid = np.round(np.arange(0, 1.01, 0.1), 1)
         w0 = max(grid, key=lambda w: _score(w * held_p[0] + (1 - w) * held_p[1], ytr[held_i]))
         weights = [float(w0), float(1 - w0)]
     else: weights = [1.0] * len(held_p)
-    rep.update(weights=weights, held_top1=_score(sum(w * p for w, p in zip(weights, held_p)) / sum(weights), ytr[held_i])[0])
+    mix = lambda ps, ws: sum(w * p for w, p in zip(ws, ps)) / sum(ws)
+    start_w = [float(w) for w in model.weights]
+    fitted = _score(mix(held_p, weights), ytr[held_i])
+    begun = _score(mix(start_p, start_w), ytr[held_i])
+    rep.update(weights=weights, held_top1=fitted[0], held_top1_start=begun[0])
+    if begun >= fitted:  # the fitted ensemble does no better than the start on held-out photos: keep the start
+        for m in rep['members'].values(): m['lam'] = 'start'
+        weights = rep['weights'] = start_w
     with torch.no_grad():
         for m, a, X, (W0, b0) in zip(model.members, rep['members'], Xtr, start):
-            m.breed.weight[:], m.breed.bias[:] = fit_head(X, ytr, W0, b0, rep['members'][a]['lam'])
+            lam = rep['members'][a]['lam']
+            if lam != 'start': m.breed.weight[:], m.breed.bias[:] = fit_head(X, ytr, W0, b0, lam)
         w = torch.tensor(weights); model.weights[:] = w / w.sum()
     return rep
 

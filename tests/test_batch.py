@@ -114,11 +114,11 @@ class Interrupt(BaseException): pass
 def stop_after(pred, n):
     "A copy of `pred` whose classifier is interrupted on its `n`-th call (as Ctrl-C would stop a run)."
     p, calls = copy.copy(pred), []
-    def classify(x):
+    def classify_prepared(x, k):
         calls.append(len(x))
         if len(calls) == n: raise Interrupt()
-        return pred.classify(x)
-    p.classify = classify
+        return pred.classify_prepared(x, k)
+    p.classify_prepared = classify_prepared
     return p
 
 

@@ -27,7 +27,7 @@ def test_parity_fastai_torchscript_onnx(trained_run, model_dir, photos):
     for f in photos:
         _, idx, p_fastai = learn.predict(f)
         x = np.array(load_rgb(f))[None]
-        p_ts = ts(torch.from_numpy(x)).numpy()[0]
+        p_ts = ts(torch.from_numpy(x))[0].numpy()[0]  # (breed, ImageNet) probabilities
         p_onnx = sess.run(None, {'input': x})[0][0]
         assert p_ts.argmax() == p_onnx.argmax() == int(idx), f
         for k, p in (('torchscript', p_ts), ('onnx', p_onnx)):

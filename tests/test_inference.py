@@ -140,3 +140,34 @@ def test_classify_cli(model_dir, photo):
 def test_measure(pred):
     m = I.measure(pred, n=5)
     assert m['backend'] == 'onnx' and 0 < m['p50_ms'] <= m['p95_ms'] and m['rss_mb'] > 10 and m['payload_kb'] > 1
+
+
+def phone_photo(photo, size=(4032, 3024), seed=0, **kw):
+    "A val photo blown up to a phone's 12 megapixels, with sensor-like noise so that it compresses like one."
+    im = np.asarray(Image.open(photo).convert('RGB').resize(size, Image.BICUBIC), dtype=np.int16)
+    noise = np.random.default_rng(seed).integers(-6, 7, im.shape, dtype=np.int16)
+    return Image.fromarray(np.clip(im + noise, 0, 255).astype(np.uint8))
+
+
+def test_phone_photos_decode_reduced_and_answer_as_full_decoding(model_dir, pred):
+    full = Predictor.load(model_dir, fast_decode=False)
+    assert pred.shrink_to == 2 * pred.size and full.shrink_to is None
+    for i, f in enumerate(sorted((SAMPLE / 'val').rglob('*.JPEG'))[::16]):
+        data = encode(phone_photo(f, seed=i), 'JPEG', quality=90)
+        assert pred.shrink_to <= min(pred.decode(data).shape[:2]) < 2 * pred.shrink_to
+        a, b = pred.predict_one(data), full.predict_one(data)
+        assert a.top[0][0] == b.top[0][0], f
+        assert max(abs(x - dict(b.top)[k]) for k, x in a.top) < 0.05, f  # 64 px test model; the default model: see benchmarks/inference.py
+
+
+@pytest.mark.parametrize('fmt', ['PNG', 'WEBP', 'GIF'])
+def test_large_photos_of_other_formats_decode_within_the_pixel_cap(pred, photo, fmt):
+    data = encode(phone_photo(photo, size=(3000, 2250)), fmt)
+    x = pred.decode(data)
+    assert pred.shrink_to <= min(x.shape[:2]) < 2 * pred.shrink_to  # reduced early, before the resize
+    assert pred.predict_one(data).top[0][0] == pred.predict_one(photo).top[0][0]
+
+
+def test_truncated_phone_jpeg_is_a_clear_error(pred, photo):
+    data = encode(phone_photo(photo), 'JPEG', quality=90)
+    with pytest.raises(CorruptImageError, match='truncated or corrupt'): pred.predict_one(data[: len(data) // 2])

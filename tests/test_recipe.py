@@ -21,13 +21,16 @@ def cat():
 def test_run_reports_its_start_and_beats_it(head_run):
     rows = list(csv.DictReader(open(head_run.run_dir / 'history.csv')))
     assert [r['stage'] for r in rows] == ['0', '1']  # epoch 0: ImageNet's rows, untrained
-    assert float(rows[1]['accuracy']) >= float(rows[0]['accuracy']) > 0.5
+    start, end = float(rows[0]['accuracy']), float(rows[1]['accuracy'])
+    assert start > 0.5 and end > start - 0.1  # 80 val photos: one photo is 1.25 pt, so only a loose bound here
     assert float(rows[1]['accuracy']) == pytest.approx(head_run.metrics['accuracy'], abs=1e-6)
     p = read_json(head_run.run_dir / 'params.json')
     assert p['recipe'] == 'imagenet-head' and p['arch'] == 'mobilenet_v2+efficientnet_lite0' and p['size'] == 128
     h = p['heads']
     assert set(h['members']) == {'mobilenet_v2', 'efficientnet_lite0'} and h['n_held'] > 0 and h['n_fit'] + h['n_held'] == 200
-    assert all(m['lam'] in (0.1, 0.3, 1.0, 3.0) for m in h['members'].values()) and sum(h['weights']) == pytest.approx(1)
+    assert all(m['lam'] in ('start', 0.1, 0.3, 1.0, 3.0) for m in h['members'].values()) and sum(h['weights']) == pytest.approx(1)
+    # what the recipe guarantees: on train photos held out from fitting, it never ends below its start
+    assert h['held_top1'] >= h['held_top1_start'] or all(m['lam'] == 'start' for m in h['members'].values())
 
 
 @pytest.mark.slow
@@ -73,7 +76,7 @@ def test_int8(head_run, head_model_dir):
     assert all(0 < g.top[0][1] <= 1 and g.dog is not None for g in got)
     top1 = np.mean([g.top[0][0] == l for g, (_, l) in zip(got, val)])
     assert top1 == pytest.approx(q['top1_int8'], abs=1e-9)  # the manifest's figure is what the INT8 graph does
-    with pytest.raises(Exception, match='fp32 only'): Predictor.load(head_model_dir, backend='torchscript', precision='int8')
+    with pytest.raises(Exception, match='onnx backend only'): Predictor.load(head_model_dir, backend='torchscript', precision='int8')
 
 
 @pytest.mark.slow

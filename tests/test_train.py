@@ -37,7 +37,7 @@ def test_run_folder_is_complete(run):
     assert (p['arch'], p['size'], p['lr'], p['n_train'], p['n_valid']) == ('mobilenet_v2', 64, 1e-3, 200, 80)
     assert p['versions']['torch'] == torch.__version__
     rows = list(csv.DictReader(open(d / 'history.csv')))
-    assert [r['stage'] for r in rows] == ['1', '2']  # one frozen epoch, then one unfrozen
+    assert [r['stage'] for r in rows] == ['0', '1', '2']  # the untrained start, one frozen epoch, one unfrozen
 
 
 def test_metrics_agree_with_the_model(run):
