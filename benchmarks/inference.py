@@ -93,6 +93,8 @@ def main():
 
     from fastai.learner import load_learner
     learn = load_learner(run / 'learner.pkl')  # a pickle: fine in a benchmark of our own file, never when serving
+    from fastai.callback.progress import ProgressCallback
+    learn.remove_cb(ProgressCallback)  # no progress bar drawn per photo: it is not part of the work
     from dogbreeds.dataloaders import DogImage  # learn.predict takes a decoded image (or a Path), not bytes
     rows['learn.predict'] = dict(lat=timeit(lambda: learn.predict(DogImage.create(payloads[next(it) % 64])), max(20, a.n // 10)))
 

@@ -145,7 +145,7 @@ class ClassifierWidget(widgets.VBox):
 
     def _result(self, name:str, im, answer, ms:float) -> widgets.Box:
         top = answer.top
-        note = ([_html(f"&#128054;&#8416; <b>This does not look like a dog</b> (it looks like: {html.escape(answer.looks_like or '?')}; "
+        note = ([_html(f"&#9888; <b>This does not look like a dog</b> (it looks like: {html.escape(answer.looks_like or '?')}; "
                        f"dog {answer.dog:.0%}). The breeds below are the model's best guesses all the same.", 'dogbreeds-notdog')]
                 if answer.is_dog is False else [])
         rows = [_tagged(widgets.HBox([

@@ -84,7 +84,8 @@ def wait_listening(port, proc, timeout=60):
 def voila_app(model_dir, tmp_path):
     "Voilà serving demo/classify.ipynb on 127.0.0.1 (a free port, a token), with the test model; stopped afterwards."
     port, token = free_ports(1)[0], 'dogbreeds-test-token'
-    env = dict(os.environ, DOGBREEDS_MODEL=str(model_dir), PYTHONPATH=os.pathsep.join(
+    model = os.environ.get('DOGBREEDS_DEMO_MODEL') or str(model_dir)  # docs/demo.png is made with the default recipe's model
+    env = dict(os.environ, DOGBREEDS_MODEL=model, PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
     log = open(tmp_path / 'voila.log', 'wb')
     proc = subprocess.Popen([sys.executable, '-m', 'voila', str(DEMO_NB.relative_to(ROOT)), '--no-browser',
@@ -103,13 +104,16 @@ def voila_app(model_dir, tmp_path):
 
 
 def test_demo_in_a_browser(voila_app, model_dir, sample_photos, tmp_path):
-    """Upload a photo, a text file and a 21 MB file through the page's file chooser in headless Chromium: the breeds
-    shown are the Predictor's, the other two are refused with their reasons. Saves a screenshot."""
+    """Upload a photo, a cat, a text file and a 21 MB file through the page's file chooser in headless Chromium: the
+    breeds shown are the Predictor's, the cat is said not to look like a dog exactly when the Predictor says so, the
+    other two are refused with their reasons. Saves a screenshot."""
     if not Path(CHROMIUM).exists(): pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs it (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
     from dogbreeds.inference import Predictor
-    photo = sample_photos['Samoyed'][-1]
-    expected = as_shown(Predictor.load(model_dir).predict(photo, k=5))
+    from dogbreeds.datasets import not_dog_photos
+    pred = Predictor.load(os.environ.get('DOGBREEDS_DEMO_MODEL') or model_dir)
+    photo, cat = sample_photos['Samoyed'][-1], next(p for p in not_dog_photos() if p.stem == 'chelsea')
+    expected, cat_is_dog = as_shown(pred.predict(photo, k=5)), pred.predict_one(cat).is_dog
     shot = tmp_path / 'demo.png'
     big = tmp_path / 'huge.jpg'  # over the widget's 20 MiB limit and Jupyter's default 10 MiB websocket message limit
     big.write_bytes(photo.read_bytes() + os.urandom(21 * 2**20))
@@ -124,18 +128,20 @@ def test_demo_in_a_browser(voila_app, model_dir, sample_photos, tmp_path):
             button.wait_for(state='visible')
             page.wait_for_function("el => !el.disabled", arg=button.element_handle())
             with page.expect_file_chooser() as chooser: button.click()
-            chooser.value.set_files([str(photo), str(ROOT / 'README.md'), str(big)])
-            page.locator('.dogbreeds-card').nth(2).wait_for()  # never comes if the 21 MB message is refused (no voila.json)
+            chooser.value.set_files([str(photo), str(cat), str(ROOT / 'README.md'), str(big)])
+            page.locator('.dogbreeds-card').nth(3).wait_for()  # never comes if the 21 MB message is refused (no voila.json)
             cards = page.locator('.dogbreeds-card')
             first = cards.nth(0)
             breeds = first.locator('.dogbreeds-breed').all_inner_texts()
             pcts = first.locator('.dogbreeds-pct').all_inner_texts()
             assert list(zip(breeds, pcts)) == expected
-            assert first.locator('.dogbreeds-name').inner_text() == photo.name
-            assert 'not an image' in cards.nth(1).locator('.dogbreeds-error').inner_text()
+            assert first.locator('.dogbreeds-name').inner_text() == photo.name and first.locator('.dogbreeds-notdog').count() == 0
+            assert cards.nth(1).locator('.dogbreeds-notdog').count() == (0 if cat_is_dog else 1)
+            assert cards.nth(1).locator('.dogbreeds-breed').count() == 5  # the breeds are listed all the same
+            assert 'not an image' in cards.nth(2).locator('.dogbreeds-error').inner_text()
             # Voila reads voila.json, which lets the upload through for the widget to refuse, politely
-            assert 'MB is over the limit of 20.0 MB: upload a smaller photo' in cards.nth(2).locator('.dogbreeds-error').inner_text()
-            assert page.locator('.dogbreeds-status').inner_text().startswith('1 classified, 2 refused')
+            assert 'MB is over the limit of 20.0 MB: upload a smaller photo' in cards.nth(3).locator('.dogbreeds-error').inner_text()
+            assert page.locator('.dogbreeds-status').inner_text().startswith('2 classified, 2 refused')
             page.screenshot(path=str(shot), full_page=True)
         except Exception:  # leave what the page showed and what the server said, for whoever reads the failure
             page.screenshot(path=str(tmp_path / 'failed.png'), full_page=True)
