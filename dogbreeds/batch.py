@@ -23,7 +23,8 @@ from .inference import Predictor
 __all__ = ['ROW_GROUP', 'SHARDS_FORMAT', 'SourceError', 'ResultsError', 'ReadError', 'LocalSource', 'S3Source', 'open_source',
            'result_columns', 'column_type', 'model_id', 'predict_rows', 'CsvResults', 'ParquetResults',
            'results_format', 'open_results', 'read_results', 'batch_predict', 'parse_shard', 'shard_key', 'shard_of',
-           'shard_file', 'job_file', 'start_shard', 'finish_shard', 'merge_shards', 'predict_cli']
+           'shard_file', 'job_file', 'start_shard', 'finish_shard', 'merge_shards', 'transform_prefix',
+           'gather_transform', 'transform_predict', 'predict_cli']
 
 # %% ../nbs/40_batch.ipynb #ac277018
 class SourceError(DogbreedsError):
@@ -608,6 +609,75 @@ def merge_shards(out, src:str|None=None) -> dict:
     return dict(out=str(out), shards=n, rows=len(rows), errors=sum(1 for r in rows if r['error']),
                 items=sum(c['items'] for c in counts), seconds=round(time.perf_counter() - t0, 3))
 
+# %% ../nbs/40_batch.ipynb #7a4b0c02
+def transform_prefix(out:str) -> str:
+    "Where the transform job writes its `.out` files for the results file `out`: `s3://b/results.csv` -> `s3://b/results-transform/`."
+    base, _ = os.path.splitext(out)
+    return base + '-transform/'
+
+def _answer_row(item:str, a:dict, k:int) -> dict:
+    "The results row of the container's JSON answer `a` for `item` (as `predict_rows` writes it)."
+    if 'predictions' not in a:
+        return dict(source=item, error=f"{a.get('type', 'Error')}: {a.get('error', 'no predictions in the answer')}")
+    r = dict(source=item)
+    for rank, p in enumerate(a['predictions'][:k], 1):
+        b, pr = ('breed', 'probability') if rank == 1 else (f'breed_{rank}', f'probability_{rank}')
+        r[b], r[pr] = p['breed'], float(p['probability'])
+    return {**r, 'dog': a.get('dog'), 'is_dog': a.get('is_dog'), 'error': ''}
+
+def gather_transform(src:str, out_prefix:str, out, k:int=5, endpoint_url:str|None=None, failure:str|None=None, workers:int=16) -> dict:
+    """Write the results file `out` from a transform job's `.out` objects under `out_prefix`: one row per photo under
+    `src`, in source order; a photo without an answer gets a row with its error (`failure`: the job's reason)."""
+    t0 = time.perf_counter()
+    source = S3Source(src, endpoint_url=endpoint_url)
+    items = source.list()
+    if not items: raise SourceError(f"{source} holds no photos")
+    bucket, prefix = parse_s3_uri(out_prefix, ResultsError)
+    s3 = aws_client('s3', endpoint_url=endpoint_url, pool=workers, what='reading the transform output')
+    def fetch(item):
+        key = (prefix.rstrip('/') + '/' if prefix else '') + shard_key(source, item) + '.out'
+        try: return json.loads(s3.get_object(Bucket=bucket, Key=key)['Body'].read())
+        except Exception as e:
+            if getattr(e, 'response', {}).get('Error', {}).get('Code') in ('NoSuchKey', '404'): return None
+            if isinstance(e, json.JSONDecodeError): return dict(error=f"the .out object is not JSON: {e}", type='TransformError')
+            raise
+    with ThreadPoolExecutor(workers) as ex: answers = list(ex.map(fetch, items))
+    models = {(a['model'].get('name') or '', a['model'].get('version') or '') for a in answers if a and isinstance(a.get('model'), dict)}
+    if len(models) > 1: raise ResultsError(f"the answers under {out_prefix} come from {len(models)} models: one job, one model")
+    name, version = next(iter(models), ('', ''))
+    k = min(k, max((len(a.get('predictions', [])) for a in answers if a), default=1) or 1)
+    missing = f"TransformError: no answer for this photo ({failure or 'the container refused it; see the job log'})"
+    rows = [dict(_answer_row(i, a, k) if a else dict(source=i, error=missing), model=name, model_version=version)
+            for i, a in zip(items, answers)]
+    with open_results(out, k, (name, version)) as res:
+        for j in range(0, len(rows), ROW_GROUP): res.append(rows[j:j + ROW_GROUP])
+    return dict(out=str(out), items=len(items), errors=sum(1 for r in rows if r['error']), k=k,
+                model=f"{name} {version}".strip(), seconds=round(time.perf_counter() - t0, 3))
+
+def transform_predict(src:str, out:str, model:str, image:str, role:str, instance_count:int=1, instance_type:str='ml.c6i.xlarge',
+                      container_workers:int=1, wait:bool=False, k:int=5, region:str|None=None, endpoint_url:str|None=None) -> dict:
+    "`dogbreeds predict --on sagemaker`: start the transform job; with `wait`, follow it and gather its answers into `out`."
+    from dogbreeds.transform import TransformError, start_transform, wait_transform
+    results_format(out)
+    if not str(out).startswith('s3://'): raise ParameterError("--on sagemaker writes to S3: --out s3://bucket/results.csv (or .parquet)")
+    if not (model or '').startswith('s3://'): raise ParameterError("--on sagemaker: the container pulls the model, so --model must be a registry URI (s3://...)")
+    if not image or not role: raise ParameterError("--on sagemaker needs --image (the serving container in ECR) and --role (its execution role ARN)")
+    job = start_transform(src, transform_prefix(out), image, role, model, instance_count, instance_type, container_workers, region=region)
+    r = dict(job=job['job'], output=transform_prefix(out))
+    if not wait: return r
+    failure = None
+    try: wait_transform(job['job'], region=region)
+    except TransformError as e: failure = str(e)
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        local = Path(d)/Path(out).name
+        g = gather_transform(src, transform_prefix(out), local, k=k, endpoint_url=endpoint_url, failure=failure)
+        b, key = parse_s3_uri(out, ResultsError)
+        aws_client('s3', endpoint_url=endpoint_url, what='writing the results').upload_file(str(local), b, key)
+    r.update(g, out=out, failure=failure)
+    if failure: raise TransformError(f"{failure}; the rows of the photos it did answer are in {out}")
+    return r
+
 # %% ../nbs/40_batch.ipynb #8b28131b
 from typing import Annotated
 
@@ -626,6 +696,14 @@ def predict_cli(
     shard:str=None,           # I/N: only shard I (0..N-1) of N, split by a hash of each photo's name, into OUT-0000I-of-0000N
     resume:bool=False,        # with --shard: go on with the results already under OUT's name (a restarted worker)
     merge:bool=False,         # join the N finished shard files of OUT into OUT (no SRC needed)
+    on:str=None,              # 'sagemaker': a Batch Transform job of the serving container over an s3:// SRC
+    instance_count:int=1,     # --on sagemaker: instances
+    instance_type:str='ml.c6i.xlarge',  # --on sagemaker: instance type
+    container_workers:int=1,  # --on sagemaker: serving workers per instance (= MaxConcurrentTransforms)
+    image:str=None,           # --on sagemaker: the serving container image (ECR)
+    role:str=None,            # --on sagemaker: the job's execution role ARN
+    wait:bool=False,          # --on sagemaker: follow the job, then gather its answers into OUT
+    region:str=None,          # --on sagemaker: AWS region (default: boto3's)
 ):
     "Classify every photo in a folder, glob or S3 prefix into a CSV or Parquet file; run again to resume."
     if not out: raise ParameterError("name the results file: --out results.csv (or .parquet)")
@@ -635,6 +713,13 @@ def predict_cli(
         print(f"{r['out']}: {r['rows']:,} rows from {r['shards']} shards in {r['seconds']:.1f} s ({r['errors']:,} with an error)")
         return
     if not src: raise ParameterError("name the photos: dogbreeds predict SRC --out results.csv")
+    if on is not None:
+        if on != 'sagemaker': raise ParameterError(f"--on {on!r}: the one engine is 'sagemaker' (Batch Transform); leave --on out to run here")
+        r = transform_predict(src, out, model or config.get('MODEL_URI'), image, role, instance_count, instance_type,
+                              container_workers, wait, k, region, endpoint_url)
+        print(f"transform job {r['job']}: answers under {r['output']}" + (f"; {r['items']:,} rows in {out} ({r['errors']:,} with an error)"
+              if wait else "; run again with --wait to follow it and gather the results"))
+        return
     try:
         r = batch_predict(src, out, model, k=k, batch_size=batch_size, workers=workers, threads=threads,
                           retry_errors=retry_errors, progress=False if quiet else None, endpoint_url=endpoint_url,
