@@ -118,3 +118,20 @@ def test_cli_shards_and_merge(pred, photos, tmp_path, capsys):
     assert sorted(r['source'] for r in read_results(out)) == sorted(str(p) for p in photos.rglob('*') if p.is_file())
     with pytest.raises(SystemExit): main(['predict', '--out', str(out)])
     assert 'name the photos' in capsys.readouterr().err
+
+
+def test_s3_source_splits_like_the_same_photos_on_disk(pred, photos, s3_server, tmp_path):
+    import uuid
+    c, bucket = s3_server.client(), s3_server.bucket
+    prefix = f'shards-{uuid.uuid4().hex[:8]}/in'
+    for p in sorted(photos.rglob('*')):
+        if p.is_file(): c.put_object(Bucket=bucket, Key=f'{prefix}/{p.relative_to(photos).as_posix()}', Body=p.read_bytes())
+    src = f's3://{bucket}/{prefix}'
+    s3, disk = open_source(src, endpoint_url=s3_server.endpoint), open_source(str(photos))
+    split = lambda s: {shard_key(s, i): shard_of(shard_key(s, i), 3) for i in s.list()}
+    assert split(s3) == split(disk) and len(split(s3)) == 61  # a worker reading S3 and one reading a copy agree
+    out = tmp_path / 'results.csv'
+    for i in range(3): run(src, out, pred, shard=f'{i}/3', endpoint_url=s3_server.endpoint)
+    assert merge_shards(out)['rows'] == 61
+    rows = read_results(out)
+    assert len({r['source'] for r in rows}) == 61 and all(r['source'].startswith(src + '/') for r in rows)
