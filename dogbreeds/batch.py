@@ -713,6 +713,8 @@ def predict_cli(
         print(f"{r['out']}: {r['rows']:,} rows from {r['shards']} shards in {r['seconds']:.1f} s ({r['errors']:,} with an error)")
         return
     if not src: raise ParameterError("name the photos: dogbreeds predict SRC --out results.csv")
+    if resume and not shard: raise ParameterError("--resume goes with --shard (a run without --shard resumes by itself)")
+    if on is not None and shard: raise ParameterError("--shard splits a run here; --on sagemaker splits the photos over its instances itself")
     if on is not None:
         if on != 'sagemaker': raise ParameterError(f"--on {on!r}: the one engine is 'sagemaker' (Batch Transform); leave --on out to run here")
         r = transform_predict(src, out, model or config.get('MODEL_URI'), image, role, instance_count, instance_type,

@@ -118,6 +118,10 @@ def test_cli_shards_and_merge(pred, photos, tmp_path, capsys):
     assert sorted(r['source'] for r in read_results(out)) == sorted(str(p) for p in photos.rglob('*') if p.is_file())
     with pytest.raises(SystemExit): main(['predict', '--out', str(out)])
     assert 'name the photos' in capsys.readouterr().err
+    with pytest.raises(SystemExit): main(['predict', str(photos), '--out', str(tmp_path / 'x.csv'), '--resume'])
+    assert '--resume goes with --shard' in capsys.readouterr().err
+    with pytest.raises(SystemExit): main(['predict', 's3://b/in/', '--out', 's3://b/r.csv', '--on', 'sagemaker', '--shard', '0/2'])
+    assert '--on sagemaker splits' in capsys.readouterr().err
 
 
 def test_s3_source_splits_like_the_same_photos_on_disk(pred, photos, s3_server, tmp_path):
