@@ -14,6 +14,15 @@ Rows:
 
 Throughput is photos per second, the median of `--reps` runs taken in turn (the machine may be
 shared: interleaving spreads its load over both). The goal is batch_predict >= 85% of the floor.
+
+    python benchmarks/batch.py --shard --model M   # sharding: 1 process against 2 shards in parallel
+
+With `--shard`, each row is `dogbreeds predict` in fresh processes on the same folder, wall time:
+  1 process             one `dogbreeds predict` over every photo
+  2 shards in parallel  `--shard 0/2` and `--shard 1/2` started together (each with its default ONNX Runtime
+                        threads, then with --threads 1), until both have finished
+  merge                 `merge_shards` of the two shard files into one
+and writes the figures to benchmarks/results/batch_shards.json (the capacity model reads the throughput).
 """
 import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -40,8 +49,10 @@ def main():
     ap.add_argument('--copies', type=int, default=2, help='copies of the 280 sample photos in the folder')
     ap.add_argument('--reps', type=int, default=3, help='timed runs of each')
     ap.add_argument('--batch-size', type=int, default=64)
+    ap.add_argument('--shard', action='store_true', help='1 process against 2 shards in parallel, and the merge')
     a = ap.parse_args()
     model = find_model(a.model)
+    if a.shard: return shard_bench(model, a)
 
     import onnxruntime as ort
     from PIL import Image
@@ -103,6 +114,59 @@ def main():
         f = med['onnxruntime floor']
         print(f"\nbatch_predict:     {med['batch_predict'] / f:.0%} of the floor's throughput (goal >= 85%)")
         print(f"dogbreeds predict: {med['dogbreeds predict'] / f:.0%} of the floor's, process start and model load included")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def shard_bench(model, a):
+    import json, platform
+    from dogbreeds.batch import merge_shards
+    photos = sorted(SAMPLE.rglob('*.JPEG'))
+    work = Path(tempfile.mkdtemp(prefix='bench-shard-'))
+    try:
+        folder = work / 'photos'
+        for c in range(a.copies):
+            for p in photos:
+                d = folder / str(c) / p.parent.name; d.mkdir(parents=True, exist_ok=True)
+                shutil.copy(p, d / p.name)
+        n = len(photos) * a.copies
+        runs = iter(range(10**6))
+        def cmd(out, *extra):
+            return [sys.executable, '-c', 'from dogbreeds.cli import main; main()', 'predict', str(folder), '--out', str(out),
+                    '--model', str(model), '--batch-size', str(a.batch_size), '--quiet', *extra]
+        def one():
+            t = time.perf_counter()
+            subprocess.run(cmd(work / f'one-{next(runs)}.csv'), check=True, capture_output=True, cwd=ROOT)
+            return n / (time.perf_counter() - t), None
+        def two(*extra):
+            out = work / f'two-{next(runs)}' / 'results.csv'
+            t = time.perf_counter()
+            ps = [subprocess.Popen(cmd(out, '--shard', f'{i}/2', *extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT) for i in range(2)]
+            for p in ps:
+                if p.wait(): raise SystemExit(p.stderr.read().decode())
+            wall = time.perf_counter() - t
+            t = time.perf_counter(); m = merge_shards(out); merge = time.perf_counter() - t
+            assert m['rows'] == n, m
+            return n / wall, merge
+        one()  # warm up: page cache, imports
+        rows = {'1 process': one, '2 shards in parallel': two, '2 shards, --threads 1 each': lambda: two('--threads', '1')}
+        got = {k: [] for k in rows}
+        for _ in range(a.reps):
+            for k, f in rows.items(): got[k].append(f())
+        print(f"model {model}; {n} photos; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n")
+        print(f"{'':28}{'photos/s (median)':>19}{'merge s':>10}   runs")
+        med = {}
+        for k, v in got.items():
+            med[k] = statistics.median(x for x, _ in v)
+            merges = [m for _, m in v if m is not None]
+            print(f"{k:28}{med[k]:19.1f}{(statistics.median(merges) if merges else float('nan')):10.3f}   {', '.join(f'{x:.1f}' for x, _ in v)}")
+        base = med['1 process']
+        for k in list(rows)[1:]: print(f"{k}: {med[k] / base:.2f}x one process")
+        res = dict(photos=n, cpus=os.cpu_count(), load_average=round(os.getloadavg()[0], 1), model=str(model), reps=a.reps,
+                   photos_per_s={k: round(v, 2) for k, v in med.items()},
+                   merge_s=round(statistics.median(m for v in got.values() for _, m in v if m is not None), 3),
+                   measured=time.strftime('%Y-%m-%dT%H:%M:%S'))
+        (ROOT / 'benchmarks' / 'results' / 'batch_shards.json').write_text(json.dumps(res, indent=2) + '\n')
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

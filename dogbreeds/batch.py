@@ -6,7 +6,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/batch.html.md"""
 
 # %% ../nbs/40_batch.ipynb #42592e80
 from __future__ import annotations
-import csv, glob, io, os, secrets, shutil, sys, time
+import csv, glob, hashlib, io, json, os, re, secrets, shutil, sys, time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,9 +20,11 @@ from .core import DogbreedsError, ParameterError, ImageTooLargeError, IMAGE_EXTS
 from .inference import Predictor
 
 # %% auto #0
-__all__ = ['ROW_GROUP', 'SourceError', 'ResultsError', 'ReadError', 'LocalSource', 'S3Source', 'open_source', 'result_columns',
-           'column_type', 'model_id', 'predict_rows', 'CsvResults', 'ParquetResults', 'results_format', 'open_results',
-           'read_results', 'batch_predict', 'predict_cli']
+__all__ = ['ROW_GROUP', 'SHARDS_FORMAT', 'SourceError', 'ResultsError', 'ReadError', 'LocalSource', 'S3Source', 'open_source',
+           'result_columns', 'column_type', 'model_id', 'predict_rows', 'CsvResults', 'ParquetResults',
+           'results_format', 'open_results', 'read_results', 'batch_predict', 'parse_shard', 'shard_key', 'shard_of',
+           'shard_file', 'job_file', 'start_shard', 'finish_shard', 'merge_shards', 'transform_prefix',
+           'gather_transform', 'transform_predict', 'predict_cli']
 
 # %% ../nbs/40_batch.ipynb #ac277018
 class SourceError(DogbreedsError):
@@ -455,8 +457,11 @@ def _whole(name, v, none_ok=True):
     raise ParameterError(f"{name} must be a whole number of at least 1, got {v!r}")
 
 def batch_predict(src, out, model=None, k:int=5, batch_size:int=64, workers:int|None=None, threads:int|None=None,
-                  retry_errors:bool=False, progress:bool|None=None, endpoint_url:str|None=None, precision:str|None=None) -> dict:
-    "Classify every photo of `src` into the results file `out` (.csv or .parquet), skipping the items it already holds."
+                  retry_errors:bool=False, progress:bool|None=None, endpoint_url:str|None=None,
+                  shard=None, resume:bool=False, precision:str|None=None) -> dict:
+    """Classify every photo of `src` into the results file `out` (.csv or .parquet), skipping the items it already holds.
+    With `shard` (`'I/N'` or `(I, N)`), only the shard's items, into the shard's own file (see `shard_file`)."""
+    if shard is not None: shard = parse_shard(shard)
     for name, v in dict(k=k, batch_size=batch_size).items(): _whole(name, v, none_ok=False)
     for name, v in dict(workers=workers, threads=threads).items(): _whole(name, v)
     results_format(out)  # a bad extension fails before anything is loaded
@@ -469,6 +474,7 @@ def batch_predict(src, out, model=None, k:int=5, batch_size:int=64, workers:int|
     items = source.list()
     if not items: raise SourceError(f"{source} holds no photos (no files ending in {', '.join(IMAGE_EXTS)})")
     k, mid = min(k, len(pred.breeds)), model_id(pred)
+    if shard is not None: out, items = start_shard(source, items, out, shard, k, mid, resume)
     with open_results(out, k, mid, retry_errors) as res:
         todo = [i for i in items if i not in res.done]
         bar = _Progress(len(todo), interactive() if progress is None else progress)
@@ -482,13 +488,202 @@ def batch_predict(src, out, model=None, k:int=5, batch_size:int=64, workers:int|
                 bar.update(len(rows), e)
         finally: bar.close()
         seconds = time.perf_counter() - t0
-    return dict(out=str(out), items=len(items), skipped=len(items) - len(todo), predicted=n, errors=errors,
-                seconds=round(seconds, 3), per_second=round(n / seconds, 2) if n else 0.0, model=' '.join(mid))
+    r = dict(out=str(out), items=len(items), skipped=len(items) - len(todo), predicted=n, errors=errors,
+             seconds=round(seconds, 3), per_second=round(n / seconds, 2) if n else 0.0, model=' '.join(mid))
+    if shard is not None: finish_shard(out, r)
+    return r
+
+# %% ../nbs/40_batch.ipynb #5c1a0e02
+SHARDS_FORMAT = 'dogbreeds-shards/1'
+
+def parse_shard(spec) -> tuple[int, int]:
+    "`'I/N'` (or `(I, N)`) as `(I, N)` with `0 <= I < N`; anything else is a `ParameterError`."
+    m = re.fullmatch(r'\s*(\d+)\s*/\s*(\d+)\s*', str(spec)) if not isinstance(spec, tuple) else None
+    if isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in spec): i, n = spec
+    elif m: i, n = int(m[1]), int(m[2])
+    else: raise ParameterError(f"--shard {spec!r}: give I/N, two whole numbers with 0 <= I < N (shard 0/4 is the first of 4)")
+    if n < 1: raise ParameterError(f"--shard {i}/{n}: N, the number of shards, must be at least 1")
+    if not 0 <= i < n: raise ParameterError(f"--shard {i}/{n}: I counts from 0, so it must be one of 0..{n - 1}")
+    return i, n
+
+def shard_key(source, item:str) -> str:
+    "The name of `item` that is the same wherever the job runs: its path under SRC (for S3, its key under the prefix)."
+    if isinstance(source, S3Source):
+        key = item[len(f"s3://{source.bucket}/"):]
+        return key[len(source.prefix):].lstrip('/') if source.prefix and key.startswith(source.prefix) else key
+    root = source.src if isinstance(source.src, (str, os.PathLike)) else None
+    if root is not None and os.path.isdir(os.path.expanduser(str(root))):
+        return Path(os.path.relpath(item, os.path.abspath(os.path.expanduser(str(root))))).as_posix()
+    if root is not None and any(c in str(root) for c in '*?['):  # a glob: the path under its fixed part
+        base = os.path.abspath(os.path.expanduser(re.split(r'[*?\[]', str(root))[0].rsplit(os.sep, 1)[0] or '.'))
+        return Path(os.path.relpath(item, base)).as_posix()
+    return Path(item).name
+
+def shard_of(key:str, n:int) -> int:
+    "The shard (0..n-1) of the photo named `key`."
+    return int.from_bytes(hashlib.sha256(key.encode('utf-8', 'surrogateescape')).digest()[:8], 'big') % n
+
+def shard_file(out, i:int, n:int) -> Path:
+    "The results file of shard `i` of `n` of the output `out`: `results.csv` -> `results-00002-of-00008.csv`."
+    out = Path(out)
+    return out.with_name(f"{out.stem}-{i:05d}-of-{n:05d}{out.suffix}")
+
+def job_file(out) -> Path:
+    "The record of the sharded job writing `out`: `results.csv` -> `results.job.json`."
+    out = Path(out); return out.with_name(f"{out.stem}.job.json")
+
+def _done_file(f:Path) -> Path: return f.with_name(f.name + '.done.json')
+
+# %% ../nbs/40_batch.ipynb #5c1a0e03
+def _job_record(source, n:int, k:int, model:tuple) -> dict:
+    return dict(format=SHARDS_FORMAT, src=str(source), shards=n, k=k, model=list(model))
+
+def _differs(have:dict, want:dict) -> list[str]:
+    return [f"{f} {have.get(f)!r} (this run: {want[f]!r})" for f in ('src', 'shards', 'k', 'model') if have.get(f) != want[f]]
+
+def start_shard(source, items:list, out, shard:tuple, k:int, model:tuple, resume:bool=False) -> tuple[Path, list]:
+    """`(shard's results file, shard's items)` for shard `(I, N)` of `out`, after checking that `out`'s name holds
+    this job's results only (`job_file`), and no results of this shard unless `resume`."""
+    i, n = shard
+    out, want = Path(out), _job_record(source, n, k, model)
+    if out.exists() and not resume:
+        raise ResultsError(f"{out} already holds merged results: pass --resume to go on with that job, or write to another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    jf = job_file(out)
+    try:  # the first worker to start writes the job's record; the others read it
+        fd = os.open(jf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, 'w') as f: json.dump({**want, 'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, f, indent=1)
+    except FileExistsError:
+        for _ in range(50):  # another worker may be writing it this very moment
+            try: have = json.loads(jf.read_text()); break
+            except (json.JSONDecodeError, OSError): time.sleep(0.1)
+        else: raise ResultsError(f"{jf} is not a job record: move it, or write to another --out")
+        if have.get('format') != SHARDS_FORMAT: raise ResultsError(f"{jf} is not a dogbreeds job record: move it, or write to another --out")
+        if (diff := _differs(have, want)):
+            raise ResultsError(f"{out.parent}/ already holds the results of another job under {out.name} ({'; '.join(diff)}): "
+                               "write to another --out (a job's shards must agree on SRC, N, k and model)")
+    f = shard_file(out, i, n)
+    held = f.exists() or f.with_name(f'.{f.name}.parts').exists()
+    if held and not resume:
+        raise ResultsError(f"{f} already holds results of shard {i}/{n} of this job: pass --resume to go on with it "
+                           "(a restarted worker), or write to another --out")
+    if resume: _done_file(f).unlink(missing_ok=True)
+    return f, [it for it in items if shard_of(shard_key(source, it), n) == i]
+
+def finish_shard(f, r:dict):
+    "Record that the shard whose results file is `f` is complete, with its counts `r`."
+    f = Path(f); d = _done_file(f)
+    tmp = d.with_name(f'.{d.name}.{secrets.token_hex(4)}.tmp')
+    tmp.write_text(json.dumps({k: r[k] for k in ('items', 'predicted', 'skipped', 'errors', 'seconds')}, indent=1))
+    os.replace(tmp, d)
+
+# %% ../nbs/40_batch.ipynb #5c1a0e04
+def merge_shards(out, src:str|None=None) -> dict:
+    """Join the N shard files of the finished sharded job `out` into `out`, sorted by source (each photo once).
+    Refused while a shard is unfinished, or when `src` is not the job's SRC."""
+    out = Path(out); fmt = results_format(out); jf = job_file(out)
+    t0 = time.perf_counter()
+    try: job = json.loads(jf.read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"no sharded job writes {out}: {jf.name} is missing (run `dogbreeds predict SRC --out {out} --shard I/N` first)") from None
+    if src is not None and str(open_source(src)) != job['src'] and src != job['src']:
+        raise ResultsError(f"{jf} is the job over {job['src']}, not {src}")
+    n, k, model = job['shards'], job['k'], tuple(job['model'])
+    files = [shard_file(out, i, n) for i in range(n)]
+    missing = [i for i, f in enumerate(files) if not _done_file(f).exists()]
+    if missing:
+        some = ', '.join(map(str, missing[:10])) + (', ...' if len(missing) > 10 else '')
+        raise ResultsError(f"{len(missing)} of the {n} shards of {out.name} have not finished ({some}): "
+                           "run them (with --resume if they started), then merge again")
+    rows, counts = [], []
+    for f in files:
+        part = read_results(f); rows += part; counts.append(json.loads(_done_file(f).read_text()))
+    rows.sort(key=lambda r: r['source'])
+    if len(rows) != len({r['source'] for r in rows}): raise ResultsError(f"the shards of {out.name} hold a photo twice: they are not one job's")
+    tmp = out.with_name(f".{out.stem}.merging.{secrets.token_hex(4)}{out.suffix}")
+    try:
+        with fmt(tmp, k, model) as res:
+            for j in range(0, len(rows), ROW_GROUP): res.append(rows[j:j + ROW_GROUP])
+        os.replace(tmp, out); _fsync_dir(out.parent)
+    finally: tmp.unlink(missing_ok=True)
+    return dict(out=str(out), shards=n, rows=len(rows), errors=sum(1 for r in rows if r['error']),
+                items=sum(c['items'] for c in counts), seconds=round(time.perf_counter() - t0, 3))
+
+# %% ../nbs/40_batch.ipynb #7a4b0c02
+def transform_prefix(out:str) -> str:
+    "Where the transform job writes its `.out` files for the results file `out`: `s3://b/results.csv` -> `s3://b/results-transform/`."
+    base, _ = os.path.splitext(out)
+    return base + '-transform/'
+
+def _answer_row(item:str, a:dict, k:int) -> dict:
+    "The results row of the container's JSON answer `a` for `item` (as `predict_rows` writes it)."
+    if 'predictions' not in a:
+        return dict(source=item, error=f"{a.get('type', 'Error')}: {a.get('error', 'no predictions in the answer')}")
+    r = dict(source=item)
+    for rank, p in enumerate(a['predictions'][:k], 1):
+        b, pr = ('breed', 'probability') if rank == 1 else (f'breed_{rank}', f'probability_{rank}')
+        r[b], r[pr] = p['breed'], float(p['probability'])
+    return {**r, 'dog': a.get('dog'), 'is_dog': a.get('is_dog'), 'error': ''}
+
+def gather_transform(src:str, out_prefix:str, out, k:int=5, endpoint_url:str|None=None, failure:str|None=None, workers:int=16) -> dict:
+    """Write the results file `out` from a transform job's `.out` objects under `out_prefix`: one row per photo under
+    `src`, in source order; a photo without an answer gets a row with its error (`failure`: the job's reason)."""
+    t0 = time.perf_counter()
+    source = S3Source(src, endpoint_url=endpoint_url)
+    items = source.list()
+    if not items: raise SourceError(f"{source} holds no photos")
+    bucket, prefix = parse_s3_uri(out_prefix, ResultsError)
+    s3 = aws_client('s3', endpoint_url=endpoint_url, pool=workers, what='reading the transform output')
+    def fetch(item):
+        key = (prefix.rstrip('/') + '/' if prefix else '') + shard_key(source, item) + '.out'
+        try: return json.loads(s3.get_object(Bucket=bucket, Key=key)['Body'].read())
+        except Exception as e:
+            if getattr(e, 'response', {}).get('Error', {}).get('Code') in ('NoSuchKey', '404'): return None
+            if isinstance(e, json.JSONDecodeError): return dict(error=f"the .out object is not JSON: {e}", type='TransformError')
+            raise
+    with ThreadPoolExecutor(workers) as ex: answers = list(ex.map(fetch, items))
+    models = {(a['model'].get('name') or '', a['model'].get('version') or '') for a in answers if a and isinstance(a.get('model'), dict)}
+    if len(models) > 1: raise ResultsError(f"the answers under {out_prefix} come from {len(models)} models: one job, one model")
+    name, version = next(iter(models), ('', ''))
+    k = min(k, max((len(a.get('predictions', [])) for a in answers if a), default=1) or 1)
+    missing = f"TransformError: no answer for this photo ({failure or 'the container refused it; see the job log'})"
+    rows = [dict(_answer_row(i, a, k) if a else dict(source=i, error=missing), model=name, model_version=version)
+            for i, a in zip(items, answers)]
+    with open_results(out, k, (name, version)) as res:
+        for j in range(0, len(rows), ROW_GROUP): res.append(rows[j:j + ROW_GROUP])
+    return dict(out=str(out), items=len(items), errors=sum(1 for r in rows if r['error']), k=k,
+                model=f"{name} {version}".strip(), seconds=round(time.perf_counter() - t0, 3))
+
+def transform_predict(src:str, out:str, model:str, image:str, role:str, instance_count:int=1, instance_type:str='ml.c6i.xlarge',
+                      container_workers:int=1, wait:bool=False, k:int=5, region:str|None=None, endpoint_url:str|None=None) -> dict:
+    "`dogbreeds predict --on sagemaker`: start the transform job; with `wait`, follow it and gather its answers into `out`."
+    from dogbreeds.transform import TransformError, start_transform, wait_transform
+    results_format(out)
+    if not str(out).startswith('s3://'): raise ParameterError("--on sagemaker writes to S3: --out s3://bucket/results.csv (or .parquet)")
+    if not (model or '').startswith('s3://'): raise ParameterError("--on sagemaker: the container pulls the model, so --model must be a registry URI (s3://...)")
+    if not image or not role: raise ParameterError("--on sagemaker needs --image (the serving container in ECR) and --role (its execution role ARN)")
+    job = start_transform(src, transform_prefix(out), image, role, model, instance_count, instance_type, container_workers, region=region)
+    r = dict(job=job['job'], output=transform_prefix(out))
+    if not wait: return r
+    failure = None
+    try: wait_transform(job['job'], region=region)
+    except TransformError as e: failure = str(e)
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        local = Path(d)/Path(out).name
+        g = gather_transform(src, transform_prefix(out), local, k=k, endpoint_url=endpoint_url, failure=failure)
+        b, key = parse_s3_uri(out, ResultsError)
+        aws_client('s3', endpoint_url=endpoint_url, what='writing the results').upload_file(str(local), b, key)
+    r.update(g, out=out, failure=failure)
+    if failure: raise TransformError(f"{failure}; the rows of the photos it did answer are in {out}")
+    return r
 
 # %% ../nbs/40_batch.ipynb #8b28131b
+from typing import Annotated
+
 @call_parse
 def predict_cli(
-    src:str,                  # a folder, a quoted glob ('photos/**/*.jpg'), a file, or s3://bucket/prefix
+    src:Annotated[str, {'opt': False, 'nargs': '?'}]=None,  # a folder, a quoted glob ('photos/**/*.jpg'), a file, or s3://bucket/prefix
     out:str=None,             # the results file: .csv, or .parquet (needs pyarrow)
     model:str=None,           # a model folder or registry URI (default: $MODEL_URI, else $DOGBREEDS_MODEL)
     k:int=5,                  # how many breeds per photo
@@ -499,13 +694,39 @@ def predict_cli(
     endpoint_url:str=None,    # S3 endpoint for an s3:// SRC (default: $AWS_ENDPOINT_URL, else AWS)
     quiet:bool=False,         # no progress bar
     precision:str=None,       # fp32 or int8 (default: $PRECISION, else fp32)
+    shard:str=None,           # I/N: only shard I (0..N-1) of N, split by a hash of each photo's name, into OUT-0000I-of-0000N
+    resume:bool=False,        # with --shard: go on with the results already under OUT's name (a restarted worker)
+    merge:bool=False,         # join the N finished shard files of OUT into OUT (no SRC needed)
+    on:str=None,              # 'sagemaker': a Batch Transform job of the serving container over an s3:// SRC
+    instance_count:int=1,     # --on sagemaker: instances
+    instance_type:str='ml.c6i.xlarge',  # --on sagemaker: instance type
+    container_workers:int=1,  # --on sagemaker: serving workers per instance (= MaxConcurrentTransforms)
+    image:str=None,           # --on sagemaker: the serving container image (ECR)
+    role:str=None,            # --on sagemaker: the job's execution role ARN
+    wait:bool=False,          # --on sagemaker: follow the job, then gather its answers into OUT
+    region:str=None,          # --on sagemaker: AWS region (default: boto3's)
 ):
     "Classify every photo in a folder, glob or S3 prefix into a CSV or Parquet file; run again to resume."
     if not out: raise ParameterError("name the results file: --out results.csv (or .parquet)")
+    if merge:
+        if shard: raise ParameterError("--merge joins the shards of a job that ran: leave out --shard")
+        r = merge_shards(out, src=src)
+        print(f"{r['out']}: {r['rows']:,} rows from {r['shards']} shards in {r['seconds']:.1f} s ({r['errors']:,} with an error)")
+        return
+    if not src: raise ParameterError("name the photos: dogbreeds predict SRC --out results.csv")
+    if resume and not shard: raise ParameterError("--resume goes with --shard (a run without --shard resumes by itself)")
+    if on is not None and shard: raise ParameterError("--shard splits a run here; --on sagemaker splits the photos over its instances itself")
+    if on is not None:
+        if on != 'sagemaker': raise ParameterError(f"--on {on!r}: the one engine is 'sagemaker' (Batch Transform); leave --on out to run here")
+        r = transform_predict(src, out, model or config.get('MODEL_URI'), image, role, instance_count, instance_type,
+                              container_workers, wait, k, region, endpoint_url)
+        print(f"transform job {r['job']}: answers under {r['output']}" + (f"; {r['items']:,} rows in {out} ({r['errors']:,} with an error)"
+              if wait else "; run again with --wait to follow it and gather the results"))
+        return
     try:
         r = batch_predict(src, out, model, k=k, batch_size=batch_size, workers=workers, threads=threads,
                           retry_errors=retry_errors, progress=False if quiet else None, endpoint_url=endpoint_url,
-                          precision=precision)
+                          shard=shard, resume=resume, precision=precision)
     except KeyboardInterrupt:
         from dogbreeds.core import fail
         fail(f"interrupted: {out} keeps every finished row; run the same command again to go on", 130)

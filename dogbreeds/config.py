@@ -47,6 +47,8 @@ SETTINGS = {s.name: s for s in [
     Setting('SERVE_PORT', 8080, 'port of `dogbreeds serve` (SageMaker sets `SAGEMAKER_BIND_TO_PORT`, which wins)', '`dogbreeds serve`'),
     Setting('SERVE_WORKERS', 1, 'worker processes of `dogbreeds serve` (SageMaker sets `SAGEMAKER_MODEL_SERVER_WORKERS`, which wins)',
             '`dogbreeds serve`'),
+    Setting('DOGBREEDS_DDP_TIMEOUT', 600, 'seconds a data-parallel training process waits on the others before failing (the process group timeout)',
+            '`dogbreeds train --nproc N`'),
 ]}
 
 # set by the platform, read where the code runs on it: the value says what it tells us
@@ -59,6 +61,9 @@ PLATFORM = {
     'SM_INPUT_CONFIG_DIR': "the training job's hyperparameters folder",
     'SM_OUTPUT_DIR': "the training job's output folder (its failure reason goes there)",
     'SM_OUTPUT_DATA_DIR': "the training job's output data folder (the run folder goes there)",
+    'RANK': "this process's rank in a data-parallel run (set by torchrun)",
+    'WORLD_SIZE': 'how many processes a data-parallel run has (set by torchrun)',
+    'LOCAL_RANK': "this process's rank on its machine: its GPU (set by torchrun)",
 }
 # precedence of the platform's names over ours
 _FIRST = {'SERVE_PORT': ('SAGEMAKER_BIND_TO_PORT',), 'SERVE_WORKERS': ('SAGEMAKER_MODEL_SERVER_WORKERS',)}

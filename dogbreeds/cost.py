@@ -15,10 +15,11 @@ from .aws import LAMBDA_MEMORY_MB, SERVERLESS_MEMORY_MB
 from .core import DogbreedsError, ParameterError, package_root
 
 # %% auto #0
-__all__ = ['PRICES_FILE', 'KB', 'GB', 'MEMORY_USABLE', 'MAX_STEPS', 'MEASURED_KEYS', 'MEASURED_JSON', 'PriceError',
-           'default_prices', 'load_prices', 'lambda_cost', 'serverless_cost', 'cpu_speed', 'scaled_latency',
-           'instance_count', 'instance_workers', 'cost_at', 'break_even', 'plan', 'assumptions', 'format_table', 'plot',
-           'measure_model', 'read_measured', 'resolve_inputs', 'cost_cli']
+__all__ = ['PRICES_FILE', 'KB', 'GB', 'MEMORY_USABLE', 'MAX_STEPS', 'MEASURED_KEYS', 'MEASURED_JSON', 'BATCH_JSON', 'STARTUP_S',
+           'PriceError', 'default_prices', 'load_prices', 'lambda_cost', 'serverless_cost', 'cpu_speed',
+           'scaled_latency', 'instance_count', 'instance_workers', 'cost_at', 'break_even', 'plan', 'assumptions',
+           'format_table', 'plot', 'measure_model', 'read_measured', 'resolve_inputs', 'cost_cli', 'batch_rate',
+           'batch_options', 'format_batch']
 
 # %% ../nbs/34_cost.ipynb #e540a1eb
 PRICES_FILE = 'prices.json'
@@ -573,8 +574,14 @@ def cost_cli(
     vms:str=None,                     # EC2 instance types, comma-separated (default: all priced)
     prices:str=None,                  # partial JSON price file merged over the packaged prices
     plot:str=None,                    # write the cost plot to this PNG file
+    batch:float=None,                 # a batch of this many photos: what each engine costs, and how long it takes
+    deadline:float=24,                # --batch: hours it must be done in
+    photos_per_s:float=None,          # --batch: photos per second per vCPU (default: benchmarks/results/batch_shards.json)
 ):
     "Monthly cost of serving the model on Lambda, SageMaker Serverless, SageMaker real-time and EC2, with break-evens."
+    if batch is not None:
+        rate, src = batch_rate(photos_per_s)
+        print(format_batch(batch, deadline, batch_options(batch, deadline, rate, prices), src)); return
     if requests is None or peak_rps is None: raise DogbreedsError("pass --requests (per month) and --peak-rps")
     if plot:
         plot_path = Path(plot)
@@ -590,3 +597,52 @@ def cost_cli(
     if plot:
         _draw(pl, plot_path)
         print(f"\nplot written to {plot_path}")
+
+# %% ../nbs/34_cost.ipynb #b4c0aa02
+BATCH_JSON = Path('benchmarks') / 'results' / 'batch_shards.json'  # where `benchmarks/batch.py --shard` writes
+STARTUP_S = {'one machine': 60, 'pods': 120, 'batch transform': 420}  # assumed: boot and image pull before the first photo
+
+def batch_rate(photos_per_s:float|None=None, path=None) -> tuple[float, str]:
+    "`(photos per second per vCPU, where it comes from)`: given, or one process's measured throughput / the CPUs it had."
+    if photos_per_s is not None:
+        _need('photos_per_s', photos_per_s, 0, lo_open=True); return photos_per_s, 'given'
+    f = Path(path) if path else package_root() / BATCH_JSON
+    if not f.is_file(): raise DogbreedsError(f"no batch throughput: run `python benchmarks/batch.py --shard` (writes {BATCH_JSON}), or pass --photos-per-s")
+    m = json.loads(f.read_text())
+    return m['photos_per_s']['1 process'] / m['cpus'], f"measured: {f} ({m['photos_per_s']['1 process']} photos/s on {m['cpus']} CPUs, {m['measured']})"
+
+def _fleet(photos:float, deadline_s:float, rate:float, vcpus:float, hourly:float, startup_s:float, count:int|None=None) -> dict:
+    "N instances of `vcpus` sharing the photos: the fewest that meet the deadline (or `count`), the hours and the bill."
+    per = rate * vcpus  # photos per second per instance: every core busy with its own photos
+    n = count or max(1, math.ceil(photos / (per * max(deadline_s - startup_s, 1))))
+    seconds = startup_s + photos / (n * per)
+    return dict(count=n, hours=seconds / 3600, cost=n * hourly * max(seconds, 60) / 3600)
+
+def batch_options(photos:float, deadline_h:float, rate:float, prices=None, lambda_memory_mb:int=2048, s3_read_ms:float=20.0) -> list[dict]:
+    """The options for `photos` photos within `deadline_h` hours at `rate` photos/s per vCPU: one machine, sharded pods on EC2,
+    SageMaker Batch Transform, and Lambda fan-out (one invocation per photo); the cheapest instance type of each that meets it."""
+    _need('photos', photos, 1); _need('deadline_h', deadline_h, 0, lo_open=True); _need('rate', rate, 0, lo_open=True)
+    P, d = load_prices(prices), deadline_h * 3600
+    out = []
+    def best(kind, table, fleet:bool, label):
+        rows = [dict(option=label, unit=t, **_fleet(photos, d, rate, s['vcpus'], s['hourly'], STARTUP_S[kind], None if fleet else 1))
+                for t, s in table.items() if not t.startswith('ml.g')]  # CPU instances: the throughput was measured on CPUs
+        ok = [r for r in rows if r['hours'] <= deadline_h]
+        out.append(dict(min(ok or rows, key=lambda r: (r['cost'], r['hours']) if ok else (r['hours'], r['cost'])), meets=bool(ok)))
+    best('one machine', P['vm']['instances'], False, 'one machine (EC2)')
+    best('pods', P['vm']['instances'], True, 'sharded pods (Kubernetes on EC2)')
+    best('batch transform', P['sagemaker_realtime']['instances'], True, 'SageMaker Batch Transform')
+    L = P['lambda']
+    ms = 1000 / rate / min(1.0, lambda_memory_mb / L['mb_per_vcpu']) + s3_read_ms  # one photo on one invocation's share of a vCPU
+    conc = L['concurrency_quota']
+    hours = photos * ms / 1000 / conc / 3600
+    out.append(dict(option='Lambda fan-out (S3 events)', unit=f'{lambda_memory_mb} MB', count=conc, hours=hours,
+                    cost=lambda_cost(photos, ms, lambda_memory_mb, prices=P)['total'], meets=hours <= deadline_h))
+    return out
+
+def format_batch(photos:float, deadline_h:float, options:list, source:str) -> str:
+    rows = [[o['option'], o['unit'], f"{o['count']:,}", f"{o['hours']:,.2f}", _money(o['cost']), 'yes' if o['meets'] else 'no'] for o in options]
+    head = f"{_volume(photos)} photos, deadline {deadline_h:g} h; throughput {source}"
+    notes = [f"assumed: {', '.join(f'{k} {v} s' for k, v in STARTUP_S.items())} before the first photo; Batch Transform at the ml.* hourly prices; arm64 (c7g) as fast per vCPU as x86;",
+             "Lambda: one photo per invocation on its share of a vCPU, plus 20 ms to read it from S3, at the account's default concurrency"]
+    return '\n'.join([head, ''] + _table(['option', 'unit', 'instances / concurrency', 'hours', 'cost', 'meets the deadline'], rows) + [''] + notes)

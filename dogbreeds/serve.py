@@ -16,7 +16,7 @@ from .protocol import JSON_TYPE, RequestError, error_response, log, max_payload
 from .handlers import invoke, model_fn, model_info
 
 # %% auto #0
-__all__ = ['MODEL_DIR', 'make_app', 'app_from_env', 'serve', 'serve_cli']
+__all__ = ['MODEL_DIR', 'make_app', 'app_from_env', 'serve', 'serve_cli', 'execution_parameters']
 
 # %% ../nbs/23_serve.ipynb #d46838b6
 MODEL_DIR = '/opt/ml/model'
@@ -79,6 +79,9 @@ def make_app(model=None, max_bytes:int|None=None):
     @app.get('/ping', summary='Health: 200 once the model is loaded')
     def ping(): return dict(status='ok', model=model_info(state['model']))
 
+    @app.get('/execution-parameters', summary='What SageMaker Batch Transform asks a bring-your-own container')
+    def _execution_parameters(): return execution_parameters()
+
     async def _invoke(request) -> tuple[int, bytes]:
         try: body = await _read_body(request, limit)
         except RequestError as e:
@@ -128,6 +131,7 @@ def serve(model:str|None=None, host:str|None=None, port:int|None=None, workers:i
     port = port if port is not None else config.get_int('SERVE_PORT')
     workers = workers if workers is not None else config.get_int('SERVE_WORKERS')
     if workers < 1: raise ParameterError(f"workers must be at least 1, got {workers}")
+    config.put('SERVE_WORKERS', workers)  # each worker's GET /execution-parameters says how many there are
     if not 1 <= port <= 65535: raise ParameterError(f"port must be 1 to 65535, got {port}")
     uvicorn.run('dogbreeds.serve:app_from_env', factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, timeout_keep_alive=75, timeout_graceful_shutdown=30)
@@ -144,3 +148,9 @@ def serve_cli(
 ):
     "Serve the model over HTTP: GET /ping, POST /invocations (SageMaker's container contract)."
     serve(model, host, port, workers, threads, log_level, precision)
+
+# %% ../nbs/23_serve.ipynb #e5c0a702
+def execution_parameters(workers:int|None=None) -> dict:
+    "The answer to `GET /execution-parameters`: one photo per request, one request per worker at a time, 6 MB at most."
+    workers = workers if workers is not None else config.get_int('SERVE_WORKERS')
+    return dict(MaxConcurrentTransforms=workers, BatchStrategy='SINGLE_RECORD', MaxPayloadInMB=6)

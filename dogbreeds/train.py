@@ -6,7 +6,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/train.html.md"""
 
 # %% ../nbs/14_train.ipynb #697bcf21
 from __future__ import annotations
-import csv, re, shutil, sys, time
+import contextlib, csv, re, shutil, sys, time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +31,7 @@ from .evaluate import (choose_dog_threshold, compute_metrics, evaluate, evaluate
 from .export import export_model, run_info
 
 # %% auto #0
-__all__ = ['HISTORY', 'check_params', 'TrainResult', 'HistoryCSV', 'train', 'train_cli']
+__all__ = ['HISTORY', 'LAUNCHER', 'check_params', 'TrainResult', 'HistoryCSV', 'train', 'train_cli']
 
 # %% ../nbs/14_train.ipynb #c69ba3a6
 def _is_int(v): return isinstance(v, int) and not isinstance(v, bool)
@@ -58,6 +58,12 @@ def check_params(p:dict) -> dict:
     if p['run_name'] is not None and not (isinstance(p['run_name'], str) and re.fullmatch(r'[A-Za-z0-9][\w.-]*', p['run_name'])):
         bad('run_name', "letters, digits, '.', '_' and '-'")
     if p['out_dir'] is not None and not isinstance(p['out_dir'], (str, Path)): bad('out_dir', "a path")
+    if p.get('nproc', 1) != 1:  # data-parallel training: dogbreeds.distributed
+        if not _is_int(p['nproc']) or p['nproc'] < 1: bad('nproc', "a whole number >= 1")
+        if recipe != 'fine-tune': raise ParameterError(
+            "nproc: the imagenet-head recipe runs each photo once through frozen networks and fits its heads by L-BFGS "
+            "in seconds: there is no training loop to spread over processes. Use nproc=1, or recipe='fine-tune'")
+        if p['lr'] is None: raise ParameterError("nproc > 1 needs lr: lr_find runs in one process; run it once with nproc=1")
     return p
 
 # %% ../nbs/14_train.ipynb #378806b8
@@ -146,25 +152,32 @@ def _fit_imagenet_heads(d:BreedData, arch:str, size:int, tta:bool, seed:int, tmp
         f"(lam {', '.join(str(m['lam']) for m in report['members'].values())}; weights {report['weights']})")
     return model, probs, imagenet, dog_train, report
 
-def _fine_tune(learn, d:BreedData, epochs:int, freeze_epochs:int, lr, tmp:Path, gpu:bool) -> float:
+LAUNCHER = None  # set by dogbreeds.distributed: runs `train(nproc=N)` as N processes
+
+def _fine_tune(learn, d:BreedData, epochs:int, freeze_epochs:int, lr, tmp:Path, gpu:bool, ctx=None) -> float:
     "fastai's `fine_tune`, with epoch 0 (the untrained ImageNet rows) first in `history.csv`; the learning rate used."
     t = time.time()
     loss, acc, top5 = learn.validate()
     _write_csv(tmp/'history.csv', [HISTORY, [0, 0, '', round(float(loss), 6), round(float(acc), 6), round(float(top5), 6),
                                             f"{int((time.time() - t) // 60):02d}:{int((time.time() - t) % 60):02d}"]])
     if lr is None: lr = _find_lr(learn, tmp)
-    learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs, cbs=[HistoryCSV(tmp/'history.csv')])
+    with (ctx(learn) if ctx else contextlib.nullcontext()):  # ctx: data-parallel (dogbreeds.distributed)
+        learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs, cbs=[HistoryCSV(tmp/'history.csv')])
     if gpu: learn.to_fp32()
     return lr
 
 def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=224, recipe:str='imagenet-head',
           epochs:int=3, freeze_epochs:int=1, lr:float|None=None, bs:int=64, seed:int=42, out_dir=None,
           run_name:str|None=None, valid_pct:float=0.2, tta:bool=False, head_init:str='imagenet',
-          num_workers:int|None=None, verify:bool=True, export:bool=True, int8:bool=False, quiet:bool=False) -> TrainResult:
+          num_workers:int|None=None, verify:bool=True, export:bool=True, int8:bool=False, quiet:bool=False,
+          nproc:int=1, distrib=None) -> TrainResult:
     "Train, evaluate and save a run; see the table above for what lands in `out_dir/run_name/`."
     params = check_params(dict(data=data, arch=arch, size=size, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs,
                                lr=lr, bs=bs, seed=seed, valid_pct=valid_pct, tta=tta, export=export, run_name=run_name,
-                               out_dir=out_dir))
+                               out_dir=out_dir, nproc=nproc))
+    if nproc > 1 and distrib is None:  # start the N processes (dogbreeds.distributed registers LAUNCHER; it builds on this module)
+        if LAUNCHER is None: raise ParameterError("nproc > 1 runs through dogbreeds.distributed: import it, or use `dogbreeds train --nproc N`")
+        return LAUNCHER(params, dict(head_init=head_init, num_workers=num_workers, verify=verify, int8=int8, quiet=quiet))
     if recipe == 'imagenet-head': params.update(epochs=0, freeze_epochs=0, lr=None)  # not used: say so in the run's params
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir()
     run_name = run_name or f"{arch.replace('+', '_')}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -179,7 +192,7 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
     set_seed(seed, reproducible=True)
     gpu = recipe == 'fine-tune' and torch.cuda.is_available()
     if recipe == 'fine-tune':
-        learn = build_learner(make_dls(d, size=size, bs=bs, num_workers=num_workers, seed=seed), arch, d.imagenet_ids, head_init=head_init)
+        learn = build_learner(make_dls(d, size=size, bs=distrib.local_bs(bs) if distrib else bs, num_workers=num_workers, seed=seed), arch, d.imagenet_ids, head_init=head_init)
     with staged_dir(final) as tmp:
         trained = False
         try:
@@ -190,8 +203,9 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
                     learn.logger = (lambda row: None) if quiet else _plain_logger(learn)
                 if gpu: learn.to_fp16()
                 learn.path, learn.model_dir = tmp, '.'  # lr_find's scratch file goes in the run, not the cwd
-                lr = _fine_tune(learn, d, epochs, freeze_epochs, lr, tmp, gpu)
+                lr = _fine_tune(learn, d, epochs, freeze_epochs, lr, tmp, gpu, distrib.ctx if distrib else None)
                 trained, t2 = True, time.time()
+                if distrib and not distrib.main: return None  # rank 0 alone evaluates, exports and writes the run
                 torch.save(learn.model.state_dict(), tmp/'model_state.pth')
                 metrics = evaluate(learn, None, tta=tta, quiet=True)
                 model = from_learner(learn, arch)
@@ -221,7 +235,7 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
             write_json(tmp/'data_report.json', d.report())
             info = dict(params, lr=lr, data=str(d.root), data_source=d.source, out_dir=str(out_dir), run_name=run_name,
                         breeds=list(d.breeds), n_train=d.n_train, n_valid=d.n_valid, device='cuda' if gpu else 'cpu',
-                        mixed_precision=gpu, heads=heads, not_a_dog=nd, versions=versions(),
+                        mixed_precision=gpu, heads=heads, not_a_dog=nd, versions=versions(), **(distrib.record(bs, lr) if distrib else {}),
                         created=datetime.now(timezone.utc).isoformat(),
                         seconds=dict(load=round(t1 - t0, 1), fit=round(t2 - t1, 1), total=round(time.time() - t0, 1)))
             write_json(tmp/'params.json', info)
@@ -265,7 +279,8 @@ def train_cli(
     no_export:bool=False,     # skip writing TorchScript + ONNX to <run>/model/
     int8:bool=False,          # also write the INT8 model, measured on the validation photos
     quiet:bool=False,         # no progress bars
+    nproc:int=1,              # fine-tune: data-parallel processes (PyTorch DDP; one per GPU, or gloo on CPU)
 ):
     "Train, evaluate and save a dog-breed classifier."
     train(data=data, arch=arch, size=size, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, bs=bs, seed=seed,
-          out_dir=out_dir, run_name=run_name, valid_pct=valid_pct, tta=tta, export=not no_export, int8=int8, quiet=quiet)
+          out_dir=out_dir, run_name=run_name, valid_pct=valid_pct, tta=tta, export=not no_export, int8=int8, quiet=quiet, nproc=nproc)
