@@ -243,9 +243,9 @@ def test_killed_run_keeps_its_rows(model_dir, folder, expected, tmp_path, fmt):
     import signal, subprocess, time
     out = tmp_path / f'results.{fmt}'
     code = ("import sys, time\nfrom dogbreeds.inference import Predictor\nfrom dogbreeds.batch import batch_predict\n"
-            f"p = Predictor.load({str(model_dir)!r}); c = p.classify\n"
-            "def slow(x): time.sleep(0.5); return c(x)\n"  # slow enough to be killed between chunks, or in one
-            f"p.classify = slow\nbatch_predict({str(folder)!r}, {str(out)!r}, p, k={K}, batch_size=2, progress=False)\n")
+            f"p = Predictor.load({str(model_dir)!r}); c = p.classify_prepared\n"
+            "def slow(x, k): time.sleep(0.5); return c(x, k)\n"  # slow enough to be killed between chunks, or in one
+            f"p.classify_prepared = slow\nbatch_predict({str(folder)!r}, {str(out)!r}, p, k={K}, batch_size=2, progress=False)\n")
     proc = subprocess.Popen([sys.executable, '-c', code], env={**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)})
     parts = out.with_name(f'.{out.name}.parts')
     written = lambda: (out.exists() and out.read_bytes().count(b'\n') >= 3) if fmt == 'csv' else len(list(parts.glob('part-*'))) >= 1
