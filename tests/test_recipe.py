@@ -79,6 +79,24 @@ def test_int8(head_run, head_model_dir):
     with pytest.raises(Exception, match='onnx backend only'): Predictor.load(head_model_dir, backend='torchscript', precision='int8')
 
 
+
+@pytest.mark.slow
+def test_precision_setting_reaches_every_entry_point(head_model_dir, model_dir, monkeypatch, tmp_path):
+    from dogbreeds.batch import batch_predict, read_results
+    from dogbreeds.handlers import load_model
+    from dogbreeds.core import DogbreedsError, ParameterError
+    monkeypatch.setenv('PRECISION', 'int8')  # Lambda, SageMaker handlers and `dogbreeds serve` load through load_model
+    assert load_model(head_model_dir).backend.name == 'onnx-int8'
+    with pytest.raises(DogbreedsError, match='export it with `dogbreeds export RUN --int8`'): load_model(model_dir)
+    monkeypatch.setenv('PRECISION', 'int4')
+    with pytest.raises(ParameterError, match='precision must be one of fp32, int8'): load_model(head_model_dir)
+    monkeypatch.delenv('PRECISION')
+    assert load_model(head_model_dir).backend.name == 'onnx'
+    photos = sorted((SAMPLE / 'val' / 'n02111889').glob('*'))[:3]
+    r = batch_predict(photos[0].parent, tmp_path / 'o.csv', head_model_dir, k=1, precision='int8', progress=False)
+    assert r['predicted'] == len(list(photos[0].parent.glob('*'))) and all(x['breed'] for x in read_results(tmp_path / 'o.csv'))
+
+
 @pytest.mark.slow
 def test_run_rebuilds_and_evaluates_again(head_run, tmp_path):
     "The run's model comes back from model_state.pth without a pickle, and evaluating it again gives the same figures."
