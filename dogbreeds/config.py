@@ -45,6 +45,13 @@ SETTINGS = {s.name: s for s in [
     Setting('SERVE_PORT', 8080, 'port of `dogbreeds serve` (SageMaker sets `SAGEMAKER_BIND_TO_PORT`, which wins)', '`dogbreeds serve`'),
     Setting('SERVE_WORKERS', 1, 'worker processes of `dogbreeds serve` (SageMaker sets `SAGEMAKER_MODEL_SERVER_WORKERS`, which wins)',
             '`dogbreeds serve`'),
+    Setting('DOGBREEDS_METRICS', 'on', 'count Prometheus metrics (`on`/`off`); on SageMaker `/metrics` is served only on `METRICS_PORT`',
+            '`dogbreeds serve`, the SageMaker handlers'),
+    Setting('METRICS_PORT', None, 'serve `/metrics` on this port of its own instead of the serving port (set it on SageMaker)', '`dogbreeds serve`'),
+    Setting('LOG_FORMAT', 'json', 'request logs as one JSON line per request (`json`) or plain text (`text`)', 'every serving entry point'),
+    Setting('EMF_NAMESPACE', 'dogbreeds', 'CloudWatch namespace of the Embedded Metric Format lines', 'Lambda'),
+    Setting('DOGBREEDS_EMF', 'on', 'write CloudWatch Embedded Metric Format lines on Lambda (`on`/`off`)', 'Lambda'),
+    Setting('PROMETHEUS_URL', None, 'the Prometheus server whose query API `dogbreeds monitor --prometheus` reads by default', '`dogbreeds monitor`'),
 ]}
 
 # set by the platform, read where the code runs on it: the value says what it tells us
