@@ -31,6 +31,7 @@ COMMANDS = {  # command: (module:function, one-line help)
     'deploy': ('dogbreeds.deploy:deploy_cli', 'create or update a SageMaker endpoint: serverless, or real-time with autoscaling'),
     'undeploy': ('dogbreeds.deploy:undeploy_cli', 'delete a SageMaker endpoint with its configuration, models and autoscaling'),
     'iam': ('dogbreeds.iam:iam_cli', 'print the least-privilege IAM policy of a role: lambda, sagemaker, training, deployer'),
+    'monitor': ('dogbreeds.monitor:monitor_cli', "compare live answers (Prometheus, predict results, logs, capture) with the model's baseline; exit 1 on drift"),
 }
 
 # %% ../nbs/99_cli.ipynb #13a33b68
