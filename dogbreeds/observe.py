@@ -190,6 +190,9 @@ def model_loaded(pred, seconds:float):
         m = metrics()
         m['model_info'].labels(**model_details(pred)).set(1)
         m['model_load'].set(seconds)
+        v = str(getattr(pred, 'version', None) or '')
+        for b in getattr(pred, 'breeds', None) or []: m['predictions'].labels(b, v)  # every series exists from the start (at 0),
+        for k in ('top1', 'dog_checked', 'not_a_dog'): m[k].labels(v)                # so that increase() counts their first answers
 
 def multiprocess_dir() -> str|None:
     "prometheus_client's multiprocess folder, when the server runs several workers."
