@@ -126,11 +126,18 @@ TOP1_BUCKETS = tuple(TOP1_EDGES[1:])
 _lock = threading.Lock()
 _metrics = {}
 
+_have_client = []
+
 def metrics_enabled() -> bool:
-    "Whether requests are counted into Prometheus metrics (`DOGBREEDS_METRICS`, default on)."
+    """Whether requests are counted into Prometheus metrics: `DOGBREEDS_METRICS` (default on), not on Lambda (EMF
+    instead), and prometheus_client installed (the Lambda package and SageMaker's PyTorch container go without)."""
     v = (config.get('DOGBREEDS_METRICS') or 'on').lower()
     if v not in ('on', 'off', '1', '0', 'true', 'false'): raise ValueError(f"DOGBREEDS_METRICS must be on or off, got {v!r}")
-    return v in ('on', '1', 'true')
+    if v not in ('on', '1', 'true') or config.platform('AWS_LAMBDA_FUNCTION_NAME'): return False
+    if not _have_client:
+        import importlib.util
+        _have_client.append(importlib.util.find_spec('prometheus_client') is not None)
+    return _have_client[0]
 
 def metrics() -> dict:
     "The metric objects, made on first use (in the default registry, or prometheus_client's multiprocess files)."

@@ -155,6 +155,7 @@ def test_lambda_json_log_and_emf(model, photos, monkeypatch, capsys, log_lines):
     lh.reset(); monkeypatch.setattr(lh, '_cold', [True])
     for k, v in dict(MODEL_URI=str(model), AWS_LAMBDA_FUNCTION_NAME='classify', EMF_NAMESPACE='dogbreeds-test').items():
         monkeypatch.setenv(k, v)
+    assert not observe.metrics_enabled()  # on Lambda: EMF, not Prometheus
     lh.get_model()  # the init phase: the pull time
     capsys.readouterr()
     for body in (photos[0], photos[1], b'junk'):
@@ -186,3 +187,22 @@ def test_multiprocess_workers_and_metrics_port(model, photos):
         text = urllib.request.urlopen(f'http://127.0.0.1:{mport}/metrics', timeout=5).read().decode()
     assert value(text, 'dogbreeds_requests_total', route='/invocations', status='200') == len(photos)
     assert value(text, 'dogbreeds_model_info') >= 1
+
+
+def test_serving_runs_without_prometheus_client(model, photos, tmp_path):
+    "The Lambda package and SageMaker's PyTorch container have no prometheus_client: serving works, metrics are off."
+    import subprocess, sys
+    (tmp_path / 'p.jpg').write_bytes(photos[0])
+    code = f'''
+import sys, json, base64
+sys.modules['prometheus_client'] = None  # not installed: importing it fails, find_spec says None
+from dogbreeds import observe, handlers
+assert not observe.metrics_enabled()
+from dogbreeds.handlers import invoke, load_model
+status, out = invoke(load_model({str(model)!r}), open({str(tmp_path / 'p.jpg')!r}, 'rb').read(), 'image/jpeg')
+assert status == 200, out
+assert sys.modules['prometheus_client'] is None
+print('ok')
+'''
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith('ok'), r.stdout + r.stderr
