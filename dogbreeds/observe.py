@@ -144,23 +144,24 @@ def metrics() -> dict:
     if _metrics: return _metrics
     with _lock:
         if _metrics: return _metrics
-        try: from prometheus_client import Counter, Gauge, Histogram
+        try: from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
         except ImportError: raise RuntimeError("metrics need prometheus_client: pip install 'dogbreeds[serve-http]', or set DOGBREEDS_METRICS=off") from None
+        reg = CollectorRegistry()  # ours, so that a second copy of this module (a notebook) does not clash in the default one
         m = dict(
-            requests=Counter('dogbreeds_requests', 'Requests answered, by route, status and model version', ['route', 'status', 'model_version']),
+            requests=Counter('dogbreeds_requests', 'Requests answered, by route, status and model version', ['route', 'status', 'model_version'], registry=reg),
             duration=Histogram('dogbreeds_request_duration_seconds', 'Time spent per request stage (decode, inference, geo, total)',
-                               ['stage'], buckets=LATENCY_BUCKETS),
-            bytes=Histogram('dogbreeds_request_bytes', 'Size of the request bodies', buckets=BYTES_BUCKETS),
-            predictions=Counter('dogbreeds_predictions', 'Top-1 answers, by breed and model version', ['breed', 'model_version']),
-            top1=Histogram('dogbreeds_top1_probability', 'Probability of the top-1 breed', ['model_version'], buckets=TOP1_BUCKETS),
-            dog_checked=Counter('dogbreeds_dog_checked', 'Answers that say whether the photo shows a dog', ['model_version']),
-            not_a_dog=Counter('dogbreeds_not_a_dog', 'Answers that say the photo shows no dog', ['model_version']),
-            errors=Counter('dogbreeds_errors', 'Refused or failed requests, by error type', ['type']),
+                               ['stage'], buckets=LATENCY_BUCKETS, registry=reg),
+            bytes=Histogram('dogbreeds_request_bytes', 'Size of the request bodies', buckets=BYTES_BUCKETS, registry=reg),
+            predictions=Counter('dogbreeds_predictions', 'Top-1 answers, by breed and model version', ['breed', 'model_version'], registry=reg),
+            top1=Histogram('dogbreeds_top1_probability', 'Probability of the top-1 breed', ['model_version'], buckets=TOP1_BUCKETS, registry=reg),
+            dog_checked=Counter('dogbreeds_dog_checked', 'Answers that say whether the photo shows a dog', ['model_version'], registry=reg),
+            not_a_dog=Counter('dogbreeds_not_a_dog', 'Answers that say the photo shows no dog', ['model_version'], registry=reg),
+            errors=Counter('dogbreeds_errors', 'Refused or failed requests, by error type', ['type'], registry=reg),
             model_info=Gauge('dogbreeds_model_info', 'The model being served (value 1)', ['name', 'version', 'arch', 'sha256'],
-                             multiprocess_mode='max'),
-            model_load=Gauge('dogbreeds_model_load_seconds', 'Time to pull and load the model', multiprocess_mode='max'),
+                             multiprocess_mode='max', registry=reg),
+            model_load=Gauge('dogbreeds_model_load_seconds', 'Time to pull and load the model', multiprocess_mode='max', registry=reg),
         )
-        _metrics.update(m)
+        _metrics.update(m, _registry=reg)
     return _metrics
 
 def record_metrics(rec:Record):
@@ -205,24 +206,30 @@ def multiprocess_dir() -> str|None:
     "prometheus_client's multiprocess folder, when the server runs several workers."
     return os.environ.get('PROMETHEUS_MULTIPROC_DIR') or None
 
-def exposition() -> tuple[bytes, str]:
-    "`(body, content type)` of the metrics in Prometheus's text format, summed over the workers in multiprocess mode."
-    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-    metrics()  # the families exist (at zero) before the first request
+class _Joined:
+    "The metrics of several registries as one (ours and the default one, with the process and Python collectors)."
+    def __init__(self, *regs): self.regs = regs
+    def collect(self):
+        for r in self.regs: yield from r.collect()
+
+def _source():
+    from prometheus_client import REGISTRY, CollectorRegistry
     if multiprocess_dir():
         from prometheus_client import multiprocess
         reg = CollectorRegistry(); multiprocess.MultiProcessCollector(reg)
-        return generate_latest(reg), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        return reg
+    return _Joined(metrics()['_registry'], REGISTRY)
+
+def exposition() -> tuple[bytes, str]:
+    "`(body, content type)` of the metrics in Prometheus's text format, summed over the workers in multiprocess mode."
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    metrics()  # the families exist (at zero) before the first request
+    return generate_latest(_source()), CONTENT_TYPE_LATEST
 
 def start_metrics_server(port:int, host:str='127.0.0.1'):
     "Serve `/metrics` on a port of its own (prometheus_client's server): SageMaker routes only /ping and /invocations."
-    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
-    reg = REGISTRY
-    if multiprocess_dir():
-        from prometheus_client import multiprocess
-        reg = CollectorRegistry(); multiprocess.MultiProcessCollector(reg)
-    return start_http_server(port, addr=host, registry=reg)
+    from prometheus_client import start_http_server
+    return start_http_server(port, addr=host, registry=_source())
 
 # %% ../nbs/07_observe.ipynb #9fa07e20
 emf_log = logging.getLogger('dogbreeds.emf')
