@@ -16,7 +16,7 @@ from .signals import TOP1_EDGES
 __all__ = ['LOGGER', 'request_log', 'current', 'LATENCY_BUCKETS', 'BYTES_BUCKETS', 'TOP1_BUCKETS', 'emf_log', 'JsonFormatter',
            'setup_logging', 'Record', 'begin', 'stage', 'note_model', 'note_answer', 'finish', 'finish_owned',
            'metrics_enabled', 'metrics', 'record_metrics', 'model_details', 'model_loaded', 'multiprocess_dir',
-           'exposition', 'start_metrics_server', 'emf_document', 'want_emf', 'write_emf']
+           'exposition', 'start_metrics_server', 'log_batch_rows', 'emf_document', 'want_emf', 'write_emf']
 
 # %% ../nbs/07_observe.ipynb #1f50db51
 class JsonFormatter(logging.Formatter):
@@ -232,6 +232,19 @@ def start_metrics_server(port:int, host:str='127.0.0.1'):
     return start_http_server(port, addr=host, registry=_source())
 
 # %% ../nbs/07_observe.ipynb #9fa07e20
+def log_batch_rows(rows:list, seconds:float|None=None):
+    "One request log line per result row of `dogbreeds predict` (entry `batch`); `seconds`: the chunk's time, shared out."
+    if not request_log.isEnabledFor(logging.INFO): return
+    per = round(seconds * 1000 / max(len(rows), 1), 3) if seconds is not None else None
+    for r in rows:
+        err = r.get('error') or None
+        f = dict(event='request', entry='batch', route='predict', request_id=str(r.get('source')), status=400 if err else 200,
+                 error_type=err.split(':')[0] if err else None, model=r.get('model'), model_version=r.get('model_version'),
+                 breed=r.get('breed'), probability=r.get('probability'), is_dog=r.get('is_dog'),
+                 timings_ms={'total': per} if per is not None else {})
+        request_log.info('request', extra=dict(fields=f))
+
+# %% ../nbs/07_observe.ipynb #1ccaea4e
 emf_log = logging.getLogger('dogbreeds.emf')
 
 def emf_document(rec:Record, function:str, cold_start:bool=False, pull_seconds:float|None=None, namespace:str|None=None) -> dict:

@@ -206,3 +206,16 @@ print('ok')
 '''
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip().endswith('ok'), r.stdout + r.stderr
+
+
+def test_batch_logs_one_line_per_photo(model, photos, tmp_path, log_lines):
+    from dogbreeds.batch import batch_predict
+    src = tmp_path / 'in'; src.mkdir()
+    for i, p in enumerate(photos[:3]): (src / f'{i}.jpg').write_bytes(p)
+    (src / 'bad.jpg').write_bytes(b'not a photo')
+    batch_predict(src, tmp_path / 'out.csv', str(model), k=1)
+    reqs = [l for l in log_lines() if l.get('event') == 'request']
+    assert len(reqs) == 4 and {l['entry'] for l in reqs} == {'batch'}
+    assert sorted(l['status'] for l in reqs) == [200, 200, 200, 400]
+    bad = next(l for l in reqs if l['status'] == 400)
+    assert bad['error_type'] and bad['request_id'].endswith('bad.jpg') and all(l['model_version'] for l in reqs)
