@@ -3,6 +3,11 @@ photos over loopback HTTP, side by side for each worker count asked for, in one 
 
     python benchmarks/load.py --model exported_models/<run>/model                 # 32 clients x 3000 requests, 1 and 2 workers
     python benchmarks/load.py --model DIR --clients 32 --requests 300 --workers 1  # a shorter run
+    python benchmarks/load.py --model DIR --metrics off on                           # Prometheus metrics off, then on
+
+With metrics on (`--metrics`, default both, side by side), the row also reads the server's own figures back from
+/metrics: its count of answered requests (checked against the client's) and the p99 of its `total` stage (a bucket
+bound of `dogbreeds_request_duration_seconds`, server side, so without the queueing the client sees).
 
 Bounded: the server listens on 127.0.0.1 only, on a free port; each client sends `--requests` requests one after
 another (a rotating mix of the sample's photos, as image/jpeg), and the run stops by itself after that, or after
@@ -43,9 +48,22 @@ async def client(url, photos, n, offset, lat, errors, stop_at):
             lat.append((time.perf_counter() - t) * 1000)
 
 
-def run_row(model, workers, clients, requests, photos, max_seconds, threads):
+def server_figures(url):
+    "`(requests answered with 200, p99 of the total stage in ms)` from the server's /metrics."
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+    samples = [s for f in text_string_to_metric_families(httpx.get(url + '/metrics').text) for s in f.samples]
+    n = sum(s.value for s in samples if s.name == 'dogbreeds_requests_total' and s.labels['status'] == '200')
+    buckets = sorted((float(s.labels['le']), s.value) for s in samples
+                     if s.name == 'dogbreeds_request_duration_seconds_bucket' and s.labels['stage'] == 'total')
+    total = buckets[-1][1]
+    p99 = next((le for le, c in buckets if c >= 0.99 * total), float('nan'))
+    return n, p99 * 1000
+
+
+def run_row(model, workers, clients, requests, photos, max_seconds, threads, metrics='on'):
     from dogbreeds.testing import ServeProcess
-    with ServeProcess(model, workers, threads=threads).start(timeout=180) as srv:
+    with ServeProcess(model, workers, threads=threads, env={'DOGBREEDS_METRICS': metrics}).start(timeout=180) as srv:
         import httpx
         assert httpx.post(srv.url + '/invocations', content=photos[0], headers={'Content-Type': 'image/jpeg'}).status_code == 200
         before, peak = rss(srv.proc.pid), [0.0]
@@ -62,8 +80,9 @@ def run_row(model, workers, clients, requests, photos, max_seconds, threads):
         wall = time.monotonic() - t0
         done.set()
         after = rss(srv.proc.pid)
+        served = server_figures(srv.url) if metrics == 'on' else (None, None)
     q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [float('nan')] * 99
-    return dict(workers=workers, done=len(lat), asked=clients * requests, errors=len(errors), first_errors=errors[:3],
+    return dict(metrics=metrics, served=served[0], server_p99=served[1], workers=workers, done=len(lat), asked=clients * requests, errors=len(errors), first_errors=errors[:3],
                 rps=len(lat) / wall, p50=q[49], p99=q[98], wall=wall, before=before, after=after, peak=max(peak[0], after),
                 stopped_early=len(lat) < clients * requests)
 
@@ -76,6 +95,7 @@ def main():
     ap.add_argument('--workers', type=int, nargs='+', default=[1, 2], help='server worker counts to compare')
     ap.add_argument('--threads', type=int, default=None, help='ONNX Runtime threads per inference (default: its own)')
     ap.add_argument('--max-seconds', type=float, default=600, help='stop each row after this long')
+    ap.add_argument('--metrics', nargs='+', default=['off', 'on'], choices=['off', 'on'], help='DOGBREEDS_METRICS of the rows')
     a = ap.parse_args()
     if not (1 <= a.clients <= 256 and 1 <= a.requests <= 100_000): raise SystemExit('--clients 1..256, --requests 1..100000')
     if a.model: model = Path(a.model)
@@ -86,14 +106,25 @@ def main():
     photos = [p.read_bytes() for p in sorted((ROOT / 'data' / 'sample' / 'val').rglob('*.JPEG'))[:64]]
     print(f"model {model}; {a.clients} clients x {a.requests} requests; {len(photos)} sample photos "
           f"({statistics.mean(map(len, photos)) / 1e3:.0f} kB mean); {os.cpu_count()} CPUs")
-    print(f"{'workers':>7} {'done':>7} {'errors':>6} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'RSS MB before':>13} {'after':>7} {'peak':>7}")
+    print(f"{'metrics':>7} {'workers':>7} {'done':>7} {'errors':>6} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'RSS MB before':>13} {'after':>7} {'peak':>7} {'/metrics: 200s':>14} {'p99 ms (server)':>15}")
+    rows = []
     for w in a.workers:
-        r = run_row(model, w, a.clients, a.requests, photos, a.max_seconds, a.threads)
-        print(f"{r['workers']:>7} {r['done']:>7} {r['errors']:>6} {r['rps']:>7.1f} {r['p50']:>8.1f} {r['p99']:>8.1f} "
-              f"{r['before']:>13.0f} {r['after']:>7.0f} {r['peak']:>7.0f}"
+      for m in a.metrics:
+        r = run_row(model, w, a.clients, a.requests, photos, a.max_seconds, a.threads, m)
+        rows.append(r)
+        ok = r['done'] - r['errors'] + 1  # the warm-up request counts too
+        back = '' if r['served'] is None else f"{r['served']:>14.0f} {r['server_p99']:>15.1f}" + ('' if r['served'] == ok else f"  MISMATCH: client saw {ok}")
+        print(f"{r['metrics']:>7} {r['workers']:>7} {r['done']:>7} {r['errors']:>6} {r['rps']:>7.1f} {r['p50']:>8.1f} {r['p99']:>8.1f} "
+              f"{r['before']:>13.0f} {r['after']:>7.0f} {r['peak']:>7.0f} {back}"
               + (f"   (stopped at --max-seconds {a.max_seconds:.0f}: {r['done']} of {r['asked']})" if r['stopped_early'] else ''))
         for e in r['first_errors']: print(f"        error: {e}")
+    for w in a.workers:
+        by = {m: [r['rps'] for r in rows if r['workers'] == w and r['metrics'] == m] for m in ('on', 'off')}
+        if by['on'] and by['off']:  # repeated rows (--metrics off on off on) are averaged
+            on, off = statistics.mean(by['on']), statistics.mean(by['off'])
+            print(f"{w} worker(s): throughput with metrics {on:.1f} req/s (rows {', '.join(f'{x:.1f}' for x in by['on'])}), "
+                  f"without {off:.1f} req/s (rows {', '.join(f'{x:.1f}' for x in by['off'])}): {(1 - on / off) * 100:+.1f}% lost (goal < 3%)")
 
 
 if __name__ == '__main__':

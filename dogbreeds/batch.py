@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from fastcore.script import call_parse
 
-from . import config
+from . import config, observe
 from .aws import NO_CREDENTIALS, client as aws_client, parse_s3_uri, problem
 from .core import DogbreedsError, ParameterError, ImageTooLargeError, IMAGE_EXTS, MANIFEST, interactive, sha256_file
 from .inference import Predictor
@@ -166,6 +166,7 @@ def predict_rows(pred:Predictor, items:list, source=None, k:int=5, batch_size:in
     try:
         submit(); submit()  # the workers keep a chunk ahead of the classifier
         while pending:
+            t_chunk = time.perf_counter()
             chunk, futures = pending.popleft()
             prepared = [f.result() for f in futures]
             submit()
@@ -178,6 +179,7 @@ def predict_rows(pred:Predictor, items:list, source=None, k:int=5, batch_size:in
                 r = dict(source=chunk[i], breed=b, probability=p)
                 for rank, (b, p) in enumerate(rest, 2): r[f'breed_{rank}'], r[f'probability_{rank}'] = b, p
                 rows[i] = {**r, 'dog': pr.dog, 'is_dog': pr.is_dog, 'error': '', 'model': name, 'model_version': version}
+            observe.log_batch_rows(rows, time.perf_counter() - t_chunk)  # one JSON log line per photo (issue 14)
             yield rows
     finally: ex.shutdown(wait=True, cancel_futures=True)
 

@@ -49,6 +49,13 @@ SETTINGS = {s.name: s for s in [
             '`dogbreeds serve`'),
     Setting('DOGBREEDS_DDP_TIMEOUT', 600, 'seconds a data-parallel training process waits on the others before failing (the process group timeout)',
             '`dogbreeds train --nproc N`'),
+    Setting('DOGBREEDS_METRICS', 'on', 'count Prometheus metrics (`on`/`off`); on SageMaker `/metrics` is served only on `METRICS_PORT`',
+            '`dogbreeds serve`, the SageMaker handlers'),
+    Setting('METRICS_PORT', None, 'serve `/metrics` on this port of its own instead of the serving port (set it on SageMaker)', '`dogbreeds serve`'),
+    Setting('LOG_FORMAT', 'json', 'request logs as one JSON line per request (`json`) or plain text (`text`)', 'every serving entry point'),
+    Setting('EMF_NAMESPACE', 'dogbreeds', 'CloudWatch namespace of the Embedded Metric Format lines', 'Lambda'),
+    Setting('DOGBREEDS_EMF', 'on', 'write CloudWatch Embedded Metric Format lines on Lambda (`on`/`off`)', 'Lambda'),
+    Setting('PROMETHEUS_URL', None, 'the Prometheus server whose query API `dogbreeds monitor --prometheus` reads by default', '`dogbreeds monitor`'),
 ]}
 
 # set by the platform, read where the code runs on it: the value says what it tells us

@@ -116,8 +116,9 @@ def _wait(sm, name:str, delay:int, timeout:int):
 def deploy(name:str, image:str, role_arn:str, *, model_uri:str|None=None, model_data:str|None=None,
            instance_type:str|None=None, instance_count:int=1, max_instances:int|None=None, target_invocations:float=100.0,
            memory_mb:int=2048, max_concurrency:int=10, provisioned_concurrency:int|None=None, environment:dict|None=None,
-           region:str|None=None, wait:bool=True, session=None, wait_delay:int=15, wait_timeout:int=1800) -> dict:
-    "Create or update the SageMaker endpoint `name`: serverless, or real-time (with autoscaling when `max_instances` is given)."
+           region:str|None=None, wait:bool=True, session=None, wait_delay:int=15, wait_timeout:int=1800,
+           data_capture:dict|None=None) -> dict:
+    "Create or update the SageMaker endpoint `name`: serverless, or real-time (with autoscaling when `max_instances` is given); `data_capture`: a DataCaptureConfig (see `dogbreeds.alarms`)."
     _check_deploy(name, image, role_arn, model_uri, model_data, instance_type, instance_count, max_instances,
                   target_invocations, memory_mb, max_concurrency, provisioned_concurrency)
     sm, aas = _clients(region, session)
@@ -138,7 +139,8 @@ def deploy(name:str, image:str, role_arn:str, *, model_uri:str|None=None, model_
             sm.create_model(ModelName=res_name, ExecutionRoleArn=role_arn, PrimaryContainer=container, Tags=tags)
         created.append(('model', res_name))
         with _aws(f"create endpoint configuration {res_name}"):
-            sm.create_endpoint_config(EndpointConfigName=res_name, ProductionVariants=[variant], Tags=tags)
+            sm.create_endpoint_config(EndpointConfigName=res_name, ProductionVariants=[variant], Tags=tags,
+                                      **({'DataCaptureConfig': data_capture} if data_capture else {}))
         created.append(('config', res_name))
         if existing:
             old_config = existing['EndpointConfigName']

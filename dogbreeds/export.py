@@ -21,6 +21,7 @@ from .datasets import DOG_CLASSES
 from .dataloaders import SquareCrop, center_square
 from .learner import BreedModel, from_learner, load_run_model, versions
 from .evaluate import load_run_data
+from .signals import baseline_from_metrics  # the drift baseline (issue 14)
 
 # %% auto #0
 __all__ = ['ONNX_OPSET', 'OUTPUTS', 'QUANTIZED_OPS', 'ServingModel', 'git_commit', 'join_onnx', 'check_photos', 'export_model',
@@ -238,7 +239,8 @@ def run_info(run_dir) -> dict:
     return dict(arch=p['arch'], run=run_dir.name,
                 metrics={k: m[k] for k in ('accuracy', 'top5_accuracy', 'top_k', 'loss', 'ece', 'macro_f1', 'n_valid', 'tta') if k in m},
                 training={k: p[k] for k in keep if k in p},
-                data=dict(source=p.get('data_source'), path=p.get('data'), n_train=p.get('n_train'), n_valid=p.get('n_valid')))
+                data=dict(source=p.get('data_source'), path=p.get('data'), n_train=p.get('n_train'), n_valid=p.get('n_valid')),
+                baseline=baseline_from_metrics(m))  # what the validation predictions look like: `dogbreeds monitor` compares with it
 
 def export_run(run_dir, dest=None, overwrite:bool=False, int8:bool=False, **kwargs) -> Path:
     "Export the run folder `run_dir` to `dest` (default `<run_dir>/model`); with `int8`, calibrated on its train photos and measured on its val photos."

@@ -6,11 +6,12 @@ Docs: https://dogbreeds.github.io/dogbreeds/handlers.html.md"""
 
 # %% ../nbs/21_handlers.ipynb #c5e2b824
 from __future__ import annotations
-import json
+import json, time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import config
+from . import observe
 from .core import MANIFEST, sha256_file
 from .protocol import JSON_TYPE, Request, check_accept, error_response, make_answer, parse_request, reason
 from .inference import Predictor
@@ -23,19 +24,24 @@ __all__ = ['load_model', 'model_info', 'answer_request', 'Refusal', 'model_fn', 
 # %% ../nbs/21_handlers.ipynb #d083292e
 def load_model(uri, threads:int|None=None, precision:str|None=None, **kwargs):
     "A `Predictor` (ONNX Runtime) for the model folder or registry URI `uri`, with `.name` and `.version` set."
+    t = time.perf_counter()
     p = Predictor.load(uri, backend='onnx', threads=threads, precision=precision or config.get('PRECISION'), **kwargs)
     s = str(uri)
     if s.startswith(('s3://', 'file://')) or '@' in Path(s).name:
         p.name = parse_model_uri(s)[1]
     p.version = p.version or f"sha256:{sha256_file(p.model_dir/MANIFEST)[:12]}"
+    observe.model_loaded(p, time.perf_counter() - t)  # the model info gauge, and the pull time
     return p
 
 def model_info(pred) -> dict: return dict(name=pred.name, version=pred.version)
 
 def answer_request(pred, req:Request) -> dict:
     "The answer to `req` from the loaded model `pred`: its top breeds, and which model gave them (see `make_answer`)."
-    p = pred.predict_one(req.image, k=min(req.k, len(pred.breeds)))
-    return make_answer(p.top, model_info(pred), p.dog, p.is_dog, p.looks_like)
+    with observe.stage('decode'): image = pred.decode(req.image)
+    with observe.stage('inference'): p = pred.predict_one(image, k=min(req.k, len(pred.breeds)))
+    answer = make_answer(p.top, model_info(pred), p.dog, p.is_dog, p.looks_like)
+    observe.note_answer(answer)
+    return answer
 
 # %% ../nbs/21_handlers.ipynb #53c5f143
 @dataclass
@@ -56,12 +62,14 @@ def model_fn(model_dir, context=None):
 
 def input_fn(input_data, content_type, context=None):
     "A `Request` from the body: a photo (`image/*`, `application/x-image`) or JSON `{\"image\": BASE64, \"k\": 5}`."
+    observe.begin('sagemaker', '/invocations', len(input_data) if isinstance(input_data, (bytes, bytearray, str)) else None, owner='handlers')
     try: return parse_request(input_data, content_type)
     except Exception as e: return _refuse(e, context)
 
 def predict_fn(data, model, context=None):
     "The answer to the request: top breeds and the model's name and version."
     if isinstance(data, Refusal): return data
+    observe.note_model(model)
     try: return answer_request(model, data)
     except Exception as e: return _refuse(e, context)
 
@@ -71,6 +79,8 @@ def output_fn(prediction, accept, context=None):
         try: check_accept(accept)
         except Exception as e: prediction = _refuse(e, context)
     body = prediction.body if isinstance(prediction, Refusal) else prediction
+    if isinstance(prediction, Refusal): observe.finish_owned('handlers', prediction.status, prediction.body.get('type'))
+    else: observe.finish_owned('handlers', 200)
     return json.dumps(body).encode(), JSON_TYPE
 
 # %% ../nbs/21_handlers.ipynb #8c659f30

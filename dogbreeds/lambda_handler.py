@@ -14,6 +14,7 @@ from .core import ImageError
 from .protocol import (DEFAULT_K, JSON_TYPE, Request, RequestError, ServiceUnavailableError, check_accept,
                                 error_response, log, max_payload, parse_request, reason, request_from_dict, status_of)
 from .handlers import answer_request, load_model, model_info
+from . import observe
 
 # %% auto #0
 __all__ = ['get_model', 'client', 'reset', 'event_kind', 'answer', 'health', 'read_s3', 'handle_s3_event', 'handler']
@@ -111,7 +112,11 @@ def _invoke_endpoint(endpoint:str, req:Request) -> dict:
 def answer(req:Request) -> dict:
     "The JSON answer to `req`, from the SageMaker endpoint in proxy mode, else from the local model."
     if req.s3_uri: req.image = _read_input(req.s3_uri)
-    if endpoint := config.get('SAGEMAKER_ENDPOINT'): return _invoke_endpoint(endpoint, req)
+    if (rec := observe.current.get()) is not None: rec.bytes = len(req.image)
+    if endpoint := config.get('SAGEMAKER_ENDPOINT'):
+        out = _invoke_endpoint(endpoint, req)
+        observe.note_answer(out)
+        return out
     return answer_request(get_model(), req)
 
 def health() -> dict:
@@ -199,6 +204,8 @@ def handler(event, context=None):
     rid = getattr(context, 'aws_request_id', None)
     kind, t0 = event_kind(event), time.perf_counter()
     if kind == 's3': return handle_s3_event(event, rid)
+    rec = observe.begin('lambda', kind, request_id=rid, owner='lambda')
+    observe.want_emf(rec, cold_start=_cold.pop() if _cold else False)
     try:
         if kind == 'unknown':
             raise RequestError("unrecognised event: invoke with {\"image\": BASE64}, through API Gateway, a Function URL "
@@ -213,13 +220,16 @@ def handler(event, context=None):
                                      'MethodNotAllowedError')
         status = 200
     except Exception as e: status, body = error_response(e, rid)
-    log.info("%s %d in %.1f ms", kind, status, (time.perf_counter() - t0) * 1000)
+    observe.finish(rec, status, body.get('type') if status >= 400 else None)  # the request's JSON log line (and EMF line)
     if kind in ('direct', 'unknown'): return dict(statusCode=status, **body)
     return _http_response(kind, event, status, body)
 
 # %% ../nbs/22_lambda.ipynb #0839e49b
+_cold = [True]  # popped by the first request: a cold start
+
 def _init():
-    "Lambda's init phase: load the model before the first request arrives."
+    "Lambda's init phase: JSON logs; load the model before the first request arrives."
+    if config.platform('AWS_LAMBDA_FUNCTION_NAME'): observe.setup_logging()
     if config.platform('AWS_LAMBDA_FUNCTION_NAME') and config.get('MODEL_URI') and not config.get('SAGEMAKER_ENDPOINT'):
         try: get_model()
         except ServiceUnavailableError: pass  # logged; each request retries and answers 503 meanwhile

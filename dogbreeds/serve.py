@@ -6,7 +6,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/serve.html.md"""
 
 # %% ../nbs/23_serve.ipynb #bb8a84b0
 from __future__ import annotations
-import contextlib, json
+import contextlib, json, os
 from pathlib import Path
 
 from fastcore.script import call_parse
@@ -14,9 +14,10 @@ from . import config
 from .core import DogbreedsError, ParameterError
 from .protocol import JSON_TYPE, RequestError, error_response, log, max_payload
 from .handlers import invoke, model_fn, model_info
+from . import observe
 
 # %% auto #0
-__all__ = ['MODEL_DIR', 'make_app', 'app_from_env', 'serve', 'serve_cli', 'execution_parameters']
+__all__ = ['MODEL_DIR', 'make_app', 'app_from_env', 'metrics_route', 'serve', 'serve_cli', 'execution_parameters']
 
 # %% ../nbs/23_serve.ipynb #d46838b6
 MODEL_DIR = '/opt/ml/model'
@@ -56,6 +57,7 @@ def make_app(model=None, max_bytes:int|None=None):
     async def lifespan(app):
         m = model if model is not None and not isinstance(model, (str, Path)) else None
         state['model'] = m or await run_in_threadpool(model_fn, str(model) if model is not None else MODEL_DIR)
+        if m is not None: observe.model_loaded(m, 0.0)  # loaded by the caller: the info gauge
         log.info("serving %r", state['model'])
         yield
         state.clear()
@@ -82,13 +84,24 @@ def make_app(model=None, max_bytes:int|None=None):
     @app.get('/execution-parameters', summary='What SageMaker Batch Transform asks a bring-your-own container')
     def _execution_parameters(): return execution_parameters()
 
-    async def _invoke(request) -> tuple[int, bytes]:
+    async def _invoke(request, route:str='/invocations') -> tuple[int, bytes]:
+        rec = observe.begin('serve', route, model=state['model'], request_id=request.headers.get('x-request-id'))
         try: body = await _read_body(request, limit)
         except RequestError as e:
             status, err = error_response(e)
+            observe.finish(rec, status, err['type'])
             return status, json.dumps(err).encode()
-        return await run_in_threadpool(invoke, state['model'], body, request.headers.get('content-type'),
-                                       request.headers.get('accept'))
+        if rec is not None: rec.bytes = len(body)
+        status, out = await run_in_threadpool(invoke, state['model'], body, request.headers.get('content-type'),
+                                              request.headers.get('accept'))
+        observe.finish(rec, status, json.loads(out).get('type') if status >= 400 else None)
+        return status, out
+
+    if metrics_route():
+        @app.get('/metrics', summary='Prometheus metrics', include_in_schema=False)
+        def prometheus_metrics():
+            body, ctype = observe.exposition()
+            return Response(body, media_type=ctype)
 
     responses = {400: {'description': 'bad request'}, 413: {'description': 'payload too large'},
                  415: {'description': 'not an image, or an unsupported content type'}}
@@ -104,7 +117,7 @@ def make_app(model=None, max_bytes:int|None=None):
     app.post('/invocations', summary='Classify a photo', responses=responses, openapi_extra=body_doc)(invocations)
 
     async def runtime_invocations(endpoint_name, request):
-        status, out = await _invoke(request)
+        status, out = await _invoke(request, '/endpoints/{endpoint_name}/invocations')
         if status >= 400: return _json(424, *_model_error(status, out))
         return Response(out, media_type=JSON_TYPE, headers={'x-Amzn-Invoked-Production-Variant': 'AllTraffic'})
     runtime_invocations.__annotations__ = dict(endpoint_name=str, request=HTTPRequest)
@@ -116,7 +129,12 @@ def make_app(model=None, max_bytes:int|None=None):
 
 def app_from_env():
     "The app for `MODEL_URI` (else /opt/ml/model): the factory uvicorn's worker processes call."
+    observe.setup_logging()
     return make_app()
+
+def metrics_route() -> bool:
+    "Whether the app serves `/metrics` on its own port: metrics on, no `METRICS_PORT`, and not on SageMaker (which routes only /ping and /invocations)."
+    return observe.metrics_enabled() and not config.get('METRICS_PORT') and not config.platform('SAGEMAKER_BIND_TO_PORT')
 
 # %% ../nbs/23_serve.ipynb #329e323b
 def serve(model:str|None=None, host:str|None=None, port:int|None=None, workers:int|None=None, threads:int|None=None,
@@ -133,6 +151,12 @@ def serve(model:str|None=None, host:str|None=None, port:int|None=None, workers:i
     if workers < 1: raise ParameterError(f"workers must be at least 1, got {workers}")
     config.put('SERVE_WORKERS', workers)  # each worker's GET /execution-parameters says how many there are
     if not 1 <= port <= 65535: raise ParameterError(f"port must be 1 to 65535, got {port}")
+    observe.setup_logging()
+    if observe.metrics_enabled():
+        if workers > 1 and not observe.multiprocess_dir():  # prometheus_client's multiprocess mode: one folder for all workers
+            import tempfile
+            os.environ['PROMETHEUS_MULTIPROC_DIR'] = tempfile.mkdtemp(prefix='dogbreeds-metrics-')
+        if mport := config.get_int('METRICS_PORT'): observe.start_metrics_server(mport, host)
     uvicorn.run('dogbreeds.serve:app_from_env', factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, timeout_keep_alive=75, timeout_graceful_shutdown=30)
 

@@ -13,7 +13,8 @@ import numpy as np
 from .core import MANIFEST, file_record
 
 # %% auto #0
-__all__ = ['BREEDS', 'S3_TEST_KEY', 'S3_TEST_SECRET', 'toy_model', 'free_ports', 'ServerProcess', 'ServeProcess', 'SeaweedFS']
+__all__ = ['BREEDS', 'S3_TEST_KEY', 'S3_TEST_SECRET', 'toy_model', 'free_ports', 'ServerProcess', 'ServeProcess', 'SeaweedFS',
+           'PrometheusServer']
 
 # %% ../nbs/09_testing.ipynb #8dca5b72
 BREEDS = ['Shih-Tzu', 'Rhodesian ridgeback', 'beagle', 'English foxhound', 'Border terrier', 'Australian terrier',
@@ -170,3 +171,33 @@ class SeaweedFS(ServerProcess):
     def ready(self):
         self.client().create_bucket(Bucket=self.bucket)
         return True
+
+# %% ../nbs/09_testing.ipynb #90579386
+class PrometheusServer(ServerProcess):
+    "Debian's `prometheus` on 127.0.0.1 and a free port, storage in `root`, scraping `targets` every `interval`; `url` is its API."
+    name = 'Prometheus'
+    def __init__(self, root, targets:list, interval:str='1s', rule_files:list|None=None):
+        super().__init__()
+        self.root, self.targets, self.interval, self.rule_files = Path(root), list(targets), interval, list(rule_files or [])
+
+    @property
+    def url(self) -> str: return f'http://127.0.0.1:{self.port}'
+    def prepare(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        cfg = {'global': dict(scrape_interval=self.interval, evaluation_interval=self.interval),
+               'rule_files': [str(f) for f in self.rule_files],
+               'scrape_configs': [dict(job_name='dogbreeds', static_configs=[dict(targets=self.targets)])]}
+        (self.root/'prometheus.yml').write_text(json.dumps(cfg, indent=1))  # JSON is YAML
+    def command(self):
+        exe = shutil.which('prometheus')
+        if not exe: raise RuntimeError("no `prometheus` binary: apt-get install prometheus (make system-packages)")
+        return [exe, f'--config.file={self.root/"prometheus.yml"}', f'--storage.tsdb.path={self.root/"data"}',
+                f'--web.listen-address=127.0.0.1:{self.port}', '--log.level=warn']
+    def ready(self):
+        with urllib.request.urlopen(self.url + '/-/ready', timeout=2) as r: return r.status == 200
+    def query(self, q:str) -> list:
+        "The result vector of the instant query `q`."
+        from urllib.parse import urlencode
+        with urllib.request.urlopen(self.url + '/api/v1/query?' + urlencode(dict(query=q)), timeout=10) as r: out = json.loads(r.read())
+        if out['status'] != 'success': raise RuntimeError(out)
+        return out['data']['result']
