@@ -33,6 +33,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / 'data' / 'sample'
 
 
+def copy_sample(photos, folder, copies):
+    "`copies` copies of `photos` under `folder` (one subfolder per copy, breed folders inside): `(folder, count)`."
+    for c in range(copies):
+        for p in photos:
+            d = folder / str(c) / p.parent.name; d.mkdir(parents=True, exist_ok=True)
+            shutil.copy(p, d / p.name)
+    return folder, len(photos) * copies
+
+
 def find_model(arg):
     if arg: return Path(arg)
     models = sorted((p.parent for p in (ROOT / 'exported_models').glob('*/model/manifest.json')), key=lambda p: p.stat().st_mtime)
@@ -63,12 +72,7 @@ def main():
     photos = sorted(SAMPLE.rglob('*.JPEG'))
     work = Path(tempfile.mkdtemp(prefix='bench-batch-'))
     try:
-        folder = work / 'photos'
-        for c in range(a.copies):
-            for p in photos:
-                d = folder / str(c) / p.parent.name; d.mkdir(parents=True, exist_ok=True)
-                shutil.copy(p, d / p.name)
-        n = len(photos) * a.copies
+        folder, n = copy_sample(photos, work / 'photos', a.copies)
 
         # the floor's input: every photo decoded, resized to the commonest shape, in batches
         ready = [np.asarray(load_rgb(p.read_bytes())) for p in photos] * a.copies
@@ -124,12 +128,7 @@ def shard_bench(model, a):
     photos = sorted(SAMPLE.rglob('*.JPEG'))
     work = Path(tempfile.mkdtemp(prefix='bench-shard-'))
     try:
-        folder = work / 'photos'
-        for c in range(a.copies):
-            for p in photos:
-                d = folder / str(c) / p.parent.name; d.mkdir(parents=True, exist_ok=True)
-                shutil.copy(p, d / p.name)
-        n = len(photos) * a.copies
+        folder, n = copy_sample(photos, work / 'photos', a.copies)
         runs = iter(range(10**6))
         def cmd(out, *extra):
             return [sys.executable, '-c', 'from dogbreeds.cli import main; main()', 'predict', str(folder), '--out', str(out),

@@ -16,7 +16,7 @@ from .core import DogbreedsError, MANIFEST, serving_files, verify_files
 
 # %% auto #0
 __all__ = ['SERVE_REQUIREMENTS', 'ENTRY_POINT', 'NAME_RE', 'VARIANT', 'SCALABLE_DIMENSION', 'package_model', 'DeployError',
-           'deploy', 'undeploy', 'package_cli', 'deploy_cli', 'undeploy_cli']
+           'deploy', 'undeploy', 'package_cli', 'undeploy_cli']
 
 # %% ../nbs/30_deploy.ipynb #e1771a12
 SERVE_REQUIREMENTS = ('numpy>=1.24', 'pillow>=10.0', 'fastcore>=1.8', 'onnxruntime>=1.17')
@@ -208,29 +208,7 @@ def package_cli(
     "Write model.tar.gz for SageMaker's PyTorch container: the model, code/inference.py, code/requirements.txt."
     print(package_model(model_dir, dest, overwrite=overwrite))
 
-@call_parse
-def deploy_cli(
-    name:str,                     # endpoint name
-    image:str,                    # container image URI (ECR)
-    role:str,                     # the endpoint's execution role ARN
-    model_uri:str=None,           # registry URI of the model (our container pulls it at start)
-    model_data:str=None,          # s3:// URI of model.tar.gz (dogbreeds package)
-    instance_type:str=None,       # real-time instances, e.g. ml.c6i.large (default: serverless)
-    instance_count:int=1,         # real-time: instances (the minimum, with autoscaling)
-    max_instances:int=None,       # real-time: autoscale up to this many instances
-    target_invocations:float=100, # real-time autoscaling target: invocations per instance per minute
-    memory_mb:int=2048,           # serverless: memory (1024 to 6144, steps of 1024)
-    max_concurrency:int=10,       # serverless: maximum concurrent invocations
-    provisioned_concurrency:int=None, # serverless: invocations kept warm
-    region:str=None,              # AWS region (default: boto3's)
-    no_wait:bool=False,           # return once the endpoint is being created
-):
-    "Create or update a SageMaker endpoint (serverless, or real-time with autoscaling) for the model."
-    out = deploy(name, image, role, model_uri=model_uri, model_data=model_data, instance_type=instance_type,
-                 instance_count=instance_count, max_instances=max_instances, target_invocations=target_invocations,
-                 memory_mb=memory_mb, max_concurrency=max_concurrency, provisioned_concurrency=provisioned_concurrency,
-                 region=region, wait=not no_wait)
-    print(json.dumps(out, indent=2))
+# `dogbreeds deploy` is `dogbreeds.alarms.deploy_cli` (notebook 35): `deploy` with its alarms and data capture
 
 @call_parse
 def undeploy_cli(
