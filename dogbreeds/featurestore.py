@@ -42,11 +42,11 @@ def choose(rows:dict, point_cells:list, resolutions=RESOLUTIONS, min_obs:int=20)
 
 class FeatureStore:
     "Breed observations per cell. `url`: a SQLite path (or `sqlite:///path`), or `postgresql://...`. Thread-safe."
-    def __init__(self, url:str, resolutions=RESOLUTIONS, connect_timeout:float=2):
+    def __init__(self, url:str, resolutions=RESOLUTIONS, connect_timeout:float=2, create:bool=True):
         self.url, self.resolutions, self.connect_timeout = str(url), tuple(resolutions), connect_timeout
         self.pg = self.url.startswith(('postgresql://', 'postgres://'))
         self.lock, self.conn, self.queries = threading.Lock(), None, 0
-        self.init()
+        if create: self.init()   # create=False: a database that is down now is used once it is back
 
     def _connect(self):
         if self.pg:

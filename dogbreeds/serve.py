@@ -13,7 +13,7 @@ from fastcore.script import call_parse
 from . import config
 from .core import DogbreedsError, ParameterError
 from .protocol import JSON_TYPE, RequestError, error_response, log, max_payload
-from .handlers import invoke, model_fn, model_info
+from .handlers import feedback_request, invoke, model_fn, model_info
 
 # %% auto #0
 __all__ = ['MODEL_DIR', 'make_app', 'app_from_env', 'serve', 'serve_cli']
@@ -84,8 +84,9 @@ def make_app(model=None, max_bytes:int|None=None):
         except RequestError as e:
             status, err = error_response(e)
             return status, json.dumps(err).encode()
+        q = request.query_params
         return await run_in_threadpool(invoke, state['model'], body, request.headers.get('content-type'),
-                                       request.headers.get('accept'))
+                                       request.headers.get('accept'), q.get('lat'), q.get('lon'))
 
     responses = {400: {'description': 'bad request'}, 413: {'description': 'payload too large'},
                  415: {'description': 'not an image, or an unsupported content type'}}
@@ -109,6 +110,15 @@ def make_app(model=None, max_bytes:int|None=None):
              responses={424: {'description': 'ModelError: the model refused or failed the request'}},
              openapi_extra=body_doc)(runtime_invocations)
 
+    async def feedback(request):
+        try:
+            raw = await _read_body(request, 64 * 1024)
+            try: obj = json.loads(raw)
+            except ValueError: raise RequestError('the feedback is not valid JSON') from None
+            return _json(200, await run_in_threadpool(feedback_request, state['model'], obj))
+        except RequestError as e: return _json(*error_response(e))
+    feedback.__annotations__ = dict(request=HTTPRequest)
+    app.post('/feedback', summary='A confirmed breed at a place (JSON: request_id, lat, lon, breed)')(feedback)
     return app
 
 def app_from_env():

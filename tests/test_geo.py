@@ -1,6 +1,6 @@
 """Issue 13: coordinates from EXIF GPS (photos made with Pillow) and explicit ones; the feature store on SQLite and on a
 real PostgreSQL; the cache in process and on a real Redis; feedback, backing off, and both outages."""
-import io, tempfile, threading, time
+import base64, io, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -151,3 +151,60 @@ def test_outages_redis_killed_then_postgres_stopped(tmp_path):
         p, info = g.lookup(*LONDON)
         assert p is None and info['source'] == 'none' and 'database unavailable' in info['note']
         with pytest.raises(StoreUnavailable): store.stats()
+
+
+# --- the answer path: dogbreeds serve (?lat=&lon=, JSON lat/lon, EXIF, POST /feedback) and Lambda ({"feedback": ...})
+
+@pytest.fixture
+def geo_env(tmp_path, monkeypatch):
+    from dogbreeds import handlers
+    from dogbreeds.testing import BREEDS, toy_model
+    model = toy_model(tmp_path / 'model')
+    db = tmp_path / 'geo.db'
+    FeatureStore(db).add_many([(*SYDNEY, 'dingo', 500), (*SYDNEY, 'beagle', 5)])
+    for k, v in dict(GEO_DB=str(db), GEO_CACHE='lru', GEO_MIN_OBS='20', GEO_ALPHA='1', MODEL_URI=str(model)).items(): monkeypatch.setenv(k, v)
+    handlers._GEO.clear()
+    yield model
+    handlers._GEO.clear()
+
+def test_serve_answers_with_the_place_and_takes_feedback(geo_env):
+    from fastapi.testclient import TestClient
+    from dogbreeds.serve import make_app
+    jpeg = {'Content-Type': 'image/jpeg'}
+    with TestClient(make_app(str(geo_env))) as c:
+        body = dict(image=base64.b64encode(photo(None)).decode(), k=10)
+        a = c.post(f'/invocations?lat={SYDNEY[0]}&lon={SYDNEY[1]}', json=body).json()
+        assert a['location']['source'] == 'explicit' and a['location']['cells'][0] == cells(*SYDNEY)[0]
+        assert a['prior']['source'] == 'db' and a['prior']['resolution'] == 7 and a['prior']['observations'] == 505
+        photo_only = {p['breed']: p['probability'] for p in a['predictions']}
+        with_prior = {p['breed']: p['probability'] for p in a['predictions_with_prior']}
+        assert with_prior == pytest.approx(combine(photo_only, {'dingo': 500, 'beagle': 5}, 1.0, 1.0))
+        assert with_prior['dingo'] > photo_only['dingo'] and with_prior['Shih-Tzu'] < photo_only['Shih-Tzu']
+        b = c.post('/invocations', content=photo(gps(*SYDNEY)), headers=jpeg).json()    # from EXIF, now cached
+        assert b['location']['source'] == 'exif' and b['prior']['source'] == 'cache'
+        assert [p['breed'] for p in b['predictions_with_prior']] == [p['breed'] for p in a['predictions_with_prior']][:5]
+        n = c.post('/invocations', content=photo(None), headers=jpeg).json()
+        assert n['location'] is None and n['prior']['source'] == 'none' and n['predictions_with_prior'] == n['predictions']
+        m = c.post('/invocations', content=photo({1: 'Q', 2: dms(1), 3: 'E', 4: dms(2)}), headers=jpeg).json()
+        assert m['location'] is None and 'malformed' in m['prior']['note']
+        for q in ('lat=95&lon=0', 'lat=abc&lon=1', 'lat=1'):
+            r = c.post(f'/invocations?{q}', content=photo(None), headers=jpeg)
+            assert r.status_code == 400 and 'lat' in r.json()['error']
+        fb = dict(request_id='r-1', lat=SYDNEY[0], lon=SYDNEY[1], breed='beagle')
+        assert c.post('/feedback', json=fb).json() == dict(applied=True, request_id='r-1')
+        assert c.post('/feedback', json=fb).json()['applied'] is False                  # idempotent
+        assert c.post('/feedback', json=fb | dict(breed='wolf')).status_code == 400
+        assert c.post('/feedback', content=b'not json').status_code == 400
+        after = c.post('/invocations', json=body | dict(lat=SYDNEY[0], lon=SYDNEY[1])).json()
+        assert after['prior']['source'] == 'db' and after['prior']['observations'] == 506   # the cache was invalidated
+
+def test_lambda_feedback_and_answer(geo_env):
+    import base64
+    from dogbreeds import lambda_handler as lh
+    lh.reset()
+    out = lh.handler(dict(image=base64.b64encode(photo(gps(*SYDNEY))).decode(), k=2))
+    assert out['statusCode'] == 200 and out['prior']['cell'] == cells(*SYDNEY)[0] and len(out['predictions_with_prior']) == 2
+    fb = lh.handler(dict(feedback=dict(request_id='l-1', lat=SYDNEY[0], lon=SYDNEY[1], breed='dingo')))
+    assert fb['statusCode'] == 200 and fb['applied'] is True
+    assert lh.handler(dict(feedback=dict(request_id='l-2', lat=200, lon=0, breed='dingo')))['statusCode'] == 400
+    lh.reset()
