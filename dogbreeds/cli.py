@@ -33,6 +33,9 @@ COMMANDS = {  # command: (module:function, one-line help)
     'iam': ('dogbreeds.iam:iam_cli', 'print the least-privilege IAM policy of a role: lambda, sagemaker, training, deployer'),
 }
 
+# %% ../nbs/99_cli.ipynb #4ceffd7a
+COMMANDS['geo'] = ('dogbreeds.featurestore:geo_cli', 'build the geo feature store from a CSV of observations (import), or summarise it (stats)')
+
 # %% ../nbs/99_cli.ipynb #13a33b68
 from fastcore.script import parse_cli
 

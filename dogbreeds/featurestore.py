@@ -6,7 +6,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/featurestore.html.md"""
 
 # %% auto #0
 __all__ = ['SCHEMA', 'MAX_BREED_LEN', 'MAX_REQUEST_ID_LEN', 'MAX_FEEDBACK_COUNT', 'StoreUnavailable', 'Prior', 'choose',
-           'FeatureStore']
+           'FeatureStore', 'geo_cli']
 
 # %% ../nbs/07_featurestore.ipynb #2d66b7bf
 import csv, math, threading, time
@@ -109,6 +109,7 @@ class FeatureStore:
     def import_csv(self, path) -> int:
         "Add the observations of a CSV with columns lat, lon, breed[, count]; a `DataError` names the first bad row."
         rows = []
+        if not Path(path).is_file(): raise DataError(f"{path}: no such file (a CSV of lat, lon, breed[, count])")
         with open(path, newline='') as f:
             r = csv.DictReader(f)
             missing = {'lat', 'lon', 'breed'} - set(r.fieldnames or [])
@@ -165,3 +166,27 @@ class FeatureStore:
         res, fb = self.run(q)
         return dict(resolutions={('global' if r == -1 else str(r)): dict(cells=int(c), breeds=int(b), observations=int(n or 0)) for r, c, b, n in res},
                     feedback=int(fb), database='postgresql' if self.pg else 'sqlite')
+
+# %% ../nbs/07_featurestore.ipynb #4d08873d
+from typing import Annotated
+from fastcore.script import call_parse
+
+@call_parse
+def geo_cli(
+    action:str,        # import (a CSV of lat, lon, breed[, count]) or stats
+    path:Annotated[str, 'the CSV to import', {'opt': False, 'nargs': '?'}]=None,
+    db:str=None,       # the store: a SQLite path or postgresql:// URL (default: $GEO_DB)
+):
+    "Build the geo feature store from observations, or summarise it."
+    import json
+    from dogbreeds import config
+    from dogbreeds.core import ParameterError
+    db = db or config.get('GEO_DB')
+    if not db: raise ParameterError('no store: give --db or set GEO_DB (a SQLite path or a postgresql:// URL)')
+    if action not in ('import', 'stats'): raise ParameterError(f"action must be import or stats, got {action!r}")
+    try: store = FeatureStore(db)
+    except StoreUnavailable as e: raise DataError(str(e)) from None
+    if action == 'import':
+        if not path: raise ParameterError('dogbreeds geo import needs the CSV: dogbreeds geo import observations.csv')
+        print(f"imported {store.import_csv(path):,} observation rows into {db}")
+    print(json.dumps(store.stats(), indent=1))

@@ -208,3 +208,14 @@ def test_lambda_feedback_and_answer(geo_env):
     assert fb['statusCode'] == 200 and fb['applied'] is True
     assert lh.handler(dict(feedback=dict(request_id='l-2', lat=200, lon=0, breed='dingo')))['statusCode'] == 400
     lh.reset()
+
+
+def test_cli_geo_import_and_stats(tmp_path, capsys):
+    from dogbreeds.cli import main
+    (tmp_path / 'o.csv').write_text('lat,lon,breed,count\n51.5,-0.12,beagle,3\n-33.9,151.2,dingo,2\n')
+    main(['geo', 'import', str(tmp_path / 'o.csv'), '--db', str(tmp_path / 'g.db')])
+    out = capsys.readouterr().out
+    assert 'imported 2 observation rows' in out and '"observations": 5' in out
+    main(['geo', 'stats', '--db', str(tmp_path / 'g.db')])
+    assert '"cells": 2' in capsys.readouterr().out
+    with pytest.raises(SystemExit): main(['geo', 'import', str(tmp_path / 'missing.csv'), '--db', str(tmp_path / 'g.db')])
