@@ -47,7 +47,7 @@ nbtest: $(VENV)/.dev.stamp weights
 
 # Debian packages the tests drive for real: chromium (the demo's browser test, through Playwright; Playwright's own
 # browser download is not used). Issues that add real servers add their packages here: one apt-get for all.
-SYSTEM_PACKAGES := chromium prometheus
+SYSTEM_PACKAGES := chromium prometheus postgresql redis-server
 system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi

@@ -34,6 +34,9 @@ COMMANDS = {  # command: (module:function, one-line help)
     'monitor': ('dogbreeds.monitor:monitor_cli', "compare live answers (Prometheus, predict results, logs, capture) with the model's baseline; exit 1 on drift"),
 }
 
+# %% ../nbs/99_cli.ipynb #4ceffd7a
+COMMANDS['geo'] = ('dogbreeds.featurestore:geo_cli', 'build the geo feature store from a CSV of observations (import), or summarise it (stats)')
+
 # %% ../nbs/99_cli.ipynb #13a33b68
 from fastcore.script import parse_cli
 

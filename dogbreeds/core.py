@@ -251,7 +251,7 @@ def modules(pkg=None) -> dict:
         if m: out[f.stem] = int(m[1])
     return out
 
-SERVING_DATA = ('imagenet_classes.txt',)  # package data the serving layers read
+SERVING_DATA = ('imagenet_classes.txt', 'geo_schema.sql')  # package data the serving layers read
 
 def serving_files(pkg=None) -> list[str]:
     "The files of the package (in `pkg`, default this one) that serving needs: `__init__.py`, the modules of `SERVING_LAYERS`, their data."

@@ -18,8 +18,66 @@ from .inference import Predictor
 from .registry import parse_model_uri
 
 # %% auto #0
-__all__ = ['load_model', 'model_info', 'answer_request', 'Refusal', 'model_fn', 'input_fn', 'predict_fn', 'output_fn', 'Context',
-           'invoke']
+__all__ = ['geo_service', 'answer_with_place', 'feedback_request', 'load_model', 'model_info', 'answer_request', 'Refusal',
+           'model_fn', 'input_fn', 'predict_fn', 'output_fn', 'Context', 'invoke']
+
+# %% ../nbs/21_handlers.ipynb #a6272f18
+_GEO = {}
+
+def geo_service():
+    "This process's `GeoLookup` from `GEO_DB`/`GEO_CACHE` (made once), or None when `GEO_DB` is unset."
+    url = config.get('GEO_DB')
+    if not url: return None
+    key = (url, config.get('GEO_CACHE'))
+    if key not in _GEO:
+        from dogbreeds.featurestore import FeatureStore, StoreUnavailable
+        from dogbreeds.geocache import GeoLookup, make_cache
+        ttl = float(config.get('GEO_CACHE_TTL'))
+        try: store = FeatureStore(url)
+        except StoreUnavailable: store = FeatureStore(url, create=False)  # the database is down now: no prior until it is back
+        _GEO.clear(); _GEO[key] = GeoLookup(store, make_cache(config.get('GEO_CACHE'), ttl), int(config.get_int('GEO_MIN_OBS')))
+    return _GEO[key]
+
+def _geo_params(pred) -> tuple[float, float]:
+    g = (getattr(pred, 'manifest', None) or {}).get('geo') or {}
+    return float(g.get('alpha', config.get('GEO_ALPHA'))), float(g.get('smoothing', config.get('GEO_SMOOTHING')))
+
+def answer_with_place(pred, req:Request) -> dict:
+    "The answer to `req` with the place prior: `predictions` (the photo alone), `location`, `prior`, `predictions_with_prior`."
+    from dogbreeds.geo import combine, locate
+    loc, note = locate(req.image, req.lat, req.lon)   # bad explicit coordinates: a 400 before any work
+    with observe.stage('decode'): image = pred.decode(req.image)
+    with observe.stage('inference'): p = pred.predict_one(image, k=len(pred.breeds))
+    k = min(req.k, len(pred.breeds))
+    a = make_answer(p.top[:k], model_info(pred), p.dog, p.is_dog, p.looks_like)
+    a['location'] = loc.to_dict() if loc else None
+    g = geo_service()
+    if loc is None: prior, info = None, dict(source='none', note=note or 'no coordinates: give "lat" and "lon", or send a photo with EXIF GPS')
+    elif g is None: prior, info = None, dict(source='none', note='no feature store configured (GEO_DB)')
+    else:
+        with observe.stage('geo'): prior, info = g.lookup(loc.lat, loc.lon)
+        if note: info['note'] = note
+    a['prior'] = dict(prior.to_dict() if prior else {}, **info)
+    if prior is not None:
+        alpha, smoothing = _geo_params(pred)
+        adj = combine(dict(p.top), prior.counts, alpha, smoothing)
+        a['prior'].update(alpha=alpha, smoothing=smoothing)
+        a['predictions_with_prior'] = [dict(breed=b, probability=float(v)) for b, v in list(adj.items())[:k]]
+    else: a['predictions_with_prior'] = a['predictions']
+    return a
+
+def feedback_request(pred, obj) -> dict:
+    'Feedback `{"request_id": ..., "lat": ..., "lon": ..., "breed": ...}`: a confirmed breed at a place, once per request id.'
+    from dogbreeds.protocol import RequestError
+    if not isinstance(obj, dict): raise RequestError('feedback must be a JSON object: {"request_id", "lat", "lon", "breed"}')
+    extra = set(obj) - {'request_id', 'lat', 'lon', 'breed'}
+    if extra: raise RequestError(f"unknown feedback fields {sorted(extra)[:5]}: give request_id, lat, lon and breed")
+    g = geo_service()
+    if g is None: raise RequestError('feedback needs the geo feature store: set GEO_DB', 503, 'ServiceUnavailableError')
+    from dogbreeds.featurestore import StoreUnavailable
+    try: out = g.feedback(obj.get('request_id'), obj.get('lat'), obj.get('lon'), obj.get('breed'), set(pred.breeds))
+    except StoreUnavailable: raise RequestError('the geo database is unavailable: send the feedback again later', 503, 'ServiceUnavailableError') from None
+    return dict(out, request_id=obj['request_id'])
 
 # %% ../nbs/21_handlers.ipynb #d083292e
 def load_model(uri, threads:int|None=None, precision:str|None=None, **kwargs):
@@ -37,9 +95,11 @@ def model_info(pred) -> dict: return dict(name=pred.name, version=pred.version)
 
 def answer_request(pred, req:Request) -> dict:
     "The answer to `req` from the loaded model `pred`: its top breeds, and which model gave them (see `make_answer`)."
-    with observe.stage('decode'): image = pred.decode(req.image)
-    with observe.stage('inference'): p = pred.predict_one(image, k=min(req.k, len(pred.breeds)))
-    answer = make_answer(p.top, model_info(pred), p.dog, p.is_dog, p.looks_like)
+    if req.lat is not None or req.lon is not None or geo_service() is not None: answer = answer_with_place(pred, req)
+    else:
+        with observe.stage('decode'): image = pred.decode(req.image)
+        with observe.stage('inference'): p = pred.predict_one(image, k=min(req.k, len(pred.breeds)))
+        answer = make_answer(p.top, model_info(pred), p.dog, p.is_dog, p.looks_like)
     observe.note_answer(answer)
     return answer
 
@@ -89,8 +149,10 @@ class Context:
     def __init__(self): self.status, self.phrase = 200, 'OK'
     def set_response_status(self, code:int=200, phrase:str=''): self.status, self.phrase = code, phrase
 
-def invoke(model, body:bytes, content_type:str|None, accept:str|None=None) -> tuple[int, bytes]:
-    "`(status, JSON bytes)`: the answer of the handler functions to one request."
+def invoke(model, body:bytes, content_type:str|None, accept:str|None=None, lat=None, lon=None) -> tuple[int, bytes]:
+    "`(status, JSON bytes)`: the answer of the handler functions to one request (`lat`, `lon`: from the URL's query)."
     ctx = Context()
-    out, _ = output_fn(predict_fn(input_fn(body, content_type, ctx), model, ctx), accept, ctx)
+    req = input_fn(body, content_type, ctx)
+    if isinstance(req, Request) and (lat is not None or lon is not None): req.lat, req.lon = lat, lon
+    out, _ = output_fn(predict_fn(req, model, ctx), accept, ctx)
     return ctx.status, out

@@ -13,7 +13,7 @@ from . import aws, config
 from .core import ImageError
 from .protocol import (DEFAULT_K, JSON_TYPE, Request, RequestError, ServiceUnavailableError, check_accept,
                                 error_response, log, max_payload, parse_request, reason, request_from_dict, status_of)
-from .handlers import answer_request, load_model, model_info
+from .handlers import answer_request, feedback_request, load_model, model_info
 from . import observe
 
 # %% auto #0
@@ -210,7 +210,8 @@ def handler(event, context=None):
         if kind == 'unknown':
             raise RequestError("unrecognised event: invoke with {\"image\": BASE64}, through API Gateway, a Function URL "
                                "or an ALB, or from S3 ObjectCreated notifications")
-        if kind == 'direct': body = answer(request_from_dict(event, allow_s3_uri=True))
+        if kind == 'direct' and 'feedback' in event: body = feedback_request(get_model(), event['feedback'])
+        elif kind == 'direct': body = answer(request_from_dict(event, allow_s3_uri=True))
         else:
             method, headers, raw = _http_parts(event, kind)
             check_accept(headers.get('accept'))

@@ -77,6 +77,8 @@ class Request:
     k: int = DEFAULT_K
     s3_uri: str|None = None
     content_type: str = 'application/x-image'
+    lat: object = None   # explicit coordinates, checked by `dogbreeds.geo.check_coords`
+    lon: object = None
 
 def max_payload() -> int:
     "The payload limit in bytes: `MAX_PAYLOAD_BYTES` if set, else 6 MiB."
@@ -113,7 +115,7 @@ def request_from_dict(obj, max_bytes:int|None=None, allow_s3_uri:bool=False) -> 
         uri = obj['s3_uri']
         if not isinstance(uri, str) or not uri.startswith('s3://'):
             raise RequestError(f'"s3_uri" must be s3://BUCKET/KEY, got {str(uri)[:200]!r}')
-        return Request(s3_uri=uri, k=k)
+        return Request(s3_uri=uri, k=k, lat=obj.get('lat'), lon=obj.get('lon'))
     img = obj.get('image')
     if img is None: raise RequestError('no "image" in the JSON: send {"image": "<base64 of the photo>"}')
     if not isinstance(img, str): raise RequestError(f'"image" must be a base64 string, got {type(img).__name__}')
@@ -122,7 +124,7 @@ def request_from_dict(obj, max_bytes:int|None=None, allow_s3_uri:bool=False) -> 
     try: data = base64.b64decode(''.join(img.split()), validate=True)
     except (binascii.Error, ValueError): raise RequestError('"image" is not valid base64') from None
     if len(data) > limit: raise _too_large(len(data), limit)
-    return Request(image=data, k=k)
+    return Request(image=data, k=k, lat=obj.get('lat'), lon=obj.get('lon'))
 
 def parse_request(body:bytes|str|None, content_type:str|None, max_bytes:int|None=None) -> Request:
     "A `Request` from an HTTP body and its `Content-Type` (none: the body is taken to be the photo)."

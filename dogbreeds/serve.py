@@ -13,7 +13,7 @@ from fastcore.script import call_parse
 from . import config
 from .core import DogbreedsError, ParameterError
 from .protocol import JSON_TYPE, RequestError, error_response, log, max_payload
-from .handlers import invoke, model_fn, model_info
+from .handlers import feedback_request, invoke, model_fn, model_info
 from . import observe
 
 # %% auto #0
@@ -92,8 +92,9 @@ def make_app(model=None, max_bytes:int|None=None):
             observe.finish(rec, status, err['type'])
             return status, json.dumps(err).encode()
         if rec is not None: rec.bytes = len(body)
+        q = request.query_params
         status, out = await run_in_threadpool(invoke, state['model'], body, request.headers.get('content-type'),
-                                              request.headers.get('accept'))
+                                              request.headers.get('accept'), q.get('lat'), q.get('lon'))
         observe.finish(rec, status, json.loads(out).get('type') if status >= 400 else None)
         return status, out
 
@@ -125,6 +126,15 @@ def make_app(model=None, max_bytes:int|None=None):
              responses={424: {'description': 'ModelError: the model refused or failed the request'}},
              openapi_extra=body_doc)(runtime_invocations)
 
+    async def feedback(request):
+        try:
+            raw = await _read_body(request, 64 * 1024)
+            try: obj = json.loads(raw)
+            except ValueError: raise RequestError('the feedback is not valid JSON') from None
+            return _json(200, await run_in_threadpool(feedback_request, state['model'], obj))
+        except RequestError as e: return _json(*error_response(e))
+    feedback.__annotations__ = dict(request=HTTPRequest)
+    app.post('/feedback', summary='A confirmed breed at a place (JSON: request_id, lat, lon, breed)')(feedback)
     return app
 
 def app_from_env():

@@ -14,7 +14,7 @@ from .core import MANIFEST, file_record
 
 # %% auto #0
 __all__ = ['BREEDS', 'S3_TEST_KEY', 'S3_TEST_SECRET', 'toy_model', 'free_ports', 'ServerProcess', 'ServeProcess', 'SeaweedFS',
-           'PrometheusServer']
+           'PostgreSQL', 'Redis', 'PrometheusServer']
 
 # %% ../nbs/09_testing.ipynb #8dca5b72
 BREEDS = ['Shih-Tzu', 'Rhodesian ridgeback', 'beagle', 'English foxhound', 'Border terrier', 'Australian terrier',
@@ -171,6 +171,65 @@ class SeaweedFS(ServerProcess):
     def ready(self):
         self.client().create_bucket(Bucket=self.bucket)
         return True
+
+# %% ../nbs/09_testing.ipynb #e83a295c
+def _pg_bin(name:str) -> str:
+    import glob
+    found = sorted(glob.glob(f'/usr/lib/postgresql/*/bin/{name}')) or ([shutil.which(name)] if shutil.which(name) else [])
+    if not found: raise RuntimeError(f"no PostgreSQL `{name}`: install Debian's postgresql (make system-packages)")
+    return found[-1]
+
+class PostgreSQL(ServerProcess):
+    "A PostgreSQL server on 127.0.0.1 and a free port, data in `root` (trust auth, local only); `url` is its URL."
+    name = 'PostgreSQL'
+    def __init__(self, root):
+        super().__init__()
+        self.root = Path(root)
+    @property
+    def url(self) -> str: return f'postgresql://postgres@127.0.0.1:{self.port}/postgres'
+    def _as_user(self, cmd): return ['runuser', '-u', 'postgres', '--', *cmd] if os.geteuid() == 0 else cmd
+    def prepare(self):
+        data = self.root/'data'
+        if (data/'PG_VERSION').exists(): return
+        self.root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chmod(self.root, 0o755)
+            for d in (self.root, *self.root.parents):
+                if d == Path('/'): break
+                os.chmod(d, os.stat(d).st_mode | 0o001)  # let postgres traverse to its folder
+            shutil.chown(self.root, 'postgres')
+        subprocess.run(self._as_user([_pg_bin('initdb'), '-D', str(data), '-U', 'postgres', '--auth=trust', '-E', 'UTF8',
+                                      '--no-sync']), check=True, capture_output=True)
+    def command(self):
+        return self._as_user([_pg_bin('postgres'), '-D', str(self.root/'data'), '-h', '127.0.0.1', '-p', str(self.port),
+                              '-k', str(self.root), '-c', 'fsync=off', '-c', 'full_page_writes=off'])
+    def ready(self):
+        import psycopg
+        with psycopg.connect(self.url, connect_timeout=2) as c: return c.execute('select 1').fetchone()[0] == 1
+    def stop(self):
+        if self.proc and self.proc.poll() is None:  # SIGINT: fast shutdown (SIGTERM waits for clients to leave)
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try: self.proc.wait(20)
+            except subprocess.TimeoutExpired: pass
+        super().stop()
+
+class Redis(ServerProcess):
+    "`redis-server` on 127.0.0.1 and a free port, nothing saved to disk; `url` is its URL."
+    name = 'Redis'
+    def __init__(self, root=None):
+        super().__init__()
+        self.root = Path(root or tempfile.mkdtemp())
+    @property
+    def url(self) -> str: return f'redis://127.0.0.1:{self.port}/0'
+    def prepare(self): self.root.mkdir(parents=True, exist_ok=True)
+    def command(self):
+        exe = shutil.which('redis-server') or shutil.which('valkey-server')
+        if not exe: raise RuntimeError("no redis-server: install Debian's redis-server (make system-packages)")
+        return [exe, '--bind', '127.0.0.1', '--port', str(self.port), '--save', '', '--appendonly', 'no',
+                '--dir', str(self.root), '--protected-mode', 'yes']
+    def ready(self):
+        import redis
+        return redis.Redis.from_url(self.url, socket_timeout=1).ping()
 
 # %% ../nbs/09_testing.ipynb #90579386
 class PrometheusServer(ServerProcess):

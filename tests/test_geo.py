@@ -1,0 +1,221 @@
+"""Issue 13: coordinates from EXIF GPS (photos made with Pillow) and explicit ones; the feature store on SQLite and on a
+real PostgreSQL; the cache in process and on a real Redis; feedback, backing off, and both outages."""
+import base64, io, tempfile, threading, time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from PIL import Image
+from PIL.TiffImagePlugin import IFDRational
+
+from dogbreeds.geo import GPS_IFD, cells, check_coords, combine, gps_from_exif, locate
+from dogbreeds.featurestore import FeatureStore, StoreUnavailable
+from dogbreeds.geocache import GeoLookup, LRUCache, RedisCache
+from dogbreeds.protocol import RequestError
+from dogbreeds.testing import PostgreSQL, Redis
+
+
+def dms(x):
+    d = int(x); m = int((x - d) * 60); s = round(((x - d) * 60 - m) * 60 * 100)
+    return (IFDRational(d, 1), IFDRational(m, 1), IFDRational(s, 100))
+
+def photo(gps:dict|None) -> bytes:
+    img, exif = Image.new('RGB', (32, 32), 'tan'), Image.Exif()
+    if gps is not None: exif[GPS_IFD] = gps
+    b = io.BytesIO(); img.save(b, 'JPEG', exif=exif); return b.getvalue()
+
+def gps(lat, lon, lat_ref=None, lon_ref=None):
+    return {1: lat_ref or ('N' if lat >= 0 else 'S'), 2: dms(abs(lat)), 3: lon_ref or ('E' if lon >= 0 else 'W'), 4: dms(abs(lon))}
+
+
+@pytest.mark.parametrize('lat,lon', [(51.5007, -0.1246), (-33.8568, 151.2153), (40.6892, -74.0445), (-22.9519, -43.2105), (35.6586, 139.7454)])
+def test_exif_gps_every_hemisphere(lat, lon):
+    loc, note = gps_from_exif(photo(gps(lat, lon)))
+    assert note is None and loc.source == 'exif'
+    assert loc.lat == pytest.approx(lat, abs=1e-5) and loc.lon == pytest.approx(lon, abs=1e-5)
+
+def test_exif_missing_and_malformed():
+    assert gps_from_exif(photo(None)) == (None, None)
+    for bad in [{1: 'N', 2: dms(10)},                                    # no longitude
+                {1: 'X', 2: dms(10), 3: 'E', 4: dms(20)},                # bad hemisphere
+                {1: 'N', 2: (IFDRational(10, 1), IFDRational(75, 1), IFDRational(0, 1)), 3: 'E', 4: dms(20)},  # 75 minutes
+                {1: 'N', 2: dms(95), 3: 'E', 4: dms(20)}]:              # latitude 95
+        loc, note = gps_from_exif(photo(bad))
+        assert loc is None and 'malformed' in note
+
+def test_explicit_coordinates_win_and_bad_ones_are_400():
+    loc, _ = locate(photo(gps(10, 10)), lat='-5.5', lon=7)
+    assert (loc.lat, loc.lon, loc.source) == (-5.5, 7.0, 'explicit')
+    assert locate(photo(gps(10, 10)))[0].source == 'exif'
+    assert check_coords(None, None) is None
+    for lat, lon in [(91, 0), (0, -180.5), ('north', 3), (1, None), (float('nan'), 0), (True, 0)]:
+        with pytest.raises(RequestError) as e: check_coords(lat, lon)
+        assert e.value.status == 400
+
+def test_combine_moves_the_answer_toward_the_place():
+    probs = {'beagle': .45, 'pug': .40, 'kelpie': .15}
+    assert list(combine(probs, {'kelpie': 200, 'pug': 5}, alpha=1)) == ['kelpie', 'pug', 'beagle']
+    assert combine(probs, {'kelpie': 200}, alpha=0) == pytest.approx(probs)
+    weak = combine(probs, {'kelpie': 200}, alpha=.2)
+    assert probs['kelpie'] < weak['kelpie'] < combine(probs, {'kelpie': 200}, alpha=1)['kelpie']
+
+
+@pytest.fixture(scope='module')
+def pg():
+    with PostgreSQL(tempfile.mkdtemp()) as server: yield server
+
+@pytest.fixture(scope='module')
+def redis_server():
+    with Redis() as server: yield server
+
+@pytest.fixture(params=['sqlite', 'postgresql'])
+def store(request, tmp_path):
+    if request.param == 'sqlite': s = FeatureStore(tmp_path / 'geo.db')
+    else:
+        server = request.getfixturevalue('pg')
+        s = FeatureStore(server.url)
+        s.run(lambda cur, sql: (cur.execute('DELETE FROM observations'), cur.execute('DELETE FROM feedback')))
+    yield s
+    s.close()
+
+LONDON, SYDNEY = (51.5007, -0.1246), (-33.8568, 151.2153)
+
+def nearby(point):
+    "The centre of another resolution-7 cell in the same resolution-5 cell as `point`."
+    import h3
+    fine, coarse = cells(*point)[:2]
+    other = next(c for c in h3.cell_to_children(coarse, 7) if c != fine)
+    return h3.cell_to_latlng(other)
+
+NEARBY = nearby(LONDON)
+
+def test_store_import_backoff_feedback_stats(store, tmp_path):
+    csv = tmp_path / 'obs.csv'
+    csv.write_text('lat,lon,breed,count\n51.5007,-0.1246,beagle,30\n51.5007,-0.1246,pug,\n-33.8568,151.2153,kelpie,4\n')
+    assert store.import_csv(csv) == 3
+    p = store.lookup(*LONDON, min_obs=20)                       # the fine cell has 31: used
+    assert (p.cell, p.resolution, p.observations, p.counts) == (cells(*LONDON)[0], 7, 31, {'beagle': 30, 'pug': 1})
+    p = store.lookup(*NEARBY, min_obs=20)                       # another fine cell, same coarse one: backs off
+    assert (p.cell, p.resolution, p.observations) == (cells(*LONDON)[1], 5, 31)
+    p = store.lookup(*SYDNEY, min_obs=20)                       # 4 observations everywhere near: the global counts
+    assert (p.cell, p.resolution, p.observations) == ('global', -1, 35)
+    assert store.feedback('req-1', *SYDNEY, 'kelpie', breeds={'kelpie', 'beagle'})
+    assert store.feedback('req-1', *SYDNEY, 'kelpie') is None     # idempotent per request id
+    assert store.lookup(*SYDNEY, min_obs=5).counts == {'kelpie': 5}
+    for bad in [dict(breed='wolf'), dict(lat=100), dict(request_id=''), dict(request_id='x' * 201)]:
+        args = dict(request_id='req-2', lat=SYDNEY[0], lon=SYDNEY[1], breed='kelpie') | bad
+        with pytest.raises(RequestError): store.feedback(**args, breeds={'kelpie'})
+    st = store.stats()
+    assert st['feedback'] == 1 and st['resolutions']['global']['observations'] == 36 and st['resolutions']['7']['cells'] == 2
+
+def test_import_refuses_bad_rows(tmp_path):
+    s = FeatureStore(tmp_path / 'g.db')
+    (tmp_path / 'a.csv').write_text('lat,lon,breed\n10,200,pug\n')
+    with pytest.raises(Exception, match='line 2'): s.import_csv(tmp_path / 'a.csv')
+    (tmp_path / 'b.csv').write_text('lat,breed\n10,pug\n')
+    with pytest.raises(Exception, match='lon'): s.import_csv(tmp_path / 'b.csv')
+
+
+@pytest.fixture(params=['lru', 'redis'])
+def cache(request):
+    if request.param == 'lru': return LRUCache(ttl=60)
+    server = request.getfixturevalue('redis_server')
+    c = RedisCache(server.url, ttl=60); c.r.flushdb(); return c
+
+def test_cache_aside_single_flight_and_invalidation(store, cache):
+    store.add_many([(*LONDON, 'beagle', 40)])
+    g = GeoLookup(store, cache, min_obs=20)
+    slow = store.fetch
+    def fetch(cs): time.sleep(0.2); return slow(cs)
+    store.fetch = fetch
+    with ThreadPoolExecutor(16) as ex: results = list(ex.map(lambda _: g.lookup(*LONDON), range(16)))
+    store.fetch = slow
+    assert store.queries == 1                                    # a burst for one cold cell: one query
+    assert all(p.counts == {'beagle': 40} for p, _ in results)
+    p, info = g.lookup(*LONDON)
+    assert info == {'source': 'cache'} and store.queries == 1
+    assert g.feedback('fb-1', *LONDON, 'pug')['applied']
+    p, info = g.lookup(*LONDON)                                  # invalidated: read again, sees the feedback
+    assert info['source'] == 'db' and p.counts == {'beagle': 40, 'pug': 1} and store.queries == 2
+
+
+def test_outages_redis_killed_then_postgres_stopped(tmp_path):
+    with PostgreSQL(tmp_path / 'pg') as pgs, Redis(tmp_path / 'redis') as rs:
+        store = FeatureStore(pgs.url)
+        store.add_many([(*LONDON, 'beagle', 40)])
+        g = GeoLookup(store, RedisCache(rs.url, ttl=60), min_obs=20)
+        assert g.lookup(*LONDON)[1]['source'] == 'db' and g.lookup(*LONDON)[1]['source'] == 'cache'
+        rs.stop()                                                 # Redis down: the database answers
+        t = time.perf_counter(); p, info = g.lookup(*LONDON); took = time.perf_counter() - t
+        assert p.counts == {'beagle': 40} and info['source'] == 'db' and 'cache unavailable' in info['note'] and took < 2
+        pgs.stop()                                                # and the database too: no prior, said so
+        p, info = g.lookup(*LONDON)
+        assert p is None and info['source'] == 'none' and 'database unavailable' in info['note']
+        with pytest.raises(StoreUnavailable): store.stats()
+
+
+# --- the answer path: dogbreeds serve (?lat=&lon=, JSON lat/lon, EXIF, POST /feedback) and Lambda ({"feedback": ...})
+
+@pytest.fixture
+def geo_env(tmp_path, monkeypatch):
+    from dogbreeds import handlers
+    from dogbreeds.testing import BREEDS, toy_model
+    model = toy_model(tmp_path / 'model')
+    db = tmp_path / 'geo.db'
+    FeatureStore(db).add_many([(*SYDNEY, 'dingo', 500), (*SYDNEY, 'beagle', 5)])
+    for k, v in dict(GEO_DB=str(db), GEO_CACHE='lru', GEO_MIN_OBS='20', GEO_ALPHA='1', MODEL_URI=str(model)).items(): monkeypatch.setenv(k, v)
+    handlers._GEO.clear()
+    yield model
+    handlers._GEO.clear()
+
+def test_serve_answers_with_the_place_and_takes_feedback(geo_env):
+    from fastapi.testclient import TestClient
+    from dogbreeds.serve import make_app
+    jpeg = {'Content-Type': 'image/jpeg'}
+    with TestClient(make_app(str(geo_env))) as c:
+        body = dict(image=base64.b64encode(photo(None)).decode(), k=10)
+        a = c.post(f'/invocations?lat={SYDNEY[0]}&lon={SYDNEY[1]}', json=body).json()
+        assert a['location']['source'] == 'explicit' and a['location']['cells'][0] == cells(*SYDNEY)[0]
+        assert a['prior']['source'] == 'db' and a['prior']['resolution'] == 7 and a['prior']['observations'] == 505
+        photo_only = {p['breed']: p['probability'] for p in a['predictions']}
+        with_prior = {p['breed']: p['probability'] for p in a['predictions_with_prior']}
+        assert with_prior == pytest.approx(combine(photo_only, {'dingo': 500, 'beagle': 5}, 1.0, 1.0))
+        assert with_prior['dingo'] > photo_only['dingo'] and with_prior['Shih-Tzu'] < photo_only['Shih-Tzu']
+        b = c.post('/invocations', content=photo(gps(*SYDNEY)), headers=jpeg).json()    # from EXIF, now cached
+        assert b['location']['source'] == 'exif' and b['prior']['source'] == 'cache'
+        assert [p['breed'] for p in b['predictions_with_prior']] == [p['breed'] for p in a['predictions_with_prior']][:5]
+        n = c.post('/invocations', content=photo(None), headers=jpeg).json()
+        assert n['location'] is None and n['prior']['source'] == 'none' and n['predictions_with_prior'] == n['predictions']
+        m = c.post('/invocations', content=photo({1: 'Q', 2: dms(1), 3: 'E', 4: dms(2)}), headers=jpeg).json()
+        assert m['location'] is None and 'malformed' in m['prior']['note']
+        for q in ('lat=95&lon=0', 'lat=abc&lon=1', 'lat=1'):
+            r = c.post(f'/invocations?{q}', content=photo(None), headers=jpeg)
+            assert r.status_code == 400 and 'lat' in r.json()['error']
+        fb = dict(request_id='r-1', lat=SYDNEY[0], lon=SYDNEY[1], breed='beagle')
+        assert c.post('/feedback', json=fb).json() == dict(applied=True, request_id='r-1')
+        assert c.post('/feedback', json=fb).json()['applied'] is False                  # idempotent
+        assert c.post('/feedback', json=fb | dict(breed='wolf')).status_code == 400
+        assert c.post('/feedback', content=b'not json').status_code == 400
+        after = c.post('/invocations', json=body | dict(lat=SYDNEY[0], lon=SYDNEY[1])).json()
+        assert after['prior']['source'] == 'db' and after['prior']['observations'] == 506   # the cache was invalidated
+
+def test_lambda_feedback_and_answer(geo_env):
+    import base64
+    from dogbreeds import lambda_handler as lh
+    lh.reset()
+    out = lh.handler(dict(image=base64.b64encode(photo(gps(*SYDNEY))).decode(), k=2))
+    assert out['statusCode'] == 200 and out['prior']['cell'] == cells(*SYDNEY)[0] and len(out['predictions_with_prior']) == 2
+    fb = lh.handler(dict(feedback=dict(request_id='l-1', lat=SYDNEY[0], lon=SYDNEY[1], breed='dingo')))
+    assert fb['statusCode'] == 200 and fb['applied'] is True
+    assert lh.handler(dict(feedback=dict(request_id='l-2', lat=200, lon=0, breed='dingo')))['statusCode'] == 400
+    lh.reset()
+
+
+def test_cli_geo_import_and_stats(tmp_path, capsys):
+    from dogbreeds.cli import main
+    (tmp_path / 'o.csv').write_text('lat,lon,breed,count\n51.5,-0.12,beagle,3\n-33.9,151.2,dingo,2\n')
+    main(['geo', 'import', str(tmp_path / 'o.csv'), '--db', str(tmp_path / 'g.db')])
+    out = capsys.readouterr().out
+    assert 'imported 2 observation rows' in out and '"observations": 5' in out
+    main(['geo', 'stats', '--db', str(tmp_path / 'g.db')])
+    assert '"cells": 2' in capsys.readouterr().out
+    with pytest.raises(SystemExit): main(['geo', 'import', str(tmp_path / 'missing.csv'), '--db', str(tmp_path / 'g.db')])
