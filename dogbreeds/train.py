@@ -178,7 +178,9 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
     if nproc > 1 and distrib is None:  # start the N processes (dogbreeds.distributed registers LAUNCHER; it builds on this module)
         if LAUNCHER is None: raise ParameterError("nproc > 1 runs through dogbreeds.distributed: import it, or use `dogbreeds train --nproc N`")
         return LAUNCHER(params, dict(head_init=head_init, num_workers=num_workers, verify=verify, int8=int8, quiet=quiet))
-    if recipe == 'imagenet-head': params.update(epochs=0, freeze_epochs=0, lr=None)  # not used: say so in the run's params
+    if recipe == 'imagenet-head':  # no epochs and no learning rate: say so in the run's params
+        params.update(epochs=0, freeze_epochs=0, lr=None)
+        lr = None
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir()
     run_name = run_name or f"{arch.replace('+', '_')}-{datetime.now():%Y%m%d-%H%M%S}"
     final = out_dir/run_name

@@ -12,13 +12,15 @@ NB = ROOT / 'nbs' / '14_train.ipynb'
 def test_papermill_cli_run(tmp_path):
     out_nb = tmp_path / 'out.ipynb'
     r = subprocess.run([sys.executable, '-m', 'papermill', str(NB), str(out_nb), '--no-progress-bar',
-                        '-p', 'size', '64', '-p', 'epochs', '0', '-p', 'freeze_epochs', '1', '-p', 'lr', '0.001',
-                        '-p', 'bs', '32', '-p', 'export', 'False', '-p', 'out_dir', str(tmp_path / 'runs'), '-p', 'run_name', 'pm'],
+                        '-p', 'size', '64', '-p', 'bs', '32', '-p', 'export', 'False', '-p', 'out_dir', str(tmp_path / 'runs'),
+                        '-p', 'run_name', 'pm'],
                        capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     run = tmp_path / 'runs' / 'pm'
     params = json.loads((run / 'params.json').read_text())
-    assert (params['size'], params['epochs'], params['freeze_epochs'], params['lr']) == (64, 0, 1, 0.001)
+    # the default recipe: the classifiers fitted on frozen ImageNet bodies (no epochs, no learning rate)
+    assert (params['size'], params['bs'], params['recipe'], params['epochs'], params['lr']) == (64, 32, 'imagenet-head', 0, None)
+    assert [l.split(',')[0] for l in (run / 'history.csv').read_text().splitlines()[1:]] == ['0', '1']  # start, fitted heads
     assert json.loads((run / 'metrics.json').read_text())['n_valid'] == 80
     nb = json.loads(out_nb.read_text())
     injected = [c for c in nb['cells'] if 'injected-parameters' in c['metadata'].get('tags', [])]
