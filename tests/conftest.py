@@ -115,3 +115,13 @@ def served(model_dir):
     server = ServeProcess(model_dir)
     with server: yield server
     assert not server.listening(), f"dogbreeds serve still listens on {server.port} after stopping"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    "moto's mock of AWS (for the APIs with no local server: SageMaker, CloudWatch, IAM...), with fake credentials: a boto3 Session."
+    import boto3, moto
+    for k in ('AWS_PROFILE', 'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_SAGEMAKER'): monkeypatch.delenv(k, raising=False)
+    for k, v in dict(AWS_ACCESS_KEY_ID='test', AWS_SECRET_ACCESS_KEY='test', AWS_DEFAULT_REGION='us-east-1').items(): monkeypatch.setenv(k, v)
+    with moto.mock_aws():
+        yield boto3.session.Session(region_name='us-east-1')

@@ -11,16 +11,6 @@ ROLE = 'arn:aws:iam::123456789012:role/dogbreeds-sagemaker'
 IMAGE = '123456789012.dkr.ecr.us-east-1.amazonaws.com/dogbreeds-sagemaker:0.1.0'
 
 
-@pytest.fixture
-def aws(monkeypatch):
-    moto = pytest.importorskip('moto')
-    for k in ('AWS_PROFILE', 'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_SAGEMAKER'): monkeypatch.delenv(k, raising=False)
-    for k, v in dict(AWS_ACCESS_KEY_ID='test', AWS_SECRET_ACCESS_KEY='test', AWS_DEFAULT_REGION='us-east-1').items(): monkeypatch.setenv(k, v)
-    with moto.mock_aws():
-        import boto3
-        yield boto3.session.Session(region_name='us-east-1')
-
-
 def test_deploy_with_alarms_and_capture(aws, capsys):
     main(['deploy', 'dogbreeds-mon', IMAGE, ROLE, '--model-uri', 's3://acme/models/dogbreeds@production', '--alarms',
           '--alarm-topic', 'arn:aws:sns:us-east-1:123456789012:oncall', '--capture', '20', '--capture-uri', 's3://acme/capture'])

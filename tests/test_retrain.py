@@ -154,8 +154,7 @@ def test_retrain_end_to_end_promotion_and_refusal(tmp_path, s3_server, make_tree
 # SageMaker is moto's; S3 (data, registry, source bundle) is the real SeaweedFS server, passed through.
 
 def test_sagemaker_job_created(s3_server):
-    moto = pytest.importorskip('moto')
-    import boto3
+    import boto3, moto
     prefix = f"sm-{uuid.uuid4().hex[:8]}"
     s3 = s3_server.client()
     for f in sorted((SAMPLE/'train').rglob('*.JPEG'))[:3]:

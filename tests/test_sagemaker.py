@@ -184,15 +184,6 @@ IMAGE = '123456789012.dkr.ecr.us-east-1.amazonaws.com/dogbreeds-sagemaker:0.1.0'
 MODEL_URI = 's3://acme-ml/models/dogbreeds@production'
 
 
-@pytest.fixture
-def aws(monkeypatch):
-    moto = pytest.importorskip('moto')
-    for k in ('AWS_PROFILE', 'AWS_ENDPOINT_URL', 'AWS_ENDPOINT_URL_SAGEMAKER'): monkeypatch.delenv(k, raising=False)
-    with moto.mock_aws():
-        import boto3
-        yield boto3.session.Session(region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')
-
-
 def test_deploy_serverless(aws):
     out = dp.deploy('dogbreeds-sl', IMAGE, ROLE, model_uri=MODEL_URI, memory_mb=3072, max_concurrency=5,
                     provisioned_concurrency=2, session=aws, wait_delay=1)
