@@ -16,10 +16,12 @@ from .core import DogbreedsError, ParameterError, package_root
 
 # %% auto #0
 __all__ = ['PRICES_FILE', 'KB', 'GB', 'MEMORY_USABLE', 'MAX_STEPS', 'MEASURED_KEYS', 'MEASURED_JSON', 'BATCH_JSON', 'STARTUP_S',
-           'PriceError', 'default_prices', 'load_prices', 'lambda_cost', 'serverless_cost', 'cpu_speed',
-           'scaled_latency', 'instance_count', 'instance_workers', 'cost_at', 'break_even', 'plan', 'assumptions',
-           'format_table', 'plot', 'measure_model', 'read_measured', 'resolve_inputs', 'cost_cli', 'batch_rate',
-           'batch_options', 'format_batch']
+           'GEO_JSON', 'GEO_RUNS', 'ENTRY_COUNT', 'KEY_OVERHEAD_BYTES', 'PriceError', 'default_prices', 'load_prices',
+           'lambda_cost', 'serverless_cost', 'cpu_speed', 'scaled_latency', 'instance_count', 'instance_workers',
+           'cost_at', 'break_even', 'plan', 'assumptions', 'format_table', 'plot', 'measure_model', 'read_measured',
+           'resolve_inputs', 'cost_cli', 'batch_rate', 'batch_options', 'format_batch', 'breed_names',
+           'cache_entry_bytes', 'cache_keys', 'cache_stored_bytes', 'aurora_cost', 'elasticache_cost',
+           'read_geo_measured', 'resolve_geo', 'queries_per_miss', 'geo_plan', 'geo_assumptions', 'format_geo']
 
 # %% ../nbs/34_cost.ipynb #e540a1eb
 PRICES_FILE = 'prices.json'
@@ -85,6 +87,28 @@ def _check_prices(p:dict, where:str):
             for k in ('hourly', 'vcpus', 'memory_gib'): num(block, 'instances', name, k, positive=True)
             if spec.get('arch', 'x86_64') not in ('x86_64', 'arm64'):
                 raise PriceError(f"{where}: {block}.instances.{name}.arch must be x86_64 or arm64")
+    _check_geo_prices(p, where)
+
+# %% ../nbs/34_cost.ipynb #9e0c0a01
+def _check_geo_prices(p:dict, where:str):
+    "Check the Aurora Serverless v2 and ElastiCache Serverless blocks (for `dogbreeds cost --geo`)."
+    def num(*keys, positive=False):
+        v = p
+        for k in keys:
+            if not isinstance(v, dict) or k not in v: raise PriceError(f"{where}: {'.'.join(keys)} is missing")
+            v = v[k]
+        if not _is_num(v) or v < 0 or (positive and v == 0):
+            raise PriceError(f"{where}: {'.'.join(keys)} must be a {'positive' if positive else 'non-negative'} number, got {v!r}")
+        return v
+    for conf in ('standard', 'io_optimized'):
+        for k in ('acu_hour', 'storage_gb_month', 'io_per_million'): num('aurora_serverless_v2', conf, k)
+    for k in ('min_acu', 'acu_step', 'max_acu'): num('aurora_serverless_v2', k, positive=True)
+    num('aurora_serverless_v2', 'min_acu_auto_pause')
+    num('elasticache_serverless', 'kb_per_ecpu', positive=True)
+    engines = [k for k, v in p['elasticache_serverless'].items() if isinstance(v, dict)]
+    if not engines: raise PriceError(f"{where}: elasticache_serverless needs at least one engine (valkey, redis)")
+    for e in engines:
+        for k in ('gb_hour', 'min_gb', 'ecpu_per_million'): num('elasticache_serverless', e, k)
 
 # %% ../nbs/34_cost.ipynb #78d1b0d3
 def load_prices(prices=None, overrides:dict|None=None) -> dict:
@@ -577,12 +601,29 @@ def cost_cli(
     batch:float=None,                 # a batch of this many photos: what each engine costs, and how long it takes
     deadline:float=24,                # --batch: hours it must be done in
     photos_per_s:float=None,          # --batch: photos per second per vCPU (default: benchmarks/results/batch_shards.json)
+    geo:bool=False,                   # price the serverless path with the place prior: Lambda + Aurora Serverless v2 + ElastiCache Serverless
+    geo_measured:str=None,            # --geo: benchmarks/geo.py's JSON (its summary, else lru_cold; default benchmarks/results/geo.json)
+    hit_rate:float=None,              # --geo: cache hit rate 0..1 (overrides the measured one)
+    db_queries_per_1000:float=None,   # --geo: database queries per 1,000 requests with the cache (overrides the measured one)
+    geo_ms:float=None,                # --geo: the geo step's latency added to each Lambda request, ms (default: the measured p50)
+    hot_cells:int=None,               # --geo: finest H3 cells held in the cache (default: the benchmark's cells)
+    breeds:int=None,                  # --geo: breeds per cached entry (default: Imagewoof's 10)
+    cache_engine:str='valkey',        # --geo: ElastiCache Serverless engine, valkey or redis
+    queries_per_acu:float=500,        # --geo: ASSUMED database queries per second one ACU serves
+    min_acu:float=0.5,                # --geo: Aurora minimum capacity, 0.5 or more (0: auto-pause)
+    db_gb:float=1.0,                  # --geo: Aurora storage, GB
+    io_per_query:float=1.0,           # --geo: ASSUMED Aurora storage I/Os per query (Standard configuration)
+    io_optimized:bool=False,          # --geo: Aurora I/O-Optimized instead of Standard
 ):
     "Monthly cost of serving the model on Lambda, SageMaker Serverless, SageMaker real-time and EC2, with break-evens."
     if batch is not None:
         rate, src = batch_rate(photos_per_s)
         print(format_batch(batch, deadline, batch_options(batch, deadline, rate, prices), src)); return
     if requests is None or peak_rps is None: raise DogbreedsError("pass --requests (per month) and --peak-rps")
+    if geo: return _geo_cli(requests, peak_rps, latency_ms, latency_from, measure, n, p95, memory_mb, payload_kb, threads,
+                            parallel_efficiency, arm_latency_factor, ephemeral_mb, free_tier, prices, geo_measured, hit_rate,
+                            db_queries_per_1000, geo_ms, hot_cells, breeds, cache_engine, queries_per_acu, min_acu, db_gb,
+                            io_per_query, io_optimized)
     if plot:
         plot_path = Path(plot)
         if plot_path.suffix.lower() != '.png': raise DogbreedsError(f"--plot writes a PNG: give a .png path, not {plot}")
@@ -646,3 +687,243 @@ def format_batch(photos:float, deadline_h:float, options:list, source:str) -> st
     notes = [f"assumed: {', '.join(f'{k} {v} s' for k, v in STARTUP_S.items())} before the first photo; Batch Transform at the ml.* hourly prices; arm64 (c7g) as fast per vCPU as x86;",
              "Lambda: one photo per invocation on its share of a vCPU, plus 20 ms to read it from S3, at the account's default concurrency"]
     return '\n'.join([head, ''] + _table(['option', 'unit', 'instances / concurrency', 'hours', 'cost', 'meets the deadline'], rows) + [''] + notes)
+
+# %% ../nbs/34_cost.ipynb #9e0c0a03
+GEO_JSON = Path('benchmarks') / 'results' / 'geo.json'  # where benchmarks/geo.py writes, under the repository
+GEO_RUNS = ('summary', 'lru_cold')  # the object read from it: the summary, else the in-process cache from cold (older files)
+ENTRY_COUNT = 99_999   # assumed breed count in a cached entry: 5 digits
+KEY_OVERHEAD_BYTES = 100  # assumed Redis bookkeeping per key (dict entry, object headers, TTL)
+
+def breed_names(n:int|None=None) -> list[str]:
+    "Breed names for sizing a cache entry: Imagewoof's 10 (the default model's), or the first `n` of ImageNet's 118 dog breeds."
+    from dogbreeds.datasets import IMAGEWOOF_BREEDS, imagenet_classes
+    if n is None: return [b for b, _ in IMAGEWOOF_BREEDS.values()]
+    dogs = imagenet_classes()[151:269]
+    _need('breeds', n, 1, len(dogs), integer=True)
+    return list(dogs[:int(n)])
+
+def cache_entry_bytes(breeds, count:int=ENTRY_COUNT) -> int:
+    "Bytes of one cached value as `RedisCache` writes it: the JSON of `{breed: count}` over `breeds`."
+    return len(json.dumps(dict.fromkeys(breeds, count)).encode())
+
+def cache_keys(lat:float=48.8566, lon:float=2.3522) -> list[str]:
+    "The cache keys one lookup reads at a point, as `GeoLookup` makes them: one per H3 resolution, then the global one."
+    from dogbreeds.geo import GLOBAL, cells
+    from dogbreeds.geocache import GeoLookup
+    return [GeoLookup.key(c) for c in [*cells(lat, lon), GLOBAL]]
+
+def cache_stored_bytes(hot_cells:int, keys:list, entry_bytes:int, overhead:int=KEY_OVERHEAD_BYTES) -> int:
+    "Bytes the cache holds for `hot_cells` finest cells: each with its coarser cells (as distinct keys, an upper bound), and the global entry once."
+    cell_key, global_key = len(keys[0].encode()), len(keys[-1].encode())
+    return hot_cells * (len(keys) - 1) * (cell_key + entry_bytes + overhead) + global_key + entry_bytes + overhead
+
+def _ceil_step(x:float, step:float) -> float: return math.ceil(x / step - 1e-9) * step
+
+def aurora_cost(queries:float, peak_factor:float=1.0, queries_per_acu:float=500, min_acu:float=0.5, storage_gb:float=1.0,
+                io_per_query:float=1.0, io_optimized:bool=False, prices:dict|None=None) -> dict:
+    "Monthly Aurora Serverless v2 bill for `queries` a month: ACU-hours at the average rate's need (at least `min_acu`), storage, I/O."
+    P = prices or load_prices()
+    A = P['aurora_serverless_v2']
+    c, hours, step = A['io_optimized' if io_optimized else 'standard'], P['hours_per_month'], A['acu_step']
+    qps = queries / (hours * 3600)
+    need, need_peak = qps / queries_per_acu, qps * peak_factor / queries_per_acu
+    acus, peak_acus = max(min_acu, _ceil_step(need, step)), max(min_acu, _ceil_step(need_peak, step))
+    out = dict(compute=acus * hours * c['acu_hour'], storage=storage_gb * c['storage_gb_month'],
+               io=queries * io_per_query * c['io_per_million'] / 1e6)
+    return dict(out, total=sum(out.values()), queries=queries, queries_per_s=qps, acus_needed=need, acus=acus, acu_hours=acus * hours,
+                peak_acus_needed=need_peak, peak_acus=peak_acus, compute_at_peak=peak_acus * hours * c['acu_hour'],
+                over_max=need_peak > A['max_acu'])
+
+def elasticache_cost(requests:float, hit_rate:float, keys_per_lookup:int, entry_bytes:float, stored_bytes:float,
+                     engine:str='valkey', prices:dict|None=None) -> dict:
+    "Monthly ElastiCache Serverless bill: data stored (at least the engine's minimum) and ECPUs (a read of every key per request, a write of every key per miss)."
+    P = prices or load_prices()
+    E = P['elasticache_serverless']
+    e = E[engine]
+    per_key = max(1.0, entry_bytes / (E['kb_per_ecpu'] * KB))
+    read, write = keys_per_lookup * per_key, keys_per_lookup * per_key
+    ecpus = requests * (read + (1 - hit_rate) * write)
+    gb = max(e['min_gb'], stored_bytes / GB)
+    out = dict(storage=gb * e['gb_hour'] * P['hours_per_month'], ecpus=ecpus * e['ecpu_per_million'] / 1e6)
+    return dict(out, total=sum(out.values()), ecpu_count=ecpus, ecpus_per_hit=read, ecpus_per_miss=read + write,
+                gb_stored=stored_bytes / GB, gb_billed=gb, at_minimum=stored_bytes / GB < e['min_gb'])
+
+# %% ../nbs/34_cost.ipynb #9e0c0a07
+def read_geo_measured(path) -> tuple[dict, str]:
+    "`(figures, origin)` from benchmarks/geo.py's JSON at `path`: hit_rate, db_queries_per_1000, p50_ms and cells, from `summary` (else `lru_cold`)."
+    out, run = _read_geo(Path(path))
+    return out, f"measured: {path} ({run})"
+
+def _read_geo(f:Path) -> tuple[dict, str]:
+    if not f.is_file(): raise DogbreedsError(f"geo measurements {f} not found: run `python benchmarks/geo.py`, or pass --hit-rate and --db-queries-per-1000")
+    try: m = json.loads(f.read_text())
+    except ValueError as e: raise DogbreedsError(f"geo measurements {f} are not valid JSON ({e})") from None
+    run = next((k for k in GEO_RUNS if isinstance(m, dict) and isinstance(m.get(k), dict)), None)
+    if run is None: raise DogbreedsError(f"{f} has no {' or '.join(repr(k) for k in GEO_RUNS)} object: is it benchmarks/geo.py's output?")
+    s, out = m[run], {}
+    for k, hi in (('hit_rate', 1), ('db_queries_per_1000', None)):
+        v = s.get(k)
+        if not _is_num(v) or v < 0 or (hi is not None and v > hi):
+            raise DogbreedsError(f"{f}: {run}.{k} must be a number{' from 0 to 1' if hi else ' at least 0'}, got {v!r}")
+        out[k] = float(v)
+    if _is_num(s.get('p50_ms')) and s['p50_ms'] >= 0: out['p50_ms'] = float(s['p50_ms'])
+    cells = m.get('cells', s.get('cells'))
+    if _is_num(cells) and cells >= 0: out['cells'] = int(cells)
+    return out, run
+
+def resolve_geo(geo_measured=None, hit_rate=None, db_queries_per_1000=None, geo_ms=None, hot_cells=None) -> tuple[dict, dict]:
+    "The cache figures for `geo_plan` and where each came from: given, measured (benchmarks/geo.py's JSON), or assumed."
+    m, f, run = {}, None, None
+    if geo_measured is not None or None in (hit_rate, db_queries_per_1000, geo_ms, hot_cells):
+        f = Path(geo_measured) if geo_measured is not None else package_root() / GEO_JSON
+        if geo_measured is not None or f.is_file(): m, run = _read_geo(f)
+        elif hit_rate is None or db_queries_per_1000 is None:
+            raise DogbreedsError("no cache figures: pass --geo-measured FILE (the JSON benchmarks/geo.py writes), or --hit-rate and --db-queries-per-1000")
+    vals, src = {}, {}
+    for key, given, mkey, default in (('hit_rate', hit_rate, 'hit_rate', None), ('db_queries_per_1000', db_queries_per_1000, 'db_queries_per_1000', None),
+                                      ('geo_ms', geo_ms, 'p50_ms', 0.0), ('hot_cells', hot_cells, 'cells', 10_000)):
+        if given is not None: vals[key], src[key] = given, 'given'
+        elif m.get(mkey) is not None:
+            vals[key] = m[mkey]
+            src[key] = f"measured: {f} ({run}.{mkey})" if mkey != 'cells' else f"the benchmark's world: {f} (cells)"
+        else: vals[key], src[key] = default, 'assumed, not measured'
+    return vals, src
+
+# %% ../nbs/34_cost.ipynb #9e0c0a0a
+def queries_per_miss(hit_rate:float, db_queries_per_1000:float) -> tuple[float, bool]:
+    "`(database queries per cache miss, derived?)`: measured queries / misses, or 1 (the lookup's one query) when it cannot be derived."
+    miss = 1 - hit_rate
+    if miss > 0 and db_queries_per_1000 > 0: return db_queries_per_1000 / 1000 / miss, True
+    return 1.0, False
+
+def geo_plan(requests_per_month:float, peak_rps:float, hit_rate:float, db_queries_per_1000:float, latency_ms:float,
+             memory_mb:float, arch:str='x86_64', geo_ms:float=0.0, hot_cells:int=10_000, breeds=None, count:int=ENTRY_COUNT,
+             key_overhead:int=KEY_OVERHEAD_BYTES, engine:str='valkey', queries_per_acu:float=500, min_acu:float=0.5,
+             storage_gb:float=1.0, io_per_query:float=1.0, io_optimized:bool=False, ephemeral_mb:float=512,
+             free_tier:bool=False, prices=None, sources:dict|None=None) -> dict:
+    "Monthly cost of Lambda + Aurora Serverless v2 + ElastiCache Serverless for this traffic and cache, and the same without the cache."
+    P = load_prices(prices)
+    A, E = P['aurora_serverless_v2'], P['elasticache_serverless']
+    _need('requests_per_month', requests_per_month, 0, lo_open=True); _need('peak_rps', peak_rps, 0, lo_open=True)
+    avg = requests_per_month / (P['hours_per_month'] * 3600)
+    if peak_rps < avg * (1 - 1e-9):
+        raise ParameterError(f"peak_rps {peak_rps:g} is below the average rate of {avg:.3g} req/s that {requests_per_month:,.0f} requests a month imply")
+    _need('hit_rate', hit_rate, 0, 1); _need('db_queries_per_1000', db_queries_per_1000, 0)
+    _need('latency_ms', latency_ms, 0, lo_open=True); _need('memory_mb', memory_mb, 0, lo_open=True); _need('geo_ms', geo_ms, 0)
+    _need('hot_cells', hot_cells, 0, integer=True); _need('count', count, 0, integer=True); _need('key_overhead', key_overhead, 0)
+    _need('queries_per_acu', queries_per_acu, 0, lo_open=True); _need('storage_gb', storage_gb, 0); _need('io_per_query', io_per_query, 0)
+    _need('min_acu', min_acu, 0, A['max_acu'])
+    if min_acu != A['min_acu_auto_pause'] and (min_acu < A['min_acu'] or abs(min_acu / A['acu_step'] - round(min_acu / A['acu_step'])) > 1e-9):
+        raise ParameterError(f"min_acu must be {A['min_acu_auto_pause']:g} (auto-pause) or {A['min_acu']:g} to {A['max_acu']:g} "
+                             f"in steps of {A['acu_step']:g}, got {min_acu:g}")
+    engines = [k for k, v in E.items() if isinstance(v, dict)]
+    if engine not in engines: raise ParameterError(f"unknown cache engine {engine!r}: priced are {', '.join(engines)}")
+    if arch not in ('x86_64', 'arm64'): raise ParameterError(f"arch must be x86_64 or arm64, got {arch!r}")
+    breeds = list(breeds) if breeds is not None else breed_names()
+    keys, entry = cache_keys(), cache_entry_bytes(breeds, count)
+    stored = cache_stored_bytes(int(hot_cells), keys, entry, key_overhead)
+    queries = requests_per_month * db_queries_per_1000 / 1000
+    q_miss, derived = queries_per_miss(hit_rate, db_queries_per_1000)
+    db_kw = dict(peak_factor=peak_rps / avg, queries_per_acu=queries_per_acu, min_acu=min_acu, storage_gb=storage_gb,
+                 io_per_query=io_per_query, io_optimized=io_optimized, prices=P)
+    lam = lambda_cost(requests_per_month, latency_ms + geo_ms, memory_mb, arch, ephemeral_mb, free_tier, P)
+    db = aurora_cost(queries, **db_kw)
+    cache = elasticache_cost(requests_per_month, hit_rate, len(keys), entry, stored, engine, P)
+    total = lam['total'] + db['total'] + cache['total']
+    no_db = aurora_cost(requests_per_month * q_miss, **db_kw)
+    no_total = lam['total'] + no_db['total']
+    w = dict(requests_per_month=float(requests_per_month), peak_rps=float(peak_rps), average_rps=avg, hit_rate=float(hit_rate),
+             db_queries_per_1000=float(db_queries_per_1000), latency_ms=float(latency_ms), memory_mb=memory_mb, arch=arch,
+             geo_ms=float(geo_ms), hot_cells=int(hot_cells), breeds=len(breeds), count=int(count), key_overhead=key_overhead,
+             engine=engine, queries_per_acu=queries_per_acu, min_acu=min_acu, storage_gb=storage_gb, io_per_query=io_per_query,
+             io_optimized=bool(io_optimized), free_tier=bool(free_tier), ephemeral_mb=ephemeral_mb)
+    return dict(inputs=w, sources=dict(sources or {}), prices=P, keys=keys, entry_bytes=entry, stored_bytes=stored,
+                misses=requests_per_month * (1 - hit_rate), queries_per_miss=q_miss, queries_per_miss_derived=derived,
+                components={'Lambda': lam, 'Aurora Serverless v2': db, 'ElastiCache Serverless': cache},
+                total=total, per_million=total / requests_per_month * 1e6,
+                no_cache=dict(queries=requests_per_month * q_miss, aurora=no_db, total=no_total,
+                              per_million=no_total / requests_per_month * 1e6))
+
+# %% ../nbs/34_cost.ipynb #9e0c0a0d
+def geo_assumptions(g:dict) -> list:
+    "The assumptions behind `geo_plan`'s figures, as sentences."
+    w, P = g['inputs'], g['prices']
+    A = P['aurora_serverless_v2']
+    return [
+        f"ASSUMED: one ACU serves {w['queries_per_acu']:g} simple indexed queries a second (--queries-per-acu; not measured on Aurora). "
+        f"ACUs billed at the average query rate's need, in {A['acu_step']:g} ACU steps, at least {w['min_acu']:g} ACU (--min-acu"
+        + ("; 0 = auto-pause, which pauses only after 5 minutes without connections: not modelled" if w['min_acu'] == 0 else '') + ").",
+        f"ASSUMED: {w['io_per_query']:g} storage I/O per query (--io-per-query; an upper bound while the table fits in memory); "
+        f"Aurora storage {w['storage_gb']:g} GB (--db-gb); Aurora {'I/O-Optimized' if w['io_optimized'] else 'Standard'}.",
+        f"Cache entry: {g['entry_bytes']} bytes, computed as the JSON RedisCache writes for {w['breeds']} breeds with a "
+        f"{len(str(w['count']))}-digit count each, plus the key and an ASSUMED {w['key_overhead']} bytes of bookkeeping per key; "
+        f"{w['hot_cells']:,} hot cells x {len(g['keys']) - 1} resolutions (parents counted as distinct: an upper bound) + the global entry.",
+        f"ASSUMED: a lookup's MGET of {len(g['keys'])} keys costs as {len(g['keys'])} GETs (1 ECPU per KB, at least 1 per key); "
+        f"a miss writes all {len(g['keys'])} keys (cache-aside).",
+        "Without the cache: every request queries the database at the measured queries per miss"
+        + ('' if g['queries_per_miss_derived'] else " (here 1, the lookup's one query: not derivable from the figures)")
+        + "; the Lambda bill is kept the same (the longer database round trip is not priced).",
+        "Not included: RDS Proxy, NAT gateway or VPC endpoints, data transfer, backups, reader instances, API Gateway.",
+    ]
+
+def format_geo(g:dict) -> str:
+    "`geo_plan` as a plain-text report: a table per component, the total, the comparison without the cache, the assumptions."
+    w, P, src, C = g['inputs'], g['prices'], g['sources'], g['components']
+    A, E = P['aurora_serverless_v2'], P['elasticache_serverless']
+    conf, eng = A['io_optimized' if w['io_optimized'] else 'standard'], E[w['engine']]
+    tag = lambda k: f" [{src[k]}]" if k in src else ''
+    n = lambda v: f"{v:,.0f}" if v >= 100 else f"{v:,.4g}"
+    lam, db, ec = C['Lambda'], C['Aurora Serverless v2'], C['ElastiCache Serverless']
+    out = [f"Serverless path with the place prior: {w['requests_per_month']:,.0f} requests/month (average {w['average_rps']:.3g} req/s), peak {w['peak_rps']:g} req/s",
+           f"Cache: hit rate {w['hit_rate']:.4g}{tag('hit_rate')}; {w['db_queries_per_1000']:g} database queries per 1,000 requests{tag('db_queries_per_1000')}",
+           f"Prices: {P['currency']}, {P['region']}, on-demand; checked {A['date']} (Aurora), {E['date']} (ElastiCache), "
+           f"{P['lambda']['date']} (Lambda); sources in dogbreeds/{PRICES_FILE}", '']
+    out.append(f"Lambda {w['arch']} {w['memory_mb']:g} MB: {w['latency_ms']:.1f} ms model{tag('latency_ms')} + {w['geo_ms']:g} ms geo step{tag('geo_ms')}")
+    out += _table(['item', 'quantity', 'price', '$/month'], [
+        ['requests', n(w['requests_per_month']), f"${P['lambda']['request_per_million']:g}/M", _money(lam['requests'])],
+        ['duration', f"{n(lam['gb_seconds'])} GB-s", 'tiered', _money(lam['duration'])],
+        ['ephemeral storage', f"{w['ephemeral_mb']:g} MB", f"${P['lambda']['ephemeral_gb_second']:g}/GB-s", _money(lam['ephemeral'])],
+        ['Lambda', '', '', _money(lam['total'])]])
+    out += ['', f"Aurora Serverless v2 ({A['engine']}, {'I/O-Optimized' if w['io_optimized'] else 'Standard'}): "
+                f"{n(db['queries'])} queries/month, {db['queries_per_s']:.3g}/s on average; needs {db['acus_needed']:.3g} ACU, "
+                f"{db['peak_acus_needed']:.3g} at the peak (set the maximum to {db['peak_acus']:g})"
+                + (f" -- OVER the {A['max_acu']:g} ACU maximum" if db['over_max'] else '')]
+    out += _table(['item', 'quantity', 'price', '$/month'], [
+        ['capacity', f"{db['acus']:g} ACU x {P['hours_per_month']} h" + (' (the minimum)' if db['acus'] == w['min_acu'] else ''), f"${conf['acu_hour']:g}/ACU-h", _money(db['compute'])],
+        ['storage', f"{w['storage_gb']:g} GB", f"${conf['storage_gb_month']:g}/GB-month", _money(db['storage'])],
+        ['I/O', n(db['queries'] * w['io_per_query']), f"${conf['io_per_million']:g}/M", _money(db['io'])],
+        ['Aurora', '', '', _money(db['total'])]])
+    out.append(f"  at the peak's {db['peak_acus']:g} ACU all month (upper bound): {_money(db['total'] - db['compute'] + db['compute_at_peak'])}")
+    out += ['', f"ElastiCache Serverless ({w['engine']}): {len(g['keys'])} keys per lookup, {g['entry_bytes']} B per entry; "
+                f"{ec['ecpus_per_hit']:g} ECPUs per hit, {ec['ecpus_per_miss']:g} per miss"]
+    out += _table(['item', 'quantity', 'price', '$/month'], [
+        ['data stored', f"{ec['gb_billed']:.3g} GB x {P['hours_per_month']} h" + (f" (the minimum; {ec['gb_stored'] * 1024:.3g} MB held)" if ec['at_minimum'] else ''),
+         f"${eng['gb_hour']:g}/GB-h", _money(ec['storage'])],
+        ['ECPUs', n(ec['ecpu_count']), f"${eng['ecpu_per_million']:g}/M", _money(ec['ecpus'])],
+        ['ElastiCache', '', '', _money(ec['total'])]])
+    nc = g['no_cache']
+    diff = nc['total'] - g['total']
+    out += ['', f"Total: {_money(g['total'])}/month, {_money(g['per_million'])} per million requests",
+            f"Without the cache: {_money(nc['total'])}/month, {_money(nc['per_million'])} per million requests -- every request queries the database "
+            f"({g['queries_per_miss']:.3g} queries each, {n(nc['queries'])}/month; Aurora {_money(nc['aurora']['total'])} at {nc['aurora']['acus']:g} ACU, "
+            f"{nc['aurora']['peak_acus']:g} at the peak); the cache {'saves' if diff > 0 else 'costs'} {_money(abs(diff))}/month",
+            '', 'Assumptions:'] + [f"  - {s}" for s in geo_assumptions(g)]
+    return '\n'.join(out)
+
+# %% ../nbs/34_cost.ipynb #9e0c0a10
+def _geo_cli(requests, peak_rps, latency_ms, latency_from, measure, n, p95, memory_mb, payload_kb, threads, parallel_efficiency,
+             arm_latency_factor, ephemeral_mb, free_tier, prices, geo_measured, hit_rate, db_queries_per_1000, geo_ms, hot_cells,
+             breeds, cache_engine, queries_per_acu, min_acu, db_gb, io_per_query, io_optimized):
+    "`dogbreeds cost --geo`: the cheapest Lambda for the model (as `plan` picks it), then `geo_plan` with the measured cache figures."
+    gvals, gsrc = resolve_geo(geo_measured, hit_rate, db_queries_per_1000, geo_ms, hot_cells)
+    vals, src = resolve_inputs(latency_ms, latency_from, measure, n, p95, memory_mb, payload_kb, threads)
+    pl = plan(requests, peak_rps, **vals, parallel_efficiency=parallel_efficiency, arm_latency_factor=arm_latency_factor,
+              ephemeral_mb=ephemeral_mb, free_tier=free_tier, prices=prices, sources=src)
+    best = pl['best']['lambda']
+    if best is None: raise DogbreedsError("no Lambda configuration can serve this model (see `dogbreeds cost` without --geo)")
+    o = next(x for x in pl['options'] if x['name'] == best)
+    g = geo_plan(requests, peak_rps, **gvals, latency_ms=o['latency_ms'], memory_mb=o['memory_mb'], arch=o['arch'],
+                 breeds=breed_names(breeds), engine=cache_engine, queries_per_acu=queries_per_acu, min_acu=min_acu,
+                 storage_gb=db_gb, io_per_query=io_per_query, io_optimized=io_optimized, ephemeral_mb=ephemeral_mb,
+                 free_tier=free_tier, prices=prices, sources={**gsrc, 'latency_ms': f"{src['latency_ms']}, scaled to {best}"})
+    print(format_geo(g))

@@ -1,6 +1,6 @@
 """The cost planner: the seed's Lambda and SageMaker Serverless figures to the cent, break-evens against direct
 evaluation, instance counts at the peak, price overrides, infeasible sizes, the command line with its PNG, bad input."""
-import json, shutil, subprocess, sys, types, zipfile
+import json, re, shutil, subprocess, sys, types, zipfile
 
 import pytest
 
@@ -245,3 +245,183 @@ def test_planner_imports_neither_torch_nor_fastai_nor_matplotlib():
             'print(sorted(m for m in ("torch", "fastai", "matplotlib") if m in sys.modules))')
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == '[]', r.stderr
+
+
+# --- the serverless path with the place prior: `dogbreeds cost --geo` ------------------------------------------
+
+def geo(**kw):
+    args = dict(requests_per_month=1_000_000, peak_rps=5, hit_rate=0.95, db_queries_per_1000=60, latency_ms=40, memory_mb=1024)
+    return C.geo_plan(**{**args, **kw})
+
+
+def test_geo_arithmetic_by_hand():
+    "1M requests at hit rate 0.95: 50,000 misses; 60 queries per 1,000 requests is 1.2 per miss, 60,000 a month."
+    P = C.load_prices()
+    A, V, h = P['aurora_serverless_v2']['standard'], P['elasticache_serverless']['valkey'], P['hours_per_month']
+    g = geo(breeds=['pug', 'beagle'], count=12, hot_cells=1000)
+    assert g['misses'] == pytest.approx(50_000) and g['queries_per_miss'] == pytest.approx(1.2) and g['queries_per_miss_derived']
+    db, ec, lam = (g['components'][k] for k in ('Aurora Serverless v2', 'ElastiCache Serverless', 'Lambda'))
+    assert db['queries'] == pytest.approx(60_000)
+    # 60,000 queries a month is 0.023 per second: the 0.5 ACU minimum, all month
+    assert (db['acus'], db['acu_hours']) == (0.5, 0.5 * h)
+    assert db['compute'] == pytest.approx(0.5 * h * A['acu_hour']) and db['storage'] == pytest.approx(1.0 * A['storage_gb_month'])
+    assert db['io'] == pytest.approx(60_000 * 1.0 * A['io_per_million'] / 1e6)
+    # the entry: '{"pug": 12, "beagle": 12}' = 25 bytes, under 1 KB: 1 ECPU per key; 4 keys read per request, 4 written per miss
+    assert g['entry_bytes'] == 25 and len(g['keys']) == 4
+    assert ec['ecpu_count'] == pytest.approx(1_000_000 * 4 + 50_000 * 4)
+    assert ec['ecpus'] == pytest.approx(4_200_000 * V['ecpu_per_million'] / 1e6)
+    # 1,000 cells x 3 resolutions + global, each key + 25 bytes + 100 bytes of bookkeeping: far below Valkey's 100 MB minimum
+    cell_key, global_key = len(g['keys'][0]), len(g['keys'][-1])
+    assert g['stored_bytes'] == 3000 * (cell_key + 25 + 100) + global_key + 25 + 100
+    assert ec['at_minimum'] and ec['storage'] == pytest.approx(V['min_gb'] * V['gb_hour'] * h)
+    assert lam == C.lambda_cost(1_000_000, 40, 1024, prices=P)
+    assert g['total'] == pytest.approx(lam['total'] + db['total'] + ec['total'])
+    assert g['per_million'] == pytest.approx(g['total'])  # a million requests
+    # without the cache: every request is a miss at 1.2 queries
+    assert g['no_cache']['queries'] == pytest.approx(1_200_000)
+    assert g['no_cache']['total'] == pytest.approx(lam['total'] + g['no_cache']['aurora']['total'])
+
+
+def test_geo_capacity_scales_with_the_query_rate():
+    h = C.load_prices()['hours_per_month']
+    a = C.aurora_cost(2000 * h * 3600, peak_factor=3)  # 2,000 queries/s at 500 per ACU: 4 ACU, 12 at the peak
+    assert (a['acus'], a['peak_acus'], a['acu_hours']) == (4.0, 12.0, 4.0 * h)
+    assert a['compute_at_peak'] == pytest.approx(3 * a['compute'])
+    assert C.aurora_cost(2100 * h * 3600)['acus'] == 4.5            # rounded up to the 0.5 ACU step
+    assert C.aurora_cost(2000 * h * 3600, queries_per_acu=250)['acus'] == 8.0
+    assert C.aurora_cost(0, min_acu=0)['compute'] == 0              # auto-pause, no queries at all
+    assert C.aurora_cost(1, min_acu=0)['acus'] == 0.5               # any load needs a step of capacity
+    assert C.aurora_cost(1e9 * h, peak_factor=1)['over_max']         # 277,778 queries/s: over 256 ACU
+    opt = C.aurora_cost(1e6, io_optimized=True)
+    P = C.load_prices()['aurora_serverless_v2']['io_optimized']
+    assert opt['io'] == 0 and opt['compute'] == pytest.approx(0.5 * h * P['acu_hour'])
+
+
+def test_geo_no_cache_costs_more_database():
+    "At 3,000 requests a second the database without a cache needs many more ACUs; at a million a month both sit at the minimum."
+    busy = geo(requests_per_month=3000 * 730 * 3600, peak_rps=6000)
+    db, no = busy['components']['Aurora Serverless v2'], busy['no_cache']['aurora']
+    assert no['queries'] == pytest.approx(db['queries'] / 0.05)  # 1.2 queries per request instead of 0.06
+    assert no['acus'] > db['acus'] and no['total'] > db['total'] and busy['no_cache']['total'] > busy['total']
+    small = geo()
+    assert small['no_cache']['aurora']['queries'] > small['components']['Aurora Serverless v2']['queries']
+    assert small['no_cache']['aurora']['compute'] == small['components']['Aurora Serverless v2']['compute']  # both at 0.5 ACU
+    # no misses measured: the comparison takes the lookup's one query per request, and says so
+    allhit = geo(hit_rate=1.0, db_queries_per_1000=0)
+    assert allhit['queries_per_miss'] == 1.0 and not allhit['queries_per_miss_derived']
+    assert allhit['no_cache']['queries'] == 1_000_000 and "here 1, the lookup's one query" in C.format_geo(allhit)
+
+
+def test_geo_cache_entry_and_keys_are_what_the_cache_uses():
+    "The keys priced are the keys GeoLookup reads, and the entry size is the bytes RedisCache writes for one cell."
+    from dogbreeds.geo import RESOLUTIONS
+    from dogbreeds.geocache import GeoLookup, RedisCache
+    counts = {b: 99_999 for b in C.breed_names()}
+    read, written = [], {}
+
+    class Cache:
+        def get_many(self, keys): read.append(list(keys)); return [None] * len(keys)
+        def set_many(self, items): written.update(items)
+    store = types.SimpleNamespace(resolutions=RESOLUTIONS, queries=0, fetch=lambda cs: {c: dict(counts) for c in [*cs, 'global']})
+    GeoLookup(store, Cache()).lookup(51.5, -0.12)
+    assert read == [C.cache_keys(51.5, -0.12)] and sorted(written) == sorted(read[0])  # a miss writes every key it read
+    sent = []
+
+    class Pipe:
+        def set(self, k, v, ex=None): sent.append(len(v.encode()))
+        def execute(self): pass
+    rc = RedisCache('redis://127.0.0.1:1/0')  # never connects: the pipeline is replaced
+    rc.r = types.SimpleNamespace(pipeline=lambda transaction=False: Pipe())
+    rc.set_many({'geo:x': counts})
+    assert sent == [C.cache_entry_bytes(C.breed_names())]
+    assert len(C.breed_names()) == 10 and len(C.breed_names(118)) == 118
+    assert C.cache_entry_bytes(C.breed_names(118)) > C.cache_entry_bytes(C.breed_names())
+    with pytest.raises(ParameterError, match='breeds must be at most 118'): C.breed_names(500)
+
+
+def test_geo_measured_summary_first_then_lru_cold(tmp_path):
+    f = tmp_path / 'geo.json'
+    f.write_text(json.dumps(dict(cells=500, summary=dict(hit_rate=0.97, db_queries_per_1000=31.5, p50_ms=1.2),
+                                 lru_cold=dict(hit_rate=0.5, db_queries_per_1000=500.0))))
+    vals, src = C.resolve_geo(f)
+    assert vals == dict(hit_rate=0.97, db_queries_per_1000=31.5, geo_ms=1.2, hot_cells=500)
+    assert src['hit_rate'] == f"measured: {f} (summary.hit_rate)"
+    f.write_text(json.dumps(dict(none=dict(hit_rate=0.0, db_queries_per_1000=705.0), lru_cold=dict(hit_rate=0.8287, db_queries_per_1000=167.9))))
+    vals, src = C.resolve_geo(f)
+    assert (vals['hit_rate'], vals['db_queries_per_1000']) == (0.8287, 167.9) and src['db_queries_per_1000'].endswith('(lru_cold.db_queries_per_1000)')
+    assert (vals['geo_ms'], src['geo_ms'], vals['hot_cells'], src['hot_cells']) == (0.0, 'assumed, not measured', 10_000, 'assumed, not measured')
+    vals, src = C.resolve_geo(f, hit_rate=0.9, db_queries_per_1000=120)  # overrides win
+    assert (vals['hit_rate'], src['hit_rate'], vals['db_queries_per_1000']) == (0.9, 'given', 120)
+    # the file in the repository (written by benchmarks/geo.py) is one of the two layouts
+    vals, _ = C.resolve_geo(ROOT / 'benchmarks' / 'results' / 'geo.json')
+    assert 0 <= vals['hit_rate'] <= 1 and vals['db_queries_per_1000'] >= 0
+
+
+@pytest.mark.parametrize('content,message', [
+    (None, 'not found'),
+    ('{"summary": ', 'are not valid JSON'),
+    ('{"none": {"hit_rate": 0}}', "has no 'summary' or 'lru_cold' object"),
+    ('{"summary": {"hit_rate": 1.2, "db_queries_per_1000": 3}}', 'summary.hit_rate must be a number from 0 to 1, got 1.2'),
+    ('{"lru_cold": {"hit_rate": 0.8, "db_queries_per_1000": -4}}', 'lru_cold.db_queries_per_1000 must be a number at least 0'),
+])
+def test_geo_measured_bad_file(tmp_path, content, message):
+    f = tmp_path / 'geo.json'
+    if content is not None: f.write_text(content)
+    with pytest.raises(DogbreedsError, match=message.replace('(', r'\(').replace(')', r'\)')): C.resolve_geo(f)
+
+
+def test_geo_bad_input_is_refused():
+    for kw, message in [(dict(hit_rate=1.5), 'hit_rate must be at most 1'), (dict(hit_rate=-0.1), 'hit_rate must be at least 0'),
+                        (dict(db_queries_per_1000=-1), 'db_queries_per_1000 must be at least 0'),
+                        (dict(requests_per_month=-5), 'requests_per_month must be above 0'),
+                        (dict(peak_rps=0.01), 'below the average rate'), (dict(min_acu=0.3), 'min_acu must be 0 (auto-pause) or 0.5'),
+                        (dict(min_acu=300), 'min_acu must be at most 256'), (dict(queries_per_acu=0), 'queries_per_acu must be above 0'),
+                        (dict(engine='memcache'), "unknown cache engine 'memcache'"), (dict(hot_cells=2.5), 'hot_cells must be an integer')]:
+        with pytest.raises(ParameterError, match=message.replace('(', r'\(').replace(')', r'\)')): geo(**kw)
+
+
+def test_geo_cli_prints_every_component(tmp_path):
+    f = tmp_path / 'geo.json'
+    f.write_text(json.dumps(dict(cells=10000, summary=dict(hit_rate=0.96, db_queries_per_1000=41.0, p50_ms=1.5))))
+    r = dogbreeds('cost', '--geo', '--requests', '1e6', '--peak-rps', '5', '--latency-ms', '40', '--geo-measured', str(f))
+    assert r.returncode == 0, r.stderr
+    for s in ('Serverless path with the place prior: 1,000,000 requests/month',
+              f"hit rate 0.96 [measured: {f} (summary.hit_rate)]; 41 database queries per 1,000 requests [measured: {f} (summary.db_queries_per_1000)]",
+              'Lambda ', 'Aurora Serverless v2 (Aurora PostgreSQL-compatible, Standard): 41,000 queries/month',
+              'ElastiCache Serverless (valkey): 4 keys per lookup', 'Total: $', 'per million requests',
+              'Without the cache: $', 'ASSUMED: one ACU serves 500 simple indexed queries a second',
+              '+ 1.5 ms geo step [measured: '):
+        assert s in r.stdout, s
+    r2 = dogbreeds('cost', '--geo', '--requests', '1e6', '--peak-rps', '5', '--latency-ms', '40', '--geo-measured', str(f),
+                   '--cache-engine', 'redis', '--hit-rate', '0.5')
+    assert r2.returncode == 0, r2.stderr
+    assert 'ElastiCache Serverless (redis)' in r2.stdout and 'hit rate 0.5 [given]' in r2.stdout
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--hit-rate', '1.5', '--db-queries-per-1000', '3'], 'hit_rate must be at most 1, got 1.5'),
+    (['--hit-rate', '0.9', '--db-queries-per-1000', '-3'], 'db_queries_per_1000 must be at least 0, got -3'),
+    (['--geo-measured', 'missing.json'], 'geo measurements missing.json not found'),
+    (['--hit-rate', '0.9', '--db-queries-per-1000', '3', '--min-acu', '0.3'], 'min_acu must be 0 (auto-pause) or 0.5'),
+    (['--hit-rate', '0.9', '--db-queries-per-1000', '3', '--cache-engine', 'memcache'], "unknown cache engine 'memcache'"),
+])
+def test_geo_cli_bad_input_is_one_line(tmp_path, args, message):
+    r = dogbreeds('cost', '--geo', '--requests', '1e6', '--peak-rps', '5', '--latency-ms', '40', *args, cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr and not r.stdout, r.stderr
+    r = dogbreeds('cost', '--geo', '--requests', '-5', '--peak-rps', '5', '--latency-ms', '40', '--hit-rate', '0.9',
+                  '--db-queries-per-1000', '3', cwd=tmp_path)
+    assert r.returncode == 2 and 'requests_per_month must be above 0' in r.stderr
+
+
+def test_new_prices_have_date_and_source():
+    D = C.default_prices()
+    for block in ('aurora_serverless_v2', 'elasticache_serverless'):
+        b = D[block]
+        assert re.fullmatch(r'\d{4}-\d{2}-\d{2}', b['date']), block
+        assert b['source'].startswith('https://aws.amazon.com/'), block
+        assert b['read_from'] and all(isinstance(s, str) and s for s in b['read_from']), block
+    assert D['aurora_serverless_v2']['standard']['acu_hour'] > 0 and D['elasticache_serverless']['valkey']['min_gb'] > 0
+    with pytest.raises(C.PriceError, match='aurora_serverless_v2.standard.acu_hour must be a non-negative number'):
+        C.load_prices({'aurora_serverless_v2': {'standard': {'acu_hour': -1}}})
+    with pytest.raises(C.PriceError, match='elasticache_serverless.valkey_ha.gb_hour is missing'):
+        C.load_prices({'elasticache_serverless': {'valkey_ha': {'min_gb': 1, 'ecpu_per_million': 1}}})
