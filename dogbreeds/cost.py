@@ -1,4 +1,4 @@
-"""What serving the model costs a month on AWS Lambda (x86 and arm64), SageMaker Serverless, SageMaker real-time endpoints and a plain VM, worked out from the model's measured latency, memory and payload; with the break-even volumes and a plot.
+"""What serving the model costs a month on AWS Lambda (x86 and arm64), SageMaker Serverless, SageMaker real-time endpoints and a plain VM, worked out from the model's measured latency, memory and payload; with the break-even volumes and a plot; and (`--geo`) the whole serverless path with the place prior, Lambda + Aurora Serverless v2 + ElastiCache Serverless, from the measured cache hit rate and database queries.
 
 Docs: https://dogbreeds.github.io/dogbreeds/cost.html.md"""
 
