@@ -895,7 +895,7 @@ def format_geo(g:dict) -> str:
         ['Aurora', '', '', _money(db['total'])]])
     out.append(f"  at the peak's {db['peak_acus']:g} ACU all month (upper bound): {_money(db['total'] - db['compute'] + db['compute_at_peak'])}")
     out += ['', f"ElastiCache Serverless ({w['engine']}): {len(g['keys'])} keys per lookup, {g['entry_bytes']} B per entry; "
-                f"{ec['ecpus_per_hit']:g} ECPUs per hit, {ec['ecpus_per_miss']:g} per miss"]
+                f"{ec['ecpus_per_hit']:.3g} ECPUs per hit, {ec['ecpus_per_miss']:.3g} per miss"]
     out += _table(['item', 'quantity', 'price', '$/month'], [
         ['data stored', f"{ec['gb_billed']:.3g} GB x {P['hours_per_month']} h" + (f" (the minimum; {ec['gb_stored'] * 1024:.3g} MB held)" if ec['at_minimum'] else ''),
          f"${eng['gb_hour']:g}/GB-h", _money(ec['storage'])],
