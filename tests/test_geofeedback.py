@@ -221,3 +221,27 @@ def test_train_counts_change_the_adjusted_answer(tmp_path, monkeypatch):
     assert skewed['dingo'] < uniform['dingo'] and skewed['beagle'] > uniform['beagle']
     c, _, bad = adjusted(tmp_path, monkeypatch, 'b', train_counts={'dingo': -3})
     assert 'unusable' in c['prior']['train'] and bad == pytest.approx(uniform)
+
+
+def test_run_info_carries_train_counts_and_old_runs_do_without(tmp_path):
+    from dogbreeds.core import ParameterError, write_json
+    from dogbreeds.export import _check_train_counts, run_info
+    write_json(tmp_path / 'params.json', dict(arch='mobilenet_v2'))
+    assert 'train_counts' not in run_info(tmp_path)                  # a run from before data reports: no train_counts
+    write_json(tmp_path / 'data_report.json', dict(counts={'beagle': dict(train=7, valid=2), 'dingo': dict(train=3, valid=1)}))
+    assert run_info(tmp_path)['train_counts'] == {'beagle': 7, 'dingo': 3}
+    assert _check_train_counts({'dingo': 3}, ['beagle', 'dingo']) == {'beagle': 0, 'dingo': 3}   # every breed, model order
+    for bad in ({'wolf': 1}, {'dingo': -1}, {'dingo': 1.5}, [3]):
+        with pytest.raises(ParameterError): _check_train_counts(bad, ['beagle', 'dingo'])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('recipe', ['imagenet-head', 'fine-tune'])
+def test_both_recipes_export_train_counts(recipe, request):
+    "The sample's training runs (shared with the export and recipe tests): the manifest has the training photos per breed."
+    from dogbreeds.core import read_json
+    run = request.getfixturevalue('head_run' if recipe == 'imagenet-head' else 'trained_run')
+    m = read_json(run.run_dir / 'model' / 'manifest.json')
+    d = run.data
+    assert m['train_counts'] == {b: sum(1 for l, v in zip(d.labels, d.is_valid) if l == b and not v) for b in d.breeds}
+    assert list(m['train_counts']) == m['breeds'] and sum(m['train_counts'].values()) == d.n_train
