@@ -65,9 +65,9 @@ def answer_with_place(pred, req:Request) -> dict:
     if loc is None: prior, info = None, dict(source='none', note=note or 'no coordinates: give "lat" and "lon", or send a photo with EXIF GPS')
     elif g is None: prior, info = None, dict(source='none', note='no feature store configured (GEO_DB)')
     else:
-        with observe.stage('geo'):
+        with observe.stage('photo_id'): a['photo_id'] = pid = photo_id(req.image)   # feedback may name the photo instead of its coordinates
+        with observe.stage('geo'):                                                       # (SHA-256: ~1-3 ms for a 2 MB photo, timed apart)
             prior, info = g.lookup(loc.lat, loc.lon)
-            a['photo_id'] = pid = photo_id(req.image)   # feedback may name the photo instead of its coordinates
             kept = g.remember(pid, loc.lat, loc.lon)
         if note or kept: info['note'] = '; '.join(x for x in (info.get('note'), note, kept) if x)
     a['prior'] = dict(prior.to_dict() if prior else {}, **info)
