@@ -32,12 +32,22 @@ def geo_service():
     if key not in _GEO:
         from dogbreeds.featurestore import FeatureStore, StoreUnavailable
         from dogbreeds.geocache import GeoLookup, make_cache
-        ttl = float(config.get('GEO_CACHE_TTL'))
+        ttl = _seconds('GEO_CACHE_TTL')
         try: store = FeatureStore(url)
         except StoreUnavailable: store = FeatureStore(url, create=False)  # the database is down now: no prior until it is back
         _GEO.clear(); _GEO[key] = GeoLookup(store, make_cache(config.get('GEO_CACHE'), ttl), int(config.get_int('GEO_MIN_OBS')),
-                                            float(config.get('GEO_PHOTO_TTL')))
+                                            _seconds('GEO_PHOTO_TTL'))
     return _GEO[key]
+
+def _seconds(key:str) -> float:
+    "The setting `key` as seconds > 0; a 503 naming the variable if it is not (the geo service is misconfigured)."
+    import math
+    from dogbreeds.protocol import ServiceUnavailableError
+    v = config.get(key)
+    try: s = float(v)
+    except (TypeError, ValueError): s = math.nan
+    if not (math.isfinite(s) and s > 0): raise ServiceUnavailableError(f"{config.names(key)}={v!r}: the geo service needs a number of seconds > 0")
+    return s
 
 def _geo_params(pred) -> tuple[float, float]:
     g = (getattr(pred, 'manifest', None) or {}).get('geo') or {}

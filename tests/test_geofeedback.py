@@ -123,6 +123,16 @@ def test_photo_id_expires(cache, tmp_path, monkeypatch, request):
     handlers._GEO.clear()
 
 
+
+@pytest.mark.parametrize('value', ['abc', '0', '-5'])
+def test_bad_photo_ttl_is_a_clear_503(value, tmp_path, monkeypatch):
+    from dogbreeds import handlers
+    from dogbreeds.protocol import Request
+    model, _, _ = make_env(tmp_path, monkeypatch, 'lru', GEO_PHOTO_TTL=value)
+    with pytest.raises(Exception) as e: handlers.answer_request(handlers.load_model(model), Request(image=photo(gps(*SYDNEY))))
+    assert e.value.status == 503 and 'GEO_PHOTO_TTL' in str(e.value)
+    handlers._GEO.clear()
+
 def test_cache_down_is_503_and_coordinates_still_work(tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
     from dogbreeds import handlers
