@@ -26,10 +26,10 @@ def counts_at(db, point) -> dict:
     return FeatureStore(db).fetch([c])[c]
 
 
-def make_env(tmp_path, monkeypatch, cache:str, **settings):
-    "A toy model and a SQLite store (Sydney: 500 dingo, 5 beagle), with the service's settings in the environment."
+def make_env(tmp_path, monkeypatch, cache:str, manifest:dict|None=None, **settings):
+    "A toy model (`manifest`: extra fields) and a SQLite store (Sydney: 500 dingo, 5 beagle), with the service's settings in the environment."
     from dogbreeds import handlers
-    model, db = toy_model(tmp_path / 'model'), tmp_path / 'geo.db'
+    model, db = toy_model(tmp_path / 'model', **(manifest or {})), tmp_path / 'geo.db'
     FeatureStore(db).add_many([(*SYDNEY, 'dingo', 500), (*SYDNEY, 'beagle', 5)])
     env = dict(GEO_DB=str(db), GEO_CACHE=cache, GEO_MIN_OBS='20', GEO_ALPHA='1', GEO_PHOTO_TTL='60', MODEL_URI=str(model)) | settings
     for k, v in env.items(): monkeypatch.setenv(k, v)
@@ -204,10 +204,7 @@ def test_lambda_answer_then_feedback_by_photo_id(redis_server, tmp_path, monkeyp
 def adjusted(tmp_path, monkeypatch, name, **manifest):
     from dogbreeds import handlers
     from dogbreeds.protocol import Request
-    model, db, _ = make_env(tmp_path / name, monkeypatch, 'lru')
-    if manifest:   # toy_model writes extra manifest fields as given
-        m = json.loads((model / 'manifest.json').read_text()); m.update(manifest)
-        (model / 'manifest.json').write_text(json.dumps(m))
+    model, db, _ = make_env(tmp_path / name, monkeypatch, 'lru', manifest)   # toy_model writes extra manifest fields as given
     a = handlers.answer_request(handlers.load_model(model), Request(image=photo(None), k=10, lat=SYDNEY[0], lon=SYDNEY[1]))
     handlers._GEO.clear()
     return a, {p['breed']: p['probability'] for p in a['predictions']}, {p['breed']: p['probability'] for p in a['predictions_with_prior']}
