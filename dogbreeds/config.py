@@ -142,3 +142,9 @@ SETTINGS.update({s.name: s for s in [
     Setting('GEO_ALPHA', 1.0, "the prior's weight α (0: the photo alone); the manifest's `geo.alpha` wins", '`dogbreeds serve`, Lambda'),
     Setting('GEO_SMOOTHING', 1.0, "additive smoothing of the place's counts; the manifest's `geo.smoothing` wins", '`dogbreeds serve`, Lambda'),
 ]})
+
+# %% ../nbs/01_config.ipynb #6e1b7d3c
+SETTINGS.update({s.name: s for s in [
+    Setting('GEO_PHOTO_TTL', 86400, "seconds an answer's `photo_id` stays known to feedback (kept in the geo cache: with `lru` only by the worker that answered)",
+            '`dogbreeds serve`, Lambda'),
+]})

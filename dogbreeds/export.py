@@ -25,7 +25,7 @@ from .signals import baseline_from_metrics  # the drift baseline (issue 14)
 
 # %% auto #0
 __all__ = ['ONNX_OPSET', 'OUTPUTS', 'QUANTIZED_OPS', 'ServingModel', 'git_commit', 'join_onnx', 'check_photos', 'export_model',
-           'quantize_int8', 'export_learner', 'run_info', 'export_run', 'export_cli']
+           'quantize_int8', 'export_learner', 'run_info', 'train_counts', 'export_run', 'export_cli']
 
 # %% ../nbs/13_export.ipynb #251bf8a9
 class ServingModel(nn.Module):
@@ -130,6 +130,7 @@ def export_model(model, breeds:list, size:int, dest, info:dict|None=None, format
     if bad := set(formats) - {'torchscript', 'onnx'}: raise ParameterError(f"unknown export formats {sorted(bad)}: use torchscript, onnx")
     if int8 and 'onnx' not in formats: raise ParameterError("int8 quantizes the ONNX graphs: export the onnx format too")
     info = dict(info or {})
+    if 'train_counts' in info: info['train_counts'] = _check_train_counts(info['train_counts'], breeds)
     model = copy.deepcopy(model).float().cpu().eval()  # leave the caller's model where and as it was
     if not isinstance(model, BreedModel): model = from_learner(model, info.get('arch', 'mobilenet_v2'))
     sm = ServingModel(model, size).eval().requires_grad_(False)  # an inference graph: no autograd
@@ -171,6 +172,12 @@ def export_model(model, breeds:list, size:int, dest, info:dict|None=None, format
         write_json(tmp/MANIFEST, m)
         if int8 and int8_eval: _measure_int8(tmp, *int8_eval)
     return Path(dest)
+
+def _check_train_counts(tc, breeds) -> dict:
+    "`{breed: training photos}` for every breed of the model, in its order; a `ParameterError` if `tc` is not that."
+    if not isinstance(tc, dict) or set(tc) - set(breeds) or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in tc.values()):
+        raise ParameterError(f"train_counts must map the model's breeds to photo counts ≥ 0, got {str(tc)[:200]}")
+    return {b: int(tc.get(b, 0)) for b in breeds}
 
 def _version(pkg):
     from importlib.metadata import version, PackageNotFoundError
@@ -240,7 +247,15 @@ def run_info(run_dir) -> dict:
                 metrics={k: m[k] for k in ('accuracy', 'top5_accuracy', 'top_k', 'loss', 'ece', 'macro_f1', 'n_valid', 'tta') if k in m},
                 training={k: p[k] for k in keep if k in p},
                 data=dict(source=p.get('data_source'), path=p.get('data'), n_train=p.get('n_train'), n_valid=p.get('n_valid')),
-                baseline=baseline_from_metrics(m))  # what the validation predictions look like: `dogbreeds monitor` compares with it
+                baseline=baseline_from_metrics(m),  # what the validation predictions look like: `dogbreeds monitor` compares with it
+                **({'train_counts': tc} if (tc := train_counts(run_dir)) else {}))  # p(breed | train) for the place prior
+
+def train_counts(run_dir) -> dict|None:
+    "Training photos per breed of the run folder `run_dir` (from its `data_report.json`, which both recipes write), or None."
+    f = Path(run_dir)/'data_report.json'
+    if not f.is_file(): return None
+    counts = read_json(f).get('counts') or {}
+    return {b: int(c['train']) for b, c in counts.items()} or None
 
 def export_run(run_dir, dest=None, overwrite:bool=False, int8:bool=False, **kwargs) -> Path:
     "Export the run folder `run_dir` to `dest` (default `<run_dir>/model`); with `int8`, calibrated on its train photos and measured on its val photos."

@@ -32,19 +32,39 @@ def geo_service():
     if key not in _GEO:
         from dogbreeds.featurestore import FeatureStore, StoreUnavailable
         from dogbreeds.geocache import GeoLookup, make_cache
-        ttl = float(config.get('GEO_CACHE_TTL'))
+        ttl = _seconds('GEO_CACHE_TTL')
         try: store = FeatureStore(url)
         except StoreUnavailable: store = FeatureStore(url, create=False)  # the database is down now: no prior until it is back
-        _GEO.clear(); _GEO[key] = GeoLookup(store, make_cache(config.get('GEO_CACHE'), ttl), int(config.get_int('GEO_MIN_OBS')))
+        _GEO.clear(); _GEO[key] = GeoLookup(store, make_cache(config.get('GEO_CACHE'), ttl), int(config.get_int('GEO_MIN_OBS')),
+                                            _seconds('GEO_PHOTO_TTL'))
     return _GEO[key]
+
+def _seconds(key:str) -> float:
+    "The setting `key` as seconds > 0; a 503 naming the variable if it is not (the geo service is misconfigured)."
+    import math
+    from dogbreeds.protocol import ServiceUnavailableError
+    v = config.get(key)
+    try: s = float(v)
+    except (TypeError, ValueError): s = math.nan
+    if not (math.isfinite(s) and s > 0): raise ServiceUnavailableError(f"{config.names(key)}={v!r}: the geo service needs a number of seconds > 0")
+    return s
 
 def _geo_params(pred) -> tuple[float, float]:
     g = (getattr(pred, 'manifest', None) or {}).get('geo') or {}
     return float(g.get('alpha', config.get('GEO_ALPHA'))), float(g.get('smoothing', config.get('GEO_SMOOTHING')))
 
+def _train_prior(pred, smoothing:float) -> tuple[dict|None, str]:
+    "p(breed | train) from the manifest's `train_counts` and what was used: ('train_counts' or 'uniform', with why)."
+    from dogbreeds.geo import train_distribution
+    counts = (getattr(pred, 'manifest', None) or {}).get('train_counts')
+    if counts is None: return None, 'uniform (the manifest has no train_counts)'
+    try: return train_distribution(counts, pred.breeds, smoothing), 'train_counts'
+    except ValueError as e: return None, f'uniform (the manifest\'s train_counts are unusable: {e})'
+
 def answer_with_place(pred, req:Request) -> dict:
     "The answer to `req` with the place prior: `predictions` (the photo alone), `location`, `prior`, `predictions_with_prior`."
     from dogbreeds.geo import combine, locate
+    from dogbreeds.geocache import photo_id
     loc, note = locate(req.image, req.lat, req.lon)   # bad explicit coordinates: a 400 before any work
     with observe.stage('decode'): image = pred.decode(req.image)
     with observe.stage('inference'): p = pred.predict_one(image, k=len(pred.breeds))
@@ -55,29 +75,50 @@ def answer_with_place(pred, req:Request) -> dict:
     if loc is None: prior, info = None, dict(source='none', note=note or 'no coordinates: give "lat" and "lon", or send a photo with EXIF GPS')
     elif g is None: prior, info = None, dict(source='none', note='no feature store configured (GEO_DB)')
     else:
-        with observe.stage('geo'): prior, info = g.lookup(loc.lat, loc.lon)
-        if note: info['note'] = note
+        with observe.stage('photo_id'): a['photo_id'] = pid = photo_id(req.image)   # feedback may name the photo instead of its coordinates
+        with observe.stage('geo'):                                                       # (SHA-256: ~1-3 ms for a 2 MB photo, timed apart)
+            prior, info = g.lookup(loc.lat, loc.lon)
+            kept = g.remember(pid, loc.lat, loc.lon)
+        if note or kept: info['note'] = '; '.join(x for x in (info.get('note'), note, kept) if x)
     a['prior'] = dict(prior.to_dict() if prior else {}, **info)
     if prior is not None:
         alpha, smoothing = _geo_params(pred)
-        adj = combine(dict(p.top), prior.counts, alpha, smoothing)
-        a['prior'].update(alpha=alpha, smoothing=smoothing)
+        train, used = _train_prior(pred, smoothing)
+        adj = combine(dict(p.top), prior.counts, alpha, smoothing, train)
+        a['prior'].update(alpha=alpha, smoothing=smoothing, train=used)
         a['predictions_with_prior'] = [dict(breed=b, probability=float(v)) for b, v in list(adj.items())[:k]]
     else: a['predictions_with_prior'] = a['predictions']
     return a
 
 def feedback_request(pred, obj) -> dict:
-    'Feedback `{"request_id": ..., "lat": ..., "lon": ..., "breed": ...}`: a confirmed breed at a place, once per request id.'
+    'Feedback `{"request_id", "lat", "lon", "breed"}` or `{"request_id", "photo_id", "breed"}`: a confirmed breed at a place, once per request id.'
     from dogbreeds.protocol import RequestError
-    if not isinstance(obj, dict): raise RequestError('feedback must be a JSON object: {"request_id", "lat", "lon", "breed"}')
-    extra = set(obj) - {'request_id', 'lat', 'lon', 'breed'}
-    if extra: raise RequestError(f"unknown feedback fields {sorted(extra)[:5]}: give request_id, lat, lon and breed")
+    if not isinstance(obj, dict): raise RequestError('feedback must be a JSON object: {"request_id", "lat", "lon", "breed"} or {"request_id", "photo_id", "breed"}')
+    extra = set(obj) - {'request_id', 'lat', 'lon', 'breed', 'photo_id'}
+    if extra: raise RequestError(f"unknown feedback fields {sorted(extra)[:5]}: give request_id, breed, and lat and lon or photo_id")
     g = geo_service()
     if g is None: raise RequestError('feedback needs the geo feature store: set GEO_DB', 503, 'ServiceUnavailableError')
     from dogbreeds.featurestore import StoreUnavailable
-    try: out = g.feedback(obj.get('request_id'), obj.get('lat'), obj.get('lon'), obj.get('breed'), set(pred.breeds))
+    lat, lon = obj.get('lat'), obj.get('lon')
+    by_photo = lat is None and lon is None and 'photo_id' in obj   # given both, the coordinates win: the id is not looked up
+    if by_photo: lat, lon = _photo_place(g, obj['photo_id'])
+    try: out = g.feedback(obj.get('request_id'), lat, lon, obj.get('breed'), set(pred.breeds))
     except StoreUnavailable: raise RequestError('the geo database is unavailable: send the feedback again later', 503, 'ServiceUnavailableError') from None
-    return dict(out, request_id=obj['request_id'])
+    return dict(out, request_id=obj['request_id'], **({'photo_id': obj['photo_id']} if by_photo else {}))
+
+def _photo_place(g, pid) -> tuple[float, float]:
+    "Where the photo `pid` of an earlier answer was taken: 400 malformed, 404 unknown or expired, 503 the cache is down."
+    from dogbreeds.geocache import PHOTO_ID, CacheUnavailable
+    from dogbreeds.protocol import RequestError
+    if not isinstance(pid, str) or not PHOTO_ID.fullmatch(pid):
+        raise RequestError('"photo_id" must be the 16 hex digits an answer gave: {"request_id", "photo_id", "breed"}')
+    try: where = g.where(pid)
+    except CacheUnavailable as e:
+        raise RequestError(f'{e}: photo ids cannot be resolved now; send "lat" and "lon" instead, or retry later', 503, 'ServiceUnavailableError') from None
+    if where is None:
+        raise RequestError(f'photo_id {pid} is unknown or expired (ids are kept {float(config.get("GEO_PHOTO_TTL")):g} s, and with '
+                           'GEO_CACHE=lru only by the worker that answered): send "lat" and "lon" instead', 404, 'NotFoundError')
+    return where
 
 # %% ../nbs/21_handlers.ipynb #d083292e
 def load_model(uri, threads:int|None=None, precision:str|None=None, **kwargs):

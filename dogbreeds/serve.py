@@ -134,7 +134,7 @@ def make_app(model=None, max_bytes:int|None=None):
             return _json(200, await run_in_threadpool(feedback_request, state['model'], obj))
         except RequestError as e: return _json(*error_response(e))
     feedback.__annotations__ = dict(request=HTTPRequest)
-    app.post('/feedback', summary='A confirmed breed at a place (JSON: request_id, lat, lon, breed)')(feedback)
+    app.post('/feedback', summary='A confirmed breed at a place (JSON: request_id, breed, and lat, lon or an answer photo_id)')(feedback)
     return app
 
 def app_from_env():

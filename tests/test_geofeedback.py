@@ -1,0 +1,254 @@
+"""Issue 13, feedback by photo id and p(breed | train): an answer's `photo_id` names the photo in feedback (kept in the
+in-process LRU or on a real Redis, with its own TTL, in milliseconds); through the app, `dogbreeds serve` over real HTTP
+and the Lambda handler; and the manifest's `train_counts` in the place-adjusted answer."""
+import base64, hashlib, json, time, urllib.error, urllib.request
+from pathlib import Path
+
+import pytest
+
+from dogbreeds.featurestore import FeatureStore
+from dogbreeds.geo import cells, combine
+from dogbreeds.geocache import GeoLookup, LRUCache, RedisCache
+from dogbreeds.testing import BREEDS, Redis, ServeProcess, toy_model
+from test_geo import LONDON, SYDNEY, gps, photo
+
+EVENTS = Path(__file__).parent / 'events'
+
+
+@pytest.fixture(scope='module')
+def redis_server():
+    with Redis() as server: yield server
+
+
+def counts_at(db, point) -> dict:
+    "The store's counts at the finest cell of `point`."
+    c = cells(*point)[0]
+    return FeatureStore(db).fetch([c])[c]
+
+
+def make_env(tmp_path, monkeypatch, cache:str, manifest:dict|None=None, **settings):
+    "A toy model (`manifest`: extra fields) and a SQLite store (Sydney: 500 dingo, 5 beagle), with the service's settings in the environment."
+    from dogbreeds import handlers
+    model, db = toy_model(tmp_path / 'model', **(manifest or {})), tmp_path / 'geo.db'
+    FeatureStore(db).add_many([(*SYDNEY, 'dingo', 500), (*SYDNEY, 'beagle', 5)])
+    env = dict(GEO_DB=str(db), GEO_CACHE=cache, GEO_MIN_OBS='20', GEO_ALPHA='1', GEO_PHOTO_TTL='60', MODEL_URI=str(model)) | settings
+    for k, v in env.items(): monkeypatch.setenv(k, v)
+    handlers._GEO.clear()
+    return model, db, env
+
+
+@pytest.fixture(params=['lru', 'redis'])
+def env(request, tmp_path, monkeypatch):
+    from dogbreeds import handlers
+    cache = 'lru'
+    if request.param == 'redis':
+        server = request.getfixturevalue('redis_server')
+        RedisCache(server.url).r.flushdb()
+        cache = server.url
+    yield make_env(tmp_path, monkeypatch, cache)
+    handlers._GEO.clear()
+
+
+def test_redis_ttl_is_in_milliseconds(redis_server):
+    c = RedisCache(redis_server.url, ttl=0.3)
+    c.r.flushdb()
+    c.set_many({'k': [1, 2]})
+    assert 0 < c.r.pttl('k') <= 300 and c.get_many(['k']) == [[1, 2]]   # int(0.3) would be 0 seconds: Redis refuses that
+    photos = c.with_ttl(5)                                                  # the same connections, a TTL of its own
+    photos.set_many({'p': 1})
+    assert photos.r is c.r and 300 < c.r.pttl('p') <= 5000
+    time.sleep(0.45)
+    assert c.get_many(['k', 'p']) == [None, 1]
+    with pytest.raises(ValueError): RedisCache(redis_server.url, ttl=0)
+
+
+def test_feedback_by_photo_id(env):
+    from fastapi.testclient import TestClient
+    from dogbreeds import handlers
+    from dogbreeds.serve import make_app
+    model, db, settings = env
+    jpeg = photo(None)
+    body = dict(image=base64.b64encode(jpeg).decode(), k=10)
+    with TestClient(make_app(str(model))) as c:
+        a = c.post(f'/invocations?lat={SYDNEY[0]}&lon={SYDNEY[1]}', json=body).json()
+        pid = a['photo_id']
+        assert pid == hashlib.sha256(jpeg).hexdigest()[:16] and a['prior']['source'] == 'db'
+        assert c.post(f'/invocations?lat={SYDNEY[0]}&lon={SYDNEY[1]}', json=body).json()['prior']['source'] == 'cache'
+        fb = dict(request_id='p-1', photo_id=pid, breed='beagle')
+        assert c.post('/feedback', json=fb).json() == dict(applied=True, request_id='p-1', photo_id=pid)
+        assert counts_at(db, SYDNEY) == {'dingo': 500, 'beagle': 6}                  # at the photo's cell
+        after = c.post(f'/invocations?lat={SYDNEY[0]}&lon={SYDNEY[1]}', json=body).json()
+        assert after['prior']['source'] == 'db' and after['prior']['observations'] == 506   # the cache was invalidated
+        assert c.post('/feedback', json=fb).json()['applied'] is False                # idempotent per request id
+        assert counts_at(db, SYDNEY) == {'dingo': 500, 'beagle': 6}
+        r = c.post('/feedback', json=dict(request_id='p-2', photo_id='0' * 16, breed='beagle'))
+        assert r.status_code == 404 and r.json()['type'] == 'NotFoundError' and '"lat" and "lon"' in r.json()['error']
+        for bad in ('xyz', 'A' * 16, 12, None):
+            r = c.post('/feedback', json=dict(request_id='p-3', photo_id=bad, breed='beagle'))
+            assert r.status_code == 400 and 'photo_id' in r.json()['error']
+        r = c.post('/feedback', json=dict(request_id='p-4', photo_id=pid, breed='wolf'))   # the breed is still checked
+        assert r.status_code == 400 and 'wolf' in r.json()['error']
+        both = dict(request_id='p-5', photo_id=pid, lat=LONDON[0], lon=LONDON[1], breed='Samoyed')
+        assert c.post('/feedback', json=both).json() == dict(applied=True, request_id='p-5')   # the coordinates win
+        assert counts_at(db, LONDON) == {'Samoyed': 1} and counts_at(db, SYDNEY) == {'dingo': 500, 'beagle': 6}
+        exif = photo(gps(*LONDON))                                                   # the place from EXIF GPS
+        e = c.post('/invocations', content=exif, headers={'Content-Type': 'image/jpeg'}).json()
+        assert e['location']['source'] == 'exif' and e['photo_id'] != pid
+        assert c.post('/feedback', json=dict(request_id='p-6', photo_id=e['photo_id'], breed='Samoyed')).json()['applied']
+        assert counts_at(db, LONDON) == {'Samoyed': 2}
+        n = c.post('/invocations', json=body).json()                                 # no coordinates: no photo_id
+        assert n['location'] is None and 'photo_id' not in n
+    # another worker (a fresh GeoLookup, as a new process makes): Redis knows the id, the in-process LRU does not
+    g = handlers.geo_service()
+    handlers._GEO.clear()
+    other = handlers.geo_service()
+    assert other is not g
+    if settings['GEO_CACHE'] == 'lru': assert other.where(pid) is None
+    else:
+        assert other.where(pid) == pytest.approx(SYDNEY)
+        assert 0 < other.photos.r.pttl(f'photo:{pid}') <= 60_000                      # GEO_PHOTO_TTL, not the cells' TTL
+
+
+@pytest.mark.parametrize('cache', ['lru', 'redis'])
+def test_photo_id_expires(cache, tmp_path, monkeypatch, request):
+    from dogbreeds import handlers
+    spec = request.getfixturevalue('redis_server').url if cache == 'redis' else 'lru'
+    model, db, _ = make_env(tmp_path, monkeypatch, spec, GEO_PHOTO_TTL='0.4')
+    pred = handlers.load_model(model)
+    from dogbreeds.protocol import Request
+    a = handlers.answer_request(pred, Request(image=photo(gps(*SYDNEY))))
+    time.sleep(0.6)
+    with pytest.raises(Exception) as e: handlers.feedback_request(pred, dict(request_id='x-1', photo_id=a['photo_id'], breed='dingo'))
+    assert e.value.status == 404 and 'unknown or expired' in str(e.value)
+    handlers._GEO.clear()
+
+
+
+@pytest.mark.parametrize('value', ['abc', '0', '-5'])
+def test_bad_photo_ttl_is_a_clear_503(value, tmp_path, monkeypatch):
+    from dogbreeds import handlers
+    from dogbreeds.protocol import Request
+    model, _, _ = make_env(tmp_path, monkeypatch, 'lru', GEO_PHOTO_TTL=value)
+    with pytest.raises(Exception) as e: handlers.answer_request(handlers.load_model(model), Request(image=photo(gps(*SYDNEY))))
+    assert e.value.status == 503 and 'GEO_PHOTO_TTL' in str(e.value)
+    handlers._GEO.clear()
+
+def test_cache_down_is_503_and_coordinates_still_work(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+    from dogbreeds import handlers
+    from dogbreeds.serve import make_app
+    with Redis(tmp_path / 'redis') as rs:
+        model, db, _ = make_env(tmp_path, monkeypatch, rs.url)
+        body = dict(image=base64.b64encode(photo(None)).decode(), lat=SYDNEY[0], lon=SYDNEY[1])
+        with TestClient(make_app(str(model))) as c:
+            pid = c.post('/invocations', json=body).json()['photo_id']
+            rs.stop()                                                                 # Redis down
+            a = c.post('/invocations', json=body).json()
+            assert a['photo_id'] == pid and a['prior']['source'] == 'db' and 'photo_id not kept' in a['prior']['note']
+            r = c.post('/feedback', json=dict(request_id='d-1', photo_id=pid, breed='beagle'))
+            assert r.status_code == 503 and r.json()['type'] == 'ServiceUnavailableError' and '"lat" and "lon"' in r.json()['error']
+            r = c.post('/feedback', json=dict(request_id='d-1', lat=SYDNEY[0], lon=SYDNEY[1], breed='beagle'))
+            assert r.status_code == 200 and r.json()['applied'] and 'cache unavailable' in r.json()['note']
+    assert counts_at(db, SYDNEY)['beagle'] == 6
+    handlers._GEO.clear()
+
+
+def post(url, obj) -> tuple[int, dict]:
+    req = urllib.request.Request(url, json.dumps(obj).encode(), {'Content-Type': 'application/json'})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r: return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e: return e.code, json.loads(e.read())
+
+
+def test_serve_over_http_two_workers_share_photo_ids_through_redis(redis_server, tmp_path, monkeypatch):
+    RedisCache(redis_server.url).r.flushdb()
+    model, db, env = make_env(tmp_path, monkeypatch, redis_server.url)
+    with ServeProcess(model, workers=2, env=env) as s:
+        ids = []
+        for i in range(6):   # six photos; each answer and its feedback may reach either worker
+            img = base64.b64encode(photo(gps(SYDNEY[0] + i * 1e-5, SYDNEY[1]))).decode()   # a few metres apart: other bytes
+            st, a = post(s.url + '/invocations', dict(image=img))
+            assert st == 200 and a['location']['source'] == 'exif', a
+            ids.append(a['photo_id'])
+        assert len(set(ids)) == 6
+        for i, pid in enumerate(ids):
+            assert post(s.url + '/feedback', dict(request_id=f'h-{i}', photo_id=pid, breed='dingo')) == (200, dict(applied=True, request_id=f'h-{i}', photo_id=pid))
+        assert post(s.url + '/feedback', dict(request_id='h-0', photo_id=ids[0], breed='dingo'))[1]['applied'] is False
+        st, err = post(s.url + '/feedback', dict(request_id='h-9', photo_id='f' * 16, breed='dingo'))
+        assert st == 404 and 'unknown or expired' in err['error']
+    assert counts_at(db, SYDNEY)['dingo'] == 506
+
+
+def test_lambda_answer_then_feedback_by_photo_id(redis_server, tmp_path, monkeypatch):
+    from dogbreeds import handlers, lambda_handler as lh
+    RedisCache(redis_server.url).r.flushdb()
+    model, db, _ = make_env(tmp_path, monkeypatch, redis_server.url)
+    lh.reset()
+    e = json.loads((EVENTS / 'apigateway-http.json').read_text())    # AWS's example HTTP API event, carrying a photo
+    e['headers']['content-type'] = 'image/jpeg'
+    e['body'], e['isBase64Encoded'] = base64.b64encode(photo(gps(*SYDNEY))).decode(), True
+    r = lh.handler(e)
+    a = json.loads(r['body'])
+    assert r['statusCode'] == 200 and a['prior']['cell'] == cells(*SYDNEY)[0] and len(a['photo_id']) == 16
+    lh.reset(); handlers._GEO.clear()                                  # another instance, cold: Redis still knows the photo
+    fb = lh.handler(dict(feedback=dict(request_id='l-1', photo_id=a['photo_id'], breed='dingo')))
+    assert fb == dict(statusCode=200, applied=True, request_id='l-1', photo_id=a['photo_id'])
+    assert counts_at(db, SYDNEY)['dingo'] == 501
+    un = lh.handler(dict(feedback=dict(request_id='l-2', photo_id='1' * 16, breed='dingo')))
+    assert un['statusCode'] == 404 and un['type'] == 'NotFoundError'
+    lh.reset(); handlers._GEO.clear()
+
+
+# --- p(breed | train) from the manifest
+
+def adjusted(tmp_path, monkeypatch, name, **manifest):
+    from dogbreeds import handlers
+    from dogbreeds.protocol import Request
+    model, db, _ = make_env(tmp_path / name, monkeypatch, 'lru', manifest)   # toy_model writes extra manifest fields as given
+    a = handlers.answer_request(handlers.load_model(model), Request(image=photo(None), k=10, lat=SYDNEY[0], lon=SYDNEY[1]))
+    handlers._GEO.clear()
+    return a, {p['breed']: p['probability'] for p in a['predictions']}, {p['breed']: p['probability'] for p in a['predictions_with_prior']}
+
+
+def test_train_counts_change_the_adjusted_answer(tmp_path, monkeypatch):
+    place = {'dingo': 500, 'beagle': 5}
+    a, photo_only, uniform = adjusted(tmp_path, monkeypatch, 'u')
+    assert a['prior']['train'].startswith('uniform') and 'no train_counts' in a['prior']['train']
+    assert uniform == pytest.approx(combine(photo_only, place, 1.0, 1.0))
+    train = {b: 100 for b in BREEDS} | {'dingo': 900}     # the model saw 9x more dingoes
+    b, photo_only2, skewed = adjusted(tmp_path, monkeypatch, 's', train_counts=train)
+    assert b['prior']['train'] == 'train_counts' and photo_only2 == photo_only
+    # by hand: p_train(dingo) = 901/1810, p_train(other) = 101/1810; p_place(dingo) = 501/515, p_place(beagle) = 6/515,
+    # p_place(other) = 1/515; adjusted ∝ p(photo) · p_place / p_train
+    raw = {x: photo_only[x] * ({'dingo': 501, 'beagle': 6}.get(x, 1) / 515) / ((901 if x == 'dingo' else 101) / 1810) for x in BREEDS}
+    z = sum(raw.values())
+    assert skewed == pytest.approx({x: v / z for x, v in raw.items()})
+    # dingo is now divided by its larger training share: it gains less than under a uniform p(breed | train)
+    assert skewed['dingo'] / skewed['beagle'] == pytest.approx(uniform['dingo'] / uniform['beagle'] * (101 / 901))
+    assert skewed['dingo'] < uniform['dingo'] and skewed['beagle'] > uniform['beagle']
+    c, _, bad = adjusted(tmp_path, monkeypatch, 'b', train_counts={'dingo': -3})
+    assert 'unusable' in c['prior']['train'] and bad == pytest.approx(uniform)
+
+
+def test_run_info_carries_train_counts_and_old_runs_do_without(tmp_path):
+    from dogbreeds.core import ParameterError, write_json
+    from dogbreeds.export import _check_train_counts, run_info
+    write_json(tmp_path / 'params.json', dict(arch='mobilenet_v2'))
+    assert 'train_counts' not in run_info(tmp_path)                  # a run from before data reports: no train_counts
+    write_json(tmp_path / 'data_report.json', dict(counts={'beagle': dict(train=7, valid=2), 'dingo': dict(train=3, valid=1)}))
+    assert run_info(tmp_path)['train_counts'] == {'beagle': 7, 'dingo': 3}
+    assert _check_train_counts({'dingo': 3}, ['beagle', 'dingo']) == {'beagle': 0, 'dingo': 3}   # every breed, model order
+    for bad in ({'wolf': 1}, {'dingo': -1}, {'dingo': 1.5}, [3]):
+        with pytest.raises(ParameterError): _check_train_counts(bad, ['beagle', 'dingo'])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('recipe', ['imagenet-head', 'fine-tune'])
+def test_both_recipes_export_train_counts(recipe, request):
+    "The sample's training runs (shared with the export and recipe tests): the manifest has the training photos per breed."
+    from dogbreeds.core import read_json
+    run = request.getfixturevalue('head_run' if recipe == 'imagenet-head' else 'trained_run')
+    m = read_json(run.run_dir / 'model' / 'manifest.json')
+    d = run.data
+    assert m['train_counts'] == {b: sum(1 for l, v in zip(d.labels, d.is_valid) if l == b and not v) for b in d.breeds}
+    assert list(m['train_counts']) == m['breeds'] and sum(m['train_counts'].values()) == d.n_train
