@@ -52,6 +52,7 @@ _CSS = """<style>
 .dogbreeds-geo table {border-collapse: collapse; margin-top: 4px;}
 .dogbreeds-geo td, .dogbreeds-geo th {padding: 1px 8px 1px 0; text-align: left;}
 .dogbreeds-geo .dogbreeds-moved {color: #0b6e4f; font-weight: bold;}
+.dogbreeds-prior-pct {font-variant-numeric: tabular-nums; text-align: right;}
 .dogbreeds-geo-refused {color: #b00020;}
 </style>"""
 
@@ -190,7 +191,7 @@ class ClassifierWidget(widgets.VBox):
         alone = sorted(probs.items(), key=lambda x: -x[1])[:self.k]
         moved = (f"<div class='dogbreeds-moved'>The place moved the top breed: {e(alone[0][0])} &rarr; {e(with_prior[0][0])}</div>"
                  if alone[0][0] != with_prior[0][0] else "<div>The place kept the top breed.</div>")
-        rows = ''.join(f"<tr><td>{e(a)}</td><td class='dogbreeds-pct'>{pa:.1%}</td><td>{e(b)}</td><td class='dogbreeds-pct'>{pb:.1%}</td></tr>"
+        rows = ''.join(f"<tr><td>{e(a)}</td><td class='dogbreeds-prior-pct'>{pa:.1%}</td><td>{e(b)}</td><td class='dogbreeds-prior-pct'>{pb:.1%}</td></tr>"
                        for (a, pa), (b, pb) in zip(alone, with_prior))
         table = (f"<table class='dogbreeds-prior-table'><tr><th>photo alone</th><th></th><th>with the place</th><th></th></tr>{rows}</table>")
         return _html(f"<div>{where}</div>{place}{moved}{table}", 'dogbreeds-geo', 'dogbreeds-prior')
