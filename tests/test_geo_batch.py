@@ -173,3 +173,19 @@ def test_place_columns_in_shards_and_resume(pred, folder, store, tmp_path):
     batch_predict(folder, tmp_path / 'p.csv', pred, k=K, progress=False)
     with pytest.raises(ResultsError, match='without the place columns'):
         batch_predict(folder, tmp_path / 'p.csv', pred, k=K, progress=False, geo=geo)
+
+
+def test_s3_prefix_exif_and_locations_by_key(pred, store, s3_server, tmp_path):
+    "Photos under an s3:// prefix (SeaweedFS): EXIF read from the object's bytes; --locations names a photo by its key under the prefix."
+    import uuid
+    c, bucket, prefix = s3_server.client(), s3_server.bucket, f'geo-{uuid.uuid4().hex[:8]}/in'
+    c.put_object(Bucket=bucket, Key=f'{prefix}/a/london.jpg', Body=photo('tan', LONDON))
+    c.put_object(Bucket=bucket, Key=f'{prefix}/plain.jpg', Body=photo('steelblue'))
+    (tmp_path / 'where.csv').write_text(f"key,lat,lon\nplain.jpg,{SYDNEY[0]},{SYDNEY[1]}\n")
+    r = batch_predict(f's3://{bucket}/{prefix}', tmp_path / 's3.csv', pred, k=K, progress=False, endpoint_url=s3_server.endpoint,
+                      locations=tmp_path / 'where.csv', geo=GeoLookup(store))
+    assert (r['predicted'], r['errors'], r['located'], r['with_prior']) == (2, 0, 2, 2)
+    rows = by_name(tmp_path / 's3.csv')
+    assert (rows['london.jpg']['location_source'], rows['london.jpg']['prior_cell'], rows['london.jpg']['breed_with_prior']) == (
+        'exif', cells(*LONDON)[0], store.london_breed)
+    assert (rows['plain.jpg']['location_source'], rows['plain.jpg']['prior_cell']) == ('explicit', cells(*SYDNEY)[0])
