@@ -189,3 +189,27 @@ def test_s3_prefix_exif_and_locations_by_key(pred, store, s3_server, tmp_path):
     assert (rows['london.jpg']['location_source'], rows['london.jpg']['prior_cell'], rows['london.jpg']['breed_with_prior']) == (
         'exif', cells(*LONDON)[0], store.london_breed)
     assert (rows['plain.jpg']['location_source'], rows['plain.jpg']['prior_cell']) == ('explicit', cells(*SYDNEY)[0])
+
+
+def test_place_prior_is_the_services_prior(tmp_path, folder, monkeypatch):
+    """`place_prior` (what predict and the demo use) gives what the service's `answer_with_place` gives, for a model
+    whose manifest has non-uniform train counts: one prior, wherever it is asked for."""
+    from dogbreeds.handlers import answer_with_place, geo_service, place_prior
+    from dogbreeds.geo import locate
+    from dogbreeds.protocol import parse_request
+    from dogbreeds.testing import BREEDS
+    model = Predictor.load(toy_model(tmp_path / 'skewed', train_counts={b: 10 * (i + 1) ** 2 for i, b in enumerate(BREEDS)}))
+    s = FeatureStore(tmp_path / 'geo.db')
+    s.add_many([(*LONDON, b, 5 * i + 1) for i, b in enumerate(BREEDS)])
+    s.close()
+    monkeypatch.setenv('GEO_DB', str(tmp_path / 'geo.db'))
+    for name in ('london.jpg', 'plain.jpg'):
+        data = (folder / name).read_bytes()
+        req = parse_request(data, 'image/jpeg'); req.lat, req.lon, req.k = LONDON[0], LONDON[1], len(BREEDS)
+        a = answer_with_place(model, req)
+        probs = dict(model.predict_one(model.decode(data), k=len(BREEDS)).top)
+        prior, top = place_prior(model, *locate(data, *LONDON), probs, len(BREEDS), geo=geo_service())
+        assert {k: prior[k] for k in ('cell', 'resolution', 'observations', 'alpha', 'smoothing')} == {
+            k: a['prior'][k] for k in ('cell', 'resolution', 'observations', 'alpha', 'smoothing')}
+        assert [b for b, _ in top] == [p['breed'] for p in a['predictions_with_prior']]
+        assert [p for _, p in top] == pytest.approx([p['probability'] for p in a['predictions_with_prior']], abs=1e-6)
