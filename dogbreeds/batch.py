@@ -20,11 +20,11 @@ from .core import DogbreedsError, ParameterError, ImageTooLargeError, IMAGE_EXTS
 from .inference import Predictor
 
 # %% auto #0
-__all__ = ['ROW_GROUP', 'SHARDS_FORMAT', 'SourceError', 'ResultsError', 'ReadError', 'LocalSource', 'S3Source', 'open_source',
-           'result_columns', 'column_type', 'model_id', 'predict_rows', 'CsvResults', 'ParquetResults',
-           'results_format', 'open_results', 'read_results', 'batch_predict', 'parse_shard', 'shard_key', 'shard_of',
-           'shard_file', 'job_file', 'start_shard', 'finish_shard', 'merge_shards', 'transform_prefix',
-           'gather_transform', 'transform_predict', 'predict_cli']
+__all__ = ['GEO_COLUMNS', 'ROW_GROUP', 'SHARDS_FORMAT', 'SourceError', 'ResultsError', 'ReadError', 'LocalSource', 'S3Source',
+           'open_source', 'result_columns', 'column_type', 'model_id', 'predict_rows', 'CsvResults', 'ParquetResults',
+           'results_format', 'open_results', 'read_results', 'LocationError', 'read_locations', 'Places',
+           'batch_predict', 'parse_shard', 'shard_key', 'shard_of', 'shard_file', 'job_file', 'start_shard',
+           'finish_shard', 'merge_shards', 'transform_prefix', 'gather_transform', 'transform_predict', 'predict_cli']
 
 # %% ../nbs/40_batch.ipynb #ac277018
 class SourceError(DogbreedsError):
@@ -128,34 +128,51 @@ def open_source(src, endpoint_url:str|None=None, max_bytes:int|None=None, worker
     return LocalSource(src)
 
 # %% ../nbs/40_batch.ipynb #71149f9d
-def result_columns(k:int) -> list[str]:
-    "The columns of a results table with the top `k` breeds."
+GEO_COLUMNS = ['lat', 'lon', 'location_source', 'prior_cell', 'prior_resolution', 'prior_observations', 'prior_source',
+               'breed_with_prior', 'probability_with_prior', 'geo_note']
+
+def result_columns(k:int, geo:bool=False) -> list[str]:
+    "The columns of a results table with the top `k` breeds (and, with `geo`, the place columns)."
     return (['source', 'breed', 'probability'] + [c for i in range(2, k + 1) for c in (f'breed_{i}', f'probability_{i}')]
-            + ['dog', 'is_dog', 'error', 'model', 'model_version'])
+            + ['dog', 'is_dog', 'error', 'model', 'model_version'] + (GEO_COLUMNS if geo else []))
 
 def column_type(c:str) -> type:
-    "The type of the values of column `c`: float, bool or str."
-    return float if c.startswith('probability') or c == 'dog' else bool if c == 'is_dog' else str
+    "The type of the values of column `c`: float, int, bool or str."
+    return (float if c.startswith('probability') or c in ('dog', 'lat', 'lon') else bool if c == 'is_dog'
+            else int if c in ('prior_resolution', 'prior_observations') else str)
 
 def model_id(pred:Predictor) -> tuple[str, str]:
     "`(name, version)` of the model `pred` runs: its registry version, or the sha256 of its manifest."
     return pred.name, pred.version or 'sha256:' + sha256_file(pred.model_dir/MANIFEST)[:16]
 
+def _layout(columns:list) -> tuple|None:
+    "`(k, geo)` of a results table with these columns, or None if they are not such a table's."
+    columns = list(columns)
+    geo = columns[-len(GEO_COLUMNS):] == GEO_COLUMNS
+    k = (len(columns) - (len(GEO_COLUMNS) if geo else 0) - 8) // 2 + 1
+    return (k, geo) if k >= 1 and columns == result_columns(k, geo) else None
+
 def _k_of(columns:list) -> int|None:
     "The `k` of a results table with these columns, or None if they are not such a table's."
-    k = (len(columns) - 8) // 2 + 1
-    return k if k >= 1 and list(columns) == result_columns(k) else None
+    return (_layout(columns) or (None,))[0]
 
 # %% ../nbs/40_batch.ipynb #f0770312
 def _error_text(e:BaseException) -> str: return f"{type(e).__name__}: {' '.join(str(e).split())}"
 
-def predict_rows(pred:Predictor, items:list, source=None, k:int=5, batch_size:int=64, workers:int|None=None):
-    "Yield the result rows (dicts, see `result_columns`) of `items`, one list per chunk of `batch_size`."
+def predict_rows(pred:Predictor, items:list, source=None, k:int=5, batch_size:int=64, workers:int|None=None, places=None):
+    """Yield the result rows (dicts, see `result_columns`) of `items`, one list per chunk of `batch_size`.
+    `places` (a `Places`): add the place columns, from each photo's coordinates and the feature store."""
     source = source or LocalSource(items)
     k, workers = min(k, len(pred.breeds)), workers or source.workers
     name, version = model_id(pred)
+    located = {}  # item -> (Location or None, note), for `places`
     def load(item):
-        try: return pred.prepare(source.read(item))
+        try:
+            if places is not None: coords = places.explicit(source, item)  # bad coordinates: this row's error
+            data = source.read(item)
+            a = pred.prepare(data)
+            if places is not None: located[item] = places.locate(coords, data)
+            return a
         except SourceError: raise  # every photo would fail alike: stop
         except Exception as e: return e  # this photo's error, for its row
     chunks = iter([items[i:i + batch_size] for i in range(0, len(items), batch_size)])
@@ -171,14 +188,15 @@ def predict_rows(pred:Predictor, items:list, source=None, k:int=5, batch_size:in
             prepared = [f.result() for f in futures]
             submit()
             ok = [i for i, a in enumerate(prepared) if isinstance(a, np.ndarray)]
-            preds = pred.classify_prepared(np.stack([prepared[i] for i in ok]), k) if ok else []
+            preds = pred.classify_prepared(np.stack([prepared[i] for i in ok]), len(pred.breeds) if places else k) if ok else []
             rows = [dict(source=item, error=_error_text(a), model=name, model_version=version) if not isinstance(a, np.ndarray) else None
                     for item, a in zip(chunk, prepared)]
             for i, pr in zip(ok, preds):
-                (b, p), *rest = pr.top
+                (b, p), *rest = pr.top[:k]
                 r = dict(source=chunk[i], breed=b, probability=p)
                 for rank, (b, p) in enumerate(rest, 2): r[f'breed_{rank}'], r[f'probability_{rank}'] = b, p
                 rows[i] = {**r, 'dog': pr.dog, 'is_dog': pr.is_dog, 'error': '', 'model': name, 'model_version': version}
+                if places is not None: rows[i].update(places.columns(pred, *located.pop(chunk[i]), dict(pr.top)))
             observe.log_batch_rows(rows, time.perf_counter() - t_chunk)  # one JSON log line per photo (issue 14)
             yield rows
     finally: ex.shutdown(wait=True, cancel_futures=True)
@@ -204,15 +222,18 @@ def _fsync_dir(d:Path):
 
 class _Results:
     "What both formats share: the columns, the model, which items are done."
-    def __init__(self, path, k:int, model:tuple, retry_errors:bool=False):
-        self.path, self.k, self.model, self.columns = Path(path), k, tuple(model), result_columns(k)
+    def __init__(self, path, k:int, model:tuple, retry_errors:bool=False, geo:bool=False):
+        self.path, self.k, self.model, self.columns, self.geo = Path(path), k, tuple(model), result_columns(k, geo), geo
         if self.path.is_dir(): raise ResultsError(f"{self.path} is a folder: name a file ending in .csv or .parquet")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.done = {}  # item -> error ('' when it was classified)
 
     def _check_columns(self, columns):
         if list(columns) == self.columns: return
-        k = _k_of(columns)
+        k, geo = _layout(columns) or (None, None)
+        if k == self.k and geo != self.geo:
+            raise ResultsError(f"{self.path} holds results {'with' if geo else 'without'} the place columns; this run "
+                               f"{'has' if self.geo else 'has no'} coordinates or feature store: write to another file")
         raise ResultsError(f"{self.path} holds the top {k} breeds, not {self.k}: run with --k {k}, or write to another file" if k else
                            f"{self.path} is not a dogbreeds results file (its columns are {list(columns)[:4]}...): write to another file")
 
@@ -233,8 +254,8 @@ class _Damaged(Exception):
 
 class CsvResults(_Results):
     "A results CSV, opened for appending complete rows, chunk by chunk."
-    def __init__(self, path, k:int, model:tuple, retry_errors:bool=False):
-        super().__init__(path, k, model)
+    def __init__(self, path, k:int, model:tuple, retry_errors:bool=False, geo:bool=False):
+        super().__init__(path, k, model, geo=geo)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             _lock(self.fd, self.path)
@@ -275,10 +296,10 @@ class CsvResults(_Results):
             os.ftruncate(self.fd, 0); _write_all(self.fd, head); os.fsync(self.fd); return
         try: self._check_columns(next(csv.reader([first.decode('utf-8', 'replace')]), []))
         except csv.Error: self._check_columns([])
-        good, models, err = len(first), set(), self.columns.index('error')
+        good, models, err, mi = len(first), set(), self.columns.index('error'), self.columns.index('model')
         try:
             for i, (row, end) in enumerate(self._rows()):
-                if i: self.done[row[0]] = row[err]; models.add((row[-2], row[-1]))
+                if i: self.done[row[0]] = row[err]; models.add((row[mi], row[mi + 1]))
                 good = end
         except _Damaged as e:
             if not e.at_end: raise ResultsError(f"{self.path} is damaged ({e}): fix or move it, or write to another file") from None
@@ -321,14 +342,14 @@ ROW_GROUP = 65_536  # rows per row group of a merged Parquet file
 
 class ParquetResults(_Results):
     "A results Parquet file: a part file per chunk while running, merged into the output at the end."
-    def __init__(self, path, k:int, model:tuple, retry_errors:bool=False):
-        super().__init__(path, k, model)
+    def __init__(self, path, k:int, model:tuple, retry_errors:bool=False, geo:bool=False):
+        super().__init__(path, k, model, geo=geo)
         try:
             import pyarrow as pa, pyarrow.parquet as pq
         except ImportError:
             raise ResultsError(f"writing Parquet ({self.path.name}) needs pyarrow: pip install 'dogbreeds[parquet]', or write a .csv") from None
         self.pa, self.pq = pa, pq
-        self.schema = pa.schema([(c, {float: pa.float32(), bool: pa.bool_(), str: pa.string()}[column_type(c)]) for c in self.columns])
+        self.schema = pa.schema([(c, {float: pa.float32(), bool: pa.bool_(), str: pa.string(), int: pa.int32()}[column_type(c)]) for c in self.columns])
         self.parts = self.path.with_name(f'.{self.path.name}.parts')
         self.parts.mkdir(exist_ok=True)
         self.lock_fd = os.open(self.parts/'lock', os.O_RDWR | os.O_CREAT, 0o644)
@@ -412,21 +433,107 @@ def results_format(out) -> type:
     if fmt is None: raise ResultsError(f"{out}: name the output file .csv or .parquet")
     return fmt
 
-def open_results(out, k:int, model:tuple, retry_errors:bool=False) -> _Results:
-    "Open the output file `out` (.csv or .parquet) for a run with the top `k` breeds of `model` (`model_id`)."
-    return results_format(out)(out, k, model, retry_errors)
+def open_results(out, k:int, model:tuple, retry_errors:bool=False, geo:bool=False) -> _Results:
+    "Open the output file `out` (.csv or .parquet) for a run with the top `k` breeds of `model` (`model_id`), and the place columns with `geo`."
+    return results_format(out)(out, k, model, retry_errors, geo=geo)
 
 def read_results(out) -> list[dict]:
-    "The rows of a results file (.csv or .parquet) as dicts: probabilities and `dog` as floats, `is_dog` as a bool (None when empty), error '' when none."
+    "The rows of a results file (.csv or .parquet) as dicts: probabilities, `dog`, `lat`, `lon` as floats, `is_dog` as a bool, the prior's resolution and observations as ints (None when empty), error '' when none."
     out = Path(out)
     if results_format(out) is ParquetResults:
         import pyarrow.parquet as pq
         return [{**r, 'error': r['error'] or ''} for r in pq.read_table(out).to_pylist()]
     with open(out, newline='', encoding='utf-8', errors='surrogateescape') as f:
         value = {float: lambda v: float(v) if v else None, bool: lambda v: {'True': True, 'False': False}.get(v),
-                 str: lambda v: v or None}
-        return [{c: value[column_type(c)](v) if c.startswith(('probability', 'breed')) or c in ('dog', 'is_dog') else (v or '')
+                 str: lambda v: v or None, int: lambda v: int(v) if v else None}
+        return [{c: value[column_type(c)](v) if c.startswith(('probability', 'breed')) or column_type(c) is not str else (v or '')
                  for c, v in r.items()} for r in csv.DictReader(f)]
+
+# %% ../nbs/40_batch.ipynb #a3c6e002
+class LocationError(DogbreedsError):
+    "A photo's row of `--locations` holds coordinates that are not numbers, out of range, or half missing (recorded in its row)."
+
+def read_locations(path) -> dict:
+    "`{photo: (lat, lon)}` from the CSV `path`, with a header naming the photo (`photo`, `path`, `key` or `source`), `lat` and `lon`; the values are checked per photo, when it is predicted."
+    try: f = open(path, newline='', encoding='utf-8-sig')
+    except OSError as e: raise ParameterError(f"--locations {path}: {e.strerror or e}") from None
+    with f:
+        try:
+            r = csv.DictReader(f)
+            cols = [(c or '').strip().lower() for c in r.fieldnames or []]
+            name = next((c for c in ('photo', 'path', 'key', 'source') if c in cols), None)
+            if name is None or 'lat' not in cols or 'lon' not in cols:
+                raise ParameterError(f"--locations {path}: its header must name the photo (photo, path, key or source), lat and lon; it is {cols[:6]}")
+            r.fieldnames, out = cols, {}
+            for row in r:
+                n = (row.get(name) or '').strip()
+                if not n: raise ParameterError(f"--locations {path}: line {r.line_num} names no photo")
+                if n in out: raise ParameterError(f"--locations {path}: {n!r} is listed twice (line {r.line_num})")
+                out[n] = tuple((row.get(c) or '').strip() or None for c in ('lat', 'lon'))
+        except (csv.Error, UnicodeDecodeError) as e: raise ParameterError(f"--locations {path}: not a readable CSV ({e})") from None
+    return out
+
+class Places:
+    "Where each photo was taken (explicit coordinates win over its EXIF GPS) and the prior there: the place columns of `predict_rows`."
+    def __init__(self, geo=None, coords:tuple|None=None, table:dict|None=None):
+        self.geo, self.coords, self.table = geo, coords, table
+        self.by_item, self.located, self.with_prior = {}, 0, 0
+
+    @classmethod
+    def make(cls, lat=None, lon=None, locations=None, geo=None):
+        "None for a run with no coordinates and no feature store (`geo`, default `geo_service()`): its rows are as ever."
+        from dogbreeds.geo import check_coords
+        from dogbreeds.handlers import geo_service
+        from dogbreeds.protocol import RequestError
+        if locations is not None and (lat is not None or lon is not None):
+            raise ParameterError("give --lat/--lon (one place for every photo) or --locations (a place per photo), not both")
+        try: coords = check_coords(lat, lon)
+        except RequestError as e: raise ParameterError(f"--lat/--lon: {e}") from None
+        table = read_locations(locations) if locations is not None else None
+        geo = geo if geo is not None else geo_service()
+        return None if geo is None and coords is None and table is None else cls(geo, coords, table)
+
+    def match(self, source, items:list):
+        "Pair the rows of `--locations` with the items of `source` (by their name under SRC, or their full path or URI); warn of rows that name none."
+        if self.table is None: return
+        names = dict.fromkeys(self.table)
+        if isinstance(source, LocalSource):
+            for n in self.table: names.setdefault(os.path.abspath(os.path.expanduser(n)), n)
+        names = {k: (v or k) for k, v in names.items()}
+        used = set()
+        for it in items:
+            n = next((names[x] for x in (it, shard_key(source, it)) if x in names), None)
+            if n is not None: self.by_item[it] = self.table[n]; used.add(n)
+        if (unused := [n for n in self.table if n not in used]):
+            print(f"dogbreeds: {len(unused):,} rows of --locations name no photo of {source} (such as {unused[0]!r}): "
+                  "name photos by their path under SRC", file=sys.stderr)
+
+    def explicit(self, source, item) -> tuple|None:
+        "The explicit coordinates of `item`, or None; a `LocationError` when its row of `--locations` holds bad ones."
+        if self.table is None: return self.coords
+        from dogbreeds.geo import check_coords
+        try: return check_coords(*self.by_item.get(item, (None, None)))
+        except DogbreedsError as e: raise LocationError(f"its row of --locations: {e}") from None
+
+    def locate(self, coords, data) -> tuple:
+        "`(Location or None, note)`: `coords` if given, else the EXIF GPS of the photo `data` (a path or bytes)."
+        from dogbreeds.geo import Location, gps_from_exif
+        if coords is not None: return Location(*coords, 'explicit'), None
+        if isinstance(data, (bytes, bytearray)): return gps_from_exif(data)
+        from PIL import Image
+        try:
+            with Image.open(data) as im: return gps_from_exif(im)
+        except Exception as e: return None, f"the photo's EXIF could not be read ({type(e).__name__}); no coordinates taken from it"
+
+    def columns(self, pred, loc, note, probs:dict) -> dict:
+        "The place columns of a photo at `loc` whose probability of every breed is `probs`."
+        from dogbreeds.handlers import place_prior
+        prior, ((b, p),) = place_prior(pred, loc, note, probs, 1, geo=self.geo)
+        self.located += loc is not None
+        self.with_prior += 'cell' in prior
+        return dict(lat=loc.lat if loc else None, lon=loc.lon if loc else None, location_source=loc.source if loc else 'none',
+                    prior_cell=prior.get('cell'), prior_resolution=prior.get('resolution'), prior_observations=prior.get('observations'),
+                    prior_source=prior['source'], breed_with_prior=b, probability_with_prior=float(p), geo_note=prior.get('note', ''))
 
 # %% ../nbs/40_batch.ipynb #940a195d
 class _Progress:
@@ -460,13 +567,16 @@ def _whole(name, v, none_ok=True):
 
 def batch_predict(src, out, model=None, k:int=5, batch_size:int=64, workers:int|None=None, threads:int|None=None,
                   retry_errors:bool=False, progress:bool|None=None, endpoint_url:str|None=None,
-                  shard=None, resume:bool=False, precision:str|None=None) -> dict:
+                  shard=None, resume:bool=False, precision:str|None=None, lat=None, lon=None, locations=None, geo=None) -> dict:
     """Classify every photo of `src` into the results file `out` (.csv or .parquet), skipping the items it already holds.
-    With `shard` (`'I/N'` or `(I, N)`), only the shard's items, into the shard's own file (see `shard_file`)."""
+    With `shard` (`'I/N'` or `(I, N)`), only the shard's items, into the shard's own file (see `shard_file`).
+    With coordinates (`lat`/`lon` for every photo, or a `locations` CSV per photo) or a feature store (`geo`, a `GeoLookup`;
+    default: `GEO_DB`'s), each row adds the place columns (see `Places`)."""
     if shard is not None: shard = parse_shard(shard)
     for name, v in dict(k=k, batch_size=batch_size).items(): _whole(name, v, none_ok=False)
     for name, v in dict(workers=workers, threads=threads).items(): _whole(name, v)
     results_format(out)  # a bad extension fails before anything is loaded
+    places = Places.make(lat, lon, locations, geo)  # bad --lat/--lon or an unreadable --locations: before the model loads
     if isinstance(model, Predictor): pred = model
     else:
         model = model or config.get('MODEL_URI')
@@ -476,14 +586,15 @@ def batch_predict(src, out, model=None, k:int=5, batch_size:int=64, workers:int|
     items = source.list()
     if not items: raise SourceError(f"{source} holds no photos (no files ending in {', '.join(IMAGE_EXTS)})")
     k, mid = min(k, len(pred.breeds)), model_id(pred)
-    if shard is not None: out, items = start_shard(source, items, out, shard, k, mid, resume)
-    with open_results(out, k, mid, retry_errors) as res:
+    if places is not None: places.match(source, items)
+    if shard is not None: out, items = start_shard(source, items, out, shard, k, mid, resume, geo=places is not None)
+    with open_results(out, k, mid, retry_errors, geo=places is not None) as res:
         todo = [i for i in items if i not in res.done]
         bar = _Progress(len(todo), interactive() if progress is None else progress)
         n = errors = 0
         t0 = time.perf_counter()
         try:
-            for rows in predict_rows(pred, todo, source, k=k, batch_size=batch_size, workers=workers):
+            for rows in predict_rows(pred, todo, source, k=k, batch_size=batch_size, workers=workers, places=places):
                 res.append(rows)
                 e = sum(1 for r in rows if r['error'])
                 n, errors = n + len(rows), errors + e
@@ -492,6 +603,7 @@ def batch_predict(src, out, model=None, k:int=5, batch_size:int=64, workers:int|
         seconds = time.perf_counter() - t0
     r = dict(out=str(out), items=len(items), skipped=len(items) - len(todo), predicted=n, errors=errors,
              seconds=round(seconds, 3), per_second=round(n / seconds, 2) if n else 0.0, model=' '.join(mid))
+    if places is not None: r.update(with_prior=places.with_prior, located=places.located)
     if shard is not None: finish_shard(out, r)
     return r
 
@@ -537,17 +649,17 @@ def job_file(out) -> Path:
 def _done_file(f:Path) -> Path: return f.with_name(f.name + '.done.json')
 
 # %% ../nbs/40_batch.ipynb #5c1a0e03
-def _job_record(source, n:int, k:int, model:tuple) -> dict:
-    return dict(format=SHARDS_FORMAT, src=str(source), shards=n, k=k, model=list(model))
+def _job_record(source, n:int, k:int, model:tuple, geo:bool=False) -> dict:
+    return dict(format=SHARDS_FORMAT, src=str(source), shards=n, k=k, model=list(model), **({'geo': True} if geo else {}))
 
 def _differs(have:dict, want:dict) -> list[str]:
-    return [f"{f} {have.get(f)!r} (this run: {want[f]!r})" for f in ('src', 'shards', 'k', 'model') if have.get(f) != want[f]]
+    return [f"{f} {have.get(f)!r} (this run: {want.get(f)!r})" for f in ('src', 'shards', 'k', 'model', 'geo') if have.get(f) != want.get(f)]
 
-def start_shard(source, items:list, out, shard:tuple, k:int, model:tuple, resume:bool=False) -> tuple[Path, list]:
+def start_shard(source, items:list, out, shard:tuple, k:int, model:tuple, resume:bool=False, geo:bool=False) -> tuple[Path, list]:
     """`(shard's results file, shard's items)` for shard `(I, N)` of `out`, after checking that `out`'s name holds
     this job's results only (`job_file`), and no results of this shard unless `resume`."""
     i, n = shard
-    out, want = Path(out), _job_record(source, n, k, model)
+    out, want = Path(out), _job_record(source, n, k, model, geo)
     if out.exists() and not resume:
         raise ResultsError(f"{out} already holds merged results: pass --resume to go on with that job, or write to another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -563,7 +675,7 @@ def start_shard(source, items:list, out, shard:tuple, k:int, model:tuple, resume
         if have.get('format') != SHARDS_FORMAT: raise ResultsError(f"{jf} is not a dogbreeds job record: move it, or write to another --out")
         if (diff := _differs(have, want)):
             raise ResultsError(f"{out.parent}/ already holds the results of another job under {out.name} ({'; '.join(diff)}): "
-                               "write to another --out (a job's shards must agree on SRC, N, k and model)")
+                               "write to another --out (a job's shards must agree on SRC, N, k, model and place columns)")
     f = shard_file(out, i, n)
     held = f.exists() or f.with_name(f'.{f.name}.parts').exists()
     if held and not resume:
@@ -604,7 +716,7 @@ def merge_shards(out, src:str|None=None) -> dict:
     if len(rows) != len({r['source'] for r in rows}): raise ResultsError(f"the shards of {out.name} hold a photo twice: they are not one job's")
     tmp = out.with_name(f".{out.stem}.merging.{secrets.token_hex(4)}{out.suffix}")
     try:
-        with fmt(tmp, k, model) as res:
+        with fmt(tmp, k, model, geo=job.get('geo', False)) as res:
             for j in range(0, len(rows), ROW_GROUP): res.append(rows[j:j + ROW_GROUP])
         os.replace(tmp, out); _fsync_dir(out.parent)
     finally: tmp.unlink(missing_ok=True)
@@ -707,6 +819,10 @@ def predict_cli(
     role:str=None,            # --on sagemaker: the job's execution role ARN
     wait:bool=False,          # --on sagemaker: follow the job, then gather its answers into OUT
     region:str=None,          # --on sagemaker: AWS region (default: boto3's)
+    lat:str=None,             # latitude where every photo was taken (with --lon): adds the place columns
+    lon:str=None,             # longitude where every photo was taken (with --lat)
+    locations:str=None,       # a CSV of photo (its path under SRC), lat, lon: where each was taken
+    geo_db:str=None,          # the geo feature store: a SQLite file or postgresql:// URL (default: $GEO_DB)
 ):
     "Classify every photo in a folder, glob or S3 prefix into a CSV or Parquet file; run again to resume."
     if not out: raise ParameterError("name the results file: --out results.csv (or .parquet)")
@@ -718,6 +834,12 @@ def predict_cli(
     if not src: raise ParameterError("name the photos: dogbreeds predict SRC --out results.csv")
     if resume and not shard: raise ParameterError("--resume goes with --shard (a run without --shard resumes by itself)")
     if on is not None and shard: raise ParameterError("--shard splits a run here; --on sagemaker splits the photos over its instances itself")
+    if on is not None and (lat or lon or locations or geo_db):
+        raise ParameterError("--lat/--lon, --locations and --geo-db go with a run here; --on sagemaker writes the photo columns only")
+    if geo_db:
+        if not geo_db.startswith(('postgresql://', 'postgres://')) and not Path(geo_db.removeprefix('sqlite:///')).expanduser().is_file():
+            raise ParameterError(f"--geo-db {geo_db}: no such SQLite file; build one with `dogbreeds geo import observations.csv --db {geo_db}`")
+        config.put('GEO_DB', geo_db)
     if on is not None:
         if on != 'sagemaker': raise ParameterError(f"--on {on!r}: the one engine is 'sagemaker' (Batch Transform); leave --on out to run here")
         r = transform_predict(src, out, model or config.get('MODEL_URI'), image, role, instance_count, instance_type,
@@ -728,9 +850,10 @@ def predict_cli(
     try:
         r = batch_predict(src, out, model, k=k, batch_size=batch_size, workers=workers, threads=threads,
                           retry_errors=retry_errors, progress=False if quiet else None, endpoint_url=endpoint_url,
-                          shard=shard, resume=resume, precision=precision)
+                          shard=shard, resume=resume, precision=precision, lat=lat, lon=lon, locations=locations)
     except KeyboardInterrupt:
         from dogbreeds.core import fail
         fail(f"interrupted: {out} keeps every finished row; run the same command again to go on", 130)
     print(f"{r['out']}: {r['predicted']:,} photos in {r['seconds']:.1f} s ({r['per_second']:.1f}/s), "
-          f"{r['errors']:,} of them unreadable (see the error column); {r['skipped']:,} were done already")
+          f"{r['errors']:,} of them unreadable (see the error column); {r['skipped']:,} were done already"
+          + (f"; {r['located']:,} located, {r['with_prior']:,} with a place prior" if 'located' in r else ''))

@@ -6,7 +6,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/demo.html.md"""
 
 # %% ../nbs/41_demo.ipynb #9664424a
 from __future__ import annotations
-import html, io, os, time
+import dataclasses, html, io, os, time
 from pathlib import Path
 
 import ipywidgets as widgets
@@ -15,6 +15,7 @@ import numpy as np
 from . import config
 from .core import *
 from .inference import Predictor
+from .handlers import geo_service, place_prior
 
 # %% auto #0
 __all__ = ['ModelNotFoundError', 'find_model', 'ClassifierWidget', 'classifier_widget']
@@ -47,6 +48,12 @@ _CSS = """<style>
 .dogbreeds-muted {color: #666;}
 .dogbreeds-error {color: #b00020; font-size: 14px;}
 .dogbreeds-notdog {color: #8a4b00; background: #fff4e0; border-radius: 4px; padding: 2px 6px; margin: 2px 0;}
+.dogbreeds-geo {margin: 6px 0 2px 0; font-size: 13px;}
+.dogbreeds-geo table {border-collapse: collapse; margin-top: 4px;}
+.dogbreeds-geo td, .dogbreeds-geo th {padding: 1px 8px 1px 0; text-align: left;}
+.dogbreeds-geo .dogbreeds-moved {color: #0b6e4f; font-weight: bold;}
+.dogbreeds-prior-pct {font-variant-numeric: tabular-nums; text-align: right;}
+.dogbreeds-geo-refused {color: #b00020;}
 </style>"""
 
 def _tagged(w, *classes):
@@ -74,20 +81,28 @@ def _size(n:int) -> str: return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 
 # %% ../nbs/41_demo.ipynb #e3343bfe
 class ClassifierWidget(widgets.VBox):
     "Upload dog photos and see the top breeds of each: see `classifier_widget`."
-    def __init__(self, model=None, k:int=5, thumb:int=180, max_bytes:int|None=None, **kwargs):
+    def __init__(self, model=None, k:int=5, thumb:int=180, max_bytes:int|None=None, geo=None, **kwargs):
         self.k, self.thumb, self.predictor, self.max_bytes = k, thumb, None, max_bytes
         self.answers = {}  # photo name -> its `Prediction`, for the cards shown
+        self.places = {}   # photo name -> {'location', 'prior', 'with_prior'}: what its card says of where it was taken
+        self.files = []    # the last upload, shown again when the coordinates typed change
+        self.geo = geo if geo is not None else geo_service()  # the place prior's `GeoLookup`, or None (no GEO_DB)
+        box = dict(continuous_update=False, layout=widgets.Layout(width='190px'))
+        self.lat = _tagged(widgets.Text(placeholder='latitude (optional)', **box), 'dogbreeds-lat')
+        self.lon = _tagged(widgets.Text(placeholder='longitude (optional)', **box), 'dogbreeds-lon')
         self.header = _html('')
         self.upload = widgets.FileUpload(accept='image/*', multiple=True, description='Upload photos',
                                          button_style='primary', layout=widgets.Layout(width='180px'))
         self.status = _html('', 'dogbreeds-status', 'dogbreeds-muted')
         self.results = _tagged(widgets.VBox(), 'dogbreeds-results')
-        super().__init__([widgets.HTML(_CSS), self.header, widgets.HBox([self.upload, self.status]), self.results], **kwargs)
+        self.where = _html('', 'dogbreeds-where', 'dogbreeds-muted')
+        super().__init__([widgets.HTML(_CSS), self.header, widgets.HBox([self.upload, self.status]),
+                          widgets.HBox([_label('Taken at', margin='0 6px 0 0'), self.lat, self.lon]), self.where, self.results], **kwargs)
         self.add_class('dogbreeds-demo')
         try:
             self.predictor = model if isinstance(model, Predictor) else Predictor.load(find_model(model))
         except DogbreedsError as e:  # no model, a bad folder, a registry that cannot be reached: say so, in the widget
-            self.upload.disabled = True
+            self.upload.disabled = self.lat.disabled = self.lon.disabled = True
             self.header.value = f"&#9888; No model to classify with: {html.escape(str(e))}"
             self.header.add_class('dogbreeds-error')
             return
@@ -99,7 +114,9 @@ class ClassifierWidget(widgets.VBox):
                              f'<span class="dogbreeds-muted">({", ".join(facts)})</span></div>'
                              f'<div class="dogbreeds-muted">Upload one or several photos (JPEG, PNG, WebP, ...; '
                              f'up to {_size(self.max_bytes)} each).</div>')
+        self.where.value = self._prior_label()
         self.upload.observe(self._on_upload, 'value')
+        self.lat.observe(self._on_coords, 'value'); self.lon.observe(self._on_coords, 'value')
 
     @property
     def model_label(self) -> str:
@@ -110,15 +127,27 @@ class ClassifierWidget(widgets.VBox):
         where = [s for s in (run and f"run {run}", created and f"exported {created}") if s]
         return f"{p.name} ({', '.join(where) or 'local folder'})"
 
+    def _prior_label(self) -> str:
+        "What the widget says of the place prior it uses, under the coordinate boxes."
+        if self.geo is None:
+            return ("No place prior: no feature store is configured (set <code>GEO_DB</code> to a SQLite file or a "
+                    "<code>postgresql://</code> URL). Coordinates typed in or read from a photo's EXIF GPS are still shown.")
+        db = 'PostgreSQL' if self.geo.store.pg else 'SQLite'
+        return (f"Place prior: how common each breed is around where the photo was taken, from the feature store ({db}). "
+                "Coordinates typed here win over a photo's EXIF GPS.")
+
     def _on_upload(self, change):
         if files := change['new']: self.show([(f['name'], f['content']) for f in files])
 
+    def _on_coords(self, change):
+        if self.files: self.show(self.files)
+
     def show(self, files) -> list:
         "Classify `(name, content)` pairs (content: bytes or a memoryview, as an upload gives it) and show a card for each."
-        n = len(files)
+        n, self.files = len(files), list(files)
         self.status.value = f"Classifying {n} photo{'s' * (n != 1)}..."
         t0 = time.perf_counter()
-        self.answers = {}
+        self.answers, self.places = {}, {}
         cards = [self._card(str(name), content) for name, content in files]
         self.results.children = cards
         ok = sum('dogbreeds-result' in c._dom_classes for c in cards)
@@ -133,17 +162,45 @@ class ClassifierWidget(widgets.VBox):
                 raise ImageTooLargeError(f"{name}: {_size(len(content))} is over the limit of {_size(self.max_bytes)}: upload a smaller photo")
             p = self.predictor
             im = load_rgb(bytes(content), max_bytes=self.max_bytes, max_pixels=p.max_pixels, name=name, shrink_to=p.shrink_to)
-            answer = p.predict_one(np.asarray(im), k=self.k)
+            full = p.predict_one(np.asarray(im), k=len(p.breeds))  # every breed: the prior may lift any of them
+            answer = dataclasses.replace(full, top=full.top[:self.k])
+            geo = self._place(name, bytes(content), dict(full.top))
         except ImageError as e: return self._refused(name, str(e))
         except Exception as e: return self._refused(name, f"{name}: could not classify it ({type(e).__name__}: {e})")
         self.answers[name] = answer
-        return self._result(name, im, answer, (time.perf_counter() - t0) * 1000)
+        return self._result(name, im, answer, (time.perf_counter() - t0) * 1000, geo)
+
+    def _place(self, name:str, content:bytes, probs:dict) -> widgets.HTML:
+        "Where the photo was taken, the prior there, and the photo's breeds alone and with the prior, side by side."
+        from dogbreeds.geo import locate
+        try: loc, note = locate(content, self.lat.value.strip() or None, self.lon.value.strip() or None)
+        except DogbreedsError as e:  # typed coordinates that are not numbers, out of range, or one of two
+            self.places[name] = dict(location=None, prior=None, with_prior=None, refused=str(e))
+            return _html(f"&#9888; The coordinates typed are not used: {html.escape(str(e))}. No place prior.", 'dogbreeds-geo', 'dogbreeds-geo-refused')
+        prior, with_prior = place_prior(self.predictor, loc, note, probs, self.k, geo=self.geo)
+        self.places[name] = dict(location=loc.to_dict() if loc else None, prior=prior, with_prior=with_prior)
+        e = html.escape
+        where = (f"Taken at <b>{loc.lat:.5f}, {loc.lon:.5f}</b> ({'typed in' if loc.source == 'explicit' else 'from the photo’s EXIF GPS'})"
+                 if loc else "No coordinates: none typed in, and no GPS in the photo's EXIF")
+        if 'cell' not in prior:
+            return _html(f"<div>{where}</div><div class='dogbreeds-noprior'>No place prior used: {e(prior.get('note', ''))}</div>", 'dogbreeds-geo')
+        cell = ('the whole world (no cell near here has enough observations)' if prior['resolution'] == -1
+                else f"H3 cell <code>{e(prior['cell'])}</code> (resolution {prior['resolution']})")
+        place = (f"<div class='dogbreeds-place'>Place: {cell}, {prior['observations']:,} observations; prior from the "
+                 f"{e(prior['source'])}, weight α = {prior['alpha']:g}{' (' + e(prior['note']) + ')' if prior.get('note') else ''}</div>")
+        alone = sorted(probs.items(), key=lambda x: -x[1])[:self.k]
+        moved = (f"<div class='dogbreeds-moved'>The place moved the top breed: {e(alone[0][0])} &rarr; {e(with_prior[0][0])}</div>"
+                 if alone[0][0] != with_prior[0][0] else "<div>The place kept the top breed.</div>")
+        rows = ''.join(f"<tr><td>{e(a)}</td><td class='dogbreeds-prior-pct'>{pa:.1%}</td><td>{e(b)}</td><td class='dogbreeds-prior-pct'>{pb:.1%}</td></tr>"
+                       for (a, pa), (b, pb) in zip(alone, with_prior))
+        table = (f"<table class='dogbreeds-prior-table'><tr><th>photo alone</th><th></th><th>with the place</th><th></th></tr>{rows}</table>")
+        return _html(f"<div>{where}</div>{place}{moved}{table}", 'dogbreeds-geo', 'dogbreeds-prior')
 
     def _refused(self, name:str, msg:str) -> widgets.Box:
         return _tagged(widgets.VBox([_label(name, 'dogbreeds-name'), _html(f"&#9888; {html.escape(msg)}", 'dogbreeds-error')]),
                        'dogbreeds-card', 'dogbreeds-refused')
 
-    def _result(self, name:str, im, answer, ms:float) -> widgets.Box:
+    def _result(self, name:str, im, answer, ms:float, geo=None) -> widgets.Box:
         top = answer.top
         note = ([_html(f"&#9888; <b>This does not look like a dog</b> (it looks like: {html.escape(answer.looks_like or '?')}; "
                        f"dog {answer.dog:.0%}). The breeds below are the model's best guesses all the same.", 'dogbreeds-notdog')]
@@ -159,7 +216,7 @@ class ClassifierWidget(widgets.VBox):
         img = _tagged(widgets.Image(value=_thumbnail(im, self.thumb), format='jpeg',
                                     layout=widgets.Layout(width=f'{self.thumb}px', height=f'{self.thumb}px', object_fit='contain')),
                       'dogbreeds-thumb')
-        return _tagged(widgets.HBox([img, widgets.VBox([title, *note, *rows, footer], layout=widgets.Layout(margin='0 0 0 12px'))]),
+        return _tagged(widgets.HBox([img, widgets.VBox([title, *note, *rows, *([geo] if geo else []), footer], layout=widgets.Layout(margin='0 0 0 12px'))]),
                        'dogbreeds-card', 'dogbreeds-result')
 
     def shown(self) -> list:
@@ -175,6 +232,7 @@ class ClassifierWidget(widgets.VBox):
         "The names of the photos whose card says they do not look like a dog."
         return [_find(c, 'dogbreeds-name')[0].value for c in self.results.children if _find(c, 'dogbreeds-notdog')]
 
-def classifier_widget(model=None, k:int=5, thumb:int=180, max_bytes:int|None=None) -> ClassifierWidget:
-    "An upload-and-classify widget for `model` (a model folder, registry URI or `Predictor`; default: `find_model()`)."
-    return ClassifierWidget(model, k=k, thumb=thumb, max_bytes=max_bytes)
+def classifier_widget(model=None, k:int=5, thumb:int=180, max_bytes:int|None=None, geo=None) -> ClassifierWidget:
+    """An upload-and-classify widget for `model` (a model folder, registry URI or `Predictor`; default: `find_model()`);
+    `geo`: the place prior's `GeoLookup` (default: `GEO_DB`'s, see `dogbreeds.handlers.geo_service`; none: no prior)."""
+    return ClassifierWidget(model, k=k, thumb=thumb, max_bytes=max_bytes, geo=geo)

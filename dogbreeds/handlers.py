@@ -19,7 +19,7 @@ from .registry import parse_model_uri
 
 # %% auto #0
 __all__ = ['geo_service', 'answer_with_place', 'feedback_request', 'load_model', 'model_info', 'answer_request', 'Refusal',
-           'model_fn', 'input_fn', 'predict_fn', 'output_fn', 'Context', 'invoke']
+           'model_fn', 'input_fn', 'predict_fn', 'output_fn', 'Context', 'invoke', 'place_prior']
 
 # %% ../nbs/21_handlers.ipynb #a6272f18
 _GEO = {}
@@ -197,3 +197,23 @@ def invoke(model, body:bytes, content_type:str|None, accept:str|None=None, lat=N
     if isinstance(req, Request) and (lat is not None or lon is not None): req.lat, req.lon = lat, lon
     out, _ = output_fn(predict_fn(req, model, ctx), accept, ctx)
     return ctx.status, out
+
+# %% ../nbs/21_handlers.ipynb #b7e1a0c2
+def place_prior(pred, loc, note:str|None, probs:dict, k:int, geo=None) -> tuple[dict, list]:
+    """`(prior, with_prior)` for a photo already classified: `probs` its probability of every breed, `loc` and `note` what
+    `dogbreeds.geo.locate` said of it, `geo` a `GeoLookup` (default: `geo_service()`). `prior`: cell, resolution,
+    observations, `source` (cache, db or none) and a `note` saying why when no prior is used; `with_prior`: the top `k`
+    `(breed, probability)` with the prior, the photo's own when there is none."""
+    from dogbreeds.geo import combine
+    g = geo if geo is not None else geo_service()
+    if loc is None: prior, info = None, dict(source='none', note=note or 'no coordinates: none given, and no EXIF GPS in the photo')
+    elif g is None: prior, info = None, dict(source='none', note='no feature store configured (GEO_DB)')
+    else:
+        prior, info = g.lookup(loc.lat, loc.lon)
+        if prior is None and 'note' not in info: info['note'] = 'the feature store knows nothing of this place, nor globally'
+        if note: info['note'] = note
+    out = dict(prior.to_dict() if prior else {}, **info)
+    if prior is None: return out, sorted(probs.items(), key=lambda x: -x[1])[:k]
+    alpha, smoothing = _geo_params(pred)
+    out.update(alpha=alpha, smoothing=smoothing)
+    return out, [(b, float(v)) for b, v in list(combine(dict(probs), prior.counts, alpha, smoothing).items())[:k]]

@@ -69,6 +69,94 @@ def test_widget_loads_a_registry_uri(model_dir, tmp_path, monkeypatch):
     assert w.model_label == f'dogbreeds @ {v}'
 
 
+LONDON, SYDNEY = (51.5007, -0.1246), (-33.8568, 151.2153)
+
+
+def gps_jpeg(colour, at=None) -> bytes:
+    "A JPEG of one colour (the toy model answers by colour), with EXIF GPS at `at` = (lat, lon), made with Pillow."
+    import io
+    from PIL import Image
+    from PIL.TiffImagePlugin import IFDRational
+    from dogbreeds.geo import GPS_IFD
+    def dms(x):
+        d = int(x); m = int((x - d) * 60)
+        return (IFDRational(d, 1), IFDRational(m, 1), IFDRational(round(((x - d) * 60 - m) * 6000), 100))
+    exif = Image.Exif()
+    if at: exif[GPS_IFD] = {1: 'N' if at[0] >= 0 else 'S', 2: dms(abs(at[0])), 3: 'E' if at[1] >= 0 else 'W', 4: dms(abs(at[1]))}
+    b = io.BytesIO(); Image.new('RGB', (64, 64), colour).save(b, 'JPEG', exif=exif); return b.getvalue()
+
+
+@pytest.fixture
+def toy(tmp_path):
+    from dogbreeds.inference import Predictor
+    from dogbreeds.testing import toy_model
+    return Predictor.load(toy_model(tmp_path / 'toy'))
+
+
+def geo_html(w, i=0) -> str:
+    "The place section of card `i`."
+    from dogbreeds.demo import _find
+    return _find(w.results.children[i], 'dogbreeds-geo')[0].value
+
+
+def test_widget_shows_the_place_and_how_the_prior_moved_the_answer(toy, tmp_path, monkeypatch):
+    """A SQLite store (GEO_DB) where the London photo's runner-up is common around London: the card shows the EXIF
+    coordinates, the cell, its observations and source, and the breeds alone and with the prior; typed coordinates win;
+    bad typed ones are refused in the card; the bars stay the photo's alone."""
+    import numpy as np
+    from dogbreeds.demo import classifier_widget
+    from dogbreeds.featurestore import FeatureStore
+    from dogbreeds.geo import cells, combine
+    london, plain = gps_jpeg('tan', LONDON), gps_jpeg('steelblue')
+    probs = dict(toy.predict_one(toy.decode(london), k=len(toy.breeds)).top)
+    alone = sorted(probs.items(), key=lambda x: -x[1])
+    store = FeatureStore(tmp_path / 'geo.db')
+    store.add_many([(*LONDON, alone[1][0], 300), (*LONDON, alone[0][0], 2)])
+    store.close()
+    monkeypatch.setenv('GEO_DB', str(tmp_path / 'geo.db'))
+    w = classifier_widget(model=toy, k=3)
+    assert w.geo is not None and 'Place prior' in w.where.value and 'SQLite' in w.where.value
+    w.upload.value = (upload('london.jpg', london), upload('plain.jpg', plain))
+    assert w.shown()[0] == ('london.jpg', as_shown(alone[:3]))               # the bars: the photo alone
+    with_prior = list(combine(probs, {alone[1][0]: 300, alone[0][0]: 2}).items())[:3]
+    p = w.places['london.jpg']
+    assert p['location']['source'] == 'exif' and p['location']['lat'] == pytest.approx(LONDON[0], abs=1e-4)
+    assert (p['prior']['cell'], p['prior']['resolution'], p['prior']['observations'], p['prior']['source']) == (cells(*LONDON)[0], 7, 302, 'db')
+    assert [b for b, _ in p['with_prior']] == [b for b, _ in with_prior] and p['with_prior'][0][0] == alone[1][0] != alone[0][0]
+    np.testing.assert_allclose([x for _, x in p['with_prior']], [x for _, x in with_prior], atol=1e-6)
+    h = geo_html(w)
+    assert 'Taken at <b>51.50070, -0.12460</b> (from the photo’s EXIF GPS)' in h
+    assert f"H3 cell <code>{cells(*LONDON)[0]}</code> (resolution 7), 302 observations; prior from the db" in h
+    assert f"The place moved the top breed: {alone[0][0]} &rarr; {alone[1][0]}" in h
+    rows = [f"<tr><td>{a}</td><td class='dogbreeds-prior-pct'>{pa:.1%}</td><td>{b}</td><td class='dogbreeds-prior-pct'>{pb:.1%}</td></tr>"
+            for (a, pa), (b, pb) in zip(alone[:3], with_prior)]
+    assert all(r in h for r in rows)
+    assert 'No coordinates' in geo_html(w, 1) and 'No place prior used: no coordinates' in geo_html(w, 1)
+    w.upload.value = (upload('london.jpg', london),)                         # the same place again: from the cache
+    assert w.places['london.jpg']['prior']['source'] == 'cache' and 'prior from the cache' in geo_html(w)
+
+    # typed coordinates win over EXIF (and show the last upload again); bad ones are refused in the card
+    w.lat.value, w.lon.value = str(SYDNEY[0]), str(SYDNEY[1])
+    p = w.places['london.jpg']
+    assert p['location']['source'] == 'explicit' and p['prior']['resolution'] == -1 and 'Taken at <b>-33.85680, 151.21530</b> (typed in)' in geo_html(w)
+    assert 'the whole world' in geo_html(w)
+    w.lat.value = 'north'
+    assert '"lat" must be a number' in w.places['london.jpg']['refused'] and 'The coordinates typed are not used' in geo_html(w)
+    assert w.shown()[0] == ('london.jpg', as_shown(alone[:3]))               # still classified
+
+
+def test_widget_without_a_feature_store_says_no_prior(toy, monkeypatch):
+    from dogbreeds.demo import classifier_widget
+    monkeypatch.delenv('GEO_DB', raising=False)
+    w = classifier_widget(model=toy)
+    assert w.geo is None and 'No place prior: no feature store is configured' in w.where.value
+    w.upload.value = (upload('london.jpg', gps_jpeg('tan', LONDON)),)
+    h = geo_html(w)
+    assert 'Taken at <b>51.50070, -0.12460</b>' in h and 'No place prior used: no feature store configured (GEO_DB)' in h
+    assert w.places['london.jpg']['prior'] == dict(source='none', note='no feature store configured (GEO_DB)')
+    assert w.places['london.jpg']['with_prior'] == w.answers['london.jpg'].top  # the photo's own breeds
+
+
 def wait_listening(port, proc, timeout=60):
     "Wait until `proc` accepts connections on 127.0.0.1:`port` (asking for a page would start a kernel)."
     t = time.monotonic()
@@ -87,6 +175,7 @@ def voila_app(model_dir, tmp_path):
     model = os.environ.get('DOGBREEDS_DEMO_MODEL') or str(model_dir)  # docs/demo.png is made with the default recipe's model
     env = dict(os.environ, DOGBREEDS_MODEL=model, PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    env.pop('GEO_DB', None)  # no feature store: the page says no place prior is used, and why
     log = open(tmp_path / 'voila.log', 'wb')
     proc = subprocess.Popen([sys.executable, '-m', 'voila', str(DEMO_NB.relative_to(ROOT)), '--no-browser',
                              f'--port={port}', '--Voila.ip=127.0.0.1', f'--token={token}'],
@@ -106,7 +195,8 @@ def voila_app(model_dir, tmp_path):
 def test_demo_in_a_browser(voila_app, model_dir, sample_photos, tmp_path):
     """Upload a photo, a cat, a text file and a 21 MB file through the page's file chooser in headless Chromium: the
     breeds shown are the Predictor's, the cat is said not to look like a dog exactly when the Predictor says so, the
-    other two are refused with their reasons. Saves a screenshot."""
+    other two are refused with their reasons; without a feature store the cards say no place prior is used, and show
+    coordinates typed into the page. Saves a screenshot."""
     if not Path(CHROMIUM).exists(): pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs it (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
     from dogbreeds.inference import Predictor
@@ -142,6 +232,18 @@ def test_demo_in_a_browser(voila_app, model_dir, sample_photos, tmp_path):
             # Voila reads voila.json, which lets the upload through for the widget to refuse, politely
             assert 'MB is over the limit of 20.0 MB: upload a smaller photo' in cards.nth(3).locator('.dogbreeds-error').inner_text()
             assert page.locator('.dogbreeds-status').inner_text().startswith('2 classified, 2 refused')
+            # no feature store: the page says so, and each card says no prior is used, and why
+            assert 'No place prior: no feature store is configured' in page.locator('.dogbreeds-where').inner_text()
+            assert 'No place prior used: no coordinates' in first.locator('.dogbreeds-geo').inner_text()
+            # coordinates typed in: the last upload is shown again, taken there (typed beats EXIF), still without a prior
+            page.locator('.dogbreeds-lat input').fill('51.5')
+            page.locator('.dogbreeds-lat input').press('Enter')
+            page.locator('.dogbreeds-lon input').fill('-0.12')
+            page.locator('.dogbreeds-lon input').press('Enter')
+            page.locator('.dogbreeds-card .dogbreeds-geo', has_text='Taken at 51.50000, -0.12000 (typed in)').first.wait_for()
+            geo = page.locator('.dogbreeds-card').nth(0).locator('.dogbreeds-geo').inner_text()
+            assert 'No place prior used: no feature store configured (GEO_DB)' in geo
+            assert list(zip(first.locator('.dogbreeds-breed').all_inner_texts(), first.locator('.dogbreeds-pct').all_inner_texts())) == expected
             page.screenshot(path=str(shot), full_page=True)
         except Exception:  # leave what the page showed and what the server said, for whoever reads the failure
             page.screenshot(path=str(tmp_path / 'failed.png'), full_page=True)
