@@ -215,5 +215,6 @@ def place_prior(pred, loc, note:str|None, probs:dict, k:int, geo=None) -> tuple[
     out = dict(prior.to_dict() if prior else {}, **info)
     if prior is None: return out, sorted(probs.items(), key=lambda x: -x[1])[:k]
     alpha, smoothing = _geo_params(pred)
-    out.update(alpha=alpha, smoothing=smoothing)
-    return out, [(b, float(v)) for b, v in list(combine(dict(probs), prior.counts, alpha, smoothing).items())[:k]]
+    train, used = _train_prior(pred, smoothing)
+    out.update(alpha=alpha, smoothing=smoothing, train=used)
+    return out, [(b, float(v)) for b, v in list(combine(dict(probs), prior.counts, alpha, smoothing, train).items())[:k]]
