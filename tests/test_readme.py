@@ -15,3 +15,9 @@ def test_readme_starts_with_run_and_test():
     makefile = (ROOT / 'Makefile').read_text()
     assert '\nrun:' in makefile and '\ntest:' in makefile
     assert 'make test' in (ROOT / '.ci' / 'run').read_text()
+
+
+def test_readme_shows_every_setting():
+    "The settings table in the README is `dogbreeds.config.settings_table()` as it is now (edit 01_config, paste into index)."
+    from dogbreeds.config import settings_table
+    assert settings_table() in (ROOT / 'README.md').read_text()
