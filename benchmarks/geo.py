@@ -9,6 +9,8 @@ step stays small). Measured, side by side, for no cache (`GEO_CACHE_TTL=0`), the
 - hit rate: the answers' `prior.source` (cache, db or none);
 - the geo step's latency, p50 and p99: the `geo` entry of each answer's `Server-Timing` header, timed inside the server;
 - the whole request's latency seen by the clients, and the same without coordinates (no geo step) for comparison;
+- the warm Redis pass again with 4 clients instead of 32: on this 2-core machine the clients, the server and Redis
+  share the CPUs, so under 32 clients the geo step's time is mostly waiting for a CPU (and the GIL), not Redis;
 - errors (any answer that is not a 200), including a run where Redis is killed midway and one where PostgreSQL is stopped midway.
 
 Each cache runs two passes of `--requests` each on a fresh server: *cold* starts from an empty cache; *steady* is the
@@ -121,6 +123,8 @@ def main():
                 report(name + '_cold', load(s.url, photo, points, cold, a.clients))
                 report(name + '_steady', load(s.url, photo, points, steady, a.clients))
                 if name == 'lru': report('no_coordinates', load(s.url, photo, points, steady, a.clients, coords=False))
+                else:  # the same warm Redis with 4 clients: how much of the geo step's time is the 2-core machine queueing 32 clients
+                    report('redis_steady_4_clients', load(s.url, photo, points, steady[:a.requests // 5], 4))
         RedisCache(rs.url).r.flushdb()
         with serve(GEO_CACHE=rs.url, GEO_CACHE_TTL='3600') as s:
             report('redis_killed_midway', load(s.url, photo, points, cold, a.clients, midway=rs.stop))
@@ -132,9 +136,10 @@ def main():
         out[name]['queries_cut'] = round(nc / q, 1) if q else None
     out['geo_added_request_p50_ms'] = round(out['lru_steady']['request_p50_ms'] - out['no_coordinates']['request_p50_ms'], 3)
     out['summary'] = dict(hit_rate=out['lru_steady']['hit_rate'], db_queries_per_1000=out['lru_steady']['db_queries_per_1000'],
+                          p50_ms=out['lru_steady']['geo_p50_ms'], redis_p50_ms=out['redis_steady']['geo_p50_ms'],
                           cold_hit_rate=out['lru_cold']['hit_rate'], cold_db_queries_per_1000=out['lru_cold']['db_queries_per_1000'],
                           note='steady: the in-process LRU after one pass of warm-up, within the TTL; cold: from an empty cache')
-    cols = ('no_cache', 'lru_cold', 'lru_steady', 'redis_cold', 'redis_steady', 'no_coordinates')
+    cols = ('no_cache', 'lru_cold', 'lru_steady', 'redis_cold', 'redis_steady', 'redis_steady_4_clients', 'no_coordinates')
     print(f"\n{'':>20} " + ' '.join(f"{c:>14}" for c in cols))
     for k in ('requests_per_s', 'db_queries_per_1000', 'queries_cut', 'hit_rate', 'geo_p50_ms', 'geo_p99_ms', 'request_p50_ms', 'request_p99_ms', 'errors'):
         print(f"{k:>20} " + ' '.join(f"{str(out[c].get(k, '')):>14}" for c in cols))
