@@ -10,6 +10,7 @@ __all__ = ['log', 'PHOTO_ID', 'LRUCache', 'RedisCache', 'make_cache', 'GeoLookup
 # %% ../nbs/08_geocache.ipynb #df59d697
 import hashlib, json, logging, re, threading, time
 from concurrent.futures import Future
+from . import observe
 from .geo import GLOBAL, RESOLUTIONS, cells
 from .featurestore import FeatureStore, StoreUnavailable, choose
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class GeoLookup:
             if fut is None: fut, owner = self.inflight.setdefault(k, Future()), True
         if not owner: return fut.result()
         try:
+            observe.note(geo_db_query=True)  # the request that made the query (its log line; dogbreeds_geo_db_queries_total)
             rows = self.store.fetch(point_cells)
             fut.set_result(rows)
             return rows
@@ -97,6 +99,7 @@ class GeoLookup:
             except StoreUnavailable as e:
                 self.db_errors += 1
                 log.warning("%s", e)
+                observe.note(geo_source='none')
                 return None, dict(source='none', note=f"database unavailable; no prior used{'; ' + info['note'] if 'note' in info else ''}")
             info['source'] = 'db'
             if 'note' not in info:
@@ -104,6 +107,7 @@ class GeoLookup:
                 except Exception as e:
                     self.cache_errors += 1
                     info['note'] = f"cache unavailable ({type(e).__name__}); read the database"
+        observe.note(geo_source=info['source'])
         return choose(rows, cs, self.store.resolutions, self.min_obs), info
 
     def feedback(self, request_id, lat, lon, breed, breeds=None) -> dict:

@@ -14,9 +14,10 @@ from .signals import TOP1_EDGES
 
 # %% auto #0
 __all__ = ['LOGGER', 'request_log', 'current', 'LATENCY_BUCKETS', 'BYTES_BUCKETS', 'TOP1_BUCKETS', 'emf_log', 'JsonFormatter',
-           'setup_logging', 'Record', 'begin', 'stage', 'note_model', 'note_answer', 'finish', 'finish_owned',
-           'metrics_enabled', 'metrics', 'record_metrics', 'model_details', 'model_loaded', 'multiprocess_dir',
-           'exposition', 'start_metrics_server', 'log_batch_rows', 'emf_document', 'want_emf', 'write_emf']
+           'setup_logging', 'Record', 'begin', 'stage', 'note', 'server_timing', 'note_model', 'note_answer', 'finish',
+           'finish_owned', 'metrics_enabled', 'metrics', 'record_metrics', 'model_details', 'model_loaded',
+           'multiprocess_dir', 'exposition', 'start_metrics_server', 'log_batch_rows', 'emf_document', 'want_emf',
+           'write_emf']
 
 # %% ../nbs/07_observe.ipynb #1f50db51
 class JsonFormatter(logging.Formatter):
@@ -89,6 +90,15 @@ def stage(name:str):
     finally:
         if (rec := current.get()) is not None: rec.timings[name] = rec.timings.get(name, 0.0) + time.perf_counter() - t
 
+def note(**fields):
+    "Add `fields` to the current request's record (if one is being recorded): its log line, and counters such as `geo_source`."
+    if (rec := current.get()) is not None: rec.extra.update(fields)
+
+def server_timing(rec:Record|None) -> str:
+    "The request's stage timings as an HTTP `Server-Timing` header value (milliseconds), e.g. `decode;dur=1.2, geo;dur=0.03`."
+    if rec is None: return ''
+    return ', '.join(f"{k};dur={v * 1000:.3f}" for k, v in rec.timings.items())
+
 def note_model(pred, rec:Record|None=None):
     "Record which model answers (a `Predictor`, or a `{'name', 'version'}` dict)."
     rec = rec or current.get()
@@ -160,6 +170,8 @@ def metrics() -> dict:
             model_info=Gauge('dogbreeds_model_info', 'The model being served (value 1)', ['name', 'version', 'arch', 'sha256'],
                              multiprocess_mode='max', registry=reg),
             model_load=Gauge('dogbreeds_model_load_seconds', 'Time to pull and load the model', multiprocess_mode='max', registry=reg),
+            geo_lookups=Counter('dogbreeds_geo_lookups', 'Place-prior lookups, by where the prior came from (cache, db, none)', ['source'], registry=reg),
+            geo_db_queries=Counter('dogbreeds_geo_db_queries', 'Feature-store queries (one per cold set of cells, however many requests waited on it)', registry=reg),
         )
         _metrics.update(m, _registry=reg)
     return _metrics
@@ -177,6 +189,8 @@ def record_metrics(rec:Record):
         if rec.is_dog is not None:
             m['dog_checked'].labels(v).inc()
             if not rec.is_dog: m['not_a_dog'].labels(v).inc()
+    if rec.extra.get('geo_source'): m['geo_lookups'].labels(rec.extra['geo_source']).inc()
+    if rec.extra.get('geo_db_query'): m['geo_db_queries'].inc()
 
 def model_details(pred) -> dict:
     "name, version, arch and the sha256 of the model file of the `Predictor` `pred`: the model info gauge's labels."

@@ -84,19 +84,20 @@ def make_app(model=None, max_bytes:int|None=None):
     @app.get('/execution-parameters', summary='What SageMaker Batch Transform asks a bring-your-own container')
     def _execution_parameters(): return execution_parameters()
 
-    async def _invoke(request, route:str='/invocations') -> tuple[int, bytes]:
+    async def _invoke(request, route:str='/invocations') -> tuple[int, bytes, dict]:
+        "(status, JSON body, headers): the headers carry the stage timings as `Server-Timing`."
         rec = observe.begin('serve', route, model=state['model'], request_id=request.headers.get('x-request-id'))
         try: body = await _read_body(request, limit)
         except RequestError as e:
             status, err = error_response(e)
             observe.finish(rec, status, err['type'])
-            return status, json.dumps(err).encode()
+            return status, json.dumps(err).encode(), {}
         if rec is not None: rec.bytes = len(body)
         q = request.query_params
         status, out = await run_in_threadpool(invoke, state['model'], body, request.headers.get('content-type'),
                                               request.headers.get('accept'), q.get('lat'), q.get('lon'))
         observe.finish(rec, status, json.loads(out).get('type') if status >= 400 else None)
-        return status, out
+        return status, out, ({'Server-Timing': observe.server_timing(rec)} if rec is not None else {})
 
     if metrics_route():
         @app.get('/metrics', summary='Prometheus metrics', include_in_schema=False)
@@ -112,15 +113,15 @@ def make_app(model=None, max_bytes:int|None=None):
 
     # (annotations are strings in this module, which FastAPI resolves in the module's globals: set them as classes)
     async def invocations(request):
-        status, out = await _invoke(request)
-        return Response(out, status_code=status, media_type=JSON_TYPE)
+        status, out, headers = await _invoke(request)
+        return Response(out, status_code=status, media_type=JSON_TYPE, headers=headers)
     invocations.__annotations__ = dict(request=HTTPRequest)
     app.post('/invocations', summary='Classify a photo', responses=responses, openapi_extra=body_doc)(invocations)
 
     async def runtime_invocations(endpoint_name, request):
-        status, out = await _invoke(request, '/endpoints/{endpoint_name}/invocations')
+        status, out, headers = await _invoke(request, '/endpoints/{endpoint_name}/invocations')
         if status >= 400: return _json(424, *_model_error(status, out))
-        return Response(out, media_type=JSON_TYPE, headers={'x-Amzn-Invoked-Production-Variant': 'AllTraffic'})
+        return Response(out, media_type=JSON_TYPE, headers={**headers, 'x-Amzn-Invoked-Production-Variant': 'AllTraffic'})
     runtime_invocations.__annotations__ = dict(endpoint_name=str, request=HTTPRequest)
     app.post('/endpoints/{endpoint_name}/invocations', summary='The same, as the SageMaker runtime API answers it',
              responses={424: {'description': 'ModelError: the model refused or failed the request'}},

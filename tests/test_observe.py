@@ -125,6 +125,29 @@ def test_every_metric_family(model, photos, monkeypatch, log_lines):
     assert big < 1000, big  # no body in the log (the photos are tens of KB)
 
 
+def test_geo_counters_and_server_timing(model, photos, monkeypatch, tmp_path, log_lines):
+    "The geo step's source and queries reach the log line and the counters; every answer has a Server-Timing header."
+    from dogbreeds import handlers
+    from dogbreeds.featurestore import FeatureStore
+    FeatureStore(tmp_path / 'g.db').add_many([(-33.87, 151.21, 'dingo', 50)])
+    handlers._GEO.clear()
+    try:
+        with app_client(model, monkeypatch, GEO_DB=str(tmp_path / 'g.db'), GEO_CACHE='lru') as c:
+            before = c.get('/metrics').text
+            rs = [c.post('/invocations?lat=-33.87&lon=151.21', content=photos[0], headers={'content-type': 'image/jpeg'}) for _ in range(3)]
+            after = c.get('/metrics').text
+    finally: handlers._GEO.clear()
+    d = lambda name, **l: value(after, name, **l) - value(before, name, **l)
+    assert [r.json()['prior']['source'] for r in rs] == ['db', 'cache', 'cache']
+    assert (d('dogbreeds_geo_lookups_total', source='db'), d('dogbreeds_geo_lookups_total', source='cache')) == (1, 2)
+    assert d('dogbreeds_geo_db_queries_total') == 1
+    timing = dict(part.strip().split(';dur=') for part in rs[1].headers['server-timing'].split(','))
+    assert set(timing) == {'decode', 'inference', 'geo', 'total'}
+    assert 0 <= float(timing['geo']) < float(timing['total'])
+    reqs = [l for l in log_lines() if l.get('event') == 'request']
+    assert [(l['geo_source'], l.get('geo_db_query', False)) for l in reqs] == [('db', True), ('cache', False), ('cache', False)]
+
+
 def test_metrics_off_and_not_on_sagemakers_port(model, photos, monkeypatch):
     with app_client(model, monkeypatch, SAGEMAKER_BIND_TO_PORT='8080') as c:
         assert c.get('/metrics').status_code == 404
