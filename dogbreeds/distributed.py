@@ -145,7 +145,7 @@ def launch(params:dict, extra:dict|None=None) -> TrainResult:
     On a machine other than node rank 0 of a run across machines (`ddp_nodes`), None: its processes trained, rank 0 writes the run."""
     nproc, extra, nodes = params['nproc'], extra or {}, ddp_nodes()
     if not isinstance(params['data'], (str, Path)): raise ParameterError("nproc > 1 needs data as a folder or a dataset name (each process loads it)")
-    kw = {k: v for k, v in {**params, **extra}.items() if k not in ('nproc',)}
+    kw = {**params, **extra}  # nproc too: each process's `train` records it in params.json (its `distrib` keeps it from launching again)
     kw['data'] = str(kw['data'])
     out_dir = Path(kw['out_dir']) if kw.get('out_dir') is not None else default_out_dir()
     kw['out_dir'] = str(out_dir)

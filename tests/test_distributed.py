@@ -29,6 +29,7 @@ def test_two_cpu_processes_train_one_run(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ['ddp'], "rank 0 alone writes a run folder"
     p = json.loads((r.run_dir / 'params.json').read_text())
     dd = p['distributed']
+    assert p['nproc'] == 2, "params.json's nproc is the run's, not the one process's"
     assert (dd['nproc'], dd['backend'], dd['per_process_bs'], dd['global_bs'], dd['lr']) == (2, 'gloo', 16, 32, 2e-3)
     seen = dd['photos_trained_per_rank']
     assert len(seen) == 2 and seen[0] == seen[1] > 0, seen  # each rank its own half of every epoch
