@@ -692,6 +692,8 @@ def finish_shard(f, r:dict):
     os.replace(tmp, d)
 
 # %% ../nbs/40_batch.ipynb #5c1a0e04
+import heapq, operator, tempfile
+
 def merge_shards(out, src:str|None=None) -> dict:
     """Join the N shard files of the finished sharded job `out` into `out`, sorted by source (each photo once).
     Refused while a shard is unfinished, or when `src` is not the job's SRC."""
@@ -709,19 +711,45 @@ def merge_shards(out, src:str|None=None) -> dict:
         some = ', '.join(map(str, missing[:10])) + (', ...' if len(missing) > 10 else '')
         raise ResultsError(f"{len(missing)} of the {n} shards of {out.name} have not finished ({some}): "
                            "run them (with --resume if they started), then merge again")
-    rows, counts = [], []
-    for f in files:
-        part = read_results(f); rows += part; counts.append(json.loads(_done_file(f).read_text()))
-    rows.sort(key=lambda r: r['source'])
-    if len(rows) != len({r['source'] for r in rows}): raise ResultsError(f"the shards of {out.name} hold a photo twice: they are not one job's")
+    counts = [json.loads(_done_file(f).read_text()) for f in files]
     tmp = out.with_name(f".{out.stem}.merging.{secrets.token_hex(4)}{out.suffix}")
-    try:
-        with fmt(tmp, k, model, geo=job.get('geo', False)) as res:
-            for j in range(0, len(rows), ROW_GROUP): res.append(rows[j:j + ROW_GROUP])
-        os.replace(tmp, out); _fsync_dir(out.parent)
-    finally: tmp.unlink(missing_ok=True)
-    return dict(out=str(out), shards=n, rows=len(rows), errors=sum(1 for r in rows if r['error']),
+    rows = errors = 0
+    with tempfile.TemporaryDirectory(prefix=f'.{out.stem}.runs.', dir=out.parent) as runs:
+        # each shard sorted by source into a run of JSON lines (one shard in memory at a time), then the runs merged
+        # as streams (heapq.merge): memory is one shard and a row group, not every row of the job
+        cols, handles = None, []
+        try:
+            for i, f in enumerate(files):
+                handles.append(open(_sorted_run(f, Path(runs)/f'run-{i:05d}.jsonl'), encoding='utf-8'))
+                c = json.loads(handles[-1].readline())
+                if None not in (c, cols) and c != cols:
+                    raise ResultsError(f"the shards of {out.name} have different columns: they are not one job's")
+                cols = cols or c
+            at, err = (cols.index('source'), cols.index('error')) if cols else (0, 0)
+            merged = heapq.merge(*[map(json.loads, h) for h in handles], key=operator.itemgetter(at))
+            with fmt(tmp, k, model, geo=job.get('geo', False)) as res:
+                chunk, last = [], None
+                for r in merged:
+                    if r[at] == last: raise ResultsError(f"the shards of {out.name} hold a photo twice: they are not one job's")
+                    last = r[at]; chunk.append(dict(zip(cols, r))); rows += 1; errors += bool(r[err])
+                    if len(chunk) == ROW_GROUP: res.append(chunk); chunk = []
+                if chunk: res.append(chunk)
+            os.replace(tmp, out); _fsync_dir(out.parent)
+        finally:
+            for h in handles: h.close()
+            tmp.unlink(missing_ok=True)
+    return dict(out=str(out), shards=n, rows=rows, errors=errors,
                 items=sum(c['items'] for c in counts), seconds=round(time.perf_counter() - t0, 3))
+
+def _sorted_run(f:Path, dest:Path) -> Path:
+    "The rows of the results file `f` sorted by source, as JSON lines in `dest`: its columns, then a list of values a row (floats exact)."
+    part = read_results(f)
+    cols = list(part[0]) if part else None  # an empty shard: no columns to tell
+    part.sort(key=lambda r: r['source'])
+    with open(dest, 'w', encoding='utf-8') as o:
+        o.write(json.dumps(cols) + '\n')
+        o.writelines(json.dumps(list(r.values())) + '\n' for r in part)
+    return dest
 
 # %% ../nbs/40_batch.ipynb #7a4b0c02
 def transform_prefix(out:str) -> str:

@@ -148,3 +148,19 @@ SETTINGS.update({s.name: s for s in [
     Setting('GEO_PHOTO_TTL', 86400, "seconds an answer's `photo_id` stays known to feedback (kept in the geo cache: with `lru` only by the worker that answered)",
             '`dogbreeds serve`, Lambda'),
 ]})
+
+# %% ../nbs/01_config.ipynb #cf15n0d1
+SETTINGS.update({s.name: s for s in [
+    Setting('DOGBREEDS_DDP_NODES', 1, 'machines a data-parallel training run spans (torchrun --nnodes); 1: this machine alone',
+            '`dogbreeds train --nproc N`, SageMaker training jobs'),
+    Setting('DOGBREEDS_DDP_NODE_RANK', 0, "this machine's rank among them (torchrun --node-rank); rank 0 writes the run",
+            '`dogbreeds train --nproc N`, SageMaker training jobs'),
+    Setting('DOGBREEDS_DDP_MASTER', None, '`HOST:PORT` of node rank 0, where the others join (torchrun --master-addr/--master-port)',
+            '`dogbreeds train --nproc N`, SageMaker training jobs'),
+]})
+PLATFORM.update({
+    'SM_HOSTS': "a SageMaker training job's instances, as a JSON list (when `resourceconfig.json` is not there)",
+    'SM_CURRENT_HOST': 'which of them this one is (when `resourceconfig.json` is not there)',
+    'SM_NUM_GPUS': "the GPUs of a SageMaker training instance: the data-parallel processes it runs",
+    'LOCAL_WORLD_SIZE': 'how many processes of a data-parallel run are on this machine (set by torchrun)',
+})

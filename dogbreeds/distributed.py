@@ -25,7 +25,8 @@ from .learner import default_out_dir
 from .train import TrainResult, train, train_cli
 
 # %% auto #0
-__all__ = ['CPUSafeDL', 'DDPTrainer', 'Distrib', 'worker', 'DistributedError', 'launch']
+__all__ = ['DEFAULT_MASTER_PORT', 'CPUSafeDL', 'DDPTrainer', 'Distrib', 'worker', 'DistributedError', 'ddp_nodes',
+           'torchrun_args', 'launch']
 
 # %% ../nbs/15_distributed.ipynb #d1500006
 class CPUSafeDL(DistributedDL):
@@ -51,7 +52,10 @@ class DDPTrainer(DistributedTrainer):
 
 class Distrib:
     "What `train` needs in one process of a data-parallel run: its rank, the batch rule, and the wrapper of the learner."
-    def __init__(self, rank:int, world:int, local_rank:int, backend:str): store_attr(); self.seen = []
+    def __init__(self, rank:int, world:int, local_rank:int, backend:str, local_world:int|None=None):
+        store_attr(); self.local_world = local_world or world; self.seen = []
+    @property
+    def nodes(self) -> int: return max(1, self.world // self.local_world)
     @property
     def main(self) -> bool: return self.rank == 0
 
@@ -75,9 +79,11 @@ class Distrib:
 
     def record(self, bs:int, lr) -> dict:
         "The `distributed` entry of `params.json`."
+        where = f"{self.world} processes" + (f" ({self.nodes} machines x {self.local_world})" if self.nodes > 1 else '')
         return dict(distributed=dict(
-            nproc=self.world, backend=self.backend, global_bs=self.local_bs(bs) * self.world, per_process_bs=self.local_bs(bs),
-            lr=lr, rule=f"the global batch is bs ({bs}): each of the {self.world} processes takes bs // nproc photos per step and "
+            nproc=self.world, nodes=self.nodes, nproc_per_node=self.local_world, backend=self.backend,
+            global_bs=self.local_bs(bs) * self.world, per_process_bs=self.local_bs(bs),
+            lr=lr, rule=f"the global batch is bs ({bs}): each of the {where} takes bs // nproc photos per step and "
                         "DDP averages the gradients, so the learning rate is the single-process one",
             photos_trained_per_rank=self.seen, timeout_s=config.get_int('DOGBREEDS_DDP_TIMEOUT')))
 
@@ -89,13 +95,14 @@ def worker(spec_file:str):
     "One process of a data-parallel run (started by torchrun): join the process group, train, and say where the run is."
     spec = json.loads(Path(spec_file).read_text())
     rank, world, local = int(os.environ['RANK']), int(os.environ['WORLD_SIZE']), int(os.environ['LOCAL_RANK'])
+    local_world = int(os.environ.get('LOCAL_WORLD_SIZE') or world)
     gpu = torch.cuda.is_available()
     if gpu: torch.cuda.set_device(local)
     backend = 'nccl' if gpu else 'gloo'
     dist.init_process_group(backend, timeout=timedelta(seconds=spec['timeout']))
     try:
         kw = spec['train'] if rank == 0 else dict(spec['train'], out_dir=str(Path(spec['scratch'])/f'rank{rank}'), export=False, quiet=True)
-        r = train(**kw, distrib=Distrib(rank, world, local, backend))
+        r = train(**kw, distrib=Distrib(rank, world, local, backend, local_world))
         if rank == 0: Path(spec['result']).write_text(json.dumps(dict(run_dir=str(r.run_dir))))
     finally: dist.destroy_process_group()
 
@@ -110,22 +117,47 @@ def _failure(lines:list[str]) -> str:
             for i, l in enumerate(lines) if l.strip() and l.split(':')[0].strip().endswith(('Error', 'Exception', 'Timeout'))]
     return '; '.join(' '.join(k.split()) for k in keep[:6]) + (f"; last error: {errs[-1][:400]}" if errs else '')
 
+DEFAULT_MASTER_PORT = 29500  # torchrun's own default
+
+def ddp_nodes() -> dict:
+    "The machines a data-parallel run spans, from `DOGBREEDS_DDP_NODES`, `_NODE_RANK` and `_MASTER` (one machine when unset)."
+    n, r = config.get_int('DOGBREEDS_DDP_NODES'), config.get_int('DOGBREEDS_DDP_NODE_RANK')
+    if n < 1: raise ParameterError(f"DOGBREEDS_DDP_NODES must be a whole number >= 1, got {n}")
+    if not 0 <= r < n: raise ParameterError(f"DOGBREEDS_DDP_NODE_RANK must be in 0..{n - 1} (DOGBREEDS_DDP_NODES={n}), got {r}")
+    if n == 1: return dict(nnodes=1, node_rank=0, master_addr=None, master_port=None)
+    master = config.get('DOGBREEDS_DDP_MASTER')
+    if not master: raise ParameterError(f"DOGBREEDS_DDP_NODES={n} needs DOGBREEDS_DDP_MASTER=HOST:PORT, where node rank 0 listens")
+    host, _, port = master.rpartition(':') if ':' in master else (master, ':', str(DEFAULT_MASTER_PORT))
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ParameterError(f"DOGBREEDS_DDP_MASTER must be HOST:PORT, got {master!r}")
+    return dict(nnodes=n, node_rank=r, master_addr=host, master_port=int(port))
+
+def torchrun_args(nproc:int, nodes:dict|None=None) -> list[str]:
+    "torchrun's arguments for `nproc` processes on this machine: alone (`--standalone`), or node `node_rank` of `nnodes`."
+    nodes = nodes or ddp_nodes()
+    if nodes['nnodes'] == 1: return ['--standalone', f'--nproc-per-node={nproc}']
+    return [f"--nnodes={nodes['nnodes']}", f"--node-rank={nodes['node_rank']}", f"--master-addr={nodes['master_addr']}",
+            f"--master-port={nodes['master_port']}", f'--nproc-per-node={nproc}',
+            f"--rdzv-conf=timeout={config.get_int('DOGBREEDS_DDP_TIMEOUT')}"]  # how long the machines wait for each other to join
+
 def launch(params:dict, extra:dict|None=None) -> TrainResult:
-    "Run `train(**params, **extra)` on `params['nproc']` processes with torchrun; the run rank 0 wrote, with `learn` and `data` None."
-    nproc, extra = params['nproc'], extra or {}
+    """Run `train(**params, **extra)` on `params['nproc']` processes with torchrun; the run rank 0 wrote, with `learn` and `data` None.
+    On a machine other than node rank 0 of a run across machines (`ddp_nodes`), None: its processes trained, rank 0 writes the run."""
+    nproc, extra, nodes = params['nproc'], extra or {}, ddp_nodes()
     if not isinstance(params['data'], (str, Path)): raise ParameterError("nproc > 1 needs data as a folder or a dataset name (each process loads it)")
-    kw = {k: v for k, v in {**params, **extra}.items() if k not in ('nproc',)}
+    kw = {**params, **extra}  # nproc too: each process's `train` records it in params.json (its `distrib` keeps it from launching again)
     kw['data'] = str(kw['data'])
     out_dir = Path(kw['out_dir']) if kw.get('out_dir') is not None else default_out_dir()
     kw['out_dir'] = str(out_dir)
     kw['run_name'] = kw.get('run_name') or f"{kw['arch'].replace('+', '_')}-{datetime.now():%Y%m%d-%H%M%S}"
-    if (out_dir/kw['run_name']).exists(): raise ParameterError(f"run folder {out_dir/kw['run_name']} already exists: choose another run_name")
+    if nodes['node_rank'] == 0 and (out_dir/kw['run_name']).exists(): raise ParameterError(f"run folder {out_dir/kw['run_name']} already exists: choose another run_name")
     work = Path(tempfile.mkdtemp(prefix='dogbreeds-ddp-'))
     spec = dict(train=kw, timeout=config.get_int('DOGBREEDS_DDP_TIMEOUT'), scratch=str(work/'scratch'), result=str(work/'result.json'))
     (work/'spec.json').write_text(json.dumps(spec))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent.parent), os.environ.get('PYTHONPATH', '')]).rstrip(os.pathsep))
     if not torch.cuda.is_available(): env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // nproc)))  # the cores shared out
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc-per-node={nproc}', '-m', 'dogbreeds.distributed', str(work/'spec.json')]
+    cmd = [sys.executable, '-m', 'torch.distributed.run', *torchrun_args(nproc, nodes), '-m', 'dogbreeds.distributed', str(work/'spec.json')]
+    where = f"{nproc} processes" + (f" on node {nodes['node_rank']} of {nodes['nnodes']}" if nodes['nnodes'] > 1 else '')
     tail, quiet = deque(maxlen=400), extra.get('quiet', False)
     try:
         p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -136,7 +168,8 @@ def launch(params:dict, extra:dict|None=None) -> TrainResult:
             rc = p.wait()
         except BaseException: p.terminate(); p.wait(); raise
         if rc != 0:
-            raise DistributedError(f"data-parallel training on {nproc} processes failed (torchrun exit {rc}): {_failure(list(tail)) or ''.join(list(tail)[-5:]).strip()}")
+            raise DistributedError(f"data-parallel training on {where} failed (torchrun exit {rc}): {_failure(list(tail)) or ''.join(list(tail)[-5:]).strip()}")
+        if nodes['node_rank'] > 0: return None  # rank 0, on node 0, wrote the run
         run_dir = Path(json.loads((work/'result.json').read_text())['run_dir'])
     finally:
         import shutil; shutil.rmtree(work, ignore_errors=True)

@@ -15,9 +15,9 @@ from .core import DogbreedsError
 from .registry import is_version, parse_model_uri
 
 # %% auto #0
-__all__ = ['WILDCARD_ONLY', 'ACCOUNT_RE', 'REGION_RE', 'ROLES', 'PolicyError', 'statement', 'policy', 'trust_policy',
-           's3_prefix_arn', 'model_read_arns', 'lambda_policy', 'sagemaker_policy', 'training_policy',
-           'deployer_policy', 'problems', 'allows', 'role_policy', 'iam_cli']
+__all__ = ['WILDCARD_ONLY', 'ACCOUNT_RE', 'REGION_RE', 'BATCH_PREFIX', 'ROLES', 'PolicyError', 'statement', 'policy',
+           'trust_policy', 's3_prefix_arn', 'model_read_arns', 'lambda_policy', 'sagemaker_policy', 'training_policy',
+           'deployer_policy', 'batch_policy', 'transform_policy', 'problems', 'allows', 'role_policy', 'iam_cli']
 
 # %% ../nbs/31_iam.ipynb #f7f65282
 class PolicyError(DogbreedsError):
@@ -193,6 +193,51 @@ def deployer_policy(endpoint:str, execution_role_arn:str, region:str, account:st
                          {'StringEquals': {'iam:AWSServiceName': svc}})]
     return policy(*st)
 
+# %% ../nbs/31_iam.ipynb #i15b0001
+BATCH_PREFIX = 'dogbreeds-batch'  # the names of the models and transform jobs `dogbreeds predict --on sagemaker` creates
+
+def _results_arns(out:str, partition:str='aws') -> tuple[str, str]:
+    "The results file `out` (s3://b/results.csv) and its answers' prefix (s3://b/results-transform/), as object ARNs."
+    b, k = _s3(out)
+    if not k or k.endswith('/'): raise PolicyError(f"the results file must be s3://BUCKET/KEY.csv or .parquet, got {out!r}")
+    return f"arn:{partition}:s3:::{b}/{k}", f"arn:{partition}:s3:::{b}/{k.rsplit('.', 1)[0] if '.' in k.rsplit('/', 1)[-1] else k}-transform/*"
+
+def batch_policy(execution_role_arn:str, src:str, out:str, region:str, account:str, kms_key_arn:str|None=None,
+                 partition:str='aws') -> dict:
+    "What `dogbreeds predict SRC --out OUT --on sagemaker [--wait]` needs: its transform jobs and models, passing their role, the S3 it reads and writes."
+    _where(region, account)
+    if not re.match(r'^arn:aws[a-z-]*:iam::\d{12}:role/.+$', execution_role_arn or ''):
+        raise PolicyError(f"{execution_role_arn!r} is not an IAM role ARN")
+    sm = f"arn:{partition}:sagemaker:{region}:{account}"
+    sb, sp = _s3(src)
+    results, answers = _results_arns(out, partition)
+    st = [statement('BatchModels', ['sagemaker:CreateModel', 'sagemaker:DeleteModel', 'sagemaker:AddTags'], [f"{sm}:model/{BATCH_PREFIX}-*"]),
+          statement('BatchTransformJobs', ['sagemaker:CreateTransformJob', 'sagemaker:DescribeTransformJob', 'sagemaker:StopTransformJob',
+                                           'sagemaker:AddTags'], [f"{sm}:transform-job/{BATCH_PREFIX}-*"]),
+          statement('PassTheExecutionRole', ['iam:PassRole'], [execution_role_arn],
+                    {'StringEquals': {'iam:PassedToService': 'sagemaker.amazonaws.com'}}),
+          statement('ListThePhotos', ['s3:ListBucket'], [f"arn:{partition}:s3:::{sb}"],
+                    {'StringLike': {'s3:prefix': [f"{sp}/*", sp] if sp else ['*']}}),
+          statement('ReadTheAnswers', ['s3:GetObject'], [answers]),
+          statement('WriteTheResults', ['s3:PutObject'], [results])]
+    return policy(*st, _kms(kms_key_arn, ('kms:Decrypt', 'kms:GenerateDataKey')))
+
+def transform_policy(src:str, out:str, model_uri:str, region:str, account:str, ecr_repository:str|None=None,
+                     kms_key_arn:str|None=None, partition:str='aws') -> dict:
+    "The transform job's execution role: read the photos and the model, write the answers, pull the image, logs and metrics."
+    _where(region, account)
+    _, answers = _results_arns(out, partition)
+    st = [statement('ReadThePhotos', ['s3:GetObject'], [s3_prefix_arn(src, partition)]),
+          statement('ListThePhotos', ['s3:ListBucket'], [f"arn:{partition}:s3:::{_s3(src)[0]}"],
+                    {'StringLike': {'s3:prefix': [f"{_s3(src)[1]}/*", _s3(src)[1]] if _s3(src)[1] else ['*']}}),
+          statement('WriteTheAnswers', ['s3:PutObject'], [answers])]
+    if arns := model_read_arns(model_uri, partition): st.append(statement('ReadTheModel', ['s3:GetObject'], arns))
+    g = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/TransformJobs"
+    st += [statement('JobLogGroup', ['logs:CreateLogGroup', 'logs:DescribeLogStreams'], [f"{g}:*"]),
+           statement('JobLogStreams', ['logs:CreateLogStream', 'logs:PutLogEvents'], [f"{g}:log-stream:*"]),
+           _metrics('/aws/sagemaker/TransformJobs')]
+    return policy(*st, *_ecr(region, account, ecr_repository, partition), _kms(kms_key_arn, ('kms:Decrypt', 'kms:GenerateDataKey')))
+
 # %% ../nbs/31_iam.ipynb #8fcdf42f
 def _list(v): return [v] if isinstance(v, str) else list(v or [])
 
@@ -222,16 +267,17 @@ def allows(doc:dict, action:str, resource:str) -> bool:
     return any(s.get('Effect') == 'Allow' and hit(s) for s in st)
 
 # %% ../nbs/31_iam.ipynb #0e41c138
-ROLES = ('lambda', 'sagemaker', 'training', 'deployer')
+ROLES = ('lambda', 'sagemaker', 'training', 'deployer', 'batch', 'transform')
 
 def role_policy(role:str, **kw) -> dict:
     "The policy of `role` (one of `ROLES`) from the keyword arguments its function takes."
-    f = dict(zip(ROLES, (lambda_policy, sagemaker_policy, training_policy, deployer_policy))).get(role)
+    f = dict(zip(ROLES, (lambda_policy, sagemaker_policy, training_policy, deployer_policy, batch_policy, transform_policy))).get(role)
     if f is None: raise PolicyError(f"no role {role!r}: choose one of {', '.join(ROLES)}")
     import inspect
     params = inspect.signature(f).parameters
     missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty and kw.get(k) in (None, '')]
-    if missing: raise PolicyError(f"the {role} policy needs {', '.join('--' + m.replace('_', '-') for m in missing)}")
+    flag = lambda m: '--' + {'execution_role_arn': 'role_arn'}.get(m, m).replace('_', '-')  # the CLI's names
+    if missing: raise PolicyError(f"the {role} policy needs {', '.join(flag(m) for m in missing)}")
     return f(**{k: v for k, v in kw.items() if k in params and v not in (None, '', ())})
 
 @call_parse
@@ -241,29 +287,31 @@ def iam_cli(
     region:str=None,              # AWS region
     account:str=None,             # AWS account id
     function:str=None,            # lambda: the function's name
-    model_uri:str=None,           # lambda, sagemaker: the registry URI of the model
+    model_uri:str=None,           # lambda, sagemaker, transform: the registry URI of the model
     endpoint:str=None,            # lambda (proxy mode), sagemaker, deployer: the endpoint's name
     input_prefix:str=None,        # lambda: s3:// prefixes of photos it reads, comma-separated
     results_prefix:str=None,      # lambda: s3:// prefix it writes results to
     model_data:str=None,          # sagemaker: s3:// URI of model.tar.gz
-    ecr_repository:str=None,      # sagemaker, training: the image's ECR repository name
+    ecr_repository:str=None,      # sagemaker, training, transform: the image's ECR repository name
     data_uri:str=None,            # training: s3:// prefix of the data
     registry_uri:str=None,        # training: s3:// registry it pushes to
     name:str='dogbreeds',         # training: the model name it pushes
-    role_arn:str=None,            # deployer: the endpoint's execution role
+    role_arn:str=None,            # deployer, batch: the endpoint's or transform job's execution role
+    src:str=None,                 # batch, transform: s3:// prefix of the photos
+    out:str=None,                 # batch, transform: s3:// results file (its answers go under RESULTS-transform/)
     kms_key_arn:str=None,         # the KMS key of the S3 objects, if SSE-KMS
     subnets:str=None,             # lambda, sagemaker in a VPC: subnet ids, comma-separated
     security_groups:str=None,     # lambda, sagemaker in a VPC: security group ids, comma-separated
 ):
-    "Print the least-privilege IAM policy (JSON) of a role: lambda, sagemaker, training or deployer."
+    "Print the least-privilege IAM policy (JSON) of a role: lambda, sagemaker, training, deployer, batch or transform."
     if trust:
-        svc = {'lambda': 'lambda', 'sagemaker': 'sagemaker', 'training': 'sagemaker'}.get(role)
-        if not svc: raise PolicyError(f"--trust is for a service role: lambda, sagemaker or training, not {role!r}")
+        svc = {'lambda': 'lambda', 'sagemaker': 'sagemaker', 'training': 'sagemaker', 'transform': 'sagemaker'}.get(role)
+        if not svc: raise PolicyError(f"--trust is for a service role: lambda, sagemaker, training or transform, not {role!r}")
         print(json.dumps(trust_policy(svc), indent=2)); return
     split = lambda s: tuple(x.strip() for x in s.split(',') if x.strip()) if s else ()
     doc = role_policy(role, region=region, account=account, function=function, model_uri=model_uri, endpoint=endpoint,
                       input_prefixes=split(input_prefix), results_prefix=results_prefix, model_data=model_data,
                       ecr_repository=ecr_repository, data_uri=data_uri, registry_uri=registry_uri, name=name,
                       execution_role_arn=role_arn, kms_key_arn=kms_key_arn, subnets=split(subnets),
-                      security_groups=split(security_groups))
+                      security_groups=split(security_groups), src=src, out=out)
     print(json.dumps(doc, indent=2))

@@ -15,8 +15,9 @@ from .core import *
 from .datasets import LOADERS
 
 # %% auto #0
-__all__ = ['DLC_ACCOUNT', 'DLC_VERSION', 'JOB_PREFIX', 'ENTRY', 'OPTION_KEYS', 'TERMINAL', 'SCHEDULER_TARGET', 'is_gpu_instance',
-           'default_image_uri', 'job_name', 'requirements', 'source_bundle', 'training_job_request', 'container_args',
+__all__ = ['DLC_ACCOUNT', 'DLC_VERSION', 'JOB_PREFIX', 'ENTRY', 'OPTION_KEYS', 'DATA_DISTRIBUTIONS', 'RDZV_PORT', 'TERMINAL',
+           'SCHEDULER_TARGET', 'is_gpu_instance', 'default_image_uri', 'job_name', 'requirements', 'source_bundle',
+           'training_job_request', 'container_args', 'node_rendezvous', 'rendezvous_env', 'instance_gpus',
            'wait_for_job', 'schedule_request']
 
 # %% ../nbs/32_jobs.ipynb #a36dae60
@@ -78,11 +79,17 @@ def source_bundle(dest, entry_script:str) -> Path:
 
 # %% ../nbs/32_jobs.ipynb #bbfe9b76
 OPTION_KEYS = ('name', 'alias', 'metric', 'margin', 'force', 'push', 'timeout')
+DATA_DISTRIBUTIONS = ('FullyReplicated', 'ShardedByS3Key')  # S3DataDistributionType: every instance gets all photos, or a share of the files
 
 def training_job_request(name:str, params:dict, data_uri:str, registry_uri:str, role:str, image_uri:str, source_uri:str,
                          output_path:str, region:str, instance_type:str='ml.g4dn.xlarge', options:dict|None=None,
-                         volume_gb:int=50, max_runtime:int=24*3600, environment:dict|None=None, tags:dict|None=None) -> dict:
-    "The `CreateTrainingJob` request of a retraining job named `name`."
+                         volume_gb:int=50, max_runtime:int=24*3600, environment:dict|None=None, tags:dict|None=None,
+                         instance_count:int=1, data_distribution:str='FullyReplicated') -> dict:
+    "The `CreateTrainingJob` request of a retraining job named `name`, on `instance_count` instances."
+    if isinstance(instance_count, bool) or not isinstance(instance_count, int) or instance_count < 1:
+        raise ParameterError(f"instance count must be a whole number >= 1, got {instance_count!r}")
+    if data_distribution not in DATA_DISTRIBUTIONS:
+        raise ParameterError(f"data distribution must be {' or '.join(DATA_DISTRIBUTIONS)}, got {data_distribution!r}")
     kind, sep, _ = data_uri.partition(':')
     data_kind = kind if sep and kind in LOADERS else None
     if data_kind: data_uri = data_uri[len(kind) + 1:]
@@ -98,9 +105,9 @@ def training_job_request(name:str, params:dict, data_uri:str, registry_uri:str, 
         TrainingJobName=name, RoleArn=role, HyperParameters=hp, Environment=env,
         AlgorithmSpecification=dict(TrainingImage=image_uri, TrainingInputMode='File'),
         InputDataConfig=[dict(ChannelName='train', InputMode='File', DataSource=dict(S3DataSource=dict(
-            S3DataType='S3Prefix', S3Uri=data_uri.rstrip('/') + '/', S3DataDistributionType='FullyReplicated')))],
+            S3DataType='S3Prefix', S3Uri=data_uri.rstrip('/') + '/', S3DataDistributionType=data_distribution)))],
         OutputDataConfig=dict(S3OutputPath=output_path.rstrip('/')),
-        ResourceConfig=dict(InstanceType=instance_type, InstanceCount=1, VolumeSizeInGB=volume_gb),
+        ResourceConfig=dict(InstanceType=instance_type, InstanceCount=instance_count, VolumeSizeInGB=volume_gb),
         StoppingCondition=dict(MaxRuntimeInSeconds=max_runtime),
         Tags=[dict(Key=k, Value=str(v)) for k, v in {'project': 'dogbreeds', 'dogbreeds:model': opts.get('name', 'dogbreeds'),
                                                        **(tags or {})}.items()])
@@ -116,6 +123,39 @@ def container_args(hyperparameters:dict, env) -> tuple[dict, dict]:
     data = env.get('SM_CHANNEL_TRAIN', '/opt/ml/input/data/train')
     kind = opts.pop('data_kind', None)
     return {**vals, 'data': f"{kind}:{data}" if kind else data}, opts
+
+# %% ../nbs/32_jobs.ipynb #j15n0de1
+RDZV_PORT = 29500  # where node rank 0's torchrun listens for the others (torchrun's default port)
+
+def node_rendezvous(config_dir, env, port:int=RDZV_PORT) -> dict:
+    "This instance's place in a SageMaker training job: `nnodes`, `node_rank`, `master_addr`, `master_port`, `leader`, `hosts`."
+    f = Path(config_dir)/'resourceconfig.json'
+    if f.is_file():
+        try: rc = json.loads(f.read_text()); hosts, current = rc['hosts'], rc['current_host']
+        except (ValueError, KeyError, TypeError) as e: raise DogbreedsError(f"{f} is not SageMaker's resource config: {e!r}") from None
+    elif env.get('SM_HOSTS') and env.get('SM_CURRENT_HOST'):
+        try: hosts, current = json.loads(env['SM_HOSTS']), env['SM_CURRENT_HOST']
+        except ValueError: raise DogbreedsError(f"SM_HOSTS is not a JSON list of hosts: {env['SM_HOSTS']!r}") from None
+    else: hosts, current = ['localhost'], 'localhost'  # not in a multi-instance job: this machine alone
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
+        raise DogbreedsError(f"the job's hosts must be a non-empty list of names, got {hosts!r}")
+    hosts = sorted(hosts)
+    if current not in hosts: raise DogbreedsError(f"this host {current!r} is not among the job's hosts {hosts}")
+    rank = hosts.index(current)
+    return dict(hosts=hosts, current_host=current, nnodes=len(hosts), node_rank=rank, master_addr=hosts[0],
+                master_port=port, leader=rank == 0)
+
+def rendezvous_env(rdzv:dict) -> dict:
+    "The settings `dogbreeds.distributed` reads for the machines of a run (`DOGBREEDS_DDP_NODES`, ...)."
+    return {'DOGBREEDS_DDP_NODES': str(rdzv['nnodes']), 'DOGBREEDS_DDP_NODE_RANK': str(rdzv['node_rank']),
+            'DOGBREEDS_DDP_MASTER': f"{rdzv['master_addr']}:{rdzv['master_port']}"}
+
+def instance_gpus(env) -> int:
+    "The GPUs of this training instance: `SM_NUM_GPUS`, else torch's count, else 0."
+    if (n := env.get('SM_NUM_GPUS')) is not None and str(n).strip().isdigit(): return int(n)
+    try: import torch
+    except ImportError: return 0
+    return torch.cuda.device_count()
 
 # %% ../nbs/32_jobs.ipynb #e62cb389
 TERMINAL = ('Completed', 'Failed', 'Stopped')

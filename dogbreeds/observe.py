@@ -267,7 +267,7 @@ def emf_document(rec:Record, function:str, cold_start:bool=False, pull_seconds:f
     ms = lambda s: round(s * 1000, 3)
     values = dict(Requests=(1, 'Count'), Errors=(int(rec.status >= 500), 'Count'), ClientErrors=(int(400 <= rec.status < 500), 'Count'),
                   ColdStart=(int(cold_start), 'Count'))
-    for k, t in rec.timings.items(): values[f"{k.title()}Latency"] = (ms(t), 'Milliseconds')
+    for k, t in rec.timings.items(): values[f"{k.title().replace('_', '')}Latency"] = (ms(t), 'Milliseconds')
     if rec.bytes is not None: values['RequestBytes'] = (rec.bytes, 'Bytes')
     if rec.probability is not None and rec.status < 400: values['Top1Probability'] = (round(float(rec.probability), 6), 'None')
     if rec.is_dog is not None and rec.status < 400: values['NotADog'] = (int(not rec.is_dog), 'Count')

@@ -10,7 +10,8 @@ __all__ = ['PIPELINE', 'TRAIN_DIR', 'RESERVED', 'KERNEL_NAME', 'DEMO', 'METRICS'
            'check_retrain_params', 'check_kernel', 'pipeline_kernel', 'StepFailed', 'RetrainFailed', 'describe_failure',
            'production_notebook', 'run_step', 'validation_set', 'score_model', 'decide', 'check_decision_options',
            'champion_challenger', 'publish', 'new_run_id', 'default_runs_dir', 'RetrainResult', 'retrain', 'yaml_dump',
-           'container_main', 'launch_sagemaker', 'retrain_cli']
+           'container_main', 'node_plan', 'train_kwargs', 'train_on_worker_node', 'launch_sagemaker',
+           'check_instance_count', 'retrain_cli']
 
 # %% ../nbs/33_retrain.ipynb #28d64076
 import ast, contextlib, difflib, importlib.util, inspect, json, os, re, secrets, socket, sys, tempfile, time
@@ -27,8 +28,8 @@ from .core import *
 from .datasets import LOADERS
 from .registry import DEFAULT_ALIAS, NotFoundError, Registry, RegistryError
 from .registry import check_alias, check_name, pull_model
-from .jobs import (ENTRY, JOB_PREFIX, container_args, default_image_uri, job_name, schedule_request, source_bundle,
-                            training_job_request, wait_for_job)
+from .jobs import (DATA_DISTRIBUTIONS, ENTRY, JOB_PREFIX, container_args, default_image_uri, instance_gpus, job_name,
+                            node_rendezvous, rendezvous_env, schedule_request, source_bundle, training_job_request, wait_for_job)
 
 # %% ../nbs/33_retrain.ipynb #a3e04d08
 @dataclass(frozen=True)
@@ -525,8 +526,14 @@ def container_main() -> int:
     try:
         params, opts = container_args(read_json(cfg/'hyperparameters.json'), os.environ)
         job = config.platform('TRAINING_JOB_NAME')
-        print(f"dogbreeds retrain in SageMaker job {job}: {params} {opts}", flush=True)
-        retrain(params, registry=config.get('DOGBREEDS_REGISTRY'), run_id=job,
+        plan = node_plan(node_rendezvous(cfg, os.environ), params, instance_gpus(os.environ))
+        for k, v in plan['env'].items(): config.put(k, v)  # read by dogbreeds.distributed, here and in the notebooks' kernels
+        print(f"dogbreeds retrain in SageMaker job {job}: {plan['params']} {opts}; {plan['what']}", flush=True)
+        if not plan['writes_outputs']:
+            train_on_worker_node(plan['params'])
+            print(f"node {plan['node_rank']}: training done; node 0 evaluates, exports, pushes and writes the run", flush=True)
+            return 0
+        retrain(plan['params'], registry=config.get('DOGBREEDS_REGISTRY'), run_id=job,
                 runs_dir=Path(config.platform('SM_OUTPUT_DATA_DIR') or out/'data')/'runs', **opts)
         return 0
     except DogbreedsError as e:
@@ -534,6 +541,34 @@ def container_main() -> int:
         (out/'failure').write_text(str(e)[:1000])
         print(f"dogbreeds: error: {e}", file=sys.stderr)
         return 1
+
+def node_plan(rdzv:dict, params:dict, gpus:int) -> dict:
+    """What this instance of a training job does (see `node_rendezvous`): with one instance, the pipeline as given; with N,
+    `nproc` = its GPUs (1 on CPU) on every instance, the rendezvous settings, and whether it is the leader (node rank 0),
+    the one instance that runs the whole pipeline and writes the run folder and the model; the others only train."""
+    if rdzv['nnodes'] == 1:
+        return dict(params=params, env={}, node_rank=0, writes_outputs=True, what='one instance')
+    nproc = max(1, gpus)
+    return dict(params={**params, 'nproc': nproc}, env=rendezvous_env(rdzv), node_rank=rdzv['node_rank'], writes_outputs=rdzv['leader'],
+                what=f"node {rdzv['node_rank']} of {rdzv['nnodes']} ({rdzv['current_host']}; {nproc} processes; "
+                     f"rendezvous at {rdzv['master_addr']}:{rdzv['master_port']})" + (', the leader' if rdzv['leader'] else ''))
+
+def train_kwargs(params:dict, nb_dir=None) -> dict:
+    "The arguments the training notebook's last cell gives `train` for the job's `params`: the notebook's defaults, then `params`."
+    decl = declared_parameters(nb_dir)
+    given = check_retrain_params(params, nb_dir)['train']
+    managed = managed_params('.')['train']
+    kw = {k: v['default'] for k, v in decl.items() if 'train' in v['steps'] and k not in managed}
+    if odd := [k for k, v in kw.items() if v is _UNKNOWN and k not in given]:
+        raise DogbreedsError(f"the training notebook's default of {', '.join(odd)} is not a plain value: pass it as a parameter")
+    return {**kw, **given}
+
+def train_on_worker_node(params:dict):
+    "Train on an instance other than the leader: its processes join the run across instances; what they write is thrown away."
+    import dogbreeds.distributed  # registers train's launcher
+    from dogbreeds.train import train
+    with tempfile.TemporaryDirectory(prefix='dogbreeds-node-') as d:
+        train(**train_kwargs(params), out_dir=d, run_name='node', export=False)
 
 # %% ../nbs/33_retrain.ipynb #201676f8
 _REG = "registry: s3://BUCKET/PREFIX, file:///PATH or a folder (default: $DOGBREEDS_REGISTRY)"
@@ -550,6 +585,9 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     endpoint_url:str=None,               # S3 endpoint URL (default: $AWS_ENDPOINT_URL, else AWS)
     quiet:bool=False,                    # no progress
     instance_type:str='ml.g4dn.xlarge',  # sagemaker: the instance type
+    instance_count:int=1,                # sagemaker: instances; N > 1 trains data-parallel across them (fine-tune recipe)
+    data_distribution:Annotated[str, "sagemaker: every instance gets all the photos, or a share of the files (N > 1 needs FullyReplicated)",
+                                {'choices': list(DATA_DISTRIBUTIONS)}]='FullyReplicated',
     role:str=None,                       # sagemaker: the job's execution role ARN (default: $DOGBREEDS_SAGEMAKER_ROLE)
     image_uri:str=None,                  # sagemaker: the container image (default: AWS's PyTorch training image)
     output_path:str=None,                # sagemaker: s3:// folder for the job's code and outputs (default: the registry's bucket)
@@ -570,6 +608,7 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     steps = check_retrain_params(given, on='sagemaker')
     params = {k: v for s in steps.values() for k, v in s.items()}
     check_decision_options(metric, margin); check_name(name); check_alias(alias)
+    check_instance_count(instance_count, data_distribution, given)
     role = role or config.get('DOGBREEDS_SAGEMAKER_ROLE')
     if not role: raise ParameterError("a SageMaker job needs an execution role: pass --role ARN or set DOGBREEDS_SAGEMAKER_ROLE")
     if not aws.is_role_arn(role): raise ParameterError(f"{role!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
@@ -591,7 +630,8 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     options = dict(name=name, alias=alias, metric=metric, margin=margin, force=force, push=push, timeout=timeout)
     env = {'AWS_ENDPOINT_URL_S3': endpoint_url} if endpoint_url else {}
     request = training_job_request(jname, params, data_uri, reg.uri, role, image_uri or default_image_uri(region, instance_type),
-                                   source_uri, output_path, region, instance_type, options, volume_gb, max_runtime, env)
+                                   source_uri, output_path, region, instance_type, options, volume_gb, max_runtime, env,
+                                   instance_count=instance_count, data_distribution=data_distribution)
     if schedule:
         request['Environment']['DOGBREEDS_USER'] = f"EventBridge schedule {schedule_name}"
         request = schedule_request(schedule_name, schedule, request, scheduler_role)
@@ -614,12 +654,34 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
         sm = aws.client('sagemaker', session=session, region=region)
         arn = sm.create_training_job(**request)['TrainingJobArn']
     if not quiet:
-        print(f"started SageMaker training job {jname} on {instance_type}: "
+        print(f"started SageMaker training job {jname} on {instance_count} x {instance_type}: "
               f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{jname}")
     out = dict(request, TrainingJobArn=arn)
     if wait:
         with aws.aws_errors('SageMaker refused'): out['description'] = wait_for_job(sm, jname, poll, max_runtime + 3600, quiet)
     return out
+
+def check_instance_count(instance_count, data_distribution:str='FullyReplicated', params:dict|None=None, nb_dir=None):
+    "Raise a `ParameterError` unless the job's parameters can run on `instance_count` instances."
+    if isinstance(instance_count, bool) or not isinstance(instance_count, int) or instance_count < 1:
+        raise ParameterError(f"--instance-count must be a whole number >= 1, got {instance_count!r}")
+    if data_distribution not in DATA_DISTRIBUTIONS:
+        raise ParameterError(f"--data-distribution must be {' or '.join(DATA_DISTRIBUTIONS)}, got {data_distribution!r}")
+    if instance_count == 1: return
+    decl, params = declared_parameters(nb_dir), params or {}
+    value = lambda k: params.get(k, decl.get(k, {}).get('default'))
+    n = instance_count
+    if value('recipe') != 'fine-tune':
+        raise ParameterError(f"--instance-count {n} trains data-parallel, which the {value('recipe')} recipe cannot: it fits its heads on "
+                             "frozen networks by L-BFGS in seconds, with no training loop to spread. Pass -p recipe fine-tune (and -p lr), "
+                             "or --instance-count 1")
+    if value('lr') is None: raise ParameterError(f"--instance-count {n} needs -p lr: lr_find runs in one process; run it once on one instance")
+    if 'nproc' in params: raise ParameterError(f"with --instance-count {n}, each instance runs one process per GPU: leave -p nproc out")
+    if isinstance(value('bs'), int) and value('bs') < n:
+        raise ParameterError(f"bs {value('bs')} is smaller than --instance-count {n}: the global batch is split over every process of every instance")
+    if data_distribution != 'FullyReplicated':
+        raise ParameterError(f"--instance-count {n} needs --data-distribution FullyReplicated: every instance must see the same photos "
+                             "(the same split and breeds; each process takes its share through DDP's sampler), and ShardedByS3Key gives each a different part")
 
 # %% ../nbs/33_retrain.ipynb #1ea3449d
 _P = "set a notebook parameter: -p NAME VALUE (repeat it); VALUE is a Python literal (5, 1e-3, True) or text"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import config
 from .core import *
 import numpy as np
 import torch
@@ -58,12 +59,14 @@ def check_params(p:dict) -> dict:
     if p['run_name'] is not None and not (isinstance(p['run_name'], str) and re.fullmatch(r'[A-Za-z0-9][\w.-]*', p['run_name'])):
         bad('run_name', "letters, digits, '.', '_' and '-'")
     if p['out_dir'] is not None and not isinstance(p['out_dir'], (str, Path)): bad('out_dir', "a path")
-    if p.get('nproc', 1) != 1:  # data-parallel training: dogbreeds.distributed
-        if not _is_int(p['nproc']) or p['nproc'] < 1: bad('nproc', "a whole number >= 1")
+    nodes = config.get_int('DOGBREEDS_DDP_NODES')  # machines (a SageMaker job with --instance-count N sets it)
+    if p.get('nproc', 1) != 1 or nodes > 1:  # data-parallel training: dogbreeds.distributed
+        if not _is_int(p.get('nproc', 1)) or p.get('nproc', 1) < 1: bad('nproc', "a whole number >= 1")
+        what = 'nproc' if nodes == 1 else f"{nodes} machines (DOGBREEDS_DDP_NODES)"
         if recipe != 'fine-tune': raise ParameterError(
-            "nproc: the imagenet-head recipe runs each photo once through frozen networks and fits its heads by L-BFGS "
-            "in seconds: there is no training loop to spread over processes. Use nproc=1, or recipe='fine-tune'")
-        if p['lr'] is None: raise ParameterError("nproc > 1 needs lr: lr_find runs in one process; run it once with nproc=1")
+            f"{what}: the imagenet-head recipe runs each photo once through frozen networks and fits its heads by L-BFGS "
+            "in seconds: there is no training loop to spread over processes. Use nproc=1 on one machine, or recipe='fine-tune'")
+        if p['lr'] is None: raise ParameterError(f"{what} > 1 needs lr: lr_find runs in one process; run it once with nproc=1")
     return p
 
 # %% ../nbs/14_train.ipynb #378806b8
@@ -175,7 +178,8 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
     params = check_params(dict(data=data, arch=arch, size=size, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs,
                                lr=lr, bs=bs, seed=seed, valid_pct=valid_pct, tta=tta, export=export, run_name=run_name,
                                out_dir=out_dir, nproc=nproc))
-    if nproc > 1 and distrib is None:  # start the N processes (dogbreeds.distributed registers LAUNCHER; it builds on this module)
+    if (nproc > 1 or config.get_int('DOGBREEDS_DDP_NODES') > 1) and distrib is None:  # start the N processes (dogbreeds.distributed
+        # registers LAUNCHER; it builds on this module); across machines, even one process per machine goes through it
         if LAUNCHER is None: raise ParameterError("nproc > 1 runs through dogbreeds.distributed: import it, or use `dogbreeds train --nproc N`")
         return LAUNCHER(params, dict(head_init=head_init, num_workers=num_workers, verify=verify, int8=int8, quiet=quiet))
     if recipe == 'imagenet-head':  # no epochs and no learning rate: say so in the run's params

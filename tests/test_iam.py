@@ -29,6 +29,9 @@ POLICIES = {
                                     kms_key_arn=KMS),
     'deployer': iam.deployer_policy('dogbreeds', ROLE_ARN, R, A),
     'deployer without autoscaling': iam.deployer_policy('dogbreeds', ROLE_ARN, R, A, autoscaling=False),
+    'batch': iam.batch_policy(ROLE_ARN, 's3://acme-uploads/photos', 's3://acme-uploads/out/results.parquet', R, A, kms_key_arn=KMS),
+    'transform': iam.transform_policy('s3://acme-uploads/photos', 's3://acme-uploads/out/results.parquet', MODEL, R, A,
+                                      ecr_repository='dogbreeds-sagemaker', kms_key_arn=KMS),
 }
 
 
@@ -190,3 +193,56 @@ def test_iam_cli(tmp_path):
     assert r.returncode == 2 and '--function' in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run('root')
     assert r.returncode == 2 and 'choose one of' in r.stderr
+
+
+def test_batch_policy_allows_the_calls_predict_on_sagemaker_makes(s3_server, monkeypatch):
+    """`dogbreeds predict --on sagemaker --wait` run for real (SageMaker: moto; S3: SeaweedFS) while recording every AWS call:
+    `batch_policy` allows each (by ARN, and iam:PassRole of the role the model is given), and `transform_policy` lets the job
+    read what it must and write where its answers are gathered from."""
+    import moto
+    from botocore.client import BaseClient
+    from dogbreeds.batch import transform_predict
+    b, run = s3_server.bucket, f'iam-bt-{uuid.uuid4().hex[:8]}'
+    c = s3_server.client()
+    photos = sorted((Path(__file__).resolve().parent.parent / 'data/sample/val').rglob('*.JPEG'))[:3]
+    for p in photos: c.put_object(Bucket=b, Key=f'{run}/in/{p.name}', Body=p.read_bytes())
+    answer = dict(predictions=[dict(breed='beagle', probability=0.9)], dog=0.99, is_dog=True, model=dict(name='dogbreeds', version='v1'))
+    c.put_object(Bucket=b, Key=f'{run}/results-transform/{photos[0].name}.out', Body=json.dumps(answer).encode())
+    src, out, model = f's3://{b}/{run}/in/', f's3://{b}/{run}/results.csv', f's3://{b}/models/dogbreeds@production'
+    calls, real = [], BaseClient._make_api_call
+    def record(self, op, params):
+        calls.append((self.meta.service_model.service_name, op, dict(params)))
+        return real(self, op, params)
+    monkeypatch.setattr(BaseClient, '_make_api_call', record)
+    with moto.mock_aws(config={'core': {'mock_credentials': False, 'passthrough': {'services': ['s3']}}}):
+        r = transform_predict(src, out, model, 'img', ROLE_ARN, instance_count=2, wait=True, k=1, region=R, endpoint_url=s3_server.endpoint)
+    assert (r['items'], r['errors']) == (3, 2), r  # one answer gathered; two photos without one are rows with an error
+    doc = iam.batch_policy(ROLE_ARN, src, out, R, A)
+    sm = f'arn:aws:sagemaker:{R}:{A}'
+    s3_action = {'GetObject': 's3:GetObject', 'HeadObject': 's3:GetObject', 'ListObjectsV2': 's3:ListBucket', 'PutObject': 's3:PutObject',
+                 'CreateMultipartUpload': 's3:PutObject', 'UploadPart': 's3:PutObject', 'CompleteMultipartUpload': 's3:PutObject'}
+    seen = set()
+    for service, op, params in calls:
+        seen.add(op)
+        if service == 'sagemaker':
+            arn = {'CreateModel': f"{sm}:model/{params.get('ModelName', '').lower()}",
+                   'DeleteModel': f"{sm}:model/{params.get('ModelName', '').lower()}"}.get(op, f"{sm}:transform-job/{params.get('TransformJobName', '').lower()}")
+            assert allows(doc, f'sagemaker:{op}', arn), f"batch_policy does not allow {op} on {arn}"
+            if params.get('Tags'): assert allows(doc, 'sagemaker:AddTags', arn), f"{op} tags {arn}: AddTags not allowed"
+            if op == 'CreateModel': assert allows(doc, 'iam:PassRole', params['ExecutionRoleArn'])
+        else:
+            assert service == 's3' and op in s3_action, f"an unexpected call: {service} {op}"
+            arn = obj(params['Key'], params['Bucket']) if 'Key' in params else f"arn:aws:s3:::{params['Bucket']}"
+            assert allows(doc, s3_action[op], arn), f"batch_policy does not allow {op} on {arn}"
+            if op == 'ListObjectsV2': assert params['Prefix'].startswith(f'{run}/in'), params  # within the ListBucket condition
+    assert {'CreateModel', 'CreateTransformJob', 'DescribeTransformJob', 'ListObjectsV2', 'GetObject'} <= seen, seen
+    assert seen & {'PutObject', 'CompleteMultipartUpload'}, seen
+    # the job's own role: the photos and the model in, the answers out (where gathering reads them), nothing else
+    job = iam.transform_policy(src, out, model, R, A)
+    assert allows(job, 's3:GetObject', obj(f'{run}/in/{photos[1].name}', b))
+    assert allows(job, 's3:GetObject', obj('models/dogbreeds/aliases/production.json', b))
+    assert allows(job, 's3:PutObject', obj(f'{run}/results-transform/{photos[0].name}.out', b))
+    assert allows(doc, 's3:GetObject', obj(f'{run}/results-transform/{photos[0].name}.out', b))
+    assert not allows(job, 's3:PutObject', obj(f'{run}/results.csv', b)) and not allows(job, 's3:PutObject', obj(f'{run}/in/x.jpg', b))
+    assert not allows(doc, 'sagemaker:CreateEndpoint', f'{sm}:endpoint/dogbreeds-batch-x')
+    assert not allows(doc, 'iam:PassRole', f'arn:aws:iam::{A}:role/admin')

@@ -37,3 +37,13 @@ def test_papermill_wrong_type_is_one_line_and_writes_nothing(tmp_path):
     assert e.value.evalue == "epochs must be a whole number >= 0, got 'three' (str)"
     assert e.value.traceback == ["ParameterError: epochs must be a whole number >= 0, got 'three' (str)"]
     assert not (tmp_path / 'runs').exists()
+
+
+def test_papermill_nproc_reaches_the_checks(tmp_path):
+    "`-p nproc 2` is a parameter of the notebook, checked like `dogbreeds train --nproc 2` (here refused for the default recipe)."
+    assert 'nproc' in pm.inspect_notebook(str(NB))
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(str(NB), str(tmp_path / 'out.ipynb'), progress_bar=False, cwd=str(tmp_path),
+                            parameters=dict(nproc=2, out_dir=str(tmp_path / 'runs')))
+    assert e.value.ename == 'ParameterError' and e.value.evalue.startswith('nproc: the imagenet-head recipe runs each photo once')
+    assert not (tmp_path / 'runs').exists()

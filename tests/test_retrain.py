@@ -253,3 +253,132 @@ def test_container_main_reports_failure(tmp_path, monkeypatch):
                      TRAINING_JOB_NAME='job-1', DOGBREEDS_REGISTRY=tmp_path/'registry').items(): monkeypatch.setenv(k, str(v))
     assert container_main() == 1
     assert "unknown parameter 'epochz'" in (tmp_path/'out'/'failure').read_text()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Several instances (issue 15): --instance-count N builds a valid multi-instance job; inside it, every instance
+# derives the same torchrun rendezvous from SageMaker's resourceconfig.json; only the leader writes anything.
+
+FINE_TUNE = dict(data='s3://b/dogs', recipe='fine-tune', arch='resnet34', lr=2e-3, bs=64)
+ROLE = 'arn:aws:iam::123456789012:role/dogbreeds-retrain'
+
+
+def test_sagemaker_multi_instance_request(aws):
+    "N=3: the request is valid to botocore's model of CreateTrainingJob, moto accepts it, and the job has 3 instances."
+    import botocore.session, botocore.validate
+    req = launch_sagemaker(FINE_TUNE, registry='s3://b/models', role=ROLE, instance_count=3, instance_type='ml.g4dn.12xlarge',
+                           region='us-east-1', dry_run=True, quiet=True, session=aws)
+    shape = botocore.session.get_session().get_service_model('sagemaker').operation_model('CreateTrainingJob').input_shape
+    report = botocore.validate.ParamValidator().validate(req, shape)
+    assert not report.has_errors(), report.generate_report()
+    sm = aws.client('sagemaker')
+    sm.create_training_job(**req)
+    job = sm.describe_training_job(TrainingJobName=req['TrainingJobName'])
+    assert job['ResourceConfig']['InstanceCount'] == 3 and job['ResourceConfig']['InstanceType'] == 'ml.g4dn.12xlarge'
+    assert job['InputDataConfig'][0]['DataSource']['S3DataSource']['S3DataDistributionType'] == 'FullyReplicated'
+    assert {k: json.loads(job['HyperParameters'][k]) for k in ('recipe', 'lr', 'bs')} == dict(recipe='fine-tune', lr=2e-3, bs=64)
+    assert 'nproc' not in job['HyperParameters']  # each instance sets it from its GPUs
+    one = launch_sagemaker(dict(data='s3://b/dogs'), registry='s3://b/models', role=ROLE, region='us-east-1', dry_run=True,
+                           quiet=True, session=aws, data_distribution='ShardedByS3Key')
+    assert one['ResourceConfig']['InstanceCount'] == 1
+    assert one['InputDataConfig'][0]['DataSource']['S3DataSource']['S3DataDistributionType'] == 'ShardedByS3Key'
+
+
+@pytest.mark.parametrize('count, params, dist, message', [
+    (0, FINE_TUNE, 'FullyReplicated', '--instance-count must be a whole number >= 1, got 0'),
+    ('3', FINE_TUNE, 'FullyReplicated', "--instance-count must be a whole number >= 1, got '3'"),
+    (2.0, FINE_TUNE, 'FullyReplicated', '--instance-count must be a whole number >= 1, got 2.0'),
+    (3, dict(data='s3://b/dogs'), 'FullyReplicated', 'the imagenet-head recipe cannot'),
+    (3, {**FINE_TUNE, 'lr': None}, 'FullyReplicated', 'needs -p lr'),
+    (3, {**FINE_TUNE, 'nproc': 4}, 'FullyReplicated', 'leave -p nproc out'),
+    (3, FINE_TUNE, 'ShardedByS3Key', 'needs --data-distribution FullyReplicated'),
+])
+def test_sagemaker_multi_instance_bad_input(aws, count, params, dist, message):
+    with pytest.raises(ParameterError) as e:
+        launch_sagemaker(params, registry='s3://b/models', role=ROLE, instance_count=count, data_distribution=dist,
+                         region='us-east-1', dry_run=True, quiet=True, session=aws)
+    assert message in str(e.value) and '\n' not in str(e.value)
+
+
+def test_cli_instance_count(capsys, monkeypatch):
+    from dogbreeds.cli import main
+    for k, v in dict(AWS_ACCESS_KEY_ID='x', AWS_SECRET_ACCESS_KEY='x', AWS_EC2_METADATA_DISABLED='true').items(): monkeypatch.setenv(k, v)
+    base = ['retrain', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '-p', 'recipe', 'fine-tune', '-p', 'arch', 'resnet18',
+            '-p', 'lr', '2e-3', '--registry', 's3://b/models', '--role', ROLE, '--region', 'us-west-2', '--dry-run']
+    main([*base, '--instance-count', '2'])
+    assert json.loads(capsys.readouterr().out)['ResourceConfig']['InstanceCount'] == 2
+    for bad, msg in [('0', '--instance-count must be a whole number >= 1, got 0'), ('two', "invalid int value: 'two'")]:
+        with pytest.raises(SystemExit): main([*base, '--instance-count', bad])
+        err = capsys.readouterr().err
+        assert msg in err, err
+    with pytest.raises(SystemExit): main(['retrain', '-p', 'epochs', '1', '--instance-count', '2'])
+    assert '--instance-count is for --on sagemaker' in capsys.readouterr().err
+
+
+def _resourceconfig(folder, current, hosts=('algo-2', 'algo-3', 'algo-1')):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder/'resourceconfig.json').write_text(json.dumps(dict(current_host=current, hosts=list(hosts), network_interface_name='eth0')))
+    return folder
+
+
+def test_rendezvous_from_resourceconfig(tmp_path, monkeypatch):
+    "Every instance derives the same master and its own node rank; torchrun gets them as a static multi-node rendezvous."
+    from dogbreeds.jobs import node_rendezvous, rendezvous_env
+    from dogbreeds.distributed import torchrun_args
+    got = {h: node_rendezvous(_resourceconfig(tmp_path/h, h), {}) for h in ('algo-1', 'algo-2', 'algo-3')}
+    assert {h: (r['node_rank'], r['leader'], r['master_addr'], r['nnodes']) for h, r in got.items()} == {
+        'algo-1': (0, True, 'algo-1', 3), 'algo-2': (1, False, 'algo-1', 3), 'algo-3': (2, False, 'algo-1', 3)}
+    for k, v in rendezvous_env(got['algo-3']).items(): monkeypatch.setenv(k, v)
+    args = torchrun_args(4)
+    assert args[:5] == ['--nnodes=3', '--node-rank=2', '--master-addr=algo-1', '--master-port=29500', '--nproc-per-node=4']
+    assert '--standalone' not in args
+    # without the file, the toolkit's SM_HOSTS / SM_CURRENT_HOST give the same answer
+    env = {'SM_HOSTS': json.dumps(['algo-2', 'algo-3', 'algo-1']), 'SM_CURRENT_HOST': 'algo-2'}
+    assert node_rendezvous(tmp_path/'none', env) == got['algo-2']
+    # one instance (a file with one host, or none at all): no rendezvous, the run stays on its machine
+    assert node_rendezvous(_resourceconfig(tmp_path/'one', 'algo-1', ['algo-1']), {})['nnodes'] == 1
+    for k in rendezvous_env(got['algo-3']): monkeypatch.delenv(k)
+    assert torchrun_args(2) == ['--standalone', '--nproc-per-node=2']
+
+
+@pytest.mark.parametrize('host', ['algo-1', 'algo-2'])
+def test_container_main_leader_runs_the_pipeline_worker_only_trains(tmp_path, monkeypatch, host):
+    "In a 2-instance job, the leader runs retrain (which writes the run); the other instance trains only and writes nothing."
+    import dogbreeds.retrain as rt
+    from dogbreeds.jobs import training_job_request
+    req = training_job_request('job-2', {k: v for k, v in FINE_TUNE.items() if k != 'data'}, 's3://b/dogs', 's3://b/models', ROLE,
+                               'image', 's3://b/src.tar.gz', 's3://b/out', 'us-east-1', instance_count=2)
+    cfg = _resourceconfig(tmp_path/'config', host, ['algo-1', 'algo-2'])
+    (cfg/'hyperparameters.json').write_text(json.dumps(req['HyperParameters']))
+    (tmp_path/'train').mkdir()
+    out = tmp_path/'out'
+    for k, v in dict(SM_INPUT_CONFIG_DIR=cfg, SM_OUTPUT_DIR=out, SM_OUTPUT_DATA_DIR=out/'data', SM_CHANNEL_TRAIN=tmp_path/'train',
+                     TRAINING_JOB_NAME='job-2', DOGBREEDS_REGISTRY='s3://b/models', SM_NUM_GPUS='4').items(): monkeypatch.setenv(k, str(v))
+    for k in ('DOGBREEDS_DDP_NODES', 'DOGBREEDS_DDP_NODE_RANK', 'DOGBREEDS_DDP_MASTER'): monkeypatch.setenv(k, '')  # restored after
+    calls = []
+    monkeypatch.setattr(rt, 'retrain', lambda params, **kw: calls.append(('retrain', params, kw, dict(os.environ))))
+    monkeypatch.setattr(rt, 'train_on_worker_node', lambda params: calls.append(('train', params, {}, dict(os.environ))))
+    assert rt.container_main() == 0
+    [(what, params, kw, env)] = calls
+    assert what == ('retrain' if host == 'algo-1' else 'train')
+    assert params['nproc'] == 4 and params['recipe'] == 'fine-tune' and params['data'] == str(tmp_path/'train')
+    assert (env['DOGBREEDS_DDP_NODES'], env['DOGBREEDS_DDP_NODE_RANK'], env['DOGBREEDS_DDP_MASTER']) == (
+        '2', '0' if host == 'algo-1' else '1', 'algo-1:29500')
+    if host == 'algo-1': assert kw['runs_dir'] == out/'data'/'runs' and kw['run_id'] == 'job-2'
+    else: assert not out.exists(), "an instance other than the leader writes no output, model or failure"
+
+
+def test_worker_node_trains_with_the_notebooks_arguments():
+    "`train_kwargs` gives `train` what 14_train.ipynb's run cell gives it: every parameter its parameters cell declares, nproc too."
+    import ast, papermill as pm
+    from dogbreeds.retrain import managed_params, train_kwargs
+    nb = json.loads((ROOT/'nbs'/'14_train.ipynb').read_text())
+    declared = set(pm.inspect_notebook(str(ROOT/'nbs'/'14_train.ipynb')))
+    assert 'nproc' in declared
+    run = next(''.join(c['source']) for c in nb['cells'] if 'result = train(' in ''.join(c['source']))
+    call = next(n for n in ast.walk(ast.parse(run)) if isinstance(n, ast.Call) and getattr(n.func, 'id', '') == 'train')
+    passed = {k.arg for k in call.keywords}
+    assert passed == declared, (passed ^ declared)
+    assert all(isinstance(k.value, ast.Name) and k.value.id == k.arg for k in call.keywords)  # each as its parameter
+    kw = train_kwargs(dict(recipe='fine-tune', arch='resnet18', lr=2e-3, nproc=4, data=str(SAMPLE)))
+    assert set(kw) == declared - set(managed_params('.')['train']) and kw['nproc'] == 4 and kw['data'] == str(SAMPLE.resolve())

@@ -139,3 +139,39 @@ def test_s3_source_splits_like_the_same_photos_on_disk(pred, photos, s3_server, 
     assert merge_shards(out)['rows'] == 61
     rows = read_results(out)
     assert len({r['source'] for r in rows}) == 61 and all(r['source'].startswith(src + '/') for r in rows)
+
+
+@pytest.mark.parametrize('fmt', ['csv', 'parquet'])
+def test_merge_streams_unsorted_shards_into_the_same_file(pred, photos, tmp_path, fmt, monkeypatch):
+    """The merge sorts each shard and merges them as streams (issue 15): shards whose rows are out of order (a resumed
+    or retried shard appends where it can) give the very file the in-memory sort-everything merge wrote, row groups
+    included; a photo in two shards is refused and leaves no output."""
+    import dogbreeds.batch as batch
+    monkeypatch.setattr(batch, 'ROW_GROUP', 7)  # several row groups, and a chunk boundary inside a shard
+    out = tmp_path / 'job' / f'results.{fmt}'
+    for i in range(3): run(photos, out, pred, shard=f'{i}/3')
+    job = json.loads(job_file(out).read_text())
+    def rewrite(f, rows):
+        f.unlink()
+        with batch.open_results(f, job['k'], tuple(job['model'])) as r: r.append(rows)
+    for i in range(3):  # every shard's rows in reverse order
+        f = shard_file(out, i, 3); rewrite(f, read_results(f)[::-1])
+    # what the former merge wrote: every row in memory, sorted, appended a row group at a time
+    ref = tmp_path / f'reference.{fmt}'
+    rows = sorted((r for i in range(3) for r in read_results(shard_file(out, i, 3))), key=lambda r: r['source'])
+    with batch.open_results(ref, job['k'], tuple(job['model'])) as r:
+        for j in range(0, len(rows), 7): r.append(rows[j:j + 7])
+    m = merge_shards(out)
+    assert (m['rows'], m['errors']) == (61, 1)
+    assert read_results(out) == read_results(ref) and [r['source'] for r in read_results(out)] == sorted(r['source'] for r in rows)
+    if fmt == 'csv': assert out.read_bytes() == ref.read_bytes()
+    else:
+        import pyarrow.parquet as pq
+        assert pq.ParquetFile(out).metadata.num_row_groups == pq.ParquetFile(ref).metadata.num_row_groups == 9
+    assert not list(out.parent.glob('.*')), "no temporary file left"
+    # a photo in two shards: refused, and the merged file is left as it was
+    before = out.read_bytes()
+    f1 = shard_file(out, 1, 3)
+    rewrite(f1, read_results(f1) + read_results(shard_file(out, 0, 3))[:1])
+    with pytest.raises(ResultsError, match='hold a photo twice'): merge_shards(out)
+    assert out.read_bytes() == before and not list(out.parent.glob('.*'))
