@@ -328,7 +328,7 @@ def test_geo_cache_entry_and_keys_are_what_the_cache_uses():
     sent = []
 
     class Pipe:
-        def set(self, k, v, ex=None): sent.append(len(v.encode()))
+        def set(self, k, v, **expiry): sent.append(len(v.encode()))
         def execute(self): pass
     rc = RedisCache('redis://127.0.0.1:1/0')  # never connects: the pipeline is replaced
     rc.r = types.SimpleNamespace(pipeline=lambda transaction=False: Pipe())
