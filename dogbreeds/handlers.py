@@ -61,9 +61,17 @@ def _train_prior(pred, smoothing:float) -> tuple[dict|None, str]:
     try: return train_distribution(counts, pred.breeds, smoothing), 'train_counts'
     except ValueError as e: return None, f'uniform (the manifest\'s train_counts are unusable: {e})'
 
+def _adjust(pred, prior, probs, k:int) -> tuple[dict, list]:
+    "The parameters used (alpha, smoothing, train) and the top `k` `(breed, probability)` of `probs` moved by `prior`."
+    from dogbreeds.geo import combine
+    alpha, smoothing = _geo_params(pred)
+    train, used = _train_prior(pred, smoothing)
+    adj = combine(dict(probs), prior.counts, alpha, smoothing, train)
+    return dict(alpha=alpha, smoothing=smoothing, train=used), [(b, float(v)) for b, v in list(adj.items())[:k]]
+
 def answer_with_place(pred, req:Request) -> dict:
     "The answer to `req` with the place prior: `predictions` (the photo alone), `location`, `prior`, `predictions_with_prior`."
-    from dogbreeds.geo import combine, locate
+    from dogbreeds.geo import locate
     from dogbreeds.geocache import photo_id
     loc, note = locate(req.image, req.lat, req.lon)   # bad explicit coordinates: a 400 before any work
     with observe.stage('decode'): image = pred.decode(req.image)
@@ -82,11 +90,9 @@ def answer_with_place(pred, req:Request) -> dict:
         if note or kept: info['note'] = '; '.join(x for x in (info.get('note'), note, kept) if x)
     a['prior'] = dict(prior.to_dict() if prior else {}, **info)
     if prior is not None:
-        alpha, smoothing = _geo_params(pred)
-        train, used = _train_prior(pred, smoothing)
-        adj = combine(dict(p.top), prior.counts, alpha, smoothing, train)
-        a['prior'].update(alpha=alpha, smoothing=smoothing, train=used)
-        a['predictions_with_prior'] = [dict(breed=b, probability=float(v)) for b, v in list(adj.items())[:k]]
+        params, top = _adjust(pred, prior, p.top, k)
+        a['prior'].update(params)
+        a['predictions_with_prior'] = [dict(breed=b, probability=v) for b, v in top]
     else: a['predictions_with_prior'] = a['predictions']
     return a
 
@@ -204,7 +210,6 @@ def place_prior(pred, loc, note:str|None, probs:dict, k:int, geo=None) -> tuple[
     `dogbreeds.geo.locate` said of it, `geo` a `GeoLookup` (default: `geo_service()`). `prior`: cell, resolution,
     observations, `source` (cache, db or none) and a `note` saying why when no prior is used; `with_prior`: the top `k`
     `(breed, probability)` with the prior, the photo's own when there is none."""
-    from dogbreeds.geo import combine
     g = geo if geo is not None else geo_service()
     if loc is None: prior, info = None, dict(source='none', note=note or 'no coordinates: none given, and no EXIF GPS in the photo')
     elif g is None: prior, info = None, dict(source='none', note='no feature store configured (GEO_DB)')
@@ -214,7 +219,6 @@ def place_prior(pred, loc, note:str|None, probs:dict, k:int, geo=None) -> tuple[
         if note: info['note'] = note
     out = dict(prior.to_dict() if prior else {}, **info)
     if prior is None: return out, sorted(probs.items(), key=lambda x: -x[1])[:k]
-    alpha, smoothing = _geo_params(pred)
-    train, used = _train_prior(pred, smoothing)
-    out.update(alpha=alpha, smoothing=smoothing, train=used)
-    return out, [(b, float(v)) for b, v in list(combine(dict(probs), prior.counts, alpha, smoothing, train).items())[:k]]
+    params, top = _adjust(pred, prior, probs, k)
+    out.update(params)
+    return out, top
