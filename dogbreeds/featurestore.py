@@ -45,8 +45,8 @@ class FeatureStore:
     def __init__(self, url:str, resolutions=RESOLUTIONS, connect_timeout:float=2, create:bool=True):
         self.url, self.resolutions, self.connect_timeout = str(url), tuple(resolutions), connect_timeout
         self.pg = self.url.startswith(('postgresql://', 'postgres://'))
-        self.lock, self.conn, self.queries = threading.Lock(), None, 0
-        if create: self.init()   # create=False: a database that is down now is used once it is back
+        self.lock, self.conn, self.queries, self.created = threading.Lock(), None, 0, False
+        if create: self.init()   # create=False: a database that is down now is used (and its tables made) once it is back
 
     def _connect(self):
         if self.pg:
@@ -60,14 +60,15 @@ class FeatureStore:
 
     def run(self, fn):
         "Call `fn(cursor, sql)` in one transaction; database failures become `StoreUnavailable` (the connection is reopened next time)."
-        errors = (Exception,)
         with self.lock:
             try:
                 if self.conn is None: self.conn = self._connect()
                 cur = self.conn.cursor()
                 try:
+                    if not self.created: self._create(cur)  # the first time the database answers (it may have been down at start)
                     out = fn(cur, self._sql)
                     self.conn.commit()
+                    self.created = True
                     return out
                 except Exception:
                     try: self.conn.rollback()
@@ -80,10 +81,14 @@ class FeatureStore:
                 self.conn = None
                 raise StoreUnavailable(f"the geo database is unavailable ({type(e).__name__}: {str(e)[:200]})") from e
 
+    def _create(self, cur):
+        "Run the schema file (idempotent: CREATE TABLE IF NOT EXISTS)."
+        for s in SCHEMA.read_text().split(';'):
+            if s.strip() and not all(l.strip().startswith('--') or not l.strip() for l in s.splitlines()): cur.execute(s)
+
     def init(self):
-        "Create the tables (the schema file is idempotent)."
-        stmts = [s for s in SCHEMA.read_text().split(';') if s.strip() and not all(l.strip().startswith('--') or not l.strip() for l in s.splitlines())]
-        self.run(lambda cur, sql: [cur.execute(s) for s in stmts])
+        "Create the tables now (else on the first call that reaches the database); `StoreUnavailable` if it is down."
+        self.run(lambda cur, sql: None)
 
     def close(self):
         with self.lock:

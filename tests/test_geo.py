@@ -153,6 +153,21 @@ def test_outages_redis_killed_then_postgres_stopped(tmp_path):
         with pytest.raises(StoreUnavailable): store.stats()
 
 
+def test_a_database_down_at_start_is_used_once_it_is_back(tmp_path):
+    "A service that starts while its database is unreachable (here: the SQLite file's folder is missing) has no prior; once the database answers, its tables are made and lookups use it."
+    db = tmp_path / 'later' / 'g.db'
+    with pytest.raises(StoreUnavailable): FeatureStore(db)
+    g = GeoLookup(FeatureStore(db, create=False), LRUCache())
+    p, info = g.lookup(*LONDON)
+    assert p is None and info['source'] == 'none' and 'database unavailable' in info['note']
+    db.parent.mkdir()
+    p, info = g.lookup(*LONDON)                     # the database answers: the tables are made, the place is unknown
+    assert p is None and info['source'] == 'db'
+    assert g.store.stats()['resolutions'] == {}
+    g.store.add_many([(*LONDON, 'beagle', 30)])
+    assert g.store.lookup(*LONDON).counts == {'beagle': 30}
+
+
 # --- the answer path: dogbreeds serve (?lat=&lon=, JSON lat/lon, EXIF, POST /feedback) and Lambda ({"feedback": ...})
 
 @pytest.fixture
