@@ -18,8 +18,8 @@ from .inference import Predictor
 from .registry import parse_model_uri
 
 # %% auto #0
-__all__ = ['geo_service', 'answer_with_place', 'feedback_request', 'load_model', 'model_info', 'answer_request', 'Refusal',
-           'model_fn', 'input_fn', 'predict_fn', 'output_fn', 'Context', 'invoke', 'place_prior']
+__all__ = ['geo_service', 'place_prior', 'answer_with_place', 'feedback_request', 'load_model', 'model_info', 'answer_request',
+           'Refusal', 'model_fn', 'input_fn', 'predict_fn', 'output_fn', 'Context', 'invoke']
 
 # %% ../nbs/21_handlers.ipynb #a6272f18
 _GEO = {}
@@ -69,6 +69,32 @@ def _adjust(pred, prior, probs, k:int) -> tuple[dict, list]:
     adj = combine(dict(probs), prior.counts, alpha, smoothing, train)
     return dict(alpha=alpha, smoothing=smoothing, train=used), [(b, float(v)) for b, v in list(adj.items())[:k]]
 
+def _lookup_place(g, loc, note:str|None, pid:str|None=None) -> tuple:
+    """`(Prior|None, {source, note?})` at `loc` (what `locate` gave, with its `note`) through the `GeoLookup` `g`;
+    `pid`, the photo's id, is remembered for feedback by photo id. The note says why when no prior is used."""
+    if loc is None: return None, dict(source='none', note=note or 'no coordinates: give "lat" and "lon", or send a photo with EXIF GPS')
+    if g is None: return None, dict(source='none', note='no feature store configured (GEO_DB)')
+    with observe.stage('geo'):
+        prior, info = g.lookup(loc.lat, loc.lon)
+        kept = g.remember(pid, loc.lat, loc.lon) if pid else None
+    if prior is None and 'note' not in info: info['note'] = 'the feature store knows nothing of this place, nor globally'
+    notes = [x for x in (info.get('note'), note, kept) if x]
+    if notes: info['note'] = '; '.join(notes)
+    return prior, info
+
+def place_prior(pred, loc, note:str|None, probs:dict, k:int, geo=None, pid:str|None=None) -> tuple[dict, list]:
+    """`(prior, with_prior)` for a classified photo: `probs` its probability of every breed, `loc` and `note` what
+    `dogbreeds.geo.locate` said of it, `geo` a `GeoLookup` (default: `geo_service()`), `pid` its id to remember for
+    feedback. `prior`: cell, resolution, observations, `source` (cache, db or none), the parameters used, and a `note`
+    saying why when no prior is used; `with_prior`: the top `k` `(breed, probability)` with the prior, the photo's own
+    when there is none."""
+    prior, info = _lookup_place(geo if geo is not None else geo_service(), loc, note, pid)
+    out = dict(prior.to_dict() if prior else {}, **info)
+    if prior is None: return out, sorted(probs.items(), key=lambda x: -x[1])[:k]
+    params, top = _adjust(pred, prior, probs, k)
+    out.update(params)
+    return out, top
+
 def answer_with_place(pred, req:Request) -> dict:
     "The answer to `req` with the place prior: `predictions` (the photo alone), `location`, `prior`, `predictions_with_prior`."
     from dogbreeds.geo import locate
@@ -79,21 +105,11 @@ def answer_with_place(pred, req:Request) -> dict:
     k = min(req.k, len(pred.breeds))
     a = make_answer(p.top[:k], model_info(pred), p.dog, p.is_dog, p.looks_like)
     a['location'] = loc.to_dict() if loc else None
-    g = geo_service()
-    if loc is None: prior, info = None, dict(source='none', note=note or 'no coordinates: give "lat" and "lon", or send a photo with EXIF GPS')
-    elif g is None: prior, info = None, dict(source='none', note='no feature store configured (GEO_DB)')
-    else:
-        with observe.stage('photo_id'): a['photo_id'] = pid = photo_id(req.image)   # feedback may name the photo instead of its coordinates
-        with observe.stage('geo'):                                                       # (SHA-256: ~1-3 ms for a 2 MB photo, timed apart)
-            prior, info = g.lookup(loc.lat, loc.lon)
-            kept = g.remember(pid, loc.lat, loc.lon)
-        if note or kept: info['note'] = '; '.join(x for x in (info.get('note'), note, kept) if x)
-    a['prior'] = dict(prior.to_dict() if prior else {}, **info)
-    if prior is not None:
-        params, top = _adjust(pred, prior, p.top, k)
-        a['prior'].update(params)
-        a['predictions_with_prior'] = [dict(breed=b, probability=v) for b, v in top]
-    else: a['predictions_with_prior'] = a['predictions']
+    g, pid = geo_service(), None
+    if loc is not None and g is not None:  # feedback may name the photo instead of its coordinates (SHA-256: ~1-3 ms for 2 MB)
+        with observe.stage('photo_id'): a['photo_id'] = pid = photo_id(req.image)
+    a['prior'], top = place_prior(pred, loc, note, dict(p.top), k, g, pid)
+    a['predictions_with_prior'] = [dict(breed=b, probability=float(v)) for b, v in top]
     return a
 
 def feedback_request(pred, obj) -> dict:
@@ -203,22 +219,3 @@ def invoke(model, body:bytes, content_type:str|None, accept:str|None=None, lat=N
     if isinstance(req, Request) and (lat is not None or lon is not None): req.lat, req.lon = lat, lon
     out, _ = output_fn(predict_fn(req, model, ctx), accept, ctx)
     return ctx.status, out
-
-# %% ../nbs/21_handlers.ipynb #b7e1a0c2
-def place_prior(pred, loc, note:str|None, probs:dict, k:int, geo=None) -> tuple[dict, list]:
-    """`(prior, with_prior)` for a photo already classified: `probs` its probability of every breed, `loc` and `note` what
-    `dogbreeds.geo.locate` said of it, `geo` a `GeoLookup` (default: `geo_service()`). `prior`: cell, resolution,
-    observations, `source` (cache, db or none) and a `note` saying why when no prior is used; `with_prior`: the top `k`
-    `(breed, probability)` with the prior, the photo's own when there is none."""
-    g = geo if geo is not None else geo_service()
-    if loc is None: prior, info = None, dict(source='none', note=note or 'no coordinates: none given, and no EXIF GPS in the photo')
-    elif g is None: prior, info = None, dict(source='none', note='no feature store configured (GEO_DB)')
-    else:
-        prior, info = g.lookup(loc.lat, loc.lon)
-        if prior is None and 'note' not in info: info['note'] = 'the feature store knows nothing of this place, nor globally'
-        if note: info['note'] = note
-    out = dict(prior.to_dict() if prior else {}, **info)
-    if prior is None: return out, sorted(probs.items(), key=lambda x: -x[1])[:k]
-    params, top = _adjust(pred, prior, probs, k)
-    out.update(params)
-    return out, top
