@@ -58,7 +58,6 @@ class GeoLookup:
         self.store, self.cache, self.min_obs = store, cache if cache is not None else LRUCache(), min_obs
         self.photos = self.cache.with_ttl(photo_ttl) if hasattr(self.cache, 'with_ttl') else self.cache  # photo_id → (lat, lon)
         self.lock, self.inflight = threading.Lock(), {}
-        self.hits = self.misses = self.cache_errors = self.db_errors = 0
 
     @staticmethod
     def key(cell:str) -> str: return f'geo:{cell}'
@@ -87,17 +86,13 @@ class GeoLookup:
         try:
             got = self.cache.get_many(keys)
             if all(v is not None for v in got):
-                self.hits += 1
                 rows, info['source'] = dict(zip([*cs, GLOBAL], got)), 'cache'
         except Exception as e:
-            self.cache_errors += 1
             info['note'] = f"cache unavailable ({type(e).__name__}); read the database"
             log.warning("geo cache unavailable: %s", e)
         if rows is None:
-            self.misses += 1
             try: rows = self._fetch(cs)
             except StoreUnavailable as e:
-                self.db_errors += 1
                 log.warning("%s", e)
                 observe.note(geo_source='none')
                 return None, dict(source='none', note=f"database unavailable; no prior used{'; ' + info['note'] if 'note' in info else ''}")
@@ -105,7 +100,6 @@ class GeoLookup:
             if 'note' not in info:
                 try: self.cache.set_many({self.key(c): v for c, v in rows.items()})
                 except Exception as e:
-                    self.cache_errors += 1
                     info['note'] = f"cache unavailable ({type(e).__name__}); read the database"
         observe.note(geo_source=info['source'])
         return choose(rows, cs, self.store.resolutions, self.min_obs), info
@@ -123,7 +117,6 @@ class GeoLookup:
         "Keep where photo `pid` was taken for the photo TTL, so feedback can name the photo; a note if the cache failed."
         try: self.photos.set_many({photo_key(pid): [lat, lon]})
         except Exception as e:
-            self.cache_errors += 1
             log.warning("geo cache unavailable, photo_id not kept: %s", e)
             return f"photo_id not kept: the cache is unavailable ({type(e).__name__}); feedback must give lat and lon"
 
