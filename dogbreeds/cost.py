@@ -42,18 +42,24 @@ def _merge(base:dict, over:dict) -> dict:
 # %% ../nbs/34_cost.ipynb #fdab8c74
 def _is_num(v): return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
+def _price_at(p:dict, where:str, *keys):
+    "The value at `keys` in the prices `p` (read from `where`); a `PriceError` naming the path when it is missing."
+    v = p
+    for k in keys:
+        if not isinstance(v, dict) or k not in v: raise PriceError(f"{where}: {'.'.join(keys)} is missing")
+        v = v[k]
+    return v
+
+def _price_num(p:dict, where:str, *keys, positive:bool=False):
+    "The number at `keys` in the prices `p`: non-negative (positive with `positive`), else a `PriceError`."
+    v = _price_at(p, where, *keys)
+    if not _is_num(v) or v < 0 or (positive and v == 0):
+        raise PriceError(f"{where}: {'.'.join(keys)} must be a {'positive' if positive else 'non-negative'} number, got {v!r}")
+    return v
+
 def _check_prices(p:dict, where:str):
-    def get(*keys):
-        v = p
-        for k in keys:
-            if not isinstance(v, dict) or k not in v: raise PriceError(f"{where}: {'.'.join(keys)} is missing")
-            v = v[k]
-        return v
-    def num(*keys, positive=False):
-        v = get(*keys)
-        if not _is_num(v) or v < 0 or (positive and v == 0):
-            raise PriceError(f"{where}: {'.'.join(keys)} must be a {'positive' if positive else 'non-negative'} number, got {v!r}")
-        return v
+    get = lambda *keys: _price_at(p, where, *keys)
+    num = lambda *keys, positive=False: _price_num(p, where, *keys, positive=positive)
     num('hours_per_month', positive=True)
     for k in ('request_per_million', 'ephemeral_gb_second', 'free_ephemeral_mb', 'concurrency_quota'): num('lambda', k)
     for k in ('requests', 'gb_seconds'): num('lambda', 'free_tier', k)
@@ -92,14 +98,7 @@ def _check_prices(p:dict, where:str):
 # %% ../nbs/34_cost.ipynb #9e0c0a01
 def _check_geo_prices(p:dict, where:str):
     "Check the Aurora Serverless v2 and ElastiCache Serverless blocks (for `dogbreeds cost --geo`)."
-    def num(*keys, positive=False):
-        v = p
-        for k in keys:
-            if not isinstance(v, dict) or k not in v: raise PriceError(f"{where}: {'.'.join(keys)} is missing")
-            v = v[k]
-        if not _is_num(v) or v < 0 or (positive and v == 0):
-            raise PriceError(f"{where}: {'.'.join(keys)} must be a {'positive' if positive else 'non-negative'} number, got {v!r}")
-        return v
+    num = lambda *keys, positive=False: _price_num(p, where, *keys, positive=positive)
     for conf in ('standard', 'io_optimized'):
         for k in ('acu_hour', 'storage_gb_month', 'io_per_million'): num('aurora_serverless_v2', conf, k)
     for k in ('min_acu', 'acu_step', 'max_acu'): num('aurora_serverless_v2', k, positive=True)
