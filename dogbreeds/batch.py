@@ -517,13 +517,8 @@ class Places:
 
     def locate(self, coords, data) -> tuple:
         "`(Location or None, note)`: `coords` if given, else the EXIF GPS of the photo `data` (a path or bytes)."
-        from dogbreeds.geo import Location, gps_from_exif
-        if coords is not None: return Location(*coords, 'explicit'), None
-        if isinstance(data, (bytes, bytearray)): return gps_from_exif(data)
-        from PIL import Image
-        try:
-            with Image.open(data) as im: return gps_from_exif(im)
-        except Exception as e: return None, f"the photo's EXIF could not be read ({type(e).__name__}); no coordinates taken from it"
+        from dogbreeds.geo import locate
+        return locate(data, *(coords or (None, None)))
 
     def columns(self, pred, loc, note, probs:dict) -> dict:
         "The place columns of a photo at `loc` whose probability of every breed is `probs`."

@@ -9,7 +9,7 @@ __all__ = ['GPS_IFD', 'RESOLUTIONS', 'GLOBAL', 'Location', 'gps_from_exif', 'che
            'train_distribution']
 
 # %% ../nbs/06_geo.ipynb #abbf7267
-import io, math
+import io, math, os
 from dataclasses import dataclass, asdict
 from PIL import Image
 from .protocol import RequestError
@@ -36,9 +36,10 @@ def _dms(v) -> float:
     return d + m / 60 + s / 3600
 
 def gps_from_exif(img) -> tuple:
-    "`(Location or None, note or None)` from the EXIF GPS of `img` (a PIL image or bytes). Malformed GPS is ignored, with a note."
-    if isinstance(img, (bytes, bytearray)):
-        try: img = Image.open(io.BytesIO(img))
+    "`(Location or None, note or None)` from the EXIF GPS of `img` (a PIL image, bytes or a file path). Malformed GPS is ignored, with a note."
+    if isinstance(img, (bytes, bytearray, str, os.PathLike)):  # not an image at all: no coordinates (reading it fails elsewhere)
+        try:
+            with Image.open(io.BytesIO(img) if isinstance(img, (bytes, bytearray)) else img) as im: return gps_from_exif(im)
         except Exception: return None, None
     try: gps = img.getexif().get_ifd(GPS_IFD)
     except Exception as e: return None, f"the photo's EXIF could not be read ({type(e).__name__}); no coordinates taken from it"
