@@ -9,12 +9,13 @@ BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MPLBACKEND := Agg
 
-.PHONY: run test weights system-packages chromium sync-check nbtest pytest readme clean help
+.PHONY: run test docs weights system-packages chromium sync-check nbtest pytest readme clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make run    train, evaluate and export on the bundled sample (sets everything up first)"
 	@echo "make test   sync check, notebook tests and pytest (sets everything up first)"
+	@echo "make docs   the documentation site in _docs/, the notebooks executed (sets everything up first)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +26,7 @@ $(VENV)/.train.stamp: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev.stamp: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[train,aws,serve-http,demo,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[train,aws,serve-http,demo,dev,docs]'
 	touch $@ $(VENV)/.train.stamp
 
 weights: $(VENV)/.train.stamp
@@ -59,8 +60,13 @@ pytest: $(VENV)/.dev.stamp weights system-packages
 
 test: sync-check nbtest pytest
 
+# The documentation site, without Quarto: the notebooks executed as nbdev-test runs them (slow cells left out, the
+# executions cached in _proc/cache), processed by nbdev, rendered by Sphinx + myst-nb into _docs/ (nbdev's doc_path).
+docs: $(VENV)/.dev.stamp weights
+	$(BIN)/python scripts/docsite.py
+
 readme:
 	$(BIN)/python scripts/readme.py
 
 clean:
-	rm -rf $(VENV) exported_models/*/ .pytest_cache
+	rm -rf $(VENV) exported_models/*/ .pytest_cache _docs _proc
