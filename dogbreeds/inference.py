@@ -88,8 +88,15 @@ class Prediction:
 
 class Predictor:
     "Classify dog photos with an exported model folder."
-    def __init__(self, model_dir, manifest:dict, backend, version:str|None=None, max_bytes:int=MAX_BYTES,
-                 max_pixels:int=MAX_PIXELS, decode_threads:int=4, fast_decode:bool=True):
+    def __init__(self,
+                 model_dir,                    # the model folder (`load` verifies its files first)
+                 manifest:dict,                # its manifest.json, read
+                 backend,                      # the loaded graph: the ONNX Runtime or TorchScript backend
+                 version:str|None=None,        # the registry version it came from, if any
+                 max_bytes:int=MAX_BYTES,      # the largest photo accepted, in bytes
+                 max_pixels:int=MAX_PIXELS,    # the largest photo accepted, in pixels (against decompression bombs)
+                 decode_threads:int=4,         # threads that decode the photos of `predict_batch`
+                 fast_decode:bool=True):       # decode JPEGs reduced, never below twice the model's input size
         self.model_dir, self.manifest, self.backend = Path(model_dir), manifest, backend
         self.breeds = list(manifest['breeds'])
         self.size = manifest['preprocessing']['resize']['size']
@@ -101,7 +108,14 @@ class Predictor:
         self.dog_threshold = nd.get('threshold', 0.5)
 
     @classmethod
-    def load(cls, src, backend:str='auto', verify:bool=True, threads:int|None=None, precision:str='fp32', **kwargs) -> Predictor:
+    def load(cls,
+             src,                       # a model folder or a registry URI (`s3://bucket/models/dogbreeds@production`)
+             backend:str='auto',        # 'auto' (ONNX if it can), 'onnx' or 'torchscript'
+             verify:bool=True,          # check every file against its sha256 in the manifest before loading
+             threads:int|None=None,     # threads per inference (default: the runtime's own choice)
+             precision:str='fp32',      # 'fp32', or 'int8' for a model exported with `--int8`
+             **kwargs                   # passed on to `Predictor`: `max_bytes`, `max_pixels`, `decode_threads`, `fast_decode`
+            ) -> Predictor:
         "Load a model folder or registry URI `src`; `backend` is 'auto', 'onnx' or 'torchscript', `precision` 'fp32' or 'int8'."
         version = None
         s = str(src)

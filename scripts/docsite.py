@@ -422,12 +422,14 @@ def write_twins(src: Path, out: Path):
 
 
 # ---------------------------------------------------------------------------------------------------- the build
-def build(only=(), out: Path = ROOT / '_docs', work: Path = ROOT / '_proc', jobs: int = 2, check: bool = True) -> Path:
-    "Build the site (or the pages of the notebooks in `only`, plus the home page and generated pages) into `out`."
+def build(only=(), out: Path = ROOT / '_docs', work: Path = ROOT / '_proc', jobs: int = 2, check: bool = True,
+          cache: Path | None = None) -> Path:
+    """Build the site (or the pages of the notebooks in `only`, plus the home page and generated pages) into `out`,
+    staging in `work`; executed notebooks are kept in `cache` (default `work/cache`)."""
     from fastcore.parallel import parallel
     t0 = time.time()
     out, work = Path(out), Path(work)
-    src, cache = work / 'site', work / 'cache'
+    src, cache = work / 'site', Path(cache or work / 'cache')
     if src.exists(): shutil.rmtree(src)
     src.mkdir(parents=True); cache.mkdir(parents=True, exist_ok=True)
     nbs, key = notebooks(only), build_key()

@@ -1,0 +1,182 @@
+"""The documentation site (`make docs`, scripts/docsite.py): a representative subset built with the same machinery
+(notebooks executed as nbdev-test runs them, nbdev's processors, Sphinx + myst-nb), then its pages, API entries,
+links, search and `Docs:` URLs checked; the generated references; the Pages workflow through actionlint; a
+screenshot in headless Chromium."""
+import json, os, re, shutil, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / 'scripts'))
+import docsite  # noqa: E402
+
+# a page of each kind: the home page, a base-layer notebook, the settings' notebook, Predictor's notebook, a guide
+# with a slow (skipped) cell, a guide with a plot
+SUBSET = ('00_core', '01_config', '20_inference', '01_train_to_registry', '05_monitoring')
+CHROMIUM = os.environ.get('DOGBREEDS_CHROMIUM', '/usr/bin/chromium')
+
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory):
+    "The subset's site; executed notebooks are shared with `make docs` through _proc/cache (keyed on their content)."
+    work = tmp_path_factory.mktemp('docs')
+    return docsite.build(SUBSET, out=work / 'site', work=work, cache=ROOT / '_proc' / 'cache')
+
+
+def text(html: str) -> str: return re.sub(r'\s+', ' ', re.sub(r'<[^>]+>', ' ', html))
+
+
+def test_a_page_per_notebook(site):
+    nbs = docsite.notebooks(SUBSET)
+    assert [n.stem for n in nbs] == ['index', '00_core', '01_config', '20_inference', '01_train_to_registry', '05_monitoring']
+    for nb in nbs:
+        page = site / f'{docsite.page_of(nb)}.html'
+        title = next(c['source'] for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'markdown')
+        title = ''.join(title).splitlines()[0].lstrip('# ').strip()
+        assert page.exists(), page
+        assert re.search(rf'<title>{re.escape(title)}', page.read_text()), (page, title)
+    for p in docsite.GENERATED: assert (site / f'{p}.html').exists()
+    # the home page: what it is, the two commands, the picture; the navigation in the layers' order
+    home = (site / 'index.html').read_text()
+    assert 'make run' in home and 'make test' in home and re.search(r'<img [^>]*src="_images/demo.png"', home)
+    assert (site / '_images' / 'demo.png').exists()
+    nav = re.findall(r'class="reference internal" href="([\w/]+)\.html"', home)
+    assert nav.index('guides/train_to_registry') < nav.index('cli_reference') < nav.index('core') < nav.index('config') < nav.index('inference')
+
+
+def test_pages_show_what_the_notebooks_print_and_plot(site):
+    "Executed at build time: printed results, tables and plots show; slow cells are left out as nbdev-test does."
+    guide = (site / 'guides' / 'train_to_registry.html').read_text()
+    train_cell = guide[guide.index('run = train('):]
+    train_cell = train_cell[:train_cell.index('</section>')] if '</section>' in train_cell else train_cell
+    assert 'cell_output' not in train_cell[:train_cell.index('toy_model')], "the slow training cell is not run"
+    assert re.search(r'\(&#39;\w[\w ]*&#39;, 0\.\d+\)', guide), "the registry model's predictions are shown"
+    monitoring = (site / 'guides' / 'monitoring.html').read_text()
+    assert 'drift' in text(monitoring) and re.search(r'<img [^>]*src="\.\./_images/[^"]+\.png"', monitoring)
+    core = (site / 'core.html').read_text()
+    assert '#| export' not in core and '#| hide' not in core and 'from fastcore.test import' not in core
+
+
+def test_predictor_page_documents_its_parameters(site):
+    html = (site / 'inference.html').read_text()
+    for anchor in ('predictor', 'predictor.load', 'predictor.predict', 'prediction'): assert f'id="{anchor}"' in html
+    load = html[html.index('id="predictor.load"'):]
+    load = text(load[:load.index('</table>')])
+    assert 'Type' in load and 'Default' in load and 'Details' in load
+    for param, says in [('src', 'registry URI'), ('backend', 'torchscript'), ('verify', 'sha256'),
+                        ('threads', 'threads per inference'), ('precision', 'int8')]:
+        assert re.search(rf'\b{param}\b.*{re.escape(says)}', load), (param, load[:500])
+    assert re.search(r'<a class="showdoc-source reference external" href="https://github.com/dogbreeds/dogbreeds/blob/main/dogbreeds/inference.py#L\d+"', html)
+
+
+def test_no_broken_links(site):
+    assert docsite.broken_links(site, skip_missing_pages=True) == []
+    # the links nbdev writes to the published site were made relative, and they were checked
+    html = (site / 'inference.html').read_text()
+    assert docsite.SITE_URL not in html and 'href="core.html#' in html
+
+
+def test_the_link_check_finds_what_is_broken(tmp_path):
+    (tmp_path / 'a.html').write_text('<h1 id="top">A</h1><a href="b.html#there">ok</a><a href="b.html#nowhere">x</a>'
+                                     '<a href="missing.html">y</a><a href="#top">ok</a><a href="https://example.org/">ext</a>'
+                                     f'<a href="{docsite.SITE_URL}a.html">abs</a>')
+    (tmp_path / 'b.html').write_text('<section id="there">B</section><img src="_images/gone.png">')
+    assert docsite.broken_links(tmp_path) == ['a.html: b.html#nowhere (no such anchor)', 'a.html: missing.html',
+                                              f'a.html: {docsite.SITE_URL}a.html (absolute)', 'b.html: _images/gone.png']
+    assert docsite.broken_links(tmp_path, skip_missing_pages=True) == [
+        'a.html: b.html#nowhere (no such anchor)', f'a.html: {docsite.SITE_URL}a.html (absolute)', 'b.html: _images/gone.png']
+
+
+def test_every_docs_url_lands_on_a_page(site):
+    "Each module's `Docs:` URL is its notebook's page as markdown (`X.html.md`); for the subset's, the file is built."
+    built = {docsite.page_of(n) for n in docsite.notebooks(SUBSET)}
+    checked = 0
+    for f in sorted((ROOT / 'dogbreeds').glob('*.py')):
+        src = f.read_text()
+        if not (m := re.search(r'^Docs: (\S+)"""', src, re.M)): continue
+        nb = ROOT / 'nbs' / re.search(r'File to edit: \.\./nbs/(\S+\.ipynb)', src)[1]
+        page = docsite.page_of(nb)
+        assert m[1] == f'{docsite.SITE_URL}{page}.html.md', (f.name, m[1])
+        if page in built:
+            twin = (site / f'{page}.html.md').read_text()
+            assert (site / f'{page}.html').exists() and twin.startswith('# ') and 'show_doc' not in twin
+            checked += 1
+    assert checked == 3   # core, config, inference
+    toml = (ROOT / 'pyproject.toml').read_text()
+    assert f'Documentation = "{docsite.SITE_URL}"' in toml
+
+
+def test_cli_reference_has_every_command_flag_default_and_variable():
+    from dogbreeds.cli import COMMANDS
+    page = docsite.cli_reference()
+    parsers = docsite.command_parsers()
+    assert list(parsers) == list(COMMANDS)
+    for cmd, (p, _) in parsers.items():
+        section = page.split(f'## dogbreeds {cmd}\n')[1].split('\n## ')[0]
+        for a in p._actions:
+            for o in a.option_strings:
+                if o not in ('-h', '--help'): assert f'`{o}' in section or f', {o}' in section, (cmd, o)
+    serve = page.split('## dogbreeds serve\n')[1].split('\n## ')[0]
+    assert re.search(r"\| `--log_level` \| str \| `'info'` \|", serve)
+    assert re.search(r"\| `--model` \| str \|  \| `MODEL_URI` \|", serve)   # its default comes from $MODEL_URI
+
+
+def test_cli_reference_is_what_help_prints(capsys):
+    "`dogbreeds serve --help` (argparse, through `dogbreeds.cli.main`) names the flags the page lists, no more."
+    from dogbreeds.cli import main
+    with pytest.raises(SystemExit) as e: main(['serve', '--help'])
+    assert e.value.code == 0
+    flags = set(re.findall(r'(--\w+)', capsys.readouterr().out)) - {'--help'}
+    serve = docsite.cli_reference().split('## dogbreeds serve\n')[1].split('\n## ')[0]
+    assert flags and flags == set(re.findall(r'\| `(--\w+)', serve))
+
+
+def test_settings_and_http_api_pages(site):
+    from dogbreeds.config import SETTINGS
+    settings = text((site / 'settings.html').read_text())
+    for name in SETTINGS: assert name in settings
+    from dogbreeds.serve import make_app
+    spec = make_app().openapi()
+    api = text((site / 'http_api.html').read_text())
+    for path, ops in spec['paths'].items():
+        for method in ops: assert f'{method.upper()} {path}' in api
+    assert json.loads((site / '_static' / 'openapi.json').read_text()) == spec
+
+
+def test_pages_workflow_passes_actionlint(tmp_path):
+    wf = ROOT / '.github' / 'workflows' / 'docs.yml'
+    actionlint = shutil.which('actionlint') or str(Path(sys.executable).parent / 'actionlint')
+    r = subprocess.run([actionlint, str(wf)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 'make docs' in wf.read_text() and 'path: _docs' in wf.read_text()
+    bad = tmp_path / '.github' / 'workflows' / 'docs.yml'
+    bad.parent.mkdir(parents=True)
+    bad.write_text(wf.read_text().replace('steps.deployment.outputs.page_url', 'steps.deploymnt.outputs.page_url'))
+    r = subprocess.run([actionlint, str(bad)], capture_output=True, text=True)
+    assert r.returncode == 1 and 'deploymnt' in r.stdout
+
+
+def test_a_page_and_search_in_chromium(site, tmp_path):
+    "Predictor's page in headless Chromium (screenshot kept as docs/site.png), and Sphinx's search finding it."
+    if not Path(CHROMIUM).exists(): pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    shot = tmp_path / 'site.png'
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, timeout=30_000,
+                                     args=['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+                                           '--allow-file-access-from-files'])
+        page = browser.new_page(viewport={'width': 1200, 'height': 900})
+        page.set_default_timeout(30_000)
+        try:
+            page.goto((site / 'inference.html').as_uri() + '#predictor.load')
+            assert page.locator('h1').first.inner_text().startswith('Inference')
+            assert page.locator('#predictor\\.load').is_visible()
+            page.screenshot(path=str(shot))
+            page.goto((site / 'search.html').as_uri() + '?q=Predictor')
+            page.locator('ul.search li a[href*="inference.html"]').first.wait_for()
+        finally:
+            browser.close()
+    assert shot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and shot.stat().st_size > 20_000
+    if dest := os.environ.get('DOGBREEDS_DOCS_SCREENSHOT'): shutil.copy(shot, dest)  # how docs/site.png is made
