@@ -208,7 +208,7 @@ def cli_reference() -> str:
                "```text", p.format_usage().strip(), "```", ""]
         rows, env = [], []
         for a in p._actions:
-            if isinstance(a, ap._HelpAction): continue
+            if isinstance(a, ap._HelpAction) or a.help == ap.SUPPRESS: continue   # fastcore's hidden --pdb, --xtra
             name = ', '.join(a.option_strings) or a.dest
             default = '' if a.default in (None, ap.SUPPRESS) or a.option_strings == [] else f'`{a.default!r}`'
             kind = 'flag' if a.nargs == 0 else getattr(a.type, '__name__', str(a.type or 'str'))
@@ -243,7 +243,7 @@ def http_api_page() -> str:
     md = ["# HTTP API", "", f"> `dogbreeds serve` (the SageMaker container): OpenAPI {spec.get('openapi', '')}, "
           "generated from the FastAPI app (`dogbreeds.serve.make_app().openapi()`).", "",
           "A running server shows the same schema at `/docs` (Swagger UI) and `/openapi.json`. "
-          "The schema as JSON: [openapi.json](_static/openapi.json).", ""]
+          f"The schema as JSON: [openapi.json]({SITE_URL}_static/openapi.json).", ""]
     for path, ops in spec.get('paths', {}).items():
         for method, op in ops.items():
             md += [f"## {method.upper()} {path}", "", op.get('summary', ''), "", op.get('description', ''), ""]
@@ -282,13 +282,12 @@ def _openapi(make_app) -> dict:
 
 
 def write_generated(src: Path):
-    (src / '_static').mkdir(parents=True, exist_ok=True)
     (src / 'cli_reference.md').write_text(cli_reference())
     (src / 'settings.md').write_text(settings_page())
     try:
         (src / 'http_api.md').write_text(http_api_page())
         from dogbreeds.serve import make_app
-        (src / '_static' / 'openapi.json').write_text(json.dumps(_openapi(make_app), indent=1))
+        (src / 'openapi.json').write_text(json.dumps(_openapi(make_app), indent=1))   # copied to _static/ after Sphinx
     except ImportError as e:   # the serve-http extra is not installed
         (src / 'http_api.md').write_text(f"# HTTP API\n\nNot generated: {e}\n")
 
@@ -429,7 +428,7 @@ def build(only=(), out: Path = ROOT / '_docs', work: Path = ROOT / '_proc', jobs
     from fastcore.parallel import parallel
     t0 = time.time()
     out, work = Path(out), Path(work)
-    src, cache = work / 'site', Path(cache or work / 'cache')
+    src, cache = work / 'src', Path(cache or work / 'cache')
     if src.exists(): shutil.rmtree(src)
     src.mkdir(parents=True); cache.mkdir(parents=True, exist_ok=True)
     nbs, key = notebooks(only), build_key()
@@ -446,6 +445,7 @@ def build(only=(), out: Path = ROOT / '_docs', work: Path = ROOT / '_proc', jobs
     cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-c', str(CONF), '-q', '-j', str(jobs), str(src), str(out),
            '-d', str(work / 'doctrees')]
     subprocess.run(cmd, check=True)
+    if (src / 'openapi.json').exists(): shutil.copy(src / 'openapi.json', out / '_static' / 'openapi.json')
     relative_links(out)
     member_links(out)
     write_twins(src, out)
