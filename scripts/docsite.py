@@ -6,8 +6,8 @@ run here. This script keeps nbdev's own processing and hands the result to Sphin
 1. **execute** each notebook as `nbdev-test` does (execnb's `CaptureShell`, in `nbs/`, leaving out the cells
    flagged with `tst_flags`, i.e. `#| slow`, and `#| eval: false` ones), after nbdev's `add_show_docs` has
    added a `show_doc` cell after each exported definition, so the API documentation is computed in the same
-   run. The executed notebook is cached under `_proc/cache/`, keyed on the notebook, the library and this
-   build's own files: a second build with nothing changed executes nothing.
+   run. The executed notebook is cached under `_proc/cache/`, keyed on the notebook and the library modules it can
+   import (those of lower-numbered notebooks): a rebuild executes only the notebooks a change can affect.
 2. **process** it with nbdev's processors (`nbdev.processors.FilterDefaults`, what `nbdev.serve.proc_nbs`
    runs, less `exec_show_docs` whose work step 1 did): front matter, `#| hide` and `#| export` cells removed,
    `show_doc` input hidden, backticked names linked. A last processor (`to_myst`) turns the Quarto options
@@ -58,12 +58,23 @@ def _digest(*parts) -> str:
 
 
 EXECUTION = 1   # raise when `execute` changes what it writes: the cached executions are then redone
+_re_src_nb = re.compile(r'File to edit: \.\./nbs/(\d+)_\w+\.ipynb')
 
 
-def build_key() -> str:
-    "What every executed notebook depends on besides itself: the library, the project's settings and this build."
-    files = sorted((ROOT / 'dogbreeds').glob('*.py')) + [ROOT / 'pyproject.toml']
-    return _digest(EXECUTION, *[f.read_bytes() for f in files])
+def _number(nb_path: Path) -> int | None:
+    m = re.match(r'(\d+)_', nb_path.name)
+    return int(m[1]) if m and nb_path.parent == NBS else None
+
+
+def build_key(upto: int | None = None) -> str:
+    """What an executed notebook depends on besides itself: `pyproject.toml` and the library modules it may import.
+    A numbered notebook builds only on lower-numbered ones (tests/test_layers.py), so notebook `upto` depends on
+    the modules of notebooks numbered up to `upto`; the home page and the guides (`upto=None`) on all of them."""
+    files = []
+    for f in sorted((ROOT / 'dogbreeds').glob('*.py')):
+        m = _re_src_nb.search(f.read_text()[:2000])
+        if upto is None or not m or int(m[1]) <= upto: files.append(f)
+    return _digest(EXECUTION, *[f.read_bytes() for f in files + [ROOT / 'pyproject.toml']])
 
 
 def execute(nb_path: Path, dest: Path) -> Path:
@@ -88,9 +99,10 @@ def execute(nb_path: Path, dest: Path) -> Path:
     return dest
 
 
-def executed(nb_path: Path, cache: Path, key: str) -> Path:
-    "The executed copy of `nb_path` from the cache, running it first if the notebook, library or build changed."
+def executed(nb_path: Path, cache: Path) -> Path:
+    "The executed copy of `nb_path` from the cache, running it first if the notebook or what it builds on changed."
     rel = nb_path.relative_to(NBS).with_suffix('')
+    key = build_key(_number(nb_path))
     dest = cache / f"{str(rel).replace(os.sep, '__')}-{_digest(nb_path.read_bytes(), key)}.ipynb"
     if dest.exists(): return dest
     t = time.time()
@@ -157,16 +169,16 @@ def process(executed_nb: Path, nb_path: Path, dest: Path):
     write_nb(nb, dest)
 
 
-def stage_notebook(nb_path: Path, src: Path, cache: Path, key: str) -> str:
+def stage_notebook(nb_path: Path, src: Path, cache: Path) -> str:
     "Execute (or take from the cache) and process one notebook into the Sphinx source folder `src`; its page."
     page = page_of(nb_path)
-    process(executed(nb_path, cache, key), nb_path, src / f'{page}.ipynb')
+    process(executed(nb_path, cache), nb_path, src / f'{page}.ipynb')
     return page
 
 
 def _stage_one(args):
-    nb_path, src, cache, key = args
-    try: return stage_notebook(nb_path, src, cache, key), None
+    nb_path, src, cache = args
+    try: return stage_notebook(nb_path, src, cache), None
     except BaseException as e: return page_of(nb_path), f"{nb_path.name}: {type(e).__name__}: {e}"
 
 
@@ -431,9 +443,9 @@ def build(only=(), out: Path = ROOT / '_docs', work: Path = ROOT / '_proc', jobs
     src, cache = work / 'src', Path(cache or work / 'cache')
     if src.exists(): shutil.rmtree(src)
     src.mkdir(parents=True); cache.mkdir(parents=True, exist_ok=True)
-    nbs, key = notebooks(only), build_key()
+    nbs = notebooks(only)
     print(f"docs: {len(nbs)} notebooks, {jobs} at a time", flush=True)
-    res = parallel(_stage_one, [(nb, src, cache, key) for nb in nbs], n_workers=jobs, method='spawn', progress=False)
+    res = parallel(_stage_one, [(nb, src, cache) for nb in nbs], n_workers=jobs, method='spawn', progress=False)
     errors = [e for _, e in res if e]
     if errors: raise SystemExit("notebooks failed:\n" + '\n'.join(errors))
     pages = [p for p, _ in res]
