@@ -19,11 +19,11 @@ JPEG = photo(None)  # no EXIF GPS: the place can only come from the request
 
 @pytest.fixture
 def geo_model(tmp_path, monkeypatch):
-    "A toy model, a SQLite feature store (Sydney: 500 dingo, 5 beagle) and the geo settings; no model or endpoint set."
+    "A toy model (`MODEL_URI`), a SQLite feature store (Sydney: 500 dingo, 5 beagle) and the geo settings; no endpoint."
     model, db = toy_model(tmp_path / 'model'), tmp_path / 'geo.db'
     FeatureStore(db).add_many([(*SYDNEY, 'dingo', 500), (*SYDNEY, 'beagle', 5)])
     for k in ENV: monkeypatch.delenv(k, raising=False)
-    env = dict(GEO_DB=str(db), GEO_CACHE='lru', GEO_MIN_OBS='20', GEO_ALPHA='1')
+    env = dict(GEO_DB=str(db), GEO_CACHE='lru', GEO_MIN_OBS='20', GEO_ALPHA='1', MODEL_URI=str(model))
     for k, v in env.items(): monkeypatch.setenv(k, v)
     lh.reset()
     yield model, db, env
@@ -113,6 +113,7 @@ def test_sagemaker_handlers_take_feedback_in_the_body(geo_model):
 def proxy(geo_model, monkeypatch):
     "The Lambda in proxy mode in front of a real `dogbreeds serve` of the toy model with the feature store."
     model, db, env = geo_model
+    want = reference(model)  # the pipeline's own answer, in process, before the function loses its settings
     with ServeProcess(model, env=env) as server:
         for k, v in dict(AWS_ACCESS_KEY_ID='test', AWS_SECRET_ACCESS_KEY='test', AWS_DEFAULT_REGION='us-east-1',
                          AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME=server.url, SAGEMAKER_ENDPOINT='dogbreeds',
@@ -121,16 +122,12 @@ def proxy(geo_model, monkeypatch):
         monkeypatch.delenv('AWS_PROFILE', raising=False)
         for k in env: monkeypatch.delenv(k)  # the function itself has no feature store: the endpoint does the work
         lh.reset()
-        yield model, db, server
+        yield want, db, server
     assert not server.listening()
 
 
 def test_proxy_mode_forwards_the_whole_request(proxy):
-    model, db, _ = proxy
-    import os
-    os.environ['GEO_DB'] = str(db)
-    try: want = reference(model)
-    finally: del os.environ['GEO_DB']
+    want, db, _ = proxy
     for name in ('apigateway-rest', 'apigateway-http', 'function-url'):  # the URL's query
         status, a = call(query_event(name, *SYDNEY))
         assert status == 200, a
@@ -139,7 +136,7 @@ def test_proxy_mode_forwards_the_whole_request(proxy):
     assert status == 200, a
     same_place_answer(a, want)
     status, two = call(dict(image=base64.b64encode(JPEG).decode(), k=2, lat=SYDNEY[0], lon=SYDNEY[1]))
-    assert status == 200 and len(two['predictions']) == len(two['predictions_with_prior']) == 2
+    assert status == 200 and len(two['predictions']) == len(two['predictions_with_prior']) == 2  # k went too
     status, err = call(query_event('function-url', 95, 0))  # the endpoint's refusal keeps its status
     assert status == 400 and '"lat"' in err['error']
     assert not lh._models  # no model, no feature store in the function
