@@ -483,7 +483,7 @@ class Places:
 
     @classmethod
     def make(cls, lat=None, lon=None, locations=None, place:PlacePrior|None=None):
-        "None for a run with no coordinates and no feature store (`place`, default `PlacePrior.from_settings()`): its rows are as ever."
+        "None for a run with no coordinates and no feature store (`place`, default: the settings'): its rows are as ever."
         from dogbreeds.geo import check_coords
         from dogbreeds.protocol import RequestError
         if locations is not None and (lat is not None or lon is not None):
@@ -563,10 +563,11 @@ def _whole(name, v, none_ok=True):
 
 def batch_predict(src, out, model=None, k:int=5, batch_size:int=64, workers:int|None=None, threads:int|None=None,
                   retry_errors:bool=False, progress:bool|None=None, endpoint_url:str|None=None,
-                  shard=None, resume:bool=False, precision:str|None=None, lat=None, lon=None, locations=None, place:PlacePrior|None=None) -> dict:
+                  shard=None, resume:bool=False, precision:str|None=None, lat=None, lon=None, locations=None,
+                  place:PlacePrior|None=None) -> dict:
     """Classify every photo of `src` into the results file `out` (.csv or .parquet), skipping the items it already holds.
     With `shard` (`'I/N'` or `(I, N)`), only the shard's items, into the shard's own file (see `shard_file`).
-    With coordinates (`lat`/`lon` for every photo, or a `locations` CSV per photo) or a feature store (`place`, a `dogbreeds.place.PlacePrior`;
+    With coordinates (`lat`/`lon` for every photo, or a `locations` CSV per photo) or a feature store (`place`, a `PlacePrior`;
     default: `GEO_DB`'s), each row adds the place columns (see `Places`)."""
     if shard is not None: shard = parse_shard(shard)
     for name, v in dict(k=k, batch_size=batch_size).items(): _whole(name, v, none_ok=False)

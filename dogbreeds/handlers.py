@@ -87,7 +87,7 @@ def model_fn(model_dir, context=None) -> Service:
     return Service.load(config.get('MODEL_URI') or model_dir, threads=config.get_int('DOGBREEDS_THREADS'))
 
 def input_fn(input_data, content_type, context=None):
-    "A `Request` from the body: a photo (`image/*`, `application/x-image`), JSON `{\"image\": BASE64, \"k\": 5}`, or `{\"feedback\": ...}`."
+    "A `Request` from the body: a photo (`image/*`, `application/x-image`), or JSON (see `parse_request`)."
     observe.begin('sagemaker', '/invocations', len(input_data) if isinstance(input_data, (bytes, bytearray, str)) else None, owner='handlers')
     try: return parse_request(input_data, content_type)
     except Exception as e: return _refuse(e, context)

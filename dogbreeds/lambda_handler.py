@@ -12,8 +12,8 @@ from urllib.parse import unquote_plus
 from . import aws, config
 from .core import ImageError
 from .protocol import (DEFAULT_K, JSON_TYPE, Request, RequestError, ServiceUnavailableError, check_accept,
-                                error_response, feedback_request, log, max_payload, parse_request, reason, request_from_dict,
-                                status_of, with_query)
+                                error_response, feedback_request, log, max_payload, parse_request, reason,
+                                request_from_dict, status_of, with_query)
 from .handlers import Service, model_info
 from . import observe
 
@@ -26,7 +26,7 @@ _lock = threading.Lock()
 _models, _clients = {}, {}
 
 def get_service() -> Service:
-    "The `Service` (the model for `MODEL_URI` and the place prior) made on first use and kept for the life of the container."
+    "The `Service` (the model for `MODEL_URI`, the place prior) made on first use, kept for the life of the container."
     uri = config.get('MODEL_URI')
     if not uri: raise ServiceUnavailableError(f"no model configured: set {config.names('MODEL_URI')}, or SAGEMAKER_ENDPOINT for proxy mode")
     with _lock:
@@ -105,7 +105,7 @@ def _http_response(kind:str, event:dict, status:int, body:dict) -> dict:
 
 # %% ../nbs/22_lambda.ipynb #e4b7eb16
 def _endpoint_body(req:Request) -> tuple[bytes, str]:
-    "`(body, content type)` carrying the whole request to the endpoint: the photo alone, or JSON with k, lat, lon, or the feedback."
+    "`(body, content type)` carrying the whole request to the endpoint: the photo alone, JSON with k, lat, lon, or feedback."
     if req.feedback is not None: return json.dumps(dict(feedback=req.feedback)).encode(), JSON_TYPE
     if req.k == DEFAULT_K and req.lat is None and req.lon is None: return req.image, req.content_type
     fields = dict(k=req.k, lat=req.lat, lon=req.lon)
@@ -133,7 +133,7 @@ def _invoke_endpoint(endpoint:str, req:Request) -> dict:
     return json.loads(r['Body'].read())
 
 def answer(req:Request) -> dict:
-    "The JSON answer to `req` (a photo, or feedback), from the SageMaker endpoint in proxy mode, else from the local model."
+    "The JSON answer to `req` (a photo, or feedback): from the SageMaker endpoint in proxy mode, else the local `Service`."
     if req.s3_uri: req.image = _read_input(req.s3_uri)
     if (rec := observe.current.get()) is not None and req.image is not None: rec.bytes = len(req.image)
     if endpoint := config.get('SAGEMAKER_ENDPOINT'):
@@ -229,7 +229,8 @@ def http_request(event:dict, kind:str) -> Request|None:
     check_accept(headers.get('accept'))
     if method in ('GET', 'HEAD'): return None
     if method not in ('POST', 'PUT'):
-        raise RequestError(f"method {method or '(none)'} is not allowed: POST a photo, or GET for health", 405, 'MethodNotAllowedError')
+        raise RequestError(f"method {method or '(none)'} is not allowed: POST a photo, or GET for health", 405,
+                           'MethodNotAllowedError')
     if _path(event, kind).rstrip('/').endswith('/feedback'): return feedback_request(raw)
     return with_query(parse_request(raw, headers.get('content-type')), _query(event, kind))
 

@@ -105,7 +105,7 @@ def _check_k(k) -> int:
     return k
 
 def request_from_dict(obj, max_bytes:int|None=None, allow_s3_uri:bool=False) -> Request:
-    'A `Request` from a parsed JSON object: `{"image": BASE64, "k": 5, "lat", "lon"}`, `{"feedback": {...}}`, or `{"s3_uri": ...}` where allowed.'
+    'A `Request` from parsed JSON: `{"image": BASE64, "k", "lat", "lon"}`, `{"feedback": {...}}`, `{"s3_uri"}` where allowed.'
     limit = max_bytes or max_payload()
     if not isinstance(obj, dict): raise RequestError('the JSON must be an object: {"image": "<base64 of the photo>"}')
     if 'feedback' in obj:

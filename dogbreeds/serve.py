@@ -58,7 +58,8 @@ def make_app(model=None, max_bytes:int|None=None, place:PlacePrior|None=None):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         m = model if model is not None and not isinstance(model, (str, Path)) else None
-        if m is not None and not isinstance(m, Service): m = Service(m, place if place is not None else PlacePrior.from_settings())
+        if m is not None and not isinstance(m, Service):
+            m = Service(m, place if place is not None else PlacePrior.from_settings())
         state['service'] = m or await run_in_threadpool(model_fn, str(model) if model is not None else MODEL_DIR)
         state['model'] = state['service'].model
         if m is not None: observe.model_loaded(m.model, 0.0)  # loaded by the caller: the info gauge
@@ -133,7 +134,7 @@ def make_app(model=None, max_bytes:int|None=None, place:PlacePrior|None=None):
     async def feedback(request):
         try:
             req = feedback_request(await _read_body(request, 64 * 1024))
-            return _json(200, await run_in_threadpool(state['service'], req))  # the pipeline, as {"feedback": ...} at /invocations
+            return _json(200, await run_in_threadpool(state['service'], req))  # as {"feedback": ...} at /invocations
         except RequestError as e: return _json(*error_response(e))
     feedback.__annotations__ = dict(request=HTTPRequest)
     app.post('/feedback', summary='A confirmed breed at a place (JSON: request_id, breed, and lat, lon or an answer photo_id)')(feedback)
