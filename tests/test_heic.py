@@ -57,6 +57,8 @@ def test_heic_decodes_as_the_photo(heic_photo, rgb):
     assert im.mode == 'RGB' and im.size == rgb.size
     assert np.abs(np.asarray(im, np.int16) - np.asarray(rgb, np.int16)).mean() < 3  # lossy, but the same photo
     assert '.heic' in IMAGE_EXTS and '.heif' in IMAGE_EXTS
+    from dogbreeds.core import ImageTooLargeError
+    with pytest.raises(ImageTooLargeError, match='pixels'): load_rgb(heic_photo, max_pixels=100 * 100)  # from the header
 
 
 def test_heic_orientation_is_applied(rgb):
