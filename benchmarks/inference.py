@@ -21,8 +21,8 @@ reduced and full decoding on --agree upscaled val photos (top-1 match, largest p
 
 iPhone photos: the same noisy 12 MP photo as a HEIC (written with pillow-heif, a development dependency, at
 quality 50: a file no bigger than the JPEG's, as an iPhone's HEIC is; HEVC at quality 90 spends 4x the JPEG's
-bytes on the noise, and decoding time grows with them) next to its JPEG: decode time, full and reduced, and end to end, through Predictor (pi-heif reads
-the HEIC). Alone, on any model folder (a tiny setting checks that it runs):
+bytes on the noise, and decoding time grows with them) next to its JPEG: decode time, full and reduced, and
+end to end, through Predictor (pi-heif reads the HEIC). Alone, on any model folder (a tiny setting checks that it runs):
 
     python benchmarks/inference.py --heic-only --model exported_models/<run>/model [--size 1008x756 -n 5]
 
@@ -75,7 +75,7 @@ def main():
     ap.add_argument('--run', help='a run folder with learner.pkl and model/')
     ap.add_argument('-n', type=int, default=200, help='timed repetitions at batch 1')
     ap.add_argument('--agree', type=int, default=200, help='upscaled val photos for the reduced-vs-full decoding agreement')
-    ap.add_argument('--heic-only', action='store_true', help='only the HEIC-against-JPEG decode table (no learner needed)')
+    ap.add_argument('--heic-only', action='store_true', help='only the HEIC vs JPEG decode table (no learner)')
     ap.add_argument('--model', help='with --heic-only: a model folder (default: the run\'s model/)')
     ap.add_argument('--size', default='4032x3024', help='with --heic-only: the photo\'s pixels, WxH')
     a = ap.parse_args()
@@ -169,10 +169,11 @@ def main():
           f"peak RSS {res['rss_mb']:.0f} MB; written to {out / 'inference.json'}")
 
 def phone_pixels(src, seed=0, size=(4032, 3024)):
-    "A photo blown up to a phone's 12 megapixels, with sensor-like noise so that it compresses like one, as a PIL image."
+    "A photo blown up to a phone's 12 megapixels, with sensor-like noise (it compresses like one), as a PIL image."
     from PIL import Image
     im = np.asarray(Image.open(src).convert('RGB').resize(size, Image.BICUBIC), dtype=np.int16)
-    return Image.fromarray(np.clip(im + np.random.default_rng(seed).integers(-6, 7, im.shape, dtype=np.int16), 0, 255).astype(np.uint8))
+    noise = np.random.default_rng(seed).integers(-6, 7, im.shape, dtype=np.int16)
+    return Image.fromarray(np.clip(im + noise, 0, 255).astype(np.uint8))
 
 
 def phone_photo(src, seed=0, size=(4032, 3024)) -> bytes:
@@ -189,20 +190,24 @@ def heic_vs_jpeg(model, n=40, size=(4032, 3024), quality=50) -> dict:
     fast, full = Predictor.load(model, backend='onnx'), Predictor.load(model, backend='onnx', fast_decode=False)
     im = phone_pixels(sorted(SAMPLE.rglob('*.JPEG'))[0], size=size)
     jpeg = phone_photo(sorted(SAMPLE.rglob('*.JPEG'))[0], size=size)
-    t = time.perf_counter(); h = heic(im, quality=quality, enc_params={'preset': 'ultrafast'}); enc = time.perf_counter() - t
+    t = time.perf_counter()
+    h = heic(im, quality=quality, enc_params={'preset': 'ultrafast'})
+    enc = time.perf_counter() - t
     out = dict(pixels=f"{size[0]}x{size[1]}", heic_quality=quality, heic_encode_s=enc)
-    print(f"\niPhone photo: the same {size[0]}x{size[1]} noisy photo as JPEG (quality 90) and HEIC (quality {quality}), p50 ms "
+    print(f"\niPhone photo: the same {size[0]}x{size[1]} noisy photo, JPEG (quality 90) and HEIC (quality {quality}), "
+          "p50 ms "
           f"(the HEIC written in {enc:.1f} s by pillow-heif, read by pi-heif):")
     print(f"{'':8}{'MB':>7}{'full decode':>14}{'reduced decode':>17}{'end to end':>13}")
     for name, data in (('JPEG', jpeg), ('HEIC', h)):
         assert load_rgb(data).size == size
         r = dict(bytes=len(data), full_decode_ms=timeit(lambda: load_rgb(data), n, warm=1)[0],
-                 decode_ms=timeit(lambda: fast.decode(data), n, warm=1)[0], predict_ms=timeit(lambda: fast.predict(data), n, warm=1)[0])
+                 decode_ms=timeit(lambda: fast.decode(data), n, warm=1)[0],
+                 predict_ms=timeit(lambda: fast.predict(data), n, warm=1)[0])
         out[name.lower()] = r
         print(f"{name:8}{len(data) / 1e6:7.2f}{r['full_decode_ms']:14.1f}{r['decode_ms']:17.1f}{r['predict_ms']:13.1f}")
     agree = fast.predict(h, k=1)[0][0] == fast.predict(jpeg, k=1)[0][0] == full.predict(h, k=1)[0][0]
     out['heic_over_jpeg_decode'] = out['heic']['decode_ms'] / out['jpeg']['decode_ms']
-    print(f"reduced decode: HEIC {out['heic_over_jpeg_decode']:.1f}x the JPEG's time; the same top-1 from both: {agree}")
+    print(f"reduced decode: HEIC {out['heic_over_jpeg_decode']:.1f}x the JPEG's time; the same top-1: {agree}")
     return out
 
 

@@ -1,7 +1,8 @@
 """How big is the lean serving install? `pip install --target` of `dogbreeds[serve]`, as it would go into
 an AWS Lambda package, measured as installed (unzipped) bytes, then pruned (scripts/prune_serving.py),
 and checked: a fresh `python -S` (no site-packages) loads an exported model from that folder alone and
-classifies a real photo, as a JPEG and as a HEIC (the iPhone's format, read by pi-heif), without torch, fastai or pandas.
+classifies a real photo, as a JPEG and as a HEIC (the iPhone's format, read by pi-heif), without torch, fastai or
+pandas.
 
     python benchmarks/serve_size.py [--model exported_models/<run>/model]
 
@@ -29,7 +30,7 @@ PHOTO = sorted((ROOT / 'data' / 'sample' / 'val').rglob('*.JPEG'))[0]
 
 
 def heic_of(photo, dest):
-    "`photo` written as a HEIC at `dest` (pillow-heif, a development dependency, encodes; the runtime's pi-heif only decodes)."
+    "`photo` as a HEIC at `dest` (pillow-heif, a development dependency, encodes; the runtime's pi-heif only decodes)."
     import pillow_heif
     from PIL import Image
     with Image.open(photo) as im: pillow_heif.from_pillow(im.convert('RGB')).save(dest, quality=90)

@@ -75,8 +75,8 @@ def _check_size(im, max_pixels, min_side, name):
 def open_image(src, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, min_side:int=MIN_SIDE,
                name:str|None=None, shrink_to:int|None=None) -> Image.Image:
     """Open and decode `src` (path, bytes, file object or PIL image), refusing bad input with an `ImageError`.
-    With `shrink_to`, a large JPEG is decoded at reduced scale (DCT scaling), a large HEIC reduced as soon as it is decoded,
-    each side still at least `shrink_to`."""
+    With `shrink_to`, a large JPEG is decoded at reduced scale (DCT scaling), a large HEIC reduced as soon as it is
+    decoded, each side still at least `shrink_to`."""
     name = name or (str(src) if isinstance(src, (str, os.PathLike)) else 'image')
     if isinstance(src, Image.Image):
         _check_size(src, max_pixels, min_side, name)
@@ -102,8 +102,9 @@ def open_image(src, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, min_side
     except Exception as e:
         raise CorruptImageError(f"{name}: {im.format or 'image'} data is truncated or corrupt ({e})") from None
     if shrink_to and im.format == 'HEIF' and (k := min(im.size) // shrink_to) >= 2:
-        im, info = im.reduce(k), im.info  # libheif decodes at full size only: reduce at once, before any other full-size work
-        im.info = info                    # (libheif has applied the orientation already; the EXIF, GPS included, stays)
+        # libheif decodes at full size only: reduce at once, before any other full-size work; libheif has turned it
+        im, info = im.reduce(k), im.info  # upright already, and the EXIF (the GPS) stays
+        im.info = info
     return im
 
 # %% ../nbs/00_core.ipynb #76fa69be

@@ -27,7 +27,7 @@ JOB_PREFIX = 'dogbreeds-retrain'
 ENTRY = 'dogbreeds_entry.py'
 
 def dlc_images() -> dict:
-    "AWS's table of its PyTorch training images as shipped: `registries` (region -> ECR account), `version`, `source`, `date`."
+    "AWS's table of its PyTorch training images: `registries` (region -> ECR account), `version`, `source`, `date`."
     return json.loads(resources.files('dogbreeds').joinpath(DLC_IMAGES).read_text())
 
 def is_gpu_instance(instance_type:str) -> bool:
@@ -39,8 +39,8 @@ def default_image_uri(region:str, instance_type:str='ml.g4dn.xlarge') -> str:
     t = dlc_images()
     account = t['registries'].get(region)
     if not account:
-        raise ParameterError(f"AWS lists no PyTorch {t['version']} training image for region {region!r} (as of {t['date']}, "
-                             f"dogbreeds/{DLC_IMAGES}): pass --image-uri with a training image this region can pull")
+        raise ParameterError(f"AWS lists no PyTorch {t['version']} training image for region {region!r} (as of "
+                             f"{t['date']}, dogbreeds/{DLC_IMAGES}): pass --image-uri with an image it can pull")
     tag = (f"{t['version']}-gpu-py312-cu129-ubuntu22.04-sagemaker" if is_gpu_instance(instance_type)
            else f"{t['version']}-cpu-py312-ubuntu22.04-sagemaker")
     domain = 'amazonaws.com.cn' if region.startswith('cn-') else 'amazonaws.com'  # the China partition's own domain
@@ -51,12 +51,12 @@ def job_name() -> str:
     return f"{JOB_PREFIX}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 # %% ../nbs/32_jobs.ipynb #65f21580
-JOB_LEAVES_OUT = ('jupyterlab', 'ipywidgets')  # in `train` for people; a job runs its notebooks with papermill and ipykernel
+JOB_LEAVES_OUT = ('jupyterlab', 'ipywidgets')  # in `train` for people; a job runs notebooks with papermill, ipykernel
 
 def _dist_name(req:str) -> str: return re.split(r'[\s\[<>=!~;(]', req.strip(), maxsplit=1)[0].lower().replace('_', '-')
 
 def requirements(extras=('train', 'aws'), leave_out=()) -> list[str]:
-    "The project's dependencies with `extras`, from `pyproject.toml` (or the installed metadata), less the packages `leave_out`."
+    "The project's dependencies with `extras`, from `pyproject.toml` (or the installed metadata), less `leave_out`."
     f = package_root()/'pyproject.toml'
     try:
         import tomllib
@@ -181,12 +181,13 @@ class JobLogs:
     def __init__(self, logs, name:str): self.logs, self.name, self.tokens = logs, name, {}
 
     def streams(self) -> list[str]:
-        try: pages = list(self.logs.get_paginator('describe_log_streams').paginate(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{self.name}/"))
+        pager = self.logs.get_paginator('describe_log_streams')
+        try: pages = list(pager.paginate(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{self.name}/"))
         except self.logs.exceptions.ResourceNotFoundException: return []  # the job has written nothing yet
         return sorted(s['logStreamName'] for p in pages for s in p['logStreams'])
 
     def lines(self) -> list[str]:
-        "The lines written since the last call; each prefixed with its instance (`[algo-2-...]`) when the job has several."
+        "The lines written since the last call, each after its instance (`[algo-2-...]`) if the job has several."
         streams, out = self.streams(), []
         for s in streams:
             while True:
@@ -203,15 +204,17 @@ def _job_state(waiter, sm, name:str) -> dict:
     try: waiter.wait(TrainingJobName=name, WaiterConfig=dict(Delay=1, MaxAttempts=1))
     except WaiterError as e:
         d = e.last_response or {}
-        if 'Error' in d: raise DogbreedsError(f"training job {name}: {d['Error'].get('Message') or d['Error'].get('Code')}") from None
+        if err := d.get('Error'):
+            raise DogbreedsError(f"training job {name}: {err.get('Message') or err.get('Code')}") from None
         return d  # still running (its one attempt spent), or failed (the waiter's failure state)
     return sm.describe_training_job(TrainingJobName=name)  # completed or stopped
 
 def wait_for_job(sm, name:str, poll:float=30, timeout:float|None=None, quiet:bool=False, logs=None) -> dict:
-    """Follow the training job `name` until it ends (at most `timeout` seconds), printing its status changes and, with `logs`
-    (a CloudWatch Logs client), its log lines as they come; its description, or an error if it did not complete."""
+    """Follow the training job `name` until it ends (at most `timeout` seconds), printing its status changes and, with
+    `logs` (a CloudWatch Logs client), its log lines as they come; its description, or an error unless it completed."""
     deadline, last = (time.monotonic() + timeout) if timeout else None, None
-    waiter, tail = sm.get_waiter('training_job_completed_or_stopped'), JobLogs(logs, name) if logs and not quiet else None
+    waiter = sm.get_waiter('training_job_completed_or_stopped')
+    tail = JobLogs(logs, name) if logs and not quiet else None
     while True:
         d = _job_state(waiter, sm, name)
         st = (d['TrainingJobStatus'], d.get('SecondaryStatus'))

@@ -73,21 +73,24 @@ _UNKNOWN = object()  # a default that is not a literal: any value goes, the note
 
 def notebook_parameters(path) -> dict:
     """`{name: {'default': its source text, 'help': its comment}}` of the notebook's cell tagged `parameters`, read as
-    papermill reads it (`name = value  # help` per line) but with Python's own parser: launching a job needs no papermill."""
+    papermill reads it (`name = value  # help` per line), with Python's own parser: a job launches without papermill."""
     path = Path(path)
     try: cells = json.loads(path.read_text())['cells']
-    except (OSError, ValueError, KeyError, TypeError) as e: raise DogbreedsError(f"{path} is not a notebook that can be read: {e}") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DogbreedsError(f"{path} is not a notebook that can be read: {e}") from None
     cell = next((c for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])), None)
     if cell is None: return {}
     src = ''.join(cell['source'])
     try: body = ast.parse(src).body
-    except SyntaxError as e: raise DogbreedsError(f"{path}: its parameters cell is not plain Python ({e.msg}, line {e.lineno})") from None
+    except SyntaxError as e:
+        raise DogbreedsError(f"{path}: its parameters cell is not plain Python ({e.msg}, line {e.lineno})") from None
     lines, out = src.splitlines(), {}
     for node in body:
-        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, 'target', None)
+        one = isinstance(node, ast.Assign) and len(node.targets) == 1
+        target = node.targets[0] if one else getattr(node, 'target', None)  # `x = 1` or `x: int = 1`
         if not isinstance(target, ast.Name) or getattr(node, 'value', None) is None: continue
-        after = lines[node.end_lineno - 1][node.end_col_offset:]
-        out[target.id] = dict(default=ast.get_source_segment(src, node.value), help=after.split('#', 1)[1].strip() if '#' in after else '')
+        after = lines[node.end_lineno - 1][node.end_col_offset:]  # the comment after the value is its help
+        out[target.id] = dict(default=ast.get_source_segment(src, node.value), help=after.partition('#')[2].strip())
     return out
 
 def declared_parameters(nb_dir=None) -> dict:
@@ -202,7 +205,7 @@ def check_retrain_params(params:dict, nb_dir=None, on:str='local') -> dict:
 KERNEL_NAME = 'dogbreeds-retrain'
 
 def check_kernel(kernel:str|None=None):
-    "Raise a `ParameterError` unless the notebooks can run: papermill, and ipykernel here or the installed kernel `kernel`."
+    "Raise a `ParameterError` unless the notebooks can run: papermill, and ipykernel here or the kernel `kernel`."
     if kernel:
         from jupyter_client.kernelspec import KernelSpecManager
         specs = KernelSpecManager().find_kernel_specs()
@@ -678,8 +681,9 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
               f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{jname}")
     out = dict(request, TrainingJobArn=arn)
     if wait:
-        logs = None if quiet else aws.client('logs', session=session, region=region)  # the job's log lines, as they come
-        with aws.aws_errors('SageMaker refused'): out['description'] = wait_for_job(sm, jname, poll, max_runtime + 3600, quiet, logs)
+        logs = None if quiet else aws.client('logs', session=session, region=region)  # its log lines as they come
+        with aws.aws_errors('SageMaker refused'):
+            out['description'] = wait_for_job(sm, jname, poll, max_runtime + 3600, quiet, logs)
     return out
 
 def check_instance_count(instance_count, data_distribution:str='FullyReplicated', params:dict|None=None, nb_dir=None):

@@ -63,7 +63,8 @@ def photo_exif(orientation:int|None=None, # the EXIF orientation (6: stored side
         return (IFDRational(d, 1), IFDRational(m, 1), IFDRational(round(((x - d) * 60 - m) * 6000), 100))
     exif = Image.Exif()
     if orientation: exif[0x0112] = orientation
-    if at: exif[0x8825] = {1: 'N' if at[0] >= 0 else 'S', 2: dms(abs(at[0])), 3: 'E' if at[1] >= 0 else 'W', 4: dms(abs(at[1]))}
+    if at: exif[0x8825] = {1: 'N' if at[0] >= 0 else 'S', 2: dms(abs(at[0])),
+                           3: 'E' if at[1] >= 0 else 'W', 4: dms(abs(at[1]))}
     return exif
 
 def heic(src,                 # a photo: a path, bytes or a PIL image
@@ -76,7 +77,8 @@ def heic(src,                 # a photo: a path, bytes or a PIL image
     from PIL import Image
     im = src if isinstance(src, Image.Image) else Image.open(io.BytesIO(src) if isinstance(src, bytes) else src)
     buf = io.BytesIO()
-    pillow_heif.from_pillow(im.convert('RGB')).save(buf, quality=quality, **({'exif': exif.tobytes()} if exif else {}), **kwargs)
+    if exif: kwargs['exif'] = exif.tobytes()
+    pillow_heif.from_pillow(im.convert('RGB')).save(buf, quality=quality, **kwargs)
     return buf.getvalue()
 
 # %% ../nbs/09_testing.ipynb #555af135

@@ -42,7 +42,7 @@ def lossless(im) -> bytes:
 
 
 def close(got, want, tol=0.02):
-    "Two answers, `[(breed, p), ...]` or `[{'breed', 'probability'}, ...]`: the same breeds, probabilities within `tol`."
+    "Two answers, `[(breed, p), ...]` or `[{'breed', 'probability'}, ...]`: the same breeds, probabilities near."
     pairs = lambda a: [(x['breed'], x['probability']) if isinstance(x, dict) else tuple(x) for x in a]
     got, want = pairs(got), pairs(want)
     assert [b for b, _ in got][:2] == [b for b, _ in want][:2], (got, want)
@@ -58,7 +58,7 @@ def test_heic_decodes_as_the_photo(heic_photo, rgb):
     assert np.abs(np.asarray(im, np.int16) - np.asarray(rgb, np.int16)).mean() < 3  # lossy, but the same photo
     assert '.heic' in IMAGE_EXTS and '.heif' in IMAGE_EXTS
     from dogbreeds.core import ImageTooLargeError
-    with pytest.raises(ImageTooLargeError, match='pixels'): load_rgb(heic_photo, max_pixels=100 * 100)  # from the header
+    with pytest.raises(ImageTooLargeError, match='pixels'): load_rgb(heic_photo, max_pixels=100 * 100)  # by its header
 
 
 def test_heic_orientation_is_applied(rgb):
@@ -96,7 +96,8 @@ def test_heic_gps_is_read(heic_sydney, rgb):
 
 def test_broken_heic_is_a_clear_error(heic_photo):
     from dogbreeds.core import CorruptImageError
-    with pytest.raises(CorruptImageError, match='HEIF data is truncated or corrupt'): load_rgb(heic_photo[: len(heic_photo) // 2])
+    with pytest.raises(CorruptImageError, match='HEIF data is truncated or corrupt'):
+        load_rgb(heic_photo[: len(heic_photo) // 2])
 
 
 # --- every entry point
@@ -113,7 +114,8 @@ def test_predictor(model, heic_photo, rgb, photo, tmp_path):
 @pytest.fixture
 def lambda_env(model, monkeypatch):
     from dogbreeds import lambda_handler as lh
-    for k in ('SAGEMAKER_ENDPOINT', 'RESULTS_PREFIX', 'INPUT_PREFIXES', 'MAX_PAYLOAD_BYTES', 'GEO_DB'): monkeypatch.delenv(k, raising=False)
+    for k in ('SAGEMAKER_ENDPOINT', 'RESULTS_PREFIX', 'INPUT_PREFIXES', 'MAX_PAYLOAD_BYTES', 'GEO_DB'):
+        monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv('MODEL_URI', str(model))
     lh.reset()
     yield lh
@@ -136,7 +138,8 @@ def test_lambda_reads_the_heic_place(lambda_env, heic_sydney, tmp_path, monkeypa
     from dogbreeds import handlers
     from dogbreeds.featurestore import FeatureStore
     FeatureStore(tmp_path / 'geo.db').add_many([(*SYDNEY, 'dingo', 500)])
-    for k, v in dict(GEO_DB=str(tmp_path / 'geo.db'), GEO_CACHE='lru', GEO_MIN_OBS='20').items(): monkeypatch.setenv(k, v)
+    for k, v in dict(GEO_DB=str(tmp_path / 'geo.db'), GEO_CACHE='lru', GEO_MIN_OBS='20').items():
+        monkeypatch.setenv(k, v)
     handlers._GEO.clear()
     try:
         out = lambda_env.handler(dict(image=base64.b64encode(heic_sydney).decode(), k=3))

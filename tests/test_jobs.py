@@ -6,7 +6,7 @@ import json, time
 import pytest
 
 from dogbreeds.core import DogbreedsError, ParameterError
-from dogbreeds.jobs import LOG_GROUP, DLC_IMAGES, JobLogs, default_image_uri, dlc_images, training_job_request, wait_for_job
+from dogbreeds.jobs import LOG_GROUP, JobLogs, default_image_uri, dlc_images, training_job_request, wait_for_job
 from dogbreeds.retrain import launch_sagemaker
 
 ROLE = 'arn:aws:iam::123456789012:role/dogbreeds-retrain'
@@ -15,7 +15,8 @@ MOST = '763104351884'  # the account of AWS's Deep Learning Containers in most r
 
 def test_the_address_table_is_awss_with_its_source_and_date():
     t = dlc_images()
-    assert t['version'] == '2.8.0' and t['repository'] == 'pytorch-training' and 'image_uri_config/pytorch.json' in t['source']
+    assert t['version'] == '2.8.0' and t['repository'] == 'pytorch-training'
+    assert 'image_uri_config/pytorch.json' in t['source']
     assert time.strptime(t['date'], '%Y-%m-%d')
     regs = t['registries']
     assert regs['us-east-1'] == regs['eu-west-1'] == MOST
@@ -31,12 +32,13 @@ def test_image_address_in_every_region_listed():
     for region, account in dlc_images()['registries'].items():
         gpu, cpu = default_image_uri(region), default_image_uri(region, 'ml.m5.xlarge')
         domain = 'amazonaws.com.cn' if partitions[region] == 'aws-cn' else 'amazonaws.com'
-        assert gpu == f"{account}.dkr.ecr.{region}.{domain}/pytorch-training:2.8.0-gpu-py312-cu129-ubuntu22.04-sagemaker"
-        assert cpu == f"{account}.dkr.ecr.{region}.{domain}/pytorch-training:2.8.0-cpu-py312-ubuntu22.04-sagemaker"
+        repo = f"{account}.dkr.ecr.{region}.{domain}/pytorch-training"
+        assert gpu == f"{repo}:2.8.0-gpu-py312-cu129-ubuntu22.04-sagemaker"
+        assert cpu == f"{repo}:2.8.0-cpu-py312-ubuntu22.04-sagemaker"
 
 
 def test_unlisted_region_is_refused_naming_image_uri(aws):
-    with pytest.raises(ParameterError, match=r"no PyTorch 2\.8\.0 training image for region 'xx-nowhere-1'.*pass --image-uri"):
+    with pytest.raises(ParameterError, match=r"no PyTorch 2\.8\.0 training image for region 'xx-nowhere-1'.*image-uri"):
         default_image_uri('xx-nowhere-1')
     args = dict(registry='s3://b/models', role=ROLE, region='xx-nowhere-1', dry_run=True, quiet=True)
     with pytest.raises(ParameterError, match='--image-uri'): launch_sagemaker(dict(data='s3://b/dogs'), **args)
@@ -50,7 +52,8 @@ def test_launch_uses_the_regions_registry(aws, capsys):
     main(['retrain', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '--registry', 's3://b/models', '--role', ROLE,
           '--region', 'me-south-1', '--dry-run'])
     image = json.loads(capsys.readouterr().out)['AlgorithmSpecification']['TrainingImage']
-    assert image.startswith(f"{dlc_images()['registries']['me-south-1']}.dkr.ecr.me-south-1.amazonaws.com/pytorch-training:")
+    account = dlc_images()['registries']['me-south-1']
+    assert image.startswith(f"{account}.dkr.ecr.me-south-1.amazonaws.com/pytorch-training:") and account != MOST
 
 
 # --- following a job: boto3's waiter, CloudWatch log lines as they come
@@ -65,8 +68,9 @@ def job(aws):
     "A training job in moto's SageMaker, still in progress, and the client its status can be driven through."
     sm = aws.client('sagemaker')
     name = 'dogbreeds-retrain-20261207-101500-abcd'
-    sm.create_training_job(**training_job_request(name, dict(epochs=1), 's3://b/dogs', 's3://b/models', ROLE,
-                                                  default_image_uri('us-east-1'), 's3://b/src.tar.gz', 's3://b/out', 'us-east-1'))
+    image = default_image_uri('us-east-1')
+    sm.create_training_job(**training_job_request(name, dict(epochs=1), 's3://b/dogs', 's3://b/models', ROLE, image,
+                                                  's3://b/src.tar.gz', 's3://b/out', 'us-east-1'))
     j = moto_job(name)
     j.training_job_status, j.secondary_status = 'InProgress', 'Training'
     return sm, aws.client('logs'), name
@@ -111,7 +115,8 @@ def test_wait_tells_instances_apart_and_reports_a_failure(job, capsys):
     sm, logs, name = job
     def fail():
         j = moto_job(name)
-        j.training_job_status, j.secondary_status, j.failure_reason = 'Failed', 'Failed', 'AlgorithmError: out of memory'
+        j.training_job_status = j.secondary_status = 'Failed'
+        j.failure_reason = 'AlgorithmError: out of memory'
     script(sm, [lambda: (put(logs, f"{name}/algo-1-1", 'node 0 of 2'), put(logs, f"{name}/algo-2-1", 'node 1 of 2')),
                 lambda: (put(logs, f"{name}/algo-2-1", 'CUDA out of memory'), fail())])
     with pytest.raises(DogbreedsError, match=f"training job {name} failed: AlgorithmError: out of memory"):
