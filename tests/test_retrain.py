@@ -48,7 +48,7 @@ def test_cli_bad_input_one_line(tmp_path):
     assert not (tmp_path/'runs').exists()
 
 
-def test_bad_params_file(tmp_path):
+def test_bad_params_file(tmp_path, monkeypatch):
     f = tmp_path/'p.yaml'
     f.write_text('epochs: 1\nsize: [64\n')
     with pytest.raises(ParameterError, match='is not valid YAML'): retrain(params_file=f, push=False, runs_dir=tmp_path)
@@ -56,6 +56,10 @@ def test_bad_params_file(tmp_path):
     with pytest.raises(ParameterError, match='must map parameter names to values'): retrain(params_file=f, push=False, runs_dir=tmp_path)
     f.write_text('epochs: 1\nlearning_rate: 1e-3\n')
     with pytest.raises(ParameterError, match="unknown parameter 'learning_rate'"): retrain(params_file=f, push=False, runs_dir=tmp_path)
+    from dogbreeds.core import DogbreedsError
+    from dogbreeds.retrain import read_params_file
+    monkeypatch.setitem(sys.modules, 'yaml', None)  # PyYAML not installed: the message names the extra that brings it
+    with pytest.raises(DogbreedsError, match=r"PyYAML: pip install 'dogbreeds\[aws\]'"): read_params_file(f)
     with pytest.raises(DataError, match='--on sagemaker'): check_retrain_params(dict(data='s3://b/dogs'))
     assert list(tmp_path.iterdir()) == [f]
 
