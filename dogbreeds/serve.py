@@ -18,7 +18,8 @@ from .place import PlacePrior
 from . import observe
 
 # %% auto #0
-__all__ = ['MODEL_DIR', 'make_app', 'app_from_env', 'metrics_route', 'serve', 'serve_cli', 'execution_parameters']
+__all__ = ['MODEL_DIR', 'DOCS_ASSETS', 'offline_docs', 'make_app', 'app_from_env', 'metrics_route', 'serve', 'serve_cli',
+           'execution_parameters']
 
 # %% ../nbs/23_serve.ipynb #d46838b6
 MODEL_DIR = '/opt/ml/model'
@@ -42,6 +43,23 @@ def _model_error(status:int, body:bytes) -> tuple[dict, dict]:
     return ({'Message': f'Received {kind} error ({status}) from primary with message "{text}".',
              'OriginalStatusCode': status, 'OriginalMessage': text},
             {'x-amzn-ErrorType': 'ModelError:http://internal.amazon.com/coral/com.amazon.sagemaker/'})
+
+# %% ../nbs/23_serve.ipynb #5e0d0c32
+DOCS_ASSETS = '/docs-assets'
+
+def offline_docs(app, path:str='/docs'):
+    "Swagger UI at `path` with its assets served by `app` from `swagger-ui-bundle-v2`, not a CDN; none if it is not installed."
+    try: from swagger_ui_bundle import swagger_ui_path
+    except ImportError: return app
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name='docs-assets')
+    def docs(): return get_swagger_ui_html(openapi_url=app.openapi_url, title=f'{app.title}: HTTP API',
+                                           swagger_js_url=f'{DOCS_ASSETS}/swagger-ui-bundle.js',
+                                           swagger_css_url=f'{DOCS_ASSETS}/swagger-ui.css',
+                                           swagger_favicon_url=f'{DOCS_ASSETS}/favicon-32x32.png')
+    app.get(path, include_in_schema=False)(docs)
+    return app
 
 # %% ../nbs/23_serve.ipynb #07408231
 def make_app(model=None, max_bytes:int|None=None, place:PlacePrior|None=None):
@@ -67,8 +85,9 @@ def make_app(model=None, max_bytes:int|None=None, place:PlacePrior|None=None):
         yield
         state.clear()
 
-    app = FastAPI(title='dogbreeds', version=__version__, lifespan=lifespan,
+    app = FastAPI(title='dogbreeds', version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description='Dog-breed classification: POST a photo to /invocations.')
+    offline_docs(app)
     limit = max_bytes or max_payload()
 
     def _json(status, body, headers=None): return JSONResponse(body, status_code=status, headers=headers)

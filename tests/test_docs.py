@@ -185,3 +185,27 @@ def test_a_page_and_search_in_chromium(site, tmp_path):
             browser.close()
     assert shot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and shot.stat().st_size > 20_000
     if dest := os.environ.get('DOGBREEDS_DOCS_SCREENSHOT'): shutil.copy(shot, dest)  # how docs/site.png is made
+
+
+def test_serve_docs_work_offline(tmp_path):
+    """`dogbreeds serve`'s /docs in headless Chromium (no internet here): Swagger UI renders the operations from the
+    app's own assets (swagger-ui-bundle), none from a CDN."""
+    if not Path(CHROMIUM).exists(): pytest.fail(f"no Chromium at {CHROMIUM}: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    from dogbreeds.testing import ServeProcess, toy_model
+    model = toy_model(tmp_path / 'model')
+    with ServeProcess(model) as server, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, timeout=30_000,
+                                     args=['--no-sandbox', '--disable-gpu', '--disable-background-networking'])
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+        asked = []
+        page.on('request', lambda r: asked.append(r.url))
+        try:
+            page.goto(server.url + '/docs')
+            page.locator('.swagger-ui .opblock-summary-path', has_text='/invocations').first.wait_for()
+            paths = page.locator('.swagger-ui .opblock-summary-path').all_inner_texts()
+        finally:
+            browser.close()
+    assert {'/ping', '/invocations', '/feedback'} <= {p.strip().replace('\u200b', '') for p in paths}, paths
+    assert asked and all(u.startswith(server.url) for u in asked), [u for u in asked if not u.startswith(server.url)]
