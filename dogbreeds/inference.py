@@ -114,7 +114,7 @@ class Predictor:
              verify:bool=True,          # check every file against its sha256 in the manifest before loading
              threads:int|None=None,     # threads per inference (default: the runtime's own choice)
              precision:str='fp32',      # 'fp32', or 'int8' for a model exported with `--int8`
-             **kwargs                   # passed on to `Predictor`: `max_bytes`, `max_pixels`, `decode_threads`, `fast_decode`
+             **kwargs                   # to `Predictor`: `max_bytes`, `max_pixels`, `decode_threads`, `fast_decode`
             ) -> Predictor:
         "Load a model folder or registry URI `src`; `backend` is 'auto', 'onnx' or 'torchscript', `precision` 'fp32' or 'int8'."
         version = None

@@ -48,7 +48,7 @@ def _model_error(status:int, body:bytes) -> tuple[dict, dict]:
 DOCS_ASSETS = '/docs-assets'
 
 def offline_docs(app, path:str='/docs'):
-    "Swagger UI at `path` with its assets served by `app` from `swagger-ui-bundle-v2`, not a CDN; none if it is not installed."
+    "Swagger UI at `path`, its assets served by `app` from `swagger-ui-bundle-v2`, not a CDN (none if not installed)."
     try: from swagger_ui_bundle import swagger_ui_path
     except ImportError: return app
     from fastapi.openapi.docs import get_swagger_ui_html

@@ -143,7 +143,7 @@ def to_myst(nb):
             if tag: tags.add(tag)
             lines.pop(0)
         c.source = '\n'.join(lines)
-        for o in c.get('outputs', []):   # show_doc opens with a rule (`---`), which docutils allows only between sections
+        for o in c.get('outputs', []):   # show_doc opens with a rule (`---`): docutils allows it between sections only
             md = o.get('data', {}).get('text/markdown')
             if md is None: continue
             md = re.sub(r'^\s*---\s*\n', '', ''.join(md))
@@ -226,9 +226,11 @@ def cli_reference() -> str:
             kind = 'flag' if a.nargs == 0 else getattr(a.type, '__name__', str(a.type or 'str'))
             vars_ = [v for v in _re_env.findall(a.help or '') if v in SETTINGS or v.isupper()]
             env += vars_
-            rows.append(f"| `{name}` | {kind} | {default} | {' '.join(f'`{v}`' for v in vars_)} | {_cell(a.help or '')} |")
+            envs = ' '.join(f'`{v}`' for v in vars_)
+            rows.append(f"| `{name}` | {kind} | {default} | {envs} | {_cell(a.help or '')} |")
         md += ["| flag | type | default | environment | what |", "|---|---|---|---|---|", *rows]
-        reads = [s.name for s in SETTINGS.values() if re.search(rf'\b{re.escape(cmd)}\b', s.used_by) and s.name not in env]
+        reads = [s.name for s in SETTINGS.values()
+                 if re.search(rf'\b{re.escape(cmd)}\b', s.used_by) and s.name not in env]
         if reads: md += ["", "Also reads: " + ', '.join(f'[`{n}`](settings.md)' for n in reads) + '.']
     return '\n'.join(md) + '\n'
 
@@ -262,7 +264,8 @@ def http_api_page() -> str:
             params = op.get('parameters', [])
             if params:
                 md += ["| parameter | in | type | required | what |", "|---|---|---|---|---|"]
-                md += [f"| `{p['name']}` | {p['in']} | {_schema_ref(p.get('schema', {}))} | {p.get('required', False)} | "
+                md += [f"| `{p['name']}` | {p['in']} | {_schema_ref(p.get('schema', {}))} | {p.get('required', False)} "
+                       f"| "
                        f"{_cell(p.get('description', ''))} |" for p in params]
                 md.append("")
             body = op.get('requestBody', {}).get('content', {})
@@ -336,11 +339,9 @@ class _Links(HTMLParser):
         self.ids, self.links = set(), []
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
-        for k in ('id', 'name'):
-            if a.get(k): self.ids.add(a[k])
-        for k in ('href', 'src'):
-            if a.get(k) is not None and tag != 'link' or (tag == 'link' and k == 'href' and a.get('rel') == 'stylesheet'):
-                if a.get(k): self.links.append(a[k])
+        self.ids.update(a[k] for k in ('id', 'name') if a.get(k))
+        if tag == 'link' and a.get('rel') != 'stylesheet': return   # canonical, search, prev/next: not the page's links
+        self.links += [a[k] for k in ('href', 'src') if a.get(k)]
 
 
 def relative_links(out: Path):
@@ -432,6 +433,20 @@ def write_twins(src: Path, out: Path):
         shutil.copy(f, out / f.with_suffix('.html.md').name)
 
 
+def docs_urls() -> dict:
+    "`{module file: its Docs: URL}` for every module of the library (nbdev writes the URL into the module's docstring)."
+    out = {}
+    for f in sorted((ROOT / 'dogbreeds').glob('*.py')):
+        if m := re.search(r'^Docs: (\S+)"""', f.read_text(), re.M): out[f.name] = m[1]
+    return out
+
+
+def missing_docs_pages(out: Path) -> list[str]:
+    "The `Docs:` URLs (module: URL) that name no file of the site at `out`."
+    return [f"{mod}: {url}" for mod, url in docs_urls().items()
+            if not url.startswith(SITE_URL) or not (out / url[len(SITE_URL):]).exists()]
+
+
 # ---------------------------------------------------------------------------------------------------- the build
 def build(only=(), out: Path = ROOT / '_docs', work: Path = ROOT / '_proc', jobs: int = 2, check: bool = True,
           cache: Path | None = None) -> Path:
@@ -463,7 +478,10 @@ def build(only=(), out: Path = ROOT / '_docs', work: Path = ROOT / '_proc', jobs
     write_twins(src, out)
     (out / '.nojekyll').touch()   # GitHub Pages serves _static/ as it is
     print(f"docs: site in {out} after {time.time() - t0:.0f}s", flush=True)
-    if check and (bad := broken_links(out, skip_missing_pages=bool(only))): raise SystemExit("broken links:\n" + '\n'.join(bad))
+    if check and (bad := broken_links(out, skip_missing_pages=bool(only))):
+        raise SystemExit("broken links:\n" + '\n'.join(bad))
+    if check and not only and (bad := missing_docs_pages(out)):
+        raise SystemExit("Docs: URLs with no page:\n" + '\n'.join(bad))
     return out
 
 
