@@ -6,7 +6,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/serve.html.md"""
 
 # %% ../nbs/23_serve.ipynb #bb8a84b0
 from __future__ import annotations
-import contextlib, json, os
+import contextlib, functools, json, os
 from pathlib import Path
 
 from fastcore.script import call_parse
@@ -18,8 +18,8 @@ from .place import PlacePrior
 from . import observe
 
 # %% auto #0
-__all__ = ['MODEL_DIR', 'DOCS_ASSETS', 'offline_docs', 'make_app', 'app_from_env', 'metrics_route', 'serve', 'serve_cli',
-           'execution_parameters']
+__all__ = ['MODEL_DIR', 'DOCS_ASSETS', 'offline_docs', 'api_models', 'make_app', 'app_from_env', 'metrics_route', 'serve',
+           'serve_cli', 'execution_parameters']
 
 # %% ../nbs/23_serve.ipynb #d46838b6
 MODEL_DIR = '/opt/ml/model'
@@ -59,6 +59,68 @@ def offline_docs(app, path:str='/docs'):
                                            swagger_css_url=f'{DOCS_ASSETS}/swagger-ui.css',
                                            swagger_favicon_url=f'{DOCS_ASSETS}/favicon-32x32.png')
     app.get(path, include_in_schema=False)(docs)
+    return app
+
+# %% ../nbs/23_serve.ipynb #5e0d0c35
+@functools.cache
+def api_models() -> dict:
+    "The Pydantic models of the OpenAPI schema: `Answer`, `Error`, `Feedback`, `FeedbackAnswer` (pydantic comes with FastAPI)."
+    from pydantic import BaseModel, ConfigDict, Field
+    class BreedProbability(BaseModel):
+        breed: str = Field(description="the breed's name")
+        probability: float = Field(description='its probability, 0 to 1')
+    class ModelRef(BaseModel):
+        name: str = Field(description="the model's name")
+        version: str|None = Field(None, description='its registry version, when it came from a registry')
+    class Answer(BaseModel):
+        "The answer to a photo: its top breeds, best first; whether it shows a dog; the model; the place fields."
+        model_config = ConfigDict(extra='allow')
+        predictions: list[BreedProbability] = Field(description='the k most likely breeds, best first')
+        dog: float|None = Field(None, description="probability that it is a dog (models with ImageNet's classifier)")
+        is_dog: bool|None = Field(None, description='whether `dog` clears the threshold chosen at export')
+        looks_like: str|None = Field(None, description="what it looks like instead (ImageNet's class), when not a dog")
+        model: ModelRef
+        location: dict|None = Field(None, description='where the photo was taken, when known')
+        photo_id: str|None = Field(None, description='the id to send feedback about this photo with')
+        prior: dict|None = Field(None, description='the place prior used, when there is one')
+        predictions_with_prior: list[BreedProbability]|None = Field(None, description='the breeds, re-weighted')
+    class Error(BaseModel):
+        "Every refusal: the message, its kind, the status; the request's id when known."
+        error: str = Field(description='what was wrong, in a sentence')
+        type: str = Field(description="the error's kind, e.g. NotAnImageError")
+        status: int = Field(description='the HTTP status')
+        request_id: str|None = None
+    class Feedback(BaseModel):
+        "The breed a photo really showed, at a place: coordinates, or the `photo_id` an answer gave."
+        request_id: str = Field(description='an id of your own: the same feedback twice counts once')
+        breed: str = Field(description="one of the model's breeds")
+        lat: float|None = None
+        lon: float|None = None
+        photo_id: str|None = Field(None, description='instead of lat and lon: the id an answer gave')
+    class FeedbackAnswer(BaseModel):
+        "Feedback taken: what the feature store counted."
+        model_config = ConfigDict(extra='allow')
+        request_id: str
+        photo_id: str|None = None
+    return dict(Answer=Answer, Error=Error, Feedback=Feedback, FeedbackAnswer=FeedbackAnswer)
+
+# %% ../nbs/23_serve.ipynb #5e0d0c36
+def _documented(app, models:dict):
+    "`app` whose OpenAPI schema has `models` and no 422: a request FastAPI cannot validate is refused with a 400."
+    make = app.openapi
+    def openapi():
+        if app.openapi_schema: return app.openapi_schema
+        s = make()
+        for ops in s.get('paths', {}).values():
+            for op in ops.values(): op.get('responses', {}).pop('422', None)
+        schemas = s.setdefault('components', {}).setdefault('schemas', {})
+        for n in ('HTTPValidationError', 'ValidationError'): schemas.pop(n, None)
+        for m in models.values():
+            js = m.model_json_schema(ref_template='#/components/schemas/{model}')
+            schemas.update(js.pop('$defs', {})); schemas.setdefault(m.__name__, js)
+        app.openapi_schema = s
+        return s
+    app.openapi = openapi
     return app
 
 # %% ../nbs/23_serve.ipynb #07408231
@@ -128,10 +190,15 @@ def make_app(model=None, max_bytes:int|None=None, place:PlacePrior|None=None):
             body, ctype = observe.exposition()
             return Response(body, media_type=ctype)
 
-    responses = {400: {'description': 'bad request'}, 413: {'description': 'payload too large'},
-                 415: {'description': 'not an image, or an unsupported content type'}}
+    m = api_models()
+    err = lambda what: {'description': what, 'model': m['Error']}
+    responses = {200: {'description': 'the top breeds', 'model': m['Answer']}, 400: err('bad request'),
+                 413: err('payload too large'), 415: err('not an image, or an unsupported content type'),
+                 503: err('the model, or the feature store, is unavailable')}
+    query = [dict(name=n, schema=dict(type='number'), description=f'where the photo was taken (with {o}); wins over EXIF',
+                  **{'in': 'query'}) for n, o in (('lat', 'lon'), ('lon', 'lat'))]
     raw = {'schema': {'type': 'string', 'format': 'binary'}}
-    body_doc = {'requestBody': {'content': {'image/jpeg': raw, 'image/heic': raw,
+    body_doc = {'parameters': query, 'requestBody': {'content': {'image/jpeg': raw, 'image/heic': raw,
                                             'application/json': {'schema': {'type': 'object', 'properties': {
                                                 'image': {'type': 'string', 'format': 'byte'}, 'k': {'type': 'integer'}}}}}}}
 
@@ -157,8 +224,11 @@ def make_app(model=None, max_bytes:int|None=None, place:PlacePrior|None=None):
             return _json(200, await run_in_threadpool(state['service'], req))  # as {"feedback": ...} at /invocations
         except RequestError as e: return _json(*error_response(e))
     feedback.__annotations__ = dict(request=HTTPRequest)
-    app.post('/feedback', summary='A confirmed breed at a place (JSON: request_id, breed, and lat, lon or an answer photo_id)')(feedback)
-    return app
+    fb_schema = m['Feedback'].model_json_schema(ref_template='#/components/schemas/{model}')
+    app.post('/feedback', responses={200: {'model': m['FeedbackAnswer']}, 400: err('bad feedback'),
+                                     503: err('no feature store, or it is down')},
+             openapi_extra={'requestBody': {'content': {JSON_TYPE: {'schema': fb_schema}}}}, summary='A confirmed breed at a place (JSON: request_id, breed, and lat, lon or an answer photo_id)')(feedback)
+    return _documented(app, m)
 
 def app_from_env():
     "The app for `MODEL_URI` (else /opt/ml/model): the factory uvicorn's worker processes call."
