@@ -471,7 +471,10 @@ def build(only=(), out: Path = ROOT / '_docs', work: Path = ROOT / '_proc', jobs
     if out.exists(): shutil.rmtree(out)
     cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-c', str(CONF), '-q', '-j', str(jobs), str(src), str(out),
            '-d', str(work / 'doctrees')]
+    scratch = out.parent / 'jupyter_execute'   # myst-nb writes the notebooks it renders there, beside the output
+    had_scratch = scratch.exists()
     subprocess.run(cmd, check=True)
+    if not had_scratch: shutil.rmtree(scratch, ignore_errors=True)
     if (src / 'openapi.json').exists(): shutil.copy(src / 'openapi.json', out / '_static' / 'openapi.json')
     relative_links(out)
     member_links(out)
