@@ -6,12 +6,14 @@ Docs: https://dogbreeds.github.io/dogbreeds/config.html.md"""
 
 # %% ../nbs/01_config.ipynb #dd165cc5
 from __future__ import annotations
-import os
+import os, re
 from dataclasses import dataclass
+from pathlib import Path
 from .core import ParameterError
 
 # %% auto #0
-__all__ = ['SETTINGS', 'PLATFORM', 'Setting', 'get', 'get_int', 'put', 'names', 'who', 'platform', 'settings_table']
+__all__ = ['SETTINGS', 'PLATFORM', 'Setting', 'get', 'get_int', 'put', 'names', 'who', 'platform', 'settings_table',
+           'read_params_file']
 
 # %% ../nbs/01_config.ipynb #7a3415f7
 @dataclass(frozen=True)
@@ -164,3 +166,32 @@ PLATFORM.update({
     'SM_NUM_GPUS': "the GPUs of a SageMaker training instance: the data-parallel processes it runs",
     'LOCAL_WORLD_SIZE': 'how many processes of a data-parallel run are on this machine (set by torchrun)',
 })
+
+# %% ../nbs/01_config.ipynb #69839d9a
+SETTINGS.update({s.name: s for s in [
+    Setting('MLFLOW_TRACKING_URI', None, 'record training and retraining runs in MLflow: a server URL, `sqlite:///PATH` or a SageMaker '
+            'MLflow tracking server ARN; unset: not recorded', '`dogbreeds train`, `dogbreeds retrain` (and the SageMaker jobs it starts)'),
+    Setting('MLFLOW_EXPERIMENT_NAME', 'dogbreeds', 'the MLflow experiment runs are recorded in', '`dogbreeds train`, `dogbreeds retrain`'),
+    Setting('MLFLOW_RUN_ID', None, 'log into this MLflow run instead of starting one (`retrain` sets it for its notebooks)',
+            'the training notebook, `train`'),
+]})
+
+# %% ../nbs/01_config.ipynb #623ec9eb
+def _yaml_loader():
+    import yaml
+    class Loader(yaml.SafeLoader): "SafeLoader that reads 1e-3 as a float (YAML 1.2), not as text (YAML 1.1)."
+    Loader.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(r'^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'),
+                                 list('-+0123456789'))
+    return Loader
+
+def read_params_file(path) -> dict:
+    "The parameters in the YAML file `path` (a mapping of names to values)."
+    import yaml
+    p = Path(path)
+    if not p.is_file(): raise ParameterError(f"parameters file {p} not found")
+    try: d = yaml.load(p.read_text(), Loader=_yaml_loader())
+    except yaml.YAMLError as e: raise ParameterError(f"{p} is not valid YAML: {' '.join(str(e).split())}") from None
+    if d is None: return {}
+    if not isinstance(d, dict) or not all(isinstance(k, str) for k in d):
+        raise ParameterError(f"{p} must map parameter names to values, like 'epochs: 5' on each line")
+    return d

@@ -248,6 +248,7 @@ def run_info(run_dir) -> dict:
                 training={k: p[k] for k in keep if k in p},
                 data=dict(source=p.get('data_source'), path=p.get('data'), n_train=p.get('n_train'), n_valid=p.get('n_valid')),
                 baseline=baseline_from_metrics(m),  # what the validation predictions look like: `dogbreeds monitor` compares with it
+                **({'mlflow': p['mlflow']} if p.get('mlflow') else {}),  # the run in MLflow (dogbreeds.tracking), when it was tracked
                 **({'train_counts': tc} if (tc := train_counts(run_dir)) else {}))  # p(breed | train) for the place prior
 
 def train_counts(run_dir) -> dict|None:

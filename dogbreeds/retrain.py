@@ -6,7 +6,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/retrain.html.md"""
 
 # %% auto #0
 __all__ = ['PIPELINE', 'TRAIN_DIR', 'RESERVED', 'KERNEL_NAME', 'DEMO', 'METRICS', 'FIGURES', 'RUN_ID_RE', 'ENTRY_SCRIPT', 'Step',
-           'managed_params', 'notebooks_dir', 'declared_parameters', 'parse_value', 'read_params_file', 'resolve_data',
+           'managed_params', 'notebooks_dir', 'declared_parameters', 'parse_value', 'resolve_data',
            'check_retrain_params', 'check_kernel', 'pipeline_kernel', 'StepFailed', 'RetrainFailed', 'describe_failure',
            'production_notebook', 'run_step', 'validation_set', 'score_model', 'decide', 'check_decision_options',
            'champion_challenger', 'publish', 'new_run_id', 'default_runs_dir', 'RetrainResult', 'retrain', 'yaml_dump',
@@ -96,24 +96,6 @@ def parse_value(text:str):
     try: return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError): return text
 
-def _yaml_loader():
-    import yaml
-    class Loader(yaml.SafeLoader): "SafeLoader that reads 1e-3 as a float (YAML 1.2), not as text (YAML 1.1)."
-    Loader.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(r'^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'),
-                                 list('-+0123456789'))
-    return Loader
-
-def read_params_file(path) -> dict:
-    "The parameters in the YAML file `path` (a mapping of names to values)."
-    import yaml
-    p = Path(path)
-    if not p.is_file(): raise ParameterError(f"parameters file {p} not found")
-    try: d = yaml.load(p.read_text(), Loader=_yaml_loader())
-    except yaml.YAMLError as e: raise ParameterError(f"{p} is not valid YAML: {' '.join(str(e).split())}") from None
-    if d is None: return {}
-    if not isinstance(d, dict) or not all(isinstance(k, str) for k in d):
-        raise ParameterError(f"{p} must map parameter names to values, like 'epochs: 5' on each line")
-    return d
 
 # %% ../nbs/33_retrain.ipynb #86bb6b27
 _LITERALS = (str, int, float, bool, type(None), list, dict)
