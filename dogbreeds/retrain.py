@@ -10,8 +10,8 @@ __all__ = ['PIPELINE', 'TRAIN_DIR', 'RESERVED', 'KERNEL_NAME', 'DEMO', 'METRICS'
            'check_retrain_params', 'check_kernel', 'pipeline_kernel', 'StepFailed', 'RetrainFailed', 'describe_failure',
            'production_notebook', 'run_step', 'validation_set', 'score_model', 'decide', 'check_decision_options',
            'champion_challenger', 'publish', 'new_run_id', 'default_runs_dir', 'RetrainResult', 'retrain', 'yaml_dump',
-           'container_main', 'node_plan', 'train_kwargs', 'train_on_worker_node', 'launch_sagemaker',
-           'check_instance_count', 'retrain_cli']
+           'container_main', 'node_plan', 'train_kwargs', 'train_on_worker_node', 'job_tracking_env', 'job_extras',
+           'launch_sagemaker', 'check_instance_count', 'retrain_cli']
 
 # %% ../nbs/33_retrain.ipynb #28d64076
 import ast, contextlib, difflib, importlib.util, inspect, json, os, re, secrets, socket, sys, tempfile, time
@@ -23,7 +23,8 @@ from typing import Annotated
 import numpy as np
 from fastcore.meta import delegates
 from fastcore.script import call_parse
-from . import aws, config
+from . import aws, config, tracking
+from .config import read_params_file
 from .core import *
 from .datasets import LOADERS
 from .registry import DEFAULT_ALIAS, NotFoundError, Registry, RegistryError
@@ -401,11 +402,38 @@ class _Run:
         self.log.close()
         raise RetrainFailed(msg, self.dir, self.status) from e
 
+# %% ../nbs/33_retrain.ipynb #08ae936d
+def _track_start(tracker:tracking.Tracker, run:_Run):
+    "Start the retraining run's MLflow run, named by the run id: `retrain`'s options as parameters; its id in status.json."
+    if not tracker.on: return
+    tracker.start(run.status['run_id'], tags={'mlflow.source.name': 'dogbreeds retrain', 'mlflow.user': run.status['by'],
+                                              'mlflow.source.git.commit': _git_commit() or 'unknown', 'dogbreeds.kind': 'retrain'})
+    tracker.log(params={'retrain': run.status['options']})
+    if r := tracker.record(): run.save(mlflow=r)
+
+def _git_commit() -> str|None:
+    try: from dogbreeds.export import git_commit  # it imports torch: only here, where tracking is on
+    except ImportError: return None
+    return git_commit()
+
+def _track_decision(tracker:tracking.Tracker, d:dict):
+    "The champion/challenger decision as metrics (`decision.*`) and tags, and the registry version pushed as a tag."
+    tracker.log(metrics={'decision': dict(challenger=d['challenger'], champion=d['champion'], improvement=d['improvement'],
+                                          promoted=int(d['promoted']))},
+                tags=dict(registry_version=d['version'], model_uri=d['model_uri'], promoted=d['promoted'],
+                          champion_version=d['champion_version'] or 'none', decision=d['reason']))
+
+def _track_end(tracker:tracking.Tracker, run_dir:Path, ok:bool):
+    "The files of the finished run as artifacts (the training folder's after evaluation and export; the run's own under retrain/); end."
+    tracker.log_files(run_dir/TRAIN_DIR)
+    tracker.log_files(run_dir, ('*.json', '*.yaml', '*.log', '*.ipynb'), artifact_path='retrain')
+    tracker.end(ok)
+
 # %% ../nbs/33_retrain.ipynb #5847485e
 def retrain(params:dict|None=None, params_file=None, *, registry:str|None=None, name:str='dogbreeds',
             alias:str=DEFAULT_ALIAS, metric:str='accuracy', margin:float=0.0, force:bool=False, push:bool=True,
             runs_dir=None, run_id:str|None=None, kernel:str|None=None, timeout:int|None=None,
-            endpoint_url:str|None=None, quiet:bool=False) -> RetrainResult:
+            endpoint_url:str|None=None, quiet:bool=False, tracking_uri:str|None=None, experiment:str|None=None) -> RetrainResult:
     "Run the training, evaluation and export notebooks into `runs/<run-id>/`; push, and promote if better than `alias`."
     # 1. everything is checked before any work starts
     given = {**(read_params_file(params_file) if params_file else {}), **(params or {})}
@@ -415,6 +443,7 @@ def retrain(params:dict|None=None, params_file=None, *, registry:str|None=None, 
     check_decision_options(metric, margin)
     check_name(name); check_alias(alias)
     check_kernel(kernel)
+    tracker = tracking.Tracker(tracking_uri, experiment)  # MLflow's client missing when asked for: an error now
     if timeout is not None and (not isinstance(timeout, int) or timeout <= 0): raise ParameterError(f"timeout must be seconds > 0, got {timeout!r}")
     reg, reg_kwargs = None, dict(endpoint_url=endpoint_url) if endpoint_url else {}
     if push:
@@ -440,10 +469,11 @@ def retrain(params:dict|None=None, params_file=None, *, registry:str|None=None, 
                                force=force, push=push, kernel=kernel or KERNEL_NAME, timeout=timeout))
     run = _Run(run_dir, status, quiet)
     run.say(f"retrain {run_id}: {', '.join(f'{k}={v!r}' for k, v in given.items()) or 'the notebooks defaults'} -> {run_dir}")
+    _track_start(tracker, run)
     progress = not quiet and interactive()
     try:
         # 3. the notebooks, each in a fresh kernel
-        with pipeline_kernel(kernel) as kname:
+        with tracking.environ(tracker.child_env()), pipeline_kernel(kernel) as kname:  # the training notebook logs into this run
             for i, (s, st) in enumerate(zip(PIPELINE, status['steps']), 1):
                 t = time.time()
                 st['state'] = 'running'; run.save(step=s.name)
@@ -471,6 +501,7 @@ def retrain(params:dict|None=None, params_file=None, *, registry:str|None=None, 
         run.say(f"champion/challenger: {d['reason']}")
         run.save(step='push')
         d = publish(run_dir, d, reg, note=f"retrain {run_id}: {metric} {d['challenger']:.4f}")
+        _track_decision(tracker, d)
         write_json(run_dir/'decision.json', dict(d, run_id=run_id, state='done'))
         run.save(state='ok', step='done', model_uri=d['model_uri'], finished=datetime.now(timezone.utc).isoformat(),
                  decision={k: d[k] for k in ('promoted', 'version', 'champion_version', 'metric', 'challenger', 'champion',
@@ -488,6 +519,7 @@ def retrain(params:dict|None=None, params_file=None, *, registry:str|None=None, 
         run.fail(step, dict(notebook=step, cell=None, execution_count=None, cell_source=None, ename=type(e).__name__,
                             evalue=' '.join(str(e).split()) or repr(e)), e)
     finally:
+        _track_end(tracker, run_dir, status.get('state') == 'ok')
         if not run.log.closed: run.log.close()
 
 def yaml_dump(d:dict) -> str:
@@ -552,6 +584,21 @@ def train_on_worker_node(params:dict):
     with tempfile.TemporaryDirectory(prefix='dogbreeds-node-') as d:
         train(**train_kwargs(params), out_dir=d, run_name='node', export=False)
 
+# %% ../nbs/33_retrain.ipynb #94ac8671
+def job_tracking_env(uri:str|None=None, experiment:str|None=None) -> dict:
+    "The environment that makes a SageMaker job's run record itself in MLflow at `uri` (default `MLFLOW_TRACKING_URI`); {} when off."
+    uri = tracking.tracking_uri(uri)
+    if not uri: return {}
+    if not uri.startswith(('http://', 'https://', 'arn:')):
+        raise ParameterError(f"a SageMaker job cannot reach the tracking URI {uri!r}: use an MLflow server's URL or a SageMaker "
+                             "MLflow tracking server ARN")
+    return {'MLFLOW_TRACKING_URI': uri, **({'MLFLOW_EXPERIMENT_NAME': experiment} if experiment else {})}
+
+def job_extras(env:dict) -> tuple:
+    "The extras a job installs: training and AWS, and MLflow's client (and AWS's plugin, for an ARN) when it tracks."
+    uri = env.get('MLFLOW_TRACKING_URI') or ''
+    return ('train', 'aws', *(('tracking',) if uri else ()), *(('sagemaker-mlflow',) if uri.startswith('arn:') else ()))
+
 # %% ../nbs/33_retrain.ipynb #201676f8
 _REG = "registry: s3://BUCKET/PREFIX, file:///PATH or a folder (default: $DOGBREEDS_REGISTRY)"
 
@@ -582,6 +629,8 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     scheduler_role:str=None,             # sagemaker: the role EventBridge Scheduler starts the job with
     schedule_name:str=JOB_PREFIX,        # sagemaker: the schedule's name
     dry_run:bool=False,                  # sagemaker: print the request, change nothing
+    tracking_uri:str=None,               # record the run in MLflow: a server URL, sqlite:///PATH (local runs) or a SageMaker MLflow ARN (default: $MLFLOW_TRACKING_URI)
+    experiment:str=None,                 # the MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else dogbreeds)
     session=None,                        # a boto3 session (default: boto3's credential chain)
 ) -> dict:
     "Start a SageMaker training job that runs `retrain` (or, with `schedule`, an EventBridge schedule that starts one)."
@@ -611,6 +660,7 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     data_uri = params.get('data')
     options = dict(name=name, alias=alias, metric=metric, margin=margin, force=force, push=push, timeout=timeout)
     env = {'AWS_ENDPOINT_URL_S3': endpoint_url} if endpoint_url else {}
+    env.update(job_tracking_env(tracking_uri, experiment))
     request = training_job_request(jname, params, data_uri, reg.uri, role, image_uri or default_image_uri(region, instance_type),
                                    source_uri, output_path, region, instance_type, options, volume_gb, max_runtime, env,
                                    instance_count=instance_count, data_distribution=data_distribution)
@@ -627,7 +677,7 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     if not aws.has_objects(s3, rest if sep and kind in LOADERS else data_uri):
         raise DataError(f"data {data_uri!r} holds no files: upload the dataset there first")
     with tempfile.TemporaryDirectory() as d:
-        aws.upload_file(s3, source_bundle(Path(d)/'sourcedir.tar.gz', ENTRY_SCRIPT), source_uri, aws.sse_args())
+        aws.upload_file(s3, source_bundle(Path(d)/'sourcedir.tar.gz', ENTRY_SCRIPT, job_extras(env)), source_uri, aws.sse_args())
     with aws.aws_errors('SageMaker refused'):
         if schedule:
             arn = aws.client('scheduler', session=session, region=region).create_schedule(**request)['ScheduleArn']

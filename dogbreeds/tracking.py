@@ -17,7 +17,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['SAGEMAKER_ARN_RE', 'HTTP_LIMITS', 'HISTORY_METRICS', 'ARTIFACTS', 'TrackingError', 'tracking_uri', 'public_uri',
-           'flatten', 'numbers', 'http_limits', 'mlflow_client', 'Tracker', 'history_steps']
+           'flatten', 'numbers', 'environ', 'http_limits', 'mlflow_client', 'Tracker', 'history_steps']
 
 # %% ../nbs/13_tracking.ipynb #442ad623
 class TrackingError(DogbreedsError):
@@ -55,17 +55,24 @@ def numbers(d:dict) -> dict:
     return {k: float(v) for k, v in flatten(d).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 # %% ../nbs/13_tracking.ipynb #c1bee578
+@contextlib.contextmanager
+def environ(env:dict):
+    "The environment variables `env` set inside (for this process and those it starts), what was there before after."
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try: yield
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
 HTTP_LIMITS = {'MLFLOW_HTTP_REQUEST_MAX_RETRIES': '2', 'MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR': '0.5',
                'MLFLOW_HTTP_REQUEST_TIMEOUT': '30'}
 
 @contextlib.contextmanager
 def http_limits():
     "`HTTP_LIMITS` for the MLflow calls inside, where the environment does not set them already."
-    added = {k: v for k, v in HTTP_LIMITS.items() if k not in os.environ}
-    os.environ.update(added)
-    try: yield
-    finally:
-        for k in added: os.environ.pop(k, None)
+    with environ({k: v for k, v in HTTP_LIMITS.items() if k not in os.environ}): yield
 
 # %% ../nbs/13_tracking.ipynb #4505f5d8
 def mlflow_client(uri:str):
@@ -112,7 +119,7 @@ def start(self:Tracker, run_name:str, tags:dict|None=None, run_id:str|None=None)
             r = c.create_run(exp.experiment_id if exp else c.create_experiment(self.experiment), run_name=run_name,
                              tags={k: str(v) for k, v in flatten(tags or {}).items()})
         self.run_id, self.experiment_id = r.info.run_id, r.info.experiment_id
-        if run_id and tags: self.log(tags=tags)
+        if run_id and tags: self.log(tags={k: v for k, v in flatten(tags).items() if k not in r.data.tags})  # its starter's win
     self._do('start', go)
     return self
 
@@ -177,3 +184,11 @@ def record(self:Tracker) -> dict|None:
     if uri.startswith(('http://', 'https://')): r['url'] = f"{uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
     if self.failed: r['incomplete'] = self.failed
     return r
+
+# %% ../nbs/13_tracking.ipynb #d61a6680
+@patch
+def child_env(self:Tracker) -> dict:
+    "The environment of a child process (a notebook's kernel) that logs into this run; when this tracker is off, one that does not track."
+    if self.on and self.run_id:
+        return {'MLFLOW_TRACKING_URI': self.uri, 'MLFLOW_RUN_ID': self.run_id, 'MLFLOW_EXPERIMENT_NAME': self.experiment}
+    return {'MLFLOW_TRACKING_URI': '', 'MLFLOW_RUN_ID': ''}  # a server that failed here is not asked again there
