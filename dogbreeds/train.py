@@ -86,24 +86,17 @@ class TrainResult:
 
 # %% ../nbs/14_train.ipynb #9478114b
 class HistoryCSV(Callback):
-    "Append each epoch's losses and metrics to the CSV file `fname`, with the stage (1: frozen, 2: unfrozen)."
-    order = 60
+    """Append each epoch's losses and metrics to the CSV file `fname`, with the stage (1: frozen, 2: unfrozen). It reads the
+    Recorder's row after each epoch rather than taking over `learn.logger`, so loggers among `cbs` (fastai's `CSVLogger`) still work."""
+    order = 60  # after the Recorder (50): its `log` holds the epoch's row
     def __init__(self, fname): self.fname, self.stage = Path(fname), 0
+    def _append(self, row):
+        with self.fname.open('a') as f: f.write(','.join(map(str, row)) + '\n')
     def before_fit(self):
         if hasattr(self, 'gather_preds'): return
         self.stage += 1
-        new = not self.fname.exists()
-        self.file = self.fname.open('a')
-        if new: self.file.write(','.join(['stage', *self.recorder.metric_names]) + '\n')
-        self.old_logger, self.learn.logger = self.learn.logger, self._write
-    def _write(self, log):
-        self.file.write(','.join(map(str, [self.stage, *log])) + '\n')
-        self.file.flush()
-        self.old_logger(log)
-    def after_fit(self):
-        if hasattr(self, 'gather_preds'): return
-        self.file.close()
-        self.learn.logger = self.old_logger
+        if not self.fname.exists(): self._append(['stage', *self.recorder.metric_names])
+    def after_epoch(self): self._append([self.stage, *self.recorder.log])
 
 # %% ../nbs/14_train.ipynb #ad870396
 def _plain_logger(learn):
