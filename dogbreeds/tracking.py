@@ -66,7 +66,7 @@ def environ(env:dict):
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
 
-HTTP_LIMITS = {'MLFLOW_HTTP_REQUEST_MAX_RETRIES': '2', 'MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR': '0.5',
+HTTP_LIMITS = {'MLFLOW_HTTP_REQUEST_MAX_RETRIES': '2', 'MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR': '1',
                'MLFLOW_HTTP_REQUEST_TIMEOUT': '30'}
 
 @contextlib.contextmanager
