@@ -131,7 +131,7 @@ def _check_cbs(cbs, recipe:str, nproc:int):
 def _track_start(tracker:Tracker, run_name:str, params:dict, d:BreedData, **extra):
     "Start the run's MLflow run: parameters (all but lr), the data summary, the git commit and the versions."
     if not tracker.on: return
-    tags = {'mlflow.source.name': 'dogbreeds train', 'mlflow.source.git.commit': git_commit() or 'unknown',
+    tags = {'mlflow.source.name': 'dogbreeds train', 'mlflow.source.git.commit': git_commit() or 'unknown', 'mlflow.user': config.who(),
             'dogbreeds.kind': 'train', 'versions': versions()}
     tracker.start(run_name, tags=tags)
     data = dict(source=d.source, root=str(d.root), n_train=d.n_train, n_valid=d.n_valid, n_breeds=len(d.breeds),
