@@ -9,7 +9,7 @@ from __future__ import annotations
 import os, re
 from dataclasses import dataclass
 from pathlib import Path
-from .core import ParameterError
+from .core import DogbreedsError, ParameterError
 
 # %% auto #0
 __all__ = ['SETTINGS', 'PLATFORM', 'Setting', 'get', 'get_int', 'put', 'names', 'who', 'platform', 'settings_table',
@@ -186,7 +186,8 @@ def _yaml_loader():
 
 def read_params_file(path) -> dict:
     "The parameters in the YAML file `path` (a mapping of names to values)."
-    import yaml
+    try: import yaml
+    except ImportError: raise DogbreedsError("a parameters file is read with PyYAML: pip install 'dogbreeds[aws]'") from None
     p = Path(path)
     if not p.is_file(): raise ParameterError(f"parameters file {p} not found")
     try: d = yaml.load(p.read_text(), Loader=_yaml_loader())
