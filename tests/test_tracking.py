@@ -165,9 +165,9 @@ def test_a_server_that_goes_away_mid_run_does_not_fail_training(tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 # from a shell: MLFLOW_TRACKING_URI=sqlite:///... with the default recipe; -f params.yaml with tracking off
 
-def cli(*args, env=None, code='from dogbreeds.cli import main; main()', timeout=900):
+def cli(*args, env=None, code='from dogbreeds.cli import main; main()', timeout=900, cwd=ROOT):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith('MLFLOW_')}, 'PYTHONPATH': str(ROOT), 'MPLBACKEND': 'Agg', **(env or {})}
-    return subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
+    return subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
 
 
 @pytest.mark.slow
@@ -175,7 +175,7 @@ def test_cli_train_with_a_sqlite_tracking_uri(tmp_path):
     "`MLFLOW_TRACKING_URI=sqlite:///... dogbreeds train --data sample`: the default recipe (imagenet-head), no server."
     store = f"sqlite:///{tmp_path/'mlflow.db'}"
     r = cli('train', '--data', 'sample', '--arch', 'mobilenet_v2', '--size', '128', '--out-dir', str(tmp_path), '--run-name', 'head',
-            '--quiet', env={'MLFLOW_TRACKING_URI': store, 'MLFLOW_EXPERIMENT_NAME': 'cli'})
+            '--quiet', env={'MLFLOW_TRACKING_URI': store, 'MLFLOW_EXPERIMENT_NAME': 'cli'}, cwd=tmp_path)  # artifacts: ./mlruns
     assert r.returncode == 0, r.stdout + r.stderr
     d = tmp_path/'head'
     ref = read_manifest(d/'model')['mlflow']
@@ -189,6 +189,7 @@ def test_cli_train_with_a_sqlite_tracking_uri(tmp_path):
     assert [x.step for x in acc] == [0, 1, 1] and [x.value for x in acc[:2]] == pytest.approx([float(h['accuracy']) for h in hist])
     assert run.data.metrics['accuracy'] == pytest.approx(read_json(d/'metrics.json')['accuracy'])
     assert {'params.json', 'metrics.json', 'model/manifest.json', 'confusion_matrix.png'} <= artifact_paths(c, run.info.run_id)
+    assert (tmp_path/'mlruns').is_dir()  # without a server, MLflow keeps artifacts in ./mlruns of the current folder
 
 
 @pytest.mark.slow
