@@ -62,10 +62,10 @@ def _usage() -> str:
 
 def _call(func, args:dict):
     "Call `func` with the parsed `args`: those up to a `*args` parameter by position, the rest by name."
-    names = list(inspect.signature(func).parameters)
-    var = next((k for k, p in inspect.signature(func).parameters.items() if p.kind is p.VAR_POSITIONAL), None)
+    ps = inspect.signature(func).parameters
+    var = next((k for k, p in ps.items() if p.kind is p.VAR_POSITIONAL), None)
     if var is None: return func(**args)
-    return func(*[args.pop(k) for k in names[:names.index(var)]], *args.pop(var), **args)
+    return func(*[args.pop(k) for k in list(ps)[:list(ps).index(var)]], *args.pop(var), **args)
 
 def main(argv:list|None=None):
     "Entry point of the `dogbreeds` console script: exit 2 for bad usage, 1 for a failure at run time."

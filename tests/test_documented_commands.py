@@ -68,6 +68,9 @@ def check(line:str, whole:bool=True):
     argv = argv[:next((i for i, a in enumerate(argv) if a in SHELL_OPS), len(argv))]  # up to a redirection or a pipe
     if not argv: return
     if argv[0] in ('--version', '-h', '--help'): return
+    if PLACEHOLDER.match(argv[0]):  # `dogbreeds COMMAND --help`: what follows must suit every command
+        for cmd in COMMANDS: check(' '.join(['dogbreeds', cmd, *map(shlex.quote, argv[1:])]), whole)
+        return
     if argv[0] not in COMMANDS: raise Refused(f"unknown command {argv[0]!r}")
     p = parser(argv[0])
     for a in p._actions:
@@ -75,7 +78,9 @@ def check(line:str, whole:bool=True):
     def error(msg):
         if whole or not msg.startswith('the following arguments are required'): raise Refused(msg)
     p.error = error
-    p.parse_args(argv[1:])
+    try: p.parse_args(argv[1:])
+    except SystemExit as e:  # --help prints and exits 0
+        if e.code: raise Refused(f"exit {e.code}") from None
 
 
 def test_the_docs_show_commands():
@@ -91,8 +96,9 @@ def test_a_refused_line_fails():
     check('dogbreeds predict photos/ --out r.csv -k 3 --batch-size 8')
     check('dogbreeds deploy --alarms', whole=False)
     check('dogbreeds iam lambda --trust > trust.json')
+    check('dogbreeds COMMAND --help')
     for bad in ('dogbreeds deploy NAME --image ... --role ...', 'dogbreeds train --epochs three', 'dogbreeds fly --far',
-                'dogbreeds deploy --alarms', 'dogbreeds deploy N --image-uri I --role R --capture 5'):
+                'dogbreeds deploy --alarms', 'dogbreeds deploy N --image-uri I --role R --capture 5', 'dogbreeds COMMAND --out x'):
         with pytest.raises(Refused): check(bad)
     assert [c for _, c in commands("```bash\ndogbreeds predict SRC \\\n  --out r.csv  # a comment\n```\n`dogbreeds serve` and "
                                     "`dogbreeds export RUN\n--int8`")] == ['dogbreeds predict SRC --out r.csv  # a comment',

@@ -395,7 +395,7 @@ def test_s3_encryption_can_be_switched_off(s3_server, models, cli):
     "For servers without SSE; the CLI's --no-sse reaches every write (the files, the record, the log)."
     prefix = f'nosse-{uuid.uuid4().hex[:8]}'
     env = {'AWS_ENDPOINT_URL': s3_server.endpoint}
-    code, out, err = cli('push', str(models[0]), '--registry', f's3://{s3_server.bucket}/{prefix}', '--no-sse', env=env)
+    code, out, err = cli('push', '--model', str(models[0]), '--registry', f's3://{s3_server.bucket}/{prefix}', '--no-sse', env=env)
     assert code == 0, err
     c, b = s3_server.client(), s3_server.bucket
     keys = [o['Key'] for o in c.list_objects_v2(Bucket=b, Prefix=prefix + '/')['Contents']]
