@@ -217,7 +217,7 @@ def test_sagemaker_launch_needs_only_the_aws_extra(s3_server, tmp_path):
         s3.upload_file(str(f), s3_server.bucket, f"{prefix}/dogs/{f.relative_to(SAMPLE)}")
     (tmp_path/'params.yaml').write_text(f"data: s3://{s3_server.bucket}/{prefix}/dogs\nepochs: 2\nlr: 1e-3\n")
     args = ['retrain', '--on', 'sagemaker', '-f', str(tmp_path/'params.yaml'), '--wait',
-            '--registry', f"s3://{s3_server.bucket}/{prefix}/models", '--role', 'arn:aws:iam::123456789012:role/r',
+            '--registry', f"s3://{s3_server.bucket}/{prefix}/models", '--role-arn', 'arn:aws:iam::123456789012:role/r',
             '--region', 'eu-south-1', '--endpoint-url', s3_server.endpoint]
     r = subprocess.run([sys.executable, '-c', LEAN_LAUNCH, *args], capture_output=True, text=True, timeout=300,
                        env={**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)})
