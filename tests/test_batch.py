@@ -209,16 +209,16 @@ def test_cli(model_dir, folder, expected, tmp_path, monkeypatch, capsys):
     main(['predict', str(folder), '--out', str(out), '-k', str(K), '--batch-size', '8', '--workers', '2'])
     assert '12 photos' in capsys.readouterr().out
     check_rows(read_results(out), expected)
-    def fails(*args):
+    def fails(code, *args):  # 2: bad usage (an option missing or refused); 1: what the options name cannot be used
         with pytest.raises(SystemExit) as e: main(['predict', *args])
-        assert e.value.code == 2
+        assert e.value.code == code
         return capsys.readouterr().err
-    assert 'name the results file' in fails(str(folder))
-    assert '.csv or .parquet' in fails(str(folder), '--out', str(tmp_path / 'r.json'))
-    assert 'holds the top 3 breeds' in fails(str(folder), '--out', str(out), '--top-k', '5')
-    assert 'no such folder' in fails(str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'x.csv'))
+    assert 'name the results file' in fails(2, str(folder))
+    assert '.csv or .parquet' in fails(1, str(folder), '--out', str(tmp_path / 'r.json'))
+    assert 'holds the top 3 breeds' in fails(1, str(folder), '--out', str(out), '--top-k', '5')
+    assert 'no such folder' in fails(1, str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'x.csv'))
     monkeypatch.delenv('DOGBREEDS_MODEL')
-    assert 'DOGBREEDS_MODEL' in fails(str(folder), '--out', str(tmp_path / 'x.csv'))
+    assert 'DOGBREEDS_MODEL' in fails(2, str(folder), '--out', str(tmp_path / 'x.csv'))
 
 
 def test_output_of_another_model_or_kind_is_refused(pred, folder, tmp_path):
