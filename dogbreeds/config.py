@@ -57,7 +57,7 @@ SETTINGS = {s.name: s for s in [
     Setting('LOG_FORMAT', 'json', 'request logs as one JSON line per request (`json`) or plain text (`text`)', 'every serving entry point'),
     Setting('EMF_NAMESPACE', 'dogbreeds', 'CloudWatch namespace of the Embedded Metric Format lines', 'Lambda'),
     Setting('DOGBREEDS_EMF', 'on', 'write CloudWatch Embedded Metric Format lines on Lambda (`on`/`off`)', 'Lambda'),
-    Setting('PROMETHEUS_URL', None, 'the Prometheus server whose query API `dogbreeds monitor --prometheus` reads by default', '`dogbreeds monitor`'),
+    Setting('PROMETHEUS_URL', None, 'the Prometheus server whose query API `dogbreeds monitor --from-prometheus` reads', '`dogbreeds monitor`'),
 ]}
 
 # set by the platform, read where the code runs on it: the value says what it tells us
@@ -159,6 +159,8 @@ SETTINGS.update({s.name: s for s in [
             '`dogbreeds train --nproc N`, SageMaker training jobs'),
     Setting('DOGBREEDS_DDP_MASTER', None, '`HOST:PORT` of node rank 0, where the others join (torchrun --master-addr/--master-port)',
             '`dogbreeds train --nproc N`, SageMaker training jobs'),
+    Setting('DOGBREEDS_DDP_EXIT_TIMEOUT', 60, 'seconds the other processes of a data-parallel run have to exit once rank 0 has '
+            'written the run; then they are stopped and the run fails', '`dogbreeds train --nproc N`'),
 ]})
 PLATFORM.update({
     'SM_HOSTS': "a SageMaker training job's instances, as a JSON list (when `resourceconfig.json` is not there)",

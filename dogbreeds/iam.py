@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastcore.script import call_parse
 from .aws import parse_s3_uri
-from .core import DogbreedsError
+from .core import DogbreedsError, ParameterError
 from .registry import is_version, parse_model_uri
 
 # %% auto #0
@@ -21,8 +21,8 @@ __all__ = ['WILDCARD_ONLY', 'ACCOUNT_RE', 'REGION_RE', 'MLFLOW_ACTIONS', 'MLFLOW
            'allows', 'role_policy', 'iam_cli']
 
 # %% ../nbs/31_iam.ipynb #f7f65282
-class PolicyError(DogbreedsError):
-    "A policy cannot be written from what was given (a malformed ARN, URI, account or region)."
+class PolicyError(ParameterError):
+    "A policy cannot be written from what was given (a malformed ARN, URI, account or region): bad usage, exit 2."
 
 WILDCARD_ONLY = {  # actions used below that AWS authorises only on Resource "*", and why they are needed
     'ecr:GetAuthorizationToken': 'an ECR login token is account-wide: needed to pull the image from a private repository',

@@ -641,7 +641,7 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     instance_count:int=1,                # sagemaker: instances; N > 1 trains data-parallel across them (fine-tune recipe)
     data_distribution:Annotated[str, "sagemaker: every instance gets all the photos, or a share of the files (N > 1 needs FullyReplicated)",
                                 {'choices': list(DATA_DISTRIBUTIONS)}]='FullyReplicated',
-    role:str=None,                       # sagemaker: the job's execution role ARN (default: $DOGBREEDS_SAGEMAKER_ROLE)
+    role_arn:str=None,                   # sagemaker: the job's execution role ARN (default: $DOGBREEDS_SAGEMAKER_ROLE)
     image_uri:str=None,                  # sagemaker: the container image (default: AWS's PyTorch training image)
     output_path:str=None,                # sagemaker: s3:// folder for the job's code and outputs (default: the registry's bucket)
     region:str=None,                     # sagemaker: AWS region (default: boto3's)
@@ -650,7 +650,7 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     wait:bool=False,                     # sagemaker: follow the job until it ends, showing its log lines as they come
     poll:float=30,                       # sagemaker: seconds between two looks at a job followed
     schedule:str=None,                   # sagemaker: create an EventBridge schedule instead, e.g. 'cron(0 3 ? * MON *)'
-    scheduler_role:str=None,             # sagemaker: the role EventBridge Scheduler starts the job with
+    scheduler_role_arn:str=None,         # sagemaker: the role EventBridge Scheduler starts the job with (its ARN)
     schedule_name:str=JOB_PREFIX,        # sagemaker: the schedule's name
     dry_run:bool=False,                  # sagemaker: print the request, change nothing
     tracking_uri:str=None,               # record the run in MLflow: a server URL, sqlite:///PATH (local runs) or a SageMaker MLflow ARN (default: $MLFLOW_TRACKING_URI)
@@ -664,15 +664,15 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     params = {k: v for s in steps.values() for k, v in s.items()}
     check_decision_options(metric, margin); check_name(name); check_alias(alias)
     check_instance_count(instance_count, data_distribution, given)
-    role = role or config.get('DOGBREEDS_SAGEMAKER_ROLE')
-    if not role: raise ParameterError("a SageMaker job needs an execution role: pass --role ARN or set DOGBREEDS_SAGEMAKER_ROLE")
+    role = role_arn or config.get('DOGBREEDS_SAGEMAKER_ROLE')
+    if not role: raise ParameterError("a SageMaker job needs an execution role: pass --role-arn ARN or set DOGBREEDS_SAGEMAKER_ROLE")
     if not aws.is_role_arn(role): raise ParameterError(f"{role!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
     if not aws.INSTANCE_RE.match(instance_type): raise ParameterError(f"{instance_type!r} is not a SageMaker instance type (like ml.g4dn.xlarge)")
     registry = registry or config.get('DOGBREEDS_REGISTRY')
     if not (registry and registry.startswith('s3://')):
         raise ParameterError("a SageMaker job pushes to a registry in S3: pass --registry s3://BUCKET/PREFIX or set DOGBREEDS_REGISTRY")
-    if schedule and not aws.is_role_arn(scheduler_role):
-        raise ParameterError("a schedule needs --scheduler-role ARN: the role EventBridge Scheduler uses to start the job")
+    if schedule and not aws.is_role_arn(scheduler_role_arn):
+        raise ParameterError("a schedule needs --scheduler-role-arn ARN: the role EventBridge Scheduler uses to start the job")
     session = aws.boto3_session(session, region, what='--on sagemaker')
     region = region or session.region_name
     if not region: raise ParameterError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
@@ -690,7 +690,7 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
                                    instance_count=instance_count, data_distribution=data_distribution)
     if schedule:
         request['Environment']['DOGBREEDS_USER'] = f"EventBridge schedule {schedule_name}"
-        request = schedule_request(schedule_name, schedule, request, scheduler_role)
+        request = schedule_request(schedule_name, schedule, request, scheduler_role_arn)
     if dry_run:  # printing the request is the point, --quiet or not
         print(json.dumps(request, indent=2))
         return request

@@ -325,7 +325,7 @@ def train_cli(
     epochs:int=3,             # fine-tune: epochs with the whole network unfrozen
     freeze_epochs:int=1,      # fine-tune: epochs training only the classifier first
     lr:float=None,            # fine-tune: base learning rate (default: lr_find)
-    bs:int=64,                # batch size
+    batch_size:int=64,        # photos per step (with --nproc N: the global batch, split over the N processes)
     seed:int=42,              # random seed
     out_dir:str=None,         # output folder (default: exported_models/)
     run_name:str=None,        # run folder name (default: <arch>-<date>-<time>)
@@ -340,7 +340,7 @@ def train_cli(
     experiment:str=None,      # the MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else dogbreeds)
 ):
     "Train, evaluate and save a dog-breed classifier."
-    kw = dict(data=data, arch=arch, size=size, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, bs=bs, seed=seed,
-              out_dir=out_dir, run_name=run_name, valid_pct=valid_pct, tta=tta, export=not no_export, int8=int8, quiet=quiet, nproc=nproc,
-              tracking_uri=tracking_uri, experiment=experiment)
+    kw = dict(data=data, arch=arch, size=size, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, bs=batch_size,
+              seed=seed, out_dir=out_dir, run_name=run_name, valid_pct=valid_pct, tta=tta, export=not no_export, int8=int8,
+              quiet=quiet, nproc=nproc, tracking_uri=tracking_uri, experiment=experiment)
     train(**(params_from_file(params_File, kw) if params_File else kw))

@@ -24,7 +24,8 @@ def package_imports(source: str) -> list:
             if isinstance(child, ast.ImportFrom):
                 base = child.module or ''
                 if child.level:  # from .x import y / from . import x
-                    out.extend([(base.split('.')[0], child.lineno, at_top)] if base else [(a.name, child.lineno, at_top) for a in child.names])
+                    out.extend([(base.split('.')[0], child.lineno, at_top)] if base else
+                               [(a.name, child.lineno, at_top) for a in child.names if not a.name.startswith('__')])  # __version__
                 elif base == 'dogbreeds': out.extend((a.name, child.lineno, at_top) for a in child.names if not a.name.startswith('__'))
                 elif base.startswith('dogbreeds.'): out.append((base.split('.')[1], child.lineno, at_top))
             elif isinstance(child, ast.Import):
