@@ -1,4 +1,4 @@
-"""Issue 13, feedback by photo id: what it adds to each answer that has a location, side by side with the geo step
+"""Feedback by photo id: what it adds to each answer that has a location, side by side with the geo step
 without it. An answer now hashes the photo (`photo_id`, SHA-256 of the bytes, timed as its own stage) and keeps
 photo_id → (lat, lon) in the geo cache (`GeoLookup.remember`: one more write; on Redis one more round trip).
 

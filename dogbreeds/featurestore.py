@@ -180,14 +180,14 @@ from fastcore.script import call_parse
 def geo_cli(
     action:str,        # import (a CSV of lat, lon, breed[, count]) or stats
     path:Annotated[str, 'the CSV to import', {'opt': False, 'nargs': '?'}]=None,
-    db:str=None,       # the store: a SQLite path or postgresql:// URL (default: $GEO_DB)
+    geo_db:str=None,   # the store: a SQLite path or postgresql:// URL (default: $GEO_DB)
 ):
     "Build the geo feature store from observations, or summarise it."
     import json
     from dogbreeds import config
     from dogbreeds.core import ParameterError
-    db = db or config.get('GEO_DB')
-    if not db: raise ParameterError('no store: give --db or set GEO_DB (a SQLite path or a postgresql:// URL)')
+    db = geo_db or config.get('GEO_DB')
+    if not db: raise ParameterError('no store: give --geo-db or set GEO_DB (a SQLite path or a postgresql:// URL)')
     if action not in ('import', 'stats'): raise ParameterError(f"action must be import or stats, got {action!r}")
     try: store = FeatureStore(db)
     except StoreUnavailable as e: raise DataError(str(e)) from None

@@ -223,3 +223,23 @@ def test_serve_docs_work_offline(tmp_path):
             browser.close()
     assert {'/ping', '/invocations', '/feedback'} <= {p.strip().replace('\u200b', '') for p in paths}, paths
     assert asked and all(u.startswith(server.url) for u in asked), [u for u in asked if not u.startswith(server.url)]
+
+
+def test_the_guides_and_readme_commands_parse():
+    "Every `dogbreeds ...` line of the guides' and the README's shell blocks parses with that command's own parser."
+    import contextlib, io, shlex
+    parsers, seen = docsite.command_parsers(), 0
+    for p in sorted((ROOT / 'nbs' / 'guides').glob('*.ipynb')) + [ROOT / 'README.md']:
+        text = p.read_text() if p.suffix == '.md' else '\n'.join(''.join(c['source']) for c in json.loads(p.read_text())['cells'])
+        for block in re.findall(r'```(?:sh|bash)\n(.*?)```', text, re.S):
+            for line in block.replace('\\\n', ' ').splitlines():
+                line = line.split(' #')[0].strip()
+                if not line.startswith('dogbreeds '): continue
+                args = shlex.split(line)[1:]
+                assert args[0] in parsers, (p.name, line)
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err):
+                    try: parsers[args[0]][0].parse_args(args[1:])
+                    except SystemExit: pytest.fail(f"{p.name}: {line}: {err.getvalue().strip()}")
+                seen += 1
+    assert seen >= 15

@@ -1,4 +1,4 @@
-"""Issue 13: coordinates from EXIF GPS (photos made with Pillow) and explicit ones; the feature store on SQLite and on a
+"""Where the photo was taken: coordinates from EXIF GPS (photos made with Pillow) and explicit ones; the feature store on SQLite and on a
 real PostgreSQL; the cache in process and on a real Redis; feedback, backing off, and both outages."""
 import base64, io, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
@@ -225,9 +225,9 @@ def test_lambda_feedback_and_answer(geo_env):
 def test_cli_geo_import_and_stats(tmp_path, capsys):
     from dogbreeds.cli import main
     (tmp_path / 'o.csv').write_text('lat,lon,breed,count\n51.5,-0.12,beagle,3\n-33.9,151.2,dingo,2\n')
-    main(['geo', 'import', str(tmp_path / 'o.csv'), '--db', str(tmp_path / 'g.db')])
+    main(['geo', 'import', str(tmp_path / 'o.csv'), '--geo-db', str(tmp_path / 'g.db')])
     out = capsys.readouterr().out
     assert 'imported 2 observation rows' in out and '"observations": 5' in out
-    main(['geo', 'stats', '--db', str(tmp_path / 'g.db')])
+    main(['geo', 'stats', '--geo-db', str(tmp_path / 'g.db')])
     assert '"cells": 2' in capsys.readouterr().out
-    with pytest.raises(SystemExit): main(['geo', 'import', str(tmp_path / 'missing.csv'), '--db', str(tmp_path / 'g.db')])
+    with pytest.raises(SystemExit): main(['geo', 'import', str(tmp_path / 'missing.csv'), '--geo-db', str(tmp_path / 'g.db')])

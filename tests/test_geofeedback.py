@@ -1,4 +1,4 @@
-"""Issue 13, feedback by photo id and p(breed | train): an answer's `photo_id` names the photo in feedback (kept in the
+"""Feedback on the place prior by photo id, and p(breed | train): an answer's `photo_id` names the photo in feedback (kept in the
 in-process LRU or on a real Redis, with its own TTL, in milliseconds); through the app, `dogbreeds serve` over real HTTP
 and the Lambda handler; and the manifest's `train_counts` in the place-adjusted answer."""
 import base64, hashlib, json, time, urllib.error, urllib.request

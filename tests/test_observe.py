@@ -1,4 +1,4 @@
-"""Observability of the serving entry points (issue 14): every Prometheus metric family on `/metrics`, multiprocess mode
+"""Observability of the serving entry points: every Prometheus metric family on `/metrics`, multiprocess mode
 with several workers, `/metrics` kept off SageMaker's port, one JSON log line per request (never the photo) from
 `dogbreeds serve`, the SageMaker handlers and Lambda, and Lambda's EMF lines checked against the EMF specification."""
 import base64, io, json, logging, urllib.request
