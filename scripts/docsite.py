@@ -467,9 +467,14 @@ def build(only=(), out: Path = ROOT / '_docs', work: Path = ROOT / '_proc', jobs
     print(f"docs: notebooks ready in {time.time() - t0:.0f}s", flush=True)
     write_generated(src)
     add_toc(src, pages, nbs)
-    shutil.copytree(CONF, src / 'docs', ignore=shutil.ignore_patterns('*.py', '_static'))  # index's docs/demo.png
+    # docs/'s pictures where the notebooks' links find them: `docs/demo.png` (the home page, written for the README at
+    # the repository's root) and `../docs/x.png` (a notebook in nbs/, whose parent is the repository's root)
+    for d in (src / 'docs', work / 'docs'):
+        if d.exists(): shutil.rmtree(d)
+        shutil.copytree(CONF, d, ignore=shutil.ignore_patterns('*.py', '_static'))
     if out.exists(): shutil.rmtree(out)
-    cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-c', str(CONF), '-q', '-j', str(jobs), str(src), str(out),
+    cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-c', str(CONF), '-q', '-W', '--keep-going', '-j', str(jobs),
+           str(src), str(out),
            '-d', str(work / 'doctrees')]
     scratch = out.parent / 'jupyter_execute'   # myst-nb writes the notebooks it renders there, beside the output
     had_scratch = scratch.exists()
