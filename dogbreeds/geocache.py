@@ -1,4 +1,4 @@
-"""Cache-aside with a TTL in front of the feature store: an in-process LRU by default, Redis (or Valkey) as the shared option; single-flight; invalidation on feedback; outages degrade, never fail.
+"""Cache-aside with a TTL in front of the feature store: an in-process LRU by default, Redis (or Valkey) as the shared option; single-flight; invalidation on feedback and on reverts; outages degrade, never fail.
 
 Docs: https://dogbreeds.github.io/dogbreeds/geocache.html.md"""
 
@@ -54,10 +54,11 @@ def make_cache(spec:str|None, ttl:float=300):
 # %% ../nbs/08_geocache.ipynb #96b66e71
 class GeoLookup:
     "The place prior at a point through the cache: `lookup(lat, lon) -> (Prior|None, info)`, info = {source, note?}."
-    def __init__(self, store:FeatureStore, cache=None, min_obs:int=20, photo_ttl:float=86400):
+    def __init__(self, store:FeatureStore, cache=None, min_obs:int=20, photo_ttl:float=86400, audit_poll:float=10):
         self.store, self.cache, self.min_obs = store, cache if cache is not None else LRUCache(), min_obs
         self.photos = self.cache.with_ttl(photo_ttl) if hasattr(self.cache, 'with_ttl') else self.cache  # photo_id → (lat, lon)
         self.lock, self.inflight = threading.Lock(), {}
+        self.audit_poll, self.audit_next, self.audit_seen = audit_poll, 0.0, None   # reverts by other processes: see `_watch`
 
     @staticmethod
     def key(cell:str) -> str: return f'geo:{cell}'
@@ -79,7 +80,21 @@ class GeoLookup:
         finally:
             with self.lock: self.inflight.pop(k, None)
 
+    def _watch(self):
+        "Every `audit_poll` s, read the revert audit trail: the cells of reverts made since (by any process) leave the cache."
+        now = time.monotonic()
+        if now < self.audit_next: return
+        self.audit_next = now + self.audit_poll
+        try:
+            trail = self.store.audit(self.store.clock() - 86400)   # a day back: reverts made on machines whose clocks disagree
+            seen = {a['id'] for a in trail}
+            if self.audit_seen is not None and (new := [a for a in trail if a['id'] not in self.audit_seen]):
+                self.cache.delete([self.key(c) for a in new for c in a['cells']])
+            self.audit_seen = seen if self.audit_seen is None else self.audit_seen | seen
+        except Exception as e: log.warning("geo revert audit not read: %s", e)   # the cache entries still expire with their TTL
+
     def lookup(self, lat:float, lon:float):
+        if self.audit_poll is not None: self._watch()
         cs = cells(lat, lon, self.store.resolutions)
         keys = [self.key(c) for c in [*cs, GLOBAL]]
         info, rows = {}, None
@@ -104,14 +119,18 @@ class GeoLookup:
         observe.note(geo_source=info['source'])
         return choose(rows, cs, self.store.resolutions, self.min_obs), info
 
-    def feedback(self, request_id, lat, lon, breed, breeds=None) -> dict:
-        "Record feedback in the store and invalidate the cells it changed. `{applied, note?}`."
-        changed = self.store.feedback(request_id, lat, lon, breed, breeds)
-        out = dict(applied=changed is not None)
-        if changed:
-            try: self.cache.delete([self.key(c) for c in changed])
-            except Exception as e: out['note'] = f"cache unavailable ({type(e).__name__}); its entries expire with their TTL"
-        return out
+    def _forget(self, changed) -> dict:
+        try: self.cache.delete([self.key(c) for c in changed]); return {}
+        except Exception as e: return dict(note=f"cache unavailable ({type(e).__name__}); its entries expire with their TTL")
+
+    def vote(self, grant, breed:str, source:str, breeds=None) -> dict:
+        "Count the vote of the checked token `grant` (see `FeatureStore.vote`) and forget the cells it changed: `{applied, note?}`."
+        return dict(applied=True, **self._forget(self.store.vote(grant, breed, source, breeds)))
+
+    def revert(self, since:float, source:str|None=None, who:str|None=None) -> dict:
+        "Take back the votes since `since` (from `source`; see `FeatureStore.revert`) and forget the cells they changed."
+        out = self.store.revert(since, source, who)
+        return dict(out, **self._forget(out['cells']))
 
     def remember(self, pid:str, lat:float, lon:float) -> str|None:
         "Keep where photo `pid` was taken for the photo TTL, so feedback can name the photo; a note if the cache failed."
