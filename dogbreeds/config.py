@@ -176,7 +176,7 @@ SETTINGS.update({s.name: s for s in [
             "(a breed's share there moves by at most cap/(1+cap)); the global counts likewise", _FB + ', `dogbreeds geo`'),
     Setting('FEEDBACK_HALF_LIFE', 30, 'days after which a feedback vote counts half (it fades; curated observations do not)',
             _FB + ', `dogbreeds geo`'),
-    Setting('FEEDBACK_SOURCE_LIMIT', 100, 'feedback votes one source (API key, IAM caller or address) may cast in 24 h; 429 beyond', _FB),
+    Setting('FEEDBACK_SOURCE_LIMIT', 100, 'feedback votes one source (API key, IAM caller or address) may cast in 24 h; 429 beyond (0: no limit)', _FB),
     Setting('FEEDBACK_API_KEYS', None, 'comma-separated keys, one of which `POST /feedback` must present (`X-Api-Key` or '
             '`Authorization: Bearer`); unset: none asked. Answers stay open', '`dogbreeds serve`'),
 ]})

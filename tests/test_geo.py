@@ -12,6 +12,13 @@ from dogbreeds.featurestore import FeatureStore, StoreUnavailable
 from dogbreeds.geocache import GeoLookup, LRUCache, RedisCache
 from dogbreeds.protocol import RequestError
 from dogbreeds.testing import PostgreSQL, Redis
+from dogbreeds.tokens import Signer, TokenUsed
+
+SIGNER = Signer('test-key-' + 'k' * 32)
+
+def grant(lat, lon, model='v1'):
+    "A checked feedback token's grant for an answer at `(lat, lon)`."
+    return SIGNER.verify(SIGNER.sign('r', None, cells(lat, lon), model))
 
 
 def dms(x):
@@ -73,7 +80,7 @@ def store(request, tmp_path):
     else:
         server = request.getfixturevalue('pg')
         s = FeatureStore(server.url)
-        s.run(lambda cur, sql: (cur.execute('DELETE FROM observations'), cur.execute('DELETE FROM feedback')))
+        s.run(lambda cur, sql: [cur.execute(f'DELETE FROM {t}') for t in ('observations', 'feedback_votes', 'feedback_cells', 'feedback_audit')])
     yield s
     s.close()
 
@@ -98,14 +105,15 @@ def test_store_import_backoff_feedback_stats(store, tmp_path):
     assert (p.cell, p.resolution, p.observations) == (cells(*LONDON)[1], 5, 31)
     p = store.lookup(*SYDNEY, min_obs=20)                       # 4 observations everywhere near: the global counts
     assert (p.cell, p.resolution, p.observations) == ('global', -1, 35)
-    assert store.feedback('req-1', *SYDNEY, 'kelpie', breeds={'kelpie', 'beagle'})
-    assert store.feedback('req-1', *SYDNEY, 'kelpie') is None     # idempotent per request id
-    assert store.lookup(*SYDNEY, min_obs=5).counts == {'kelpie': 5}
-    for bad in [dict(breed='wolf'), dict(lat=100), dict(request_id=''), dict(request_id='x' * 201)]:
-        args = dict(request_id='req-2', lat=SYDNEY[0], lon=SYDNEY[1], breed='kelpie') | bad
-        with pytest.raises(RequestError): store.feedback(**args, breeds={'kelpie'})
+    g = grant(*SYDNEY)
+    assert store.vote(g, 'kelpie', 'me', breeds={'kelpie', 'beagle'}) == [*cells(*SYDNEY), 'global']
+    with pytest.raises(TokenUsed): store.vote(g, 'kelpie', 'me')   # one vote per token
+    assert store.lookup(*SYDNEY, min_obs=4).counts == {'kelpie': 4.2}   # capped: 5 % of 4 curated
+    for bad in [dict(breed='wolf'), dict(breed=''), dict(source=''), dict(source='x' * 201)]:
+        args = dict(grant=grant(*SYDNEY), breed='kelpie', source='me') | bad
+        with pytest.raises(RequestError): store.vote(**args, breeds={'kelpie'})
     st = store.stats()
-    assert st['feedback'] == 1 and st['resolutions']['global']['observations'] == 36 and st['resolutions']['7']['cells'] == 2
+    assert st['feedback']['votes'] == 1 and st['resolutions']['global']['observations'] == 35 and st['resolutions']['7']['cells'] == 2
 
 def test_import_refuses_bad_rows(tmp_path):
     s = FeatureStore(tmp_path / 'g.db')
@@ -133,8 +141,8 @@ def test_cache_aside_single_flight_and_invalidation(store, cache):
     assert all(p.counts == {'beagle': 40} for p, _ in results)
     p, info = g.lookup(*LONDON)
     assert info == {'source': 'cache'} and store.queries == 1
-    assert g.feedback('fb-1', *LONDON, 'pug')['applied']
-    p, info = g.lookup(*LONDON)                                  # invalidated: read again, sees the feedback
+    assert g.vote(grant(*LONDON), 'pug', 'me')['applied']
+    p, info = g.lookup(*LONDON)                                  # invalidated: read again, sees the feedback (capped: 5 % of 40)
     assert info['source'] == 'db' and p.counts == {'beagle': 40, 'pug': 1} and store.queries == 2
 
 
