@@ -143,12 +143,6 @@ SETTINGS.update({s.name: s for s in [
     Setting('GEO_SMOOTHING', 1.0, "additive smoothing of the place's counts; the manifest's `geo.smoothing` wins", '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
 ]})
 
-# %% ../nbs/01_config.ipynb #6e1b7d3c
-SETTINGS.update({s.name: s for s in [
-    Setting('GEO_PHOTO_TTL', 86400, "seconds an answer's `photo_id` stays known to feedback (kept in the geo cache: with `lru` only by the worker that answered)",
-            '`dogbreeds serve`, Lambda'),
-]})
-
 # %% ../nbs/01_config.ipynb #cf15n0d1
 SETTINGS.update({s.name: s for s in [
     Setting('DOGBREEDS_DDP_NODES', 1, 'machines a data-parallel training run spans (torchrun --nnodes); 1: this machine alone',
