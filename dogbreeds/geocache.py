@@ -84,16 +84,16 @@ class GeoLookup:
             with self.lock: self.inflight.pop(k, None)
 
     def _watch(self):
-        "Every `audit_poll` s, read the revert audit trail: the cells of reverts made since (by any process) leave the cache."
+        """Every `audit_poll` s, read the revert audit trail of the last day: the cells of reverts this process has not
+        seen (all of them, the first time: a shared cache may hold entries from before) leave the cache."""
         now = time.monotonic()
         if now < self.audit_next: return
         self.audit_next = now + self.audit_poll
         try:
             trail = self.store.audit(self.store.clock() - 86400)   # a day back: reverts made on machines whose clocks disagree
-            seen = {a['id'] for a in trail}
-            if self.audit_seen is not None and (new := [a for a in trail if a['id'] not in self.audit_seen]):
+            if new := [a for a in trail if a['id'] not in (self.audit_seen or set())]:
                 self.cache.delete([self.key(c) for a in new for c in a['cells']])
-            self.audit_seen = seen if self.audit_seen is None else self.audit_seen | seen
+            self.audit_seen = (self.audit_seen or set()) | {a['id'] for a in trail}
         except Exception as e: log.warning("geo revert audit not read: %s", e)   # the cache entries still expire with their TTL
 
     def lookup(self, lat:float, lon:float):

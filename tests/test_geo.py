@@ -184,7 +184,8 @@ def geo_env(tmp_path, monkeypatch):
     model = toy_model(tmp_path / 'model')
     db = tmp_path / 'geo.db'
     FeatureStore(db).add_many([(*SYDNEY, 'dingo', 500), (*SYDNEY, 'beagle', 5)])
-    for k, v in dict(GEO_DB=str(db), GEO_CACHE='lru', GEO_MIN_OBS='20', GEO_ALPHA='1', MODEL_URI=str(model)).items(): monkeypatch.setenv(k, v)
+    for k, v in dict(GEO_DB=str(db), GEO_CACHE='lru', GEO_MIN_OBS='20', GEO_ALPHA='1', MODEL_URI=str(model),
+                     FEEDBACK_KEY='geo-test-' + 'k' * 32).items(): monkeypatch.setenv(k, v)
     yield model
 
 def test_serve_answers_with_the_place_and_takes_feedback(geo_env):
@@ -210,10 +211,10 @@ def test_serve_answers_with_the_place_and_takes_feedback(geo_env):
         for q in ('lat=95&lon=0', 'lat=abc&lon=1', 'lat=1'):
             r = c.post(f'/invocations?{q}', content=photo(None), headers=jpeg)
             assert r.status_code == 400 and 'lat' in r.json()['error']
-        fb = dict(request_id='r-1', lat=SYDNEY[0], lon=SYDNEY[1], breed='beagle')
-        assert c.post('/feedback', json=fb).json() == dict(applied=True, request_id='r-1')
-        assert c.post('/feedback', json=fb).json()['applied'] is False                  # idempotent
-        assert c.post('/feedback', json=fb | dict(breed='wolf')).status_code == 400
+        fb = dict(feedback_token=a['feedback_token'], breed='beagle')                  # the answer's token: its place
+        assert c.post('/feedback', json=fb).json() == dict(applied=True, request_id=a['request_id'], cell=cells(*SYDNEY)[0], breed='beagle')
+        assert c.post('/feedback', json=fb).status_code == 409                          # one vote per token
+        assert c.post('/feedback', json=dict(feedback_token=b['feedback_token'], breed='wolf')).status_code == 400
         assert c.post('/feedback', content=b'not json').status_code == 400
         after = c.post('/invocations', json=body | dict(lat=SYDNEY[0], lon=SYDNEY[1])).json()
         assert after['prior']['source'] == 'db' and after['prior']['observations'] == 506   # the cache was invalidated
@@ -224,9 +225,10 @@ def test_lambda_feedback_and_answer(geo_env):
     lh.reset()
     out = lh.handler(dict(image=base64.b64encode(photo(gps(*SYDNEY))).decode(), k=2))
     assert out['statusCode'] == 200 and out['prior']['cell'] == cells(*SYDNEY)[0] and len(out['predictions_with_prior']) == 2
-    fb = lh.handler(dict(feedback=dict(request_id='l-1', lat=SYDNEY[0], lon=SYDNEY[1], breed='dingo')))
-    assert fb['statusCode'] == 200 and fb['applied'] is True
-    assert lh.handler(dict(feedback=dict(request_id='l-2', lat=200, lon=0, breed='dingo')))['statusCode'] == 400
+    assert out['request_id'] and out['feedback_token']                               # a direct answer carries both
+    fb = lh.handler(dict(feedback=dict(feedback_token=out['feedback_token'], lat=SYDNEY[0], lon=SYDNEY[1], breed='dingo')))
+    assert fb['statusCode'] == 200 and fb['applied'] is True and fb['request_id'] == out['request_id']
+    assert lh.handler(dict(feedback=dict(feedback_token=out['feedback_token'], lat=200, lon=0, breed='dingo')))['statusCode'] == 400
     lh.reset()
 
 
