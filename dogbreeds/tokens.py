@@ -96,18 +96,22 @@ class Signer:
         return g
 
 # %% ../nbs/05_tokens.ipynb #71ada5ea
+def _ttl() -> float|None:
+    try: t = float(config.get('FEEDBACK_TOKEN_TTL'))
+    except (TypeError, ValueError): return None
+    return t if 0 < t < float('inf') else None
+
 def feedback_off() -> str|None:
-    "Why feedback is off (no `FEEDBACK_KEY`, or a key too short), or None when it is on."
+    "Why feedback is off (no `FEEDBACK_KEY`, a key too short, a `FEEDBACK_TOKEN_TTL` that is not seconds > 0), or None when it is on."
     for name in ('FEEDBACK_KEY', 'FEEDBACK_KEY_PREVIOUS'):
         k = config.get(name)
         if name == 'FEEDBACK_KEY' and not k:
             return 'feedback is off: FEEDBACK_KEY is not set (the secret that signs feedback tokens; see the README, "Feedback")'
         if k and len(k) < MIN_KEY_LEN:
             return f'feedback is off: {name} is {len(k)} characters, under {MIN_KEY_LEN} (use secrets.token_urlsafe(32))'
+    if _ttl() is None: return f"feedback is off: FEEDBACK_TOKEN_TTL={config.get('FEEDBACK_TOKEN_TTL')!r} is not a number of seconds > 0"
 
 def signer() -> Signer:
-    "The `Signer` of this service's keys and `FEEDBACK_TOKEN_TTL`; `FeedbackOff` when there is no usable key."
+    "The `Signer` of this service's keys and `FEEDBACK_TOKEN_TTL`; `FeedbackOff` when feedback is off (see `feedback_off`)."
     if why := feedback_off(): raise FeedbackOff(why, kind='FeedbackOff')
-    ttl = float(config.get('FEEDBACK_TOKEN_TTL'))
-    if not ttl > 0: raise FeedbackOff(f'feedback is off: FEEDBACK_TOKEN_TTL={ttl!r} must be seconds > 0', kind='FeedbackOff')
-    return Signer(config.get('FEEDBACK_KEY'), [config.get('FEEDBACK_KEY_PREVIOUS')], ttl)
+    return Signer(config.get('FEEDBACK_KEY'), [config.get('FEEDBACK_KEY_PREVIOUS')], _ttl())
