@@ -12,12 +12,17 @@ from dogbreeds.featurestore import FeatureStore
 from dogbreeds.geo import cells
 from dogbreeds.geocache import RedisCache
 from dogbreeds.testing import BREEDS, PostgreSQL, Redis, toy_model
-from test_geo import photo
 
 SYDNEY, OSLO = (-33.87, 151.21), (59.91, 10.75)
 KEY, OLD_KEY = 'current-key-' + 'c' * 32, 'previous-key-' + 'p' * 32
 CAP = 0.05
-JPEG = photo(None)   # no EXIF GPS: the place comes from the request
+def ambiguous() -> bytes:
+    "A photo the toy model finds ambiguous (Rhodesian ridgeback 52 %, golden retriever 36 %), no EXIF GPS: as in the issue."
+    import io
+    from PIL import Image
+    b = io.BytesIO(); Image.new('RGB', (32, 32), (224, 224, 96)).save(b, 'PNG'); return b.getvalue()
+
+JPEG = ambiguous()
 
 
 @pytest.fixture(scope='module')
