@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from . import config
 from . import observe
 from .geo import locate
-from .protocol import JSON_TYPE, Request, RequestError, check_accept, error_response, make_answer, parse_request, reason, with_query
+from .protocol import (JSON_TYPE, Request, RequestError, check_accept, error_response, make_answer, parse_request,
+                                reason, status_of, with_query)
 from .inference import Predictor
 from .registry import folder_version, is_model_uri, parse_model_uri
 from .place import PlacePrior
@@ -91,7 +92,9 @@ class Refusal:
     body: dict
 
 def _refuse(e:Exception, context) -> Refusal:
-    if context is None: raise e
+    if context is None:  # called as a function: close the request's record, and raise
+        observe.finish_owned('handlers', status_of(e), getattr(e, 'kind', type(e).__name__))
+        raise e
     status, body = error_response(e)
     context.set_response_status(status, reason(status))
     return Refusal(status, body)
