@@ -36,7 +36,8 @@ class Prior:
     def to_dict(self) -> dict: return dict(cell=self.cell, resolution=self.resolution, observations=round(self.observations, 2))
 
 def choose(rows:dict, point_cells:list, resolutions=RESOLUTIONS, min_obs:int=20) -> Prior|None:
-    "Back off: the finest of `point_cells` with ≥ `min_obs` observations, else the global counts; None if nothing is known."
+    """Back off: the finest of `point_cells` with ≥ `min_obs` observations, else the global counts; None if nothing is
+    known."""
     for c, r in zip(point_cells, resolutions):
         counts = rows.get(c) or {}
         if sum(counts.values()) >= min_obs: return Prior(c, r, sum(counts.values()), counts)
@@ -44,7 +45,8 @@ def choose(rows:dict, point_cells:list, resolutions=RESOLUTIONS, min_obs:int=20)
     return Prior(GLOBAL, -1, sum(g.values()), g) if g else None
 
 def bounded(curated:dict, votes:dict, cap:float) -> dict:
-    "A cell's counts: `curated` (breed → count) plus feedback `votes` (breed → weight) scaled so they weigh at most `cap` × the curated total."
+    """A cell's counts: `curated` (breed → count) plus feedback `votes` (breed → weight) scaled so they weigh at most
+    `cap` × the curated total."""
     n, w = sum(curated.values()), sum(votes.values())
     scale = min(1.0, cap * n / w) if w > 0 else 0.0
     out = dict(curated)
@@ -57,7 +59,8 @@ def _number(name:str, given, kind, ok):
     v = config.get(name) if given is None else given
     try: out = kind(v)
     except (TypeError, ValueError): out = None
-    if out is None or not math.isfinite(out) or not ok(out): raise DataError(f"{name}={v!r} is out of range (see the settings table)")
+    if out is None or not math.isfinite(out) or not ok(out):
+        raise DataError(f"{name}={v!r} is out of range (see the settings table)")
     return out
 
 class FeatureStore:
@@ -85,7 +88,8 @@ class FeatureStore:
     def _sql(self, q:str) -> str: return q.replace('?', '%s') if self.pg else q
 
     def run(self, fn):
-        "Call `fn(cursor, sql)` in one transaction; database failures become `StoreUnavailable` (the connection is reopened next time)."
+        """Call `fn(cursor, sql)` in one transaction; database failures become `StoreUnavailable` (the connection is
+        reopened next time)."""
         with self.lock:
             try:
                 if self.conn is None: self.conn = self._connect()
@@ -155,7 +159,8 @@ class FeatureStore:
         return self.add_many(rows)
 
     def fetch(self, point_cells:list) -> dict:
-        "`{cell: {breed: count}}` for `point_cells` and the global row: curated counts plus their bounded feedback, in one transaction."
+        """`{cell: {breed: count}}` for `point_cells` and the global row: curated counts plus their bounded feedback, in
+        one transaction."""
         keys, today = [*point_cells, GLOBAL], self._day()
         ph = ', '.join('?' * len(keys))
         def q(cur, sql):
@@ -194,10 +199,14 @@ class FeatureStore:
 # %% ../nbs/07_featurestore.ipynb #2b08cc85
 @patch
 def vote(self:FeatureStore, grant, breed:str, source:str, breeds=None) -> list:
-    "Count the vote of the token `grant` (a `Grant`) for `breed` from `source`: the cells it changed; `TokenUsed` if counted already."
-    if not isinstance(breed, str) or not 0 < len(breed) <= MAX_BREED_LEN: raise RequestError('"breed" must be a non-empty string')
-    if breeds is not None and breed not in breeds: raise RequestError(f"unknown breed {breed[:100]!r}: give one of the model's breeds")
-    if not isinstance(source, str) or not 0 < len(source) <= MAX_SOURCE_LEN: raise RequestError(f'the source must be 1 to {MAX_SOURCE_LEN} characters')
+    """Count the vote of the token `grant` (a `Grant`) for `breed` from `source`: the cells it changed; `TokenUsed` if
+    counted already."""
+    if not isinstance(breed, str) or not 0 < len(breed) <= MAX_BREED_LEN:
+        raise RequestError('"breed" must be a non-empty string')
+    if breeds is not None and breed not in breeds:
+        raise RequestError(f"unknown breed {breed[:100]!r}: give one of the model's breeds")
+    if not isinstance(source, str) or not 0 < len(source) <= MAX_SOURCE_LEN:
+        raise RequestError(f'the source must be 1 to {MAX_SOURCE_LEN} characters')
     now, where = self.clock(), [*grant.cells, GLOBAL]
     def tx(cur, sql):
         if self.source_limit:
@@ -208,7 +217,8 @@ def vote(self:FeatureStore, grant, breed:str, source:str, breeds=None) -> list:
         cur.execute(sql("INSERT INTO feedback_votes (token_id, request_id, photo_id, model, breed, source, cells, received) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (token_id) DO NOTHING"),
                     (grant.token_id, grant.request_id, grant.photo_id, grant.model, breed, source, ' '.join(grant.cells), now))
-        if cur.rowcount == 0: raise TokenUsed(f"this feedback token was used already (token {grant.token_id}): one vote per answer")
+        if cur.rowcount == 0:
+            raise TokenUsed(f"this feedback token was used already (token {grant.token_id}): one vote per answer")
         for c in where: cur.execute(sql("INSERT INTO feedback_cells (token_id, cell, breed, day) VALUES (?, ?, ?, ?) "
                                         "ON CONFLICT (token_id, cell) DO NOTHING"), (grant.token_id, c, breed, self._day(now)))
         return where
@@ -233,7 +243,8 @@ def votes(self:FeatureStore, since:float=0, source:str|None=None, limit:int=10_0
 
 @patch
 def revert(self:FeatureStore, since:float, source:str|None=None, who:str|None=None) -> dict:
-    "Take back the live votes received since `since` (from `source`): `{votes, cells, audit}`, recorded in `feedback_audit`."
+    """Take back the live votes received since `since` (from `source`): `{votes, cells, audit}`, recorded in
+    `feedback_audit`."""
     q, args = _where(since, source)
     live = f"token_id IN (SELECT token_id FROM feedback_votes WHERE {q} AND reverted IS NULL)"
     at, aid = self.clock(), uuid.uuid4().hex

@@ -35,7 +35,8 @@ class LRUCache:
             for k in keys: self.c.pop(k, None)
 
 class RedisCache:
-    "Redis (or Valkey) at `url`; values are JSON with a TTL (in milliseconds: fractions of a second count). Short timeouts: a dead Redis costs little."
+    """Redis (or Valkey) at `url`; values are JSON with a TTL (in milliseconds: fractions of a second count). Short
+    timeouts: a dead Redis costs little."""
     def __init__(self, url:str|None, ttl:float=300, timeout:float=0.2, client=None):
         import redis
         self.r = client if client is not None else redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
@@ -124,14 +125,17 @@ class GeoLookup:
 
     def _forget(self, changed) -> dict:
         try: self.cache.delete([self.key(c) for c in changed]); return {}
-        except Exception as e: return dict(note=f"cache unavailable ({type(e).__name__}); its entries expire with their TTL")
+        except Exception as e:
+            return dict(note=f"cache unavailable ({type(e).__name__}); its entries expire with their TTL")
 
     def vote(self, grant, breed:str, source:str, breeds=None) -> dict:
-        "Count the vote of the checked token `grant` (see `FeatureStore.vote`) and forget the cells it changed: `{applied, note?}`."
+        """Count the vote of the checked token `grant` (see `FeatureStore.vote`) and forget the cells it changed:
+        `{applied, note?}`."""
         return dict(applied=True, **self._forget(self.store.vote(grant, breed, source, breeds)))
 
     def revert(self, since:float, source:str|None=None, who:str|None=None) -> dict:
-        "Take back the votes since `since` (from `source`; see `FeatureStore.revert`) and forget the cells they changed."
+        """Take back the votes since `since` (from `source`; see `FeatureStore.revert`) and forget the cells they
+        changed."""
         out = self.store.revert(since, source, who)
         return dict(out, **self._forget(out['cells']))
 
@@ -151,7 +155,8 @@ def request_id() -> str:
     return rec.request_id if rec is not None else uuid.uuid4().hex
 
 def feedback_fields(pid:str|None, point_cells, model:str, rid:str|None=None) -> dict:
-    "An answer's feedback fields: `{request_id, feedback_token}`, or `{request_id, feedback}` saying why feedback is off."
+    """An answer's feedback fields: `{request_id, feedback_token}`, or `{request_id, feedback}` saying why feedback is
+    off."""
     rid = rid or request_id()
     if why := feedback_off(): return dict(request_id=rid, feedback=why)
     return dict(request_id=rid, feedback_token=signer().sign(rid, pid, point_cells, str(model)))
@@ -165,7 +170,8 @@ def _agree(g, obj:dict, resolutions):
         raise RequestError(f"the coordinates {c[0]:g}, {c[1]:g} are not where the answer was (cell {g.cells[0]}): "
                            'the place comes from the feedback token; send it without "lat"/"lon"', kind='PlaceMismatchError')
     for k, v in (('request_id', g.request_id), ('photo_id', g.photo_id)):
-        if k in obj and obj[k] != v: raise RequestError(f'"{k}" is not the one the feedback token was given for: send the token alone',
+        if k in obj and obj[k] != v:
+            raise RequestError(f'"{k}" is not the one the feedback token was given for: send the token alone',
                                                          kind='TokenMismatchError')
 
 @patch
@@ -175,9 +181,11 @@ def take_feedback(self:GeoLookup, obj, model:str, breeds, source:str) -> dict:
     if not isinstance(obj, dict) or not isinstance(obj.get('feedback_token'), str):
         raise TokenError('feedback must present the token of the answer it corrects: {"feedback_token": "<from the answer>", '
                          '"breed": "<the right breed>"}; only answers that used a place carry one')
-    if extra := set(obj) - set(FEEDBACK_FIELDS): raise RequestError(f"unknown feedback fields {sorted(extra)[:5]}: give feedback_token and breed")
+    if extra := set(obj) - set(FEEDBACK_FIELDS):
+        raise RequestError(f"unknown feedback fields {sorted(extra)[:5]}: give feedback_token and breed")
     g = signer().verify(obj['feedback_token'], str(model))
     _agree(g, obj, self.store.resolutions)
     try: out = self.vote(g, obj.get('breed'), source, set(breeds))
-    except StoreUnavailable: raise ServiceUnavailableError('the geo database is unavailable: send the feedback again later') from None
+    except StoreUnavailable:
+        raise ServiceUnavailableError('the geo database is unavailable: send the feedback again later') from None
     return dict(out, request_id=g.request_id, cell=g.cells[0], breed=obj['breed'])

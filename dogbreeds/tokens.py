@@ -17,7 +17,8 @@ __all__ = ['MIN_KEY_LEN', 'MAX_TOKEN_LEN', 'VERSION', 'DOMAIN', 'TokenError', 'T
 
 # %% ../nbs/05_tokens.ipynb #ccd43633
 class TokenError(RequestError):
-    "A feedback token that proves no answer of this service: malformed, forged, altered, or for another model version (403)."
+    """A feedback token that proves no answer of this service: malformed, forged, altered, or for another model version
+    (403)."""
     status = 403
 
 class TokenExpired(TokenError):
@@ -38,7 +39,8 @@ DOMAIN = b'dogbreeds-feedback.'   # signed before the payload: a signature made 
 
 @dataclass(frozen=True)
 class Grant:
-    "What a feedback token proves: answer `request_id` on photo `photo_id` at `cells` (finest first) by `model`, until `expires`."
+    """What a feedback token proves: answer `request_id` on photo `photo_id` at `cells` (finest first) by `model`, until
+    `expires`."""
     token_id: str
     request_id: str
     photo_id: str|None
@@ -47,13 +49,14 @@ class Grant:
     expires: int
 
     def payload(self) -> bytes:
-        return json.dumps([VERSION, self.token_id, self.request_id, self.photo_id, list(self.cells), self.model, self.expires],
-                          separators=(',', ':')).encode()
+        fields = [VERSION, self.token_id, self.request_id, self.photo_id, list(self.cells), self.model, self.expires]
+        return json.dumps(fields, separators=(',', ':')).encode()
 
     @classmethod
     def from_payload(cls, b:bytes) -> Grant:
         v, tid, rid, pid, cells, model, exp = json.loads(b)
-        if v != VERSION or not all(isinstance(x, str) for x in (tid, rid, model, *cells)) or not isinstance(exp, int): raise ValueError
+        if v != VERSION or not all(isinstance(x, str) for x in (tid, rid, model, *cells)) or not isinstance(exp, int):
+            raise ValueError
         return cls(tid, rid, pid, tuple(cells), model, exp)
 
 # %% ../nbs/05_tokens.ipynb #43bece72
@@ -64,20 +67,23 @@ def _mac(key:bytes, payload:str) -> bytes: return hmac.new(key, DOMAIN + payload
 
 # %% ../nbs/05_tokens.ipynb #a9bf21f4
 class Signer:
-    "Signs feedback tokens with HMAC-SHA256 under `key`; verifies those of `key` or of a `previous` one (rotation); tokens live `ttl` s."
+    """Signs feedback tokens with HMAC-SHA256 under `key`; verifies those of `key` or of a `previous` one (rotation);
+    tokens live `ttl` s."""
     def __init__(self, key:bytes|str, previous=(), ttl:float=86400):
         enc = lambda k: k.encode() if isinstance(k, str) else bytes(k)
         self.keys, self.ttl = [enc(key), *(enc(k) for k in previous if k)], float(ttl)
 
     def sign(self, request_id:str, photo_id:str|None, cells, model:str, now:float|None=None) -> str:
-        "A token for the answer `request_id` (photo `photo_id`, at `cells`, by `model`), valid `ttl` seconds from `now`."
+        """A token for the answer `request_id` (photo `photo_id`, at `cells`, by `model`), valid `ttl` seconds from
+        `now`."""
         g = Grant(secrets.token_urlsafe(9), str(request_id), photo_id, tuple(cells), str(model),
                   int((time.time() if now is None else now) + self.ttl))
         p = _b64(g.payload())
         return f"{p}.{_b64(_mac(self.keys[0], p))}"
 
     def verify(self, token, model:str|None=None, now:float|None=None) -> Grant:
-        "The `Grant` of `token` when a key signed it, it is for `model` (if given) and not expired; else `TokenError`/`TokenExpired`."
+        """The `Grant` of `token` when a key signed it, it is for `model` (if given) and not expired; else
+        `TokenError`/`TokenExpired`."""
         if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LEN or token.count('.') != 1:
             raise TokenError('"feedback_token" must be the token an answer gave (a string PAYLOAD.SIGNATURE)')
         p, s = token.split('.')
@@ -86,13 +92,15 @@ class Signer:
         if not any(hmac.compare_digest(sig, _mac(k, p)) for k in self.keys):
             raise TokenError('the feedback token is forged or altered: its signature matches no key of this service')
         try: g = Grant.from_payload(_unb64(p))
-        except Exception: raise TokenError('the feedback token is signed but unreadable (a format this service does not know)') from None
+        except Exception:
+            raise TokenError('the feedback token is signed but unreadable (a format unknown here)') from None
         if model is not None and g.model != model:
-            raise TokenError(f'the feedback token is for model version {g.model[:100]!r}; this service answers with {model[:100]!r}: '
-                             'give feedback on an answer of the model now served')
+            raise TokenError(f'the feedback token is for model version {g.model[:100]!r}; this service answers with '
+                             f'{model[:100]!r}: give feedback on an answer of the model now served')
         if (time.time() if now is None else now) > g.expires:
-            raise TokenExpired(f'the feedback token expired at {time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(g.expires))} '
-                               f'(tokens are valid {self.ttl:g} s): ask again for a fresh answer', kind='TokenExpired')
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(g.expires))
+            raise TokenExpired(f'the feedback token expired at {when} (tokens are valid {self.ttl:g} s): '
+                               'ask again for a fresh answer', kind='TokenExpired')
         return g
 
 # %% ../nbs/05_tokens.ipynb #71ada5ea
@@ -102,16 +110,20 @@ def _ttl() -> float|None:
     return t if 0 < t < float('inf') else None
 
 def feedback_off() -> str|None:
-    "Why feedback is off (no `FEEDBACK_KEY`, a key too short, a `FEEDBACK_TOKEN_TTL` that is not seconds > 0), or None when it is on."
+    """Why feedback is off (no `FEEDBACK_KEY`, a key too short, a `FEEDBACK_TOKEN_TTL` that is not seconds > 0), or None
+    when it is on."""
     for name in ('FEEDBACK_KEY', 'FEEDBACK_KEY_PREVIOUS'):
         k = config.get(name)
         if name == 'FEEDBACK_KEY' and not k:
-            return 'feedback is off: FEEDBACK_KEY is not set (the secret that signs feedback tokens; see the README, "Feedback")'
+            return ('feedback is off: FEEDBACK_KEY is not set (the secret that signs feedback tokens; '
+                    'see the README, "Feedback")')
         if k and len(k) < MIN_KEY_LEN:
-            return f'feedback is off: {name} is {len(k)} characters, under {MIN_KEY_LEN} (use secrets.token_urlsafe(32))'
-    if _ttl() is None: return f"feedback is off: FEEDBACK_TOKEN_TTL={config.get('FEEDBACK_TOKEN_TTL')!r} is not a number of seconds > 0"
+            return f'feedback is off: {name} is {len(k)} characters, under {MIN_KEY_LEN} (secrets.token_urlsafe(32))'
+    if _ttl() is None:
+        return f"feedback is off: FEEDBACK_TOKEN_TTL={config.get('FEEDBACK_TOKEN_TTL')!r} is not seconds > 0"
 
 def signer() -> Signer:
-    "The `Signer` of this service's keys and `FEEDBACK_TOKEN_TTL`; `FeedbackOff` when feedback is off (see `feedback_off`)."
+    """The `Signer` of this service's keys and `FEEDBACK_TOKEN_TTL`; `FeedbackOff` when feedback is off (see
+    `feedback_off`)."""
     if why := feedback_off(): raise FeedbackOff(why, kind='FeedbackOff')
     return Signer(config.get('FEEDBACK_KEY'), [config.get('FEEDBACK_KEY_PREVIOUS')], _ttl())
