@@ -36,7 +36,8 @@ COMMANDS = {  # command: (module:function, one-line help)
 }
 
 # %% ../nbs/99_cli.ipynb #4ceffd7a
-COMMANDS['geo'] = ('dogbreeds.featurestore:geo_cli', 'build the geo feature store from a CSV of observations (import), or summarise it (stats)')
+COMMANDS['geo'] = ('dogbreeds.featurestore:geo_cli', 'build the geo feature store from a CSV of observations (import), summarise it (stats), '
+                   'list or revert feedback votes (feedback list|revert --since T)')
 
 # %% ../nbs/99_cli.ipynb #13a33b68
 from fastcore.script import anno_parser

@@ -145,12 +145,6 @@ SETTINGS.update({s.name: s for s in [
     Setting('GEO_SMOOTHING', 1.0, "additive smoothing of the place's counts; the manifest's `geo.smoothing` wins", '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
 ]})
 
-# %% ../nbs/01_config.ipynb #6e1b7d3c
-SETTINGS.update({s.name: s for s in [
-    Setting('GEO_PHOTO_TTL', 86400, "seconds an answer's `photo_id` stays known to feedback (kept in the geo cache: with `lru` only by the worker that answered)",
-            '`dogbreeds serve`, Lambda'),
-]})
-
 # %% ../nbs/01_config.ipynb #cf15n0d1
 SETTINGS.update({s.name: s for s in [
     Setting('DOGBREEDS_DDP_NODES', 1, 'machines a data-parallel training run spans (torchrun --nnodes); 1: this machine alone',
@@ -168,6 +162,22 @@ PLATFORM.update({
     'SM_NUM_GPUS': "the GPUs of a SageMaker training instance: the data-parallel processes it runs",
     'LOCAL_WORLD_SIZE': 'how many processes of a data-parallel run are on this machine (set by torchrun)',
 })
+
+# %% ../nbs/01_config.ipynb #b8e2f833
+_FB = '`dogbreeds serve`, Lambda, SageMaker handlers, the demo'
+SETTINGS.update({s.name: s for s in [
+    Setting('FEEDBACK_KEY', None, 'the secret (≥ 32 characters) that signs feedback tokens (HMAC-SHA256); unset: answers carry no token '
+            'and feedback is off. Keep it in Secrets Manager or SSM (README, "Feedback")', _FB),
+    Setting('FEEDBACK_KEY_PREVIOUS', None, 'the key before the last rotation: tokens it signed are accepted until they expire', _FB),
+    Setting('FEEDBACK_TOKEN_TTL', 86400, "seconds an answer's `feedback_token` is valid", _FB),
+    Setting('FEEDBACK_CAP', 0.05, "feedback's weight in a cell is at most this fraction of the cell's curated observations "
+            "(a breed's share there moves by at most cap/(1+cap)); the global counts likewise", _FB + ', `dogbreeds geo`'),
+    Setting('FEEDBACK_HALF_LIFE', 30, 'days after which a feedback vote counts half (it fades; curated observations do not)',
+            _FB + ', `dogbreeds geo`'),
+    Setting('FEEDBACK_SOURCE_LIMIT', 100, 'feedback votes one source (API key, IAM caller or address) may cast in 24 h; 429 beyond (0: no limit)', _FB),
+    Setting('FEEDBACK_API_KEYS', None, 'comma-separated keys, one of which `POST /feedback` must present (`X-Api-Key` or '
+            '`Authorization: Bearer`); unset: none asked. Answers stay open', '`dogbreeds serve`'),
+]})
 
 # %% ../nbs/01_config.ipynb #69839d9a
 SETTINGS.update({s.name: s for s in [

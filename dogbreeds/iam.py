@@ -17,8 +17,8 @@ from .registry import is_version, parse_model_uri
 # %% auto #0
 __all__ = ['WILDCARD_ONLY', 'ACCOUNT_RE', 'REGION_RE', 'MLFLOW_ACTIONS', 'MLFLOW_SERVER_RE', 'BATCH_PREFIX', 'ROLES',
            'PolicyError', 'statement', 'policy', 'trust_policy', 's3_prefix_arn', 'model_read_arns', 'lambda_policy',
-           'sagemaker_policy', 'training_policy', 'deployer_policy', 'batch_policy', 'transform_policy', 'problems',
-           'allows', 'role_policy', 'iam_cli']
+           'sagemaker_policy', 'training_policy', 'deployer_policy', 'batch_policy', 'transform_policy',
+           'feedback_policy', 'problems', 'allows', 'role_policy', 'iam_cli']
 
 # %% ../nbs/31_iam.ipynb #f7f65282
 class PolicyError(ParameterError):
@@ -256,6 +256,21 @@ def transform_policy(src:str, out:str, model_uri:str, region:str, account:str, e
            _metrics('/aws/sagemaker/TransformJobs')]
     return policy(*st, *_ecr(region, account, ecr_repository, partition), _kms(kms_key_arn, ('kms:Decrypt', 'kms:GenerateDataKey')))
 
+# %% ../nbs/31_iam.ipynb #d9c2df63
+def feedback_policy(function:str, region:str, account:str, qualifier:str|None=None, api_id:str|None=None, stage:str='*',
+                    partition:str='aws') -> dict:
+    "A feedback sender's policy: the function's `AWS_IAM` URL (of alias `qualifier`), and API Gateway's `POST /feedback` of `api_id`."
+    _where(region, account)
+    if not re.fullmatch(r'[\w-]{1,64}', str(function)): raise PolicyError(f"{function!r} is not a Lambda function name")
+    fn = f"arn:{partition}:lambda:{region}:{account}:function:{function}" + (f":{qualifier}" if qualifier else '')
+    st = [statement('InvokeTheFeedbackUrl', ['lambda:InvokeFunctionUrl'], [fn],
+                    {'StringEquals': {'lambda:FunctionUrlAuthType': 'AWS_IAM'}})]
+    if api_id:
+        if not re.fullmatch(r'[a-z0-9]{10}', api_id): raise PolicyError(f"{api_id!r} is not an API Gateway API id (10 characters)")
+        st.append(statement('PostFeedbackOnly', ['execute-api:Invoke'],
+                            [f"arn:{partition}:execute-api:{region}:{account}:{api_id}/{stage}/POST/feedback"]))
+    return policy(*st)
+
 # %% ../nbs/31_iam.ipynb #8fcdf42f
 def _list(v): return [v] if isinstance(v, str) else list(v or [])
 
@@ -285,11 +300,12 @@ def allows(doc:dict, action:str, resource:str) -> bool:
     return any(s.get('Effect') == 'Allow' and hit(s) for s in st)
 
 # %% ../nbs/31_iam.ipynb #0e41c138
-ROLES = ('lambda', 'sagemaker', 'training', 'deployer', 'batch', 'transform')
+ROLES = ('lambda', 'sagemaker', 'training', 'deployer', 'batch', 'transform', 'feedback')
 
 def role_policy(role:str, **kw) -> dict:
     "The policy of `role` (one of `ROLES`) from the keyword arguments its function takes."
-    f = dict(zip(ROLES, (lambda_policy, sagemaker_policy, training_policy, deployer_policy, batch_policy, transform_policy))).get(role)
+    f = dict(zip(ROLES, (lambda_policy, sagemaker_policy, training_policy, deployer_policy, batch_policy, transform_policy,
+                          feedback_policy))).get(role)
     if f is None: raise PolicyError(f"no role {role!r}: choose one of {', '.join(ROLES)}")
     import inspect
     params = inspect.signature(f).parameters
@@ -304,7 +320,10 @@ def iam_cli(
     trust:bool=False,             # print the role's trust policy instead (lambda, sagemaker, training)
     region:str=None,              # AWS region
     account:str=None,             # AWS account id
-    function:str=None,            # lambda: the function's name
+    function:str=None,            # lambda, feedback: the function's name
+    qualifier:str=None,           # feedback: the alias whose Function URL (auth type AWS_IAM) takes feedback
+    api_id:str=None,              # feedback: the API Gateway API whose POST /feedback route it may call
+    stage:str='*',                # feedback: that API's stage
     model_uri:str=None,           # lambda, sagemaker, transform: the registry URI of the model
     endpoint:str=None,            # lambda (proxy mode), sagemaker, deployer: the endpoint's name
     input_prefix:str=None,        # lambda: s3:// prefixes of photos it reads, comma-separated
@@ -323,7 +342,7 @@ def iam_cli(
     subnets:str=None,             # lambda, sagemaker in a VPC: subnet ids, comma-separated
     security_groups:str=None,     # lambda, sagemaker in a VPC: security group ids, comma-separated
 ):
-    "Print the least-privilege IAM policy (JSON) of a role: lambda, sagemaker, training, deployer, batch or transform."
+    "Print the least-privilege IAM policy (JSON) of a role: lambda, sagemaker, training, deployer, batch, transform or feedback."
     if trust:
         svc = {'lambda': 'lambda', 'sagemaker': 'sagemaker', 'training': 'sagemaker', 'transform': 'sagemaker'}.get(role)
         if not svc: raise PolicyError(f"--trust is for a service role: lambda, sagemaker, training or transform, not {role!r}")
@@ -334,5 +353,5 @@ def iam_cli(
                       ecr_repository=ecr_repository, data_uri=data_uri, registry_uri=registry_uri, name=name,
                       tracking_arn=tracking_arn, tracking_artifacts=tracking_artifacts,
                       execution_role_arn=role_arn, kms_key_arn=kms_key_arn, subnets=split(subnets),
-                      security_groups=split(security_groups), src=src, out=out)
+                      security_groups=split(security_groups), src=src, out=out, qualifier=qualifier, api_id=api_id, stage=stage)
     print(json.dumps(doc, indent=2))

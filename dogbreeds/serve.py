@@ -13,7 +13,7 @@ from fastcore.script import call_parse
 from . import config
 from .core import DogbreedsError, ParameterError
 from .protocol import JSON_TYPE, RequestError, error_response, feedback_request, log, max_payload
-from .handlers import Service, invoke, model_fn, model_info
+from .handlers import feedback_source, Service, invoke, model_fn, model_info
 from .place import PlacePrior
 from . import observe
 
@@ -81,7 +81,10 @@ def api_models() -> dict:
         looks_like: str|None = Field(None, description="what it looks like instead (ImageNet's class), when not a dog")
         model: ModelRef
         location: dict|None = Field(None, description='where the photo was taken, when known')
-        photo_id: str|None = Field(None, description='the id to send feedback about this photo with')
+        feedback_token: str|None = Field(None, description='send it back with the right breed to correct the answer')
+        feedback: str|None = Field(None, description='why feedback is off, when it is')
+        request_id: str|None = Field(None, description="the request's id")
+        photo_id: str|None = Field(None, description="the photo's id (SHA-256), with coordinates")
         prior: dict|None = Field(None, description='the place prior used, when there is one')
         predictions_with_prior: list[BreedProbability]|None = Field(None, description='the breeds, re-weighted')
     class Error(BaseModel):
@@ -91,17 +94,15 @@ def api_models() -> dict:
         status: int = Field(description='the HTTP status')
         request_id: str|None = None
     class Feedback(BaseModel):
-        "The breed a photo really showed, at a place: coordinates, or the `photo_id` an answer gave."
-        request_id: str = Field(description='an id of your own: the same feedback twice counts once')
+        "The breed a photo really showed: the `feedback_token` its answer gave, and the breed."
+        feedback_token: str = Field(description='the token of the answer being corrected (signed; it expires)')
         breed: str = Field(description="one of the model's breeds")
-        lat: float|None = None
-        lon: float|None = None
-        photo_id: str|None = Field(None, description='instead of lat and lon: the id an answer gave')
     class FeedbackAnswer(BaseModel):
         "Feedback taken: what the feature store counted."
         model_config = ConfigDict(extra='allow')
-        request_id: str
-        photo_id: str|None = None
+        request_id: str|None = None
+        cell: str|None = Field(None, description='the H3 cell counted')
+        breed: str|None = None
     return dict(Answer=Answer, Error=Error, Feedback=Feedback, FeedbackAnswer=FeedbackAnswer)
 
 # %% ../nbs/23_serve.ipynb #5e0d0c36
@@ -180,7 +181,7 @@ def make_app(model=None, max_bytes:int|None=None, place:PlacePrior|None=None):
             return status, json.dumps(err).encode(), {}
         if rec is not None: rec.bytes = len(body)
         status, out = await run_in_threadpool(invoke, state['service'], body, request.headers.get('content-type'),
-                                              request.headers.get('accept'), dict(request.query_params))
+                                              request.headers.get('accept'), dict(request.query_params), _caller(request))
         observe.finish(rec, status, json.loads(out).get('type') if status >= 400 else None)
         return status, out, ({'Server-Timing': observe.server_timing(rec)} if rec is not None else {})
 
@@ -218,16 +219,21 @@ def make_app(model=None, max_bytes:int|None=None, place:PlacePrior|None=None):
              responses={424: {'description': 'ModelError: the model refused or failed the request'}},
              openapi_extra=body_doc)(runtime_invocations)
 
+    def _caller(request):   # who sends feedback (FEEDBACK_API_KEYS: its key, else 401), asked only of feedback
+        return lambda: feedback_source(request.headers, request.client.host if request.client else None)
+
     async def feedback(request):
         try:
+            source = _caller(request)()                               # the key first: no body is read without it
             req = feedback_request(await _read_body(request, 64 * 1024))
+            req.source = source
             return _json(200, await run_in_threadpool(state['service'], req))  # as {"feedback": ...} at /invocations
         except RequestError as e: return _json(*error_response(e))
     feedback.__annotations__ = dict(request=HTTPRequest)
     fb_schema = m['Feedback'].model_json_schema(ref_template='#/components/schemas/{model}')
-    app.post('/feedback', responses={200: {'model': m['FeedbackAnswer']}, 400: err('bad feedback'),
+    app.post('/feedback', responses={200: {'model': m['FeedbackAnswer']}, 400: err('bad feedback'), 401: err('no or a wrong X-Api-Key'),
                                      503: err('no feature store, or it is down')},
-             openapi_extra={'requestBody': {'content': {JSON_TYPE: {'schema': fb_schema}}}}, summary='A confirmed breed at a place (JSON: request_id, breed, and lat, lon or an answer photo_id)')(feedback)
+             openapi_extra={'requestBody': {'content': {JSON_TYPE: {'schema': fb_schema}}}}, summary="Correct an answer: JSON {feedback_token: the answer's, breed} (FEEDBACK_API_KEYS: X-Api-Key)")(feedback)
     return _documented(app, m)
 
 def app_from_env():

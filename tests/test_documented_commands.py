@@ -65,6 +65,7 @@ def _lenient(t):
 def check(line:str, whole:bool=True):
     "Parse a documented `dogbreeds` line with its command's parser; raise `Refused` with argparse's message if it refuses it."
     argv = shlex.split(line, comments=True)[1:]
+    argv = [a.strip('[]') for a in argv if a.strip('[]')]  # a usage synopsis's optional parts: `[--source S]`
     argv = argv[:next((i for i, a in enumerate(argv) if a in SHELL_OPS), len(argv))]  # up to a redirection or a pipe
     if not argv: return
     if argv[0] in ('--version', '-h', '--help'): return
@@ -97,7 +98,8 @@ def test_a_refused_line_fails():
     check('dogbreeds deploy --alarms', whole=False)
     check('dogbreeds iam lambda --trust > trust.json')
     check('dogbreeds COMMAND --help')
-    for bad in ('dogbreeds deploy NAME --image ... --role ...', 'dogbreeds train --epochs three', 'dogbreeds fly --far',
+    check('dogbreeds geo feedback list --since 2h [--source S]')
+    for bad in ('dogbreeds deploy NAME --image ... --role ...', 'dogbreeds geo stats [--db D]', 'dogbreeds train --epochs three', 'dogbreeds fly --far',
                 'dogbreeds deploy --alarms', 'dogbreeds deploy N --image-uri I --role R --capture 5', 'dogbreeds COMMAND --out x'):
         with pytest.raises(Refused): check(bad)
     assert [c for _, c in commands("```bash\ndogbreeds predict SRC \\\n  --out r.csv  # a comment\n```\n`dogbreeds serve` and "

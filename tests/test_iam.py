@@ -33,6 +33,7 @@ POLICIES = {
     'deployer': iam.deployer_policy('dogbreeds', ROLE_ARN, R, A),
     'deployer without autoscaling': iam.deployer_policy('dogbreeds', ROLE_ARN, R, A, autoscaling=False),
     'batch': iam.batch_policy(ROLE_ARN, 's3://acme-uploads/photos', 's3://acme-uploads/out/results.parquet', R, A, kms_key_arn=KMS),
+    'feedback': iam.feedback_policy('dogbreeds', R, A, qualifier='feedback', api_id='a1b2c3d4e5', stage='prod'),
     'transform': iam.transform_policy('s3://acme-uploads/photos', 's3://acme-uploads/out/results.parquet', MODEL, R, A,
                                       ecr_repository='dogbreeds-sagemaker', kms_key_arn=KMS),
 }

@@ -1,4 +1,4 @@
-"""Experiment tracking (`dogbreeds.tracking`, issue 23) against a REAL MLflow tracking server (`mlflow server`, SQLite
+"""Experiment tracking (`dogbreeds.tracking`) against a REAL MLflow tracking server (`mlflow server`, SQLite
 backend, local artifact root, 127.0.0.1 on a free port): `train` logs over HTTP and the run is read back with MLflow's
 client (parameters, metric history, artifacts, the id in params.json and the manifest); a server that goes away
 mid-run; a `sqlite:///` URI through `dogbreeds train`; `retrain` records the decision and the registry version;
