@@ -146,8 +146,8 @@ def test_revert_is_audited_and_every_cache_forgets(kind, request, tmp_path):
     a.vote(grant(SYDNEY), 'beagle', 'honest')
     poisoned = b.lookup(*SYDNEY)[0].counts
     assert poisoned['dingo'] > clean['dingo'] and b.lookup(*SYDNEY)[1]['source'] == 'cache'
-    main(['geo', 'feedback', 'list', '--db', str(db), '--since', '1h', '--source', 'poisoner'])
-    main(['geo', 'feedback', 'revert', '--db', str(db), '--since', str(t), '--source', 'poisoner'])
+    main(['geo', 'feedback', 'list', '--geo-db', str(db), '--since', '1h', '--source', 'poisoner'])
+    main(['geo', 'feedback', 'revert', '--geo-db', str(db), '--since', str(t), '--source', 'poisoner'])
     for g in (a, b):                       # both services: the cells are read again, without the poisoner's votes
         p, info = g.lookup(*SYDNEY)
         assert p.counts == dict(clean, beagle=clean['beagle'] + 1)
@@ -164,10 +164,10 @@ def test_cli_feedback_list_and_revert_output(tmp_path, capsys):
     s = FeatureStore(db, source_limit=0)
     s.add_many([(*SYDNEY, 'beagle', 100)])
     s.vote(grant(SYDNEY), 'dingo', 'k:abc')
-    main(['geo', 'feedback', 'list', '--db', str(db), '--since', '10m'])
+    main(['geo', 'feedback', 'list', '--geo-db', str(db), '--since', '10m'])
     out = capsys.readouterr().out
     assert 'k:abc' in out and 'dingo' in out and 'live' in out and cells(*SYDNEY)[0] in out
-    with pytest.raises(SystemExit): main(['geo', 'feedback', 'revert', '--db', str(db)])   # --since is required
-    main(['geo', 'feedback', 'revert', '--db', str(db), '--since', '0'])
+    with pytest.raises(SystemExit): main(['geo', 'feedback', 'revert', '--geo-db', str(db)])   # --since is required
+    main(['geo', 'feedback', 'revert', '--geo-db', str(db), '--since', '0'])
     assert 'reverted 1 votes' in capsys.readouterr().out
     assert parse_since('1d', 1_000_000) == 1_000_000 - 86400

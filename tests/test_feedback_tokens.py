@@ -147,7 +147,7 @@ def test_a_flood_of_valid_tokens_moves_a_cell_and_the_global_fallback_by_at_most
     assert d1 > d0 and next(iter(with_prior(after_s))) == next(iter(with_prior(before_s)))   # the top breed stays
     geo = lh.get_service().place.geo
     geo.audit_poll = geo.audit_next = 0                                          # (every 10 s in service) it reads the audit trail
-    main(['geo', 'feedback', 'revert', '--db', service['db'], '--since', str(t), '--source', 'lambda:direct'])
+    main(['geo', 'feedback', 'revert', '--geo-db', service['db'], '--since', str(t), '--source', 'lambda:direct'])
     assert close(with_prior(answer(SYDNEY)), with_prior(before_s), 1e-9) and close(with_prior(answer(OSLO)), with_prior(before_o), 1e-9)
     assert store.audit()[-1]['votes'] == 300
     assert feedback(dict(feedback_token=tokens[0], breed='dingo'))['statusCode'] == 409   # reverted tokens stay used
