@@ -136,7 +136,7 @@ def settings_table() -> str:
 SETTINGS.update({s.name: s for s in [
     Setting('GEO_DB', None, 'the geo feature store: a SQLite file path (or `sqlite:///PATH`) or a `postgresql://` URL; unset: no place prior',
             '`dogbreeds serve`, Lambda, `dogbreeds geo`, `dogbreeds predict`, the demo'),
-    Setting('GEO_CACHE', 'lru', "the geo cache: `lru` (in process) or a `redis://` URL (shared)", '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
+    Setting('GEO_CACHE', 'lru', "the geo cache: `lru` (in process), a `redis://` URL (shared), or `none` (every lookup queries the database)", '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
     Setting('GEO_CACHE_TTL', 300, 'seconds a cached cell lives', '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
     Setting('GEO_MIN_OBS', 20, 'observations a cell needs before its prior is used (else a coarser cell, else global)', '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
     Setting('GEO_ALPHA', 1.0, "the prior's weight α (0: the photo alone); the manifest's `geo.alpha` wins", '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
