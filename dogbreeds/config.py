@@ -35,8 +35,6 @@ SETTINGS = {s.name: s for s in [
             '`pull_model`, every entry point that serves a registry model'),
     Setting('DOGBREEDS_USER', None, 'who acts, for the registry audit log (default user@host)', 'push, promote, delete, retrain'),
     Setting('DOGBREEDS_THREADS', None, 'ONNX Runtime threads per inference (default: its own choice)', 'SageMaker handlers, `dogbreeds serve`'),
-    Setting('PRECISION', 'fp32', 'the graph served: `fp32`, or `int8` for a model exported with `--int8` (its manifest records what it costs in accuracy)',
-            'Lambda, SageMaker handlers, `dogbreeds serve`, `dogbreeds predict`'),
     Setting('DOGBREEDS_SAGEMAKER_ROLE', None, 'execution role ARN of SageMaker training jobs', '`dogbreeds retrain --on sagemaker`'),
     Setting('MAX_PAYLOAD_BYTES', 6 * 2**20, 'largest request body accepted, in bytes (Lambda and SageMaker allow 6 MiB)',
             'Lambda, SageMaker handlers, `dogbreeds serve`'),

@@ -143,10 +143,10 @@ def _photo_place(g, pid) -> tuple[float, float]:
     return where
 
 # %% ../nbs/21_handlers.ipynb #d083292e
-def load_model(uri, threads:int|None=None, precision:str|None=None, **kwargs):
+def load_model(uri, threads:int|None=None, **kwargs):
     "A `Predictor` (ONNX Runtime) for the model folder or registry URI `uri`, with `.name` and `.version` set."
     t = time.perf_counter()
-    p = Predictor.load(uri, backend='onnx', threads=threads, precision=precision or config.get('PRECISION'), **kwargs)
+    p = Predictor.load(uri, backend='onnx', threads=threads, **kwargs)
     s = str(uri)
     if s.startswith(('s3://', 'file://')) or '@' in Path(s).name:
         p.name = parse_model_uri(s)[1]

@@ -172,7 +172,7 @@ def _fine_tune(learn, d:BreedData, epochs:int, freeze_epochs:int, lr, tmp:Path, 
 def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=224, recipe:str='imagenet-head',
           epochs:int=3, freeze_epochs:int=1, lr:float|None=None, bs:int=64, seed:int=42, out_dir=None,
           run_name:str|None=None, valid_pct:float=0.2, tta:bool=False, head_init:str='imagenet',
-          num_workers:int|None=None, verify:bool=True, export:bool=True, int8:bool=False, quiet:bool=False,
+          num_workers:int|None=None, verify:bool=True, export:bool=True, quiet:bool=False,
           nproc:int=1, distrib=None) -> TrainResult:
     "Train, evaluate and save a run; see the table above for what lands in `out_dir/run_name/`."
     params = check_params(dict(data=data, arch=arch, size=size, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs,
@@ -181,7 +181,7 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
     if (nproc > 1 or config.get_int('DOGBREEDS_DDP_NODES') > 1) and distrib is None:  # start the N processes (dogbreeds.distributed
         # registers LAUNCHER; it builds on this module); across machines, even one process per machine goes through it
         if LAUNCHER is None: raise ParameterError("nproc > 1 runs through dogbreeds.distributed: import it, or use `dogbreeds train --nproc N`")
-        return LAUNCHER(params, dict(head_init=head_init, num_workers=num_workers, verify=verify, int8=int8, quiet=quiet))
+        return LAUNCHER(params, dict(head_init=head_init, num_workers=num_workers, verify=verify, quiet=quiet))
     if recipe == 'imagenet-head':  # no epochs and no learning rate: say so in the run's params
         params.update(epochs=0, freeze_epochs=0, lr=None)
         lr = None
@@ -246,11 +246,7 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
                         seconds=dict(load=round(t1 - t0, 1), fit=round(t2 - t1, 1), total=round(time.time() - t0, 1)))
             write_json(tmp/'params.json', info)
             if export:
-                kw = {}
-                if int8:
-                    kw = dict(int8=True, calibration=[f for f, v in zip(d.items, d.is_valid) if not v],
-                              int8_eval=([d.items[i] for i in vi], [d.labels[i] for i in vi]))
-                export_model(model, list(d.breeds), size, tmp/'model', {**run_info(tmp), 'run': run_name}, not_a_dog=nd, **kw)
+                export_model(model, list(d.breeds), size, tmp/'model', {**run_info(tmp), 'run': run_name}, not_a_dog=nd)
             learn.logger, learn.path = print, final
             learn.export(tmp/'learner.pkl')
         except BaseException as e:
@@ -283,10 +279,9 @@ def train_cli(
     valid_pct:float=0.2,      # validation share when the data has no split
     tta:bool=False,           # average each photo with its mirror image
     no_export:bool=False,     # skip writing TorchScript + ONNX to <run>/model/
-    int8:bool=False,          # also write the INT8 model, measured on the validation photos
     quiet:bool=False,         # no progress bars
     nproc:int=1,              # fine-tune: data-parallel processes (PyTorch DDP; one per GPU, or gloo on CPU)
 ):
     "Train, evaluate and save a dog-breed classifier."
     train(data=data, arch=arch, size=size, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, bs=bs, seed=seed,
-          out_dir=out_dir, run_name=run_name, valid_pct=valid_pct, tta=tta, export=not no_export, int8=int8, quiet=quiet, nproc=nproc)
+          out_dir=out_dir, run_name=run_name, valid_pct=valid_pct, tta=tta, export=not no_export, quiet=quiet, nproc=nproc)
