@@ -18,7 +18,7 @@ from fastcore.script import call_parse
 from . import config
 from .aws import NO_CREDENTIALS, aws_errors, client as aws_client, parse_s3_uri, sse_args
 from .core import DogbreedsError, IntegrityError, MANIFEST, file_record, interactive
-from .core import sha256_file, staged_dir, verify_files
+from .core import read_json, sha256_file, staged_dir, verify_files
 
 # %% auto #0
 __all__ = ['DEFAULT_ALIAS', 'MiB', 'VERSION_RE', 'NAME_RE', 'ALIAS_RE', 'CLAIM', 'RegistryError', 'RegistryAccessError',
