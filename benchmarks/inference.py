@@ -21,7 +21,14 @@ Then, in the same run, the sections of their own scripts (each also runs alone):
                  and the fp32 speed options (each network of the pair alone)
   cold start     benchmarks/coldstart.py: from S3 (SeaweedFS), a fresh process pulls, loads, answers: before and now
 
-    python benchmarks/inference.py --run R -n 5 --cold-reps 1 --skip phone int8 coldstart --out /tmp/i.json   # smoke
+    python benchmarks/inference.py --run R -n 5 --cold-reps 1 --skip phone heic int8 coldstart --out /tmp/i.json   # smoke
+
+iPhone photos: the same noisy 12 MP photo as a HEIC (written with pillow-heif, a development dependency, at
+quality 50: a file no bigger than the JPEG's, as an iPhone's HEIC is; HEVC at quality 90 spends 4x the JPEG's
+bytes on the noise, and decoding time grows with them) next to its JPEG: decode time, full and reduced, and
+end to end, through Predictor (pi-heif reads the HEIC). Alone, on any model folder (a tiny setting checks that it runs):
+
+    python benchmarks/inference.py --heic-only --model exported_models/<run>/model [--size 1008x756 -n 5]
 """
 import argparse, json, os, statistics, subprocess, sys, time
 from pathlib import Path
@@ -72,10 +79,17 @@ def main():
     ap.add_argument('--agree', type=int, default=None, help='upscaled val photos for the reduced-vs-full decoding agreement (default: all)')
     ap.add_argument('--val', type=int, default=None, help='INT8: val photos for top-1 (default: all)')
     ap.add_argument('--cold-reps', type=int, default=5, help='fresh processes per cold-start row')
-    ap.add_argument('--skip', nargs='*', default=[], choices=['phone', 'int8', 'coldstart'], help='sections left out')
-    ap.add_argument('--out', default=str(ROOT / 'benchmarks' / 'results' / 'inference.json'))
+    ap.add_argument('--skip', nargs='*', default=[], choices=['phone', 'heic', 'int8', 'coldstart'], help='sections left out')
+    ap.add_argument('--heic-only', action='store_true', help='only the HEIC vs JPEG decode table (no learner)')
+    ap.add_argument('--model', help='with --heic-only: a model folder (default: the run\'s model/)')
+    ap.add_argument('--size', default='4032x3024', help='with --heic-only: the photo\'s pixels, WxH')
+    ap.add_argument('--out', default=None, help='results JSON (default: benchmarks/results/inference.json, heic.json with --heic-only)')
     a = ap.parse_args()
-    cond = Conditions()
+    cond, results = Conditions(), ROOT / 'benchmarks' / 'results'
+    if a.heic_only:
+        res = heic_vs_jpeg(Path(a.model) if a.model else find_run(a.run) / 'model', a.n, tuple(map(int, a.size.split('x'))))
+        cond.save(a.out or results / 'heic.json', dict(heic=res, errors=0))
+        return
     run = find_run(a.run)
     model = run / 'model'
     photos = sorted(SAMPLE.rglob('*.JPEG'))[:64]
@@ -159,6 +173,9 @@ def main():
         import phone
         print('\n--- phone photos (benchmarks/phone.py)')
         res['phone'] = phone.run(model, max(5, a.n // 5), a.agree)
+    if 'heic' not in a.skip:
+        print('\n--- iPhone photos: HEIC against JPEG')
+        res['heic'] = heic_vs_jpeg(model, max(5, a.n // 5))
     if 'int8' not in a.skip:
         import int8
         print('\n--- INT8 and the fp32 speed options (benchmarks/int8.py)')
@@ -168,7 +185,50 @@ def main():
         print('\n--- cold start from S3 (benchmarks/coldstart.py)')
         res['coldstart'] = coldstart.run(model, a.cold_reps)
     res['errors'] = 0
-    cond.save(a.out, res)
+    cond.save(a.out or results / 'inference.json', res)
+
+def phone_pixels(src, seed=0, size=(4032, 3024)):
+    "A photo blown up to a phone's 12 megapixels, with sensor-like noise (it compresses like one), as a PIL image."
+    from PIL import Image
+    im = np.asarray(Image.open(src).convert('RGB').resize(size, Image.BICUBIC), dtype=np.int16)
+    noise = np.random.default_rng(seed).integers(-6, 7, im.shape, dtype=np.int16)
+    return Image.fromarray(np.clip(im + noise, 0, 255).astype(np.uint8))
+
+
+def phone_photo(src, seed=0, size=(4032, 3024)) -> bytes:
+    "`phone_pixels` as JPEG bytes (quality 90)."
+    import io
+    b = io.BytesIO(); phone_pixels(src, seed, size).save(b, 'JPEG', quality=90); return b.getvalue()
+
+
+def heic_vs_jpeg(model, n=40, size=(4032, 3024), quality=50) -> dict:
+    "Decode time (p50 ms) of the same noisy phone photo as a HEIC and as a JPEG, full and reduced, and end to end."
+    from dogbreeds.inference import Predictor
+    from dogbreeds.core import load_rgb
+    from dogbreeds.testing import heic
+    fast, full = Predictor.load(model, backend='onnx'), Predictor.load(model, backend='onnx', fast_decode=False)
+    im = phone_pixels(sorted(SAMPLE.rglob('*.JPEG'))[0], size=size)
+    jpeg = phone_photo(sorted(SAMPLE.rglob('*.JPEG'))[0], size=size)
+    t = time.perf_counter()
+    h = heic(im, quality=quality, enc_params={'preset': 'ultrafast'})
+    enc = time.perf_counter() - t
+    out = dict(pixels=f"{size[0]}x{size[1]}", heic_quality=quality, heic_encode_s=enc)
+    print(f"\niPhone photo: the same {size[0]}x{size[1]} noisy photo, JPEG (quality 90) and HEIC (quality {quality}), "
+          "p50 ms "
+          f"(the HEIC written in {enc:.1f} s by pillow-heif, read by pi-heif):")
+    print(f"{'':8}{'MB':>7}{'full decode':>14}{'reduced decode':>17}{'end to end':>13}")
+    for name, data in (('JPEG', jpeg), ('HEIC', h)):
+        assert load_rgb(data).size == size
+        r = dict(bytes=len(data), full_decode_ms=timeit(lambda: load_rgb(data), n, warm=1)[0],
+                 decode_ms=timeit(lambda: fast.decode(data), n, warm=1)[0],
+                 predict_ms=timeit(lambda: fast.predict(data), n, warm=1)[0])
+        out[name.lower()] = r
+        print(f"{name:8}{len(data) / 1e6:7.2f}{r['full_decode_ms']:14.1f}{r['decode_ms']:17.1f}{r['predict_ms']:13.1f}")
+    agree = fast.predict(h, k=1)[0][0] == fast.predict(jpeg, k=1)[0][0] == full.predict(h, k=1)[0][0]
+    out['heic_over_jpeg_decode'] = out['heic']['decode_ms'] / out['jpeg']['decode_ms']
+    print(f"reduced decode: HEIC {out['heic_over_jpeg_decode']:.1f}x the JPEG's time; the same top-1: {agree}")
+    return out
+
 
 
 if __name__ == '__main__': main()

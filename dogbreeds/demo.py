@@ -18,7 +18,7 @@ from .inference import Predictor
 from .handlers import geo_service, place_prior
 
 # %% auto #0
-__all__ = ['ModelNotFoundError', 'find_model', 'ClassifierWidget', 'classifier_widget']
+__all__ = ['UPLOAD_ACCEPT', 'ModelNotFoundError', 'find_model', 'ClassifierWidget', 'classifier_widget']
 
 # %% ../nbs/41_demo.ipynb #175d97ba
 class ModelNotFoundError(DogbreedsError, LookupError):
@@ -40,6 +40,8 @@ def find_model(model=None) -> str:
                              "or train one with `make run` (it lands in exported_models/)")
 
 # %% ../nbs/41_demo.ipynb #9a623956
+UPLOAD_ACCEPT = 'image/*,.heic,.heif'  # iPhone photos (HEIC) too: a browser may give a .heic file no image/* type
+
 _CSS = """<style>
 .dogbreeds-card {border: 1px solid #e0e0e0; border-radius: 8px; padding: 10px; margin: 6px 0; background: #fff;}
 .dogbreeds-thumb img {border-radius: 6px;}
@@ -91,7 +93,7 @@ class ClassifierWidget(widgets.VBox):
         self.lat = _tagged(widgets.Text(placeholder='latitude (optional)', **box), 'dogbreeds-lat')
         self.lon = _tagged(widgets.Text(placeholder='longitude (optional)', **box), 'dogbreeds-lon')
         self.header = _html('')
-        self.upload = widgets.FileUpload(accept='image/*', multiple=True, description='Upload photos',
+        self.upload = widgets.FileUpload(accept=UPLOAD_ACCEPT, multiple=True, description='Upload photos',
                                          button_style='primary', layout=widgets.Layout(width='180px'))
         self.status = _html('', 'dogbreeds-status', 'dogbreeds-muted')
         self.results = _tagged(widgets.VBox(), 'dogbreeds-results')

@@ -107,7 +107,8 @@ def make_app(model=None, max_bytes:int|None=None):
 
     responses = {400: {'description': 'bad request'}, 413: {'description': 'payload too large'},
                  415: {'description': 'not an image, or an unsupported content type'}}
-    body_doc = {'requestBody': {'content': {'image/jpeg': {'schema': {'type': 'string', 'format': 'binary'}},
+    raw = {'schema': {'type': 'string', 'format': 'binary'}}
+    body_doc = {'requestBody': {'content': {'image/jpeg': raw, 'image/heic': raw,
                                             'application/json': {'schema': {'type': 'object', 'properties': {
                                                 'image': {'type': 'string', 'format': 'byte'}, 'k': {'type': 'integer'}}}}}}}
 
