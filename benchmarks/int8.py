@@ -47,7 +47,7 @@ VARIANTS = {
     'qdq-pc-lite0-only': dict(fmt='QDQ', per_channel=True, exclude='members.0'),
     'qdq-pc-entropy': dict(fmt='QDQ', per_channel=True, method='Entropy'),
     'qdq-pc-percentile': dict(fmt='QDQ', per_channel=True, method='Percentile'),
-    'qdq-pc-calib4x': dict(fmt='QDQ', per_channel=True, calib=4),
+    'qdq-pc-calib4x': dict(fmt='QDQ', per_channel=True, calib_x=4),
 }
 OPS = ['Conv', 'Gemm', 'MatMul']
 
@@ -160,7 +160,7 @@ def run(model, variants=None, n_val:int|None=None, n_calib:int=100, reps:int=5, 
             if g: graphs[f'fp32 {arch} alone'] = g
     for v in variants or VARIANTS:
         kw = VARIANTS[v]
-        info[v] = quantize(d, tmp / f'{v}.onnx', pre, calib[: n_calib * kw.get('calib', 1)], **kw)
+        info[v] = quantize(d, tmp / f'{v}.onnx', pre, calib[: n_calib * kw.get('calib_x', 1)], **kw)
         graphs[v] = tmp / f'{v}.onnx'
         print(f"quantized {v} in {info[v]['seconds']:.0f} s ({info[v]['excluded']} nodes left fp32)", flush=True)
     sess = {k: session(g, threads) for k, g in graphs.items()}

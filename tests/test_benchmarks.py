@@ -94,6 +94,14 @@ def test_coldstart(model_dir, tmp_path):
     assert r['ratio_pulled_to_loaded'] <= 1.1 and 'model.pt' not in r['rows']['what the backend loads']['files']
 
 
+def test_int8_variants_are_well_formed():
+    "Every variant's settings are arguments `quantize` takes (the smoke run below quantizes one variant only)."
+    import inspect
+    sys.path.insert(0, str(BENCH))
+    import int8
+    for v, kw in int8.VARIANTS.items(): inspect.signature(int8.quantize).bind(Path('m'), Path('o.onnx'), None, [], **kw)
+
+
 @pytest.mark.slow
 def test_int8(model_dir, tmp_path):
     r = bench('int8', '--model', model_dir, '--variants', 'qdq-pc', '--val', 4, '--calib', 2, '--reps', 1, '-n', 1,
