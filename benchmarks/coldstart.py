@@ -99,7 +99,7 @@ def run(model:Path, reps:int=5) -> dict:
                     ('what the backend loads', 'dogbreeds', 'serving')]
             for label, name, mode in plan:
                 runs = [run_child(f'{base}/{name}@production', photo, mode, env, tmp / 'cache') for _ in range(reps)]
-                med = {k: statistics.median(r[k]) for k in runs[0] if k.endswith('_s') or k.startswith('bytes')}
+                med = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k.endswith('_s') or k.startswith('bytes')}
                 rows[label] = dict(med, files=runs[0]['files'], top=runs[0]['top'])
     finally: shutil.rmtree(tmp, ignore_errors=True)
     print(f"model {model}; SeaweedFS on 127.0.0.1; median of {reps} fresh processes each, seconds")
