@@ -240,7 +240,7 @@ def fail(msg:str, code:int=2):
     raise SystemExit(code)
 
 # %% ../nbs/00_core.ipynb #9a691a4c
-LAYERS = {'base': range(0, 9), 'testing': range(9, 10), 'training': range(10, 20), 'serving': range(20, 30),
+LAYERS = {'base': range(0, 9), 'testing': range(9, 10), 'training': range(10, 19), 'serving': range(19, 30),
           'aws': range(30, 40), 'front ends': range(40, 100)}
 ALLOWED = {'base': {'base'}, 'testing': {'base'}, 'training': {'base', 'training'}, 'serving': {'base', 'serving'},
            'aws': {'base', 'training', 'serving', 'aws'}, 'front ends': set(LAYERS)}

@@ -118,8 +118,8 @@ class Predictor:
         the files that backend loads are pulled (and the manifest); `verify` checks those against the manifest."""
         version = None
         s = str(src)
-        if s.startswith(('s3://', 'file://')) or '@' in Path(s).name:
-            from dogbreeds.registry import pull_model
+        from dogbreeds.registry import is_model_uri, pull_model
+        if is_model_uri(s):
             src = pull_model(s, files=lambda m: serving_files(m, pick_backend(m, backend, s)))  # verified, cached by version
             version = Path(src).name
         d = Path(src)

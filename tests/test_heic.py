@@ -135,17 +135,14 @@ def test_lambda_handler(lambda_env, model, heic_photo, rgb):
 
 
 def test_lambda_reads_the_heic_place(lambda_env, heic_sydney, tmp_path, monkeypatch):
-    from dogbreeds import handlers
     from dogbreeds.featurestore import FeatureStore
     FeatureStore(tmp_path / 'geo.db').add_many([(*SYDNEY, 'dingo', 500)])
     for k, v in dict(GEO_DB=str(tmp_path / 'geo.db'), GEO_CACHE='lru', GEO_MIN_OBS='20').items():
         monkeypatch.setenv(k, v)
-    handlers._GEO.clear()
-    try:
-        out = lambda_env.handler(dict(image=base64.b64encode(heic_sydney).decode(), k=3))
-        assert out['statusCode'] == 200 and out['location']['source'] == 'exif', out
-        assert out['prior']['cell'] == cells(*SYDNEY)[0] and out['prior']['observations'] == 500
-    finally: handlers._GEO.clear()
+    lambda_env.reset()  # a cold start: the service (model and place prior) is made from these settings
+    out = lambda_env.handler(dict(image=base64.b64encode(heic_sydney).decode(), k=3))
+    assert out['statusCode'] == 200 and out['location']['source'] == 'exif', out
+    assert out['prior']['cell'] == cells(*SYDNEY)[0] and out['prior']['observations'] == 500
 
 
 def test_serve_over_http(model, heic_photo, heic_sydney, tmp_path):
