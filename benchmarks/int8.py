@@ -65,6 +65,7 @@ def session(path, threads:int|None=None):
     import onnxruntime as ort
     so = ort.SessionOptions()
     if threads: so.intra_op_num_threads = threads
+    so.enable_cpu_mem_arena = False  # a dozen sessions at batch 64 would each keep an arena of a GB or more
     return ort.InferenceSession(str(path), sess_options=so, providers=['CPUExecutionProvider'])
 
 
