@@ -4,6 +4,7 @@
     python benchmarks/accuracy.py --arch efficientnet_lite0         # one network instead of the ensemble
     python benchmarks/accuracy.py --recipe fine-tune --arch mobilenet_v2 --size 160 --epochs 1 --lr 1e-3   # fastai
     python benchmarks/accuracy.py --data imagewoof                  # fastai's download, when online
+    MLFLOW_TRACKING_URI=sqlite:///mlflow.db python benchmarks/accuracy.py   # also recorded in MLflow (dogbreeds.tracking)
 
 It trains with `dogbreeds.train.train` (the run lands in exported_models/), then prints the run's
 history (stage 0 is the untrained start: ImageNet's own rows for the ten breeds), top-1 and top-5,
@@ -78,8 +79,7 @@ def main():
                  f"{nd['non_dogs_flagged']:.1%} of {nd['n_non_dogs']} photos without a dog flagged (missed: {', '.join(nd['non_dogs_missed']) or 'none'})")
     print(f"wall time {total / 60:.1f} min in all (load {p['seconds']['load']:.0f} s, fit {p['seconds']['fit']:.0f} s, "
           f"total before export {p['seconds']['total']:.0f} s); run saved to {r.run_dir}")
-    cond.save(a.out, dict(recipe={k: getattr(a, k) for k in RECIPE}, data=str(a.data), run=str(r.run_dir), top1=m['accuracy'],
-                          top5=m['top5_accuracy'], unseen_photos=len(unseen), unseen_top1=unseen_acc, minutes=total / 60, errors=0))
+    if ml := p.get('mlflow'): print(f"MLflow run {ml['run_id']}: {ml.get('url') or ml['tracking_uri']}")
 
 
 if __name__ == '__main__': sys.exit(main())

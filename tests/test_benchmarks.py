@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 
 BENCH = ROOT / 'benchmarks'
-SMOKED = {'accuracy', 'batch', 'coldstart', 'geo', 'geo_photo_id', 'inference', 'int8', 'load', 'merge_memory', 'phone',
+SMOKED = {'accuracy', 'batch', 'coldstart', 'feedback_token', 'geo', 'inference', 'int8', 'load', 'merge_memory', 'phone',
           'registry', 'serve_size'}
 
 
@@ -66,8 +66,8 @@ def test_geo(tmp_path):
     assert r['no_cache']['db_queries_per_1000'] > r['lru_steady']['db_queries_per_1000']  # no cache reads the database
 
 
-def test_geo_photo_id(tmp_path):
-    bench('geo_photo_id', '--n', 20, out=tmp_path / 'g.json')
+def test_feedback_token(tmp_path):
+    bench('feedback_token', '--n', 20, out=tmp_path / 'f.json')
 
 
 def test_merge_memory(tmp_path):
