@@ -1,5 +1,5 @@
 """The default recipe: classifiers fitted on frozen ImageNet bodies, an ensemble, the untrained start
-reported as epoch 0, "is it a dog" from ImageNet's own classifier, every format giving the same two answers, INT8."""
+reported as epoch 0, "is it a dog" from ImageNet's own classifier, every format giving the same two answers."""
 import csv
 from pathlib import Path
 
@@ -59,42 +59,6 @@ def test_not_a_dog(head_run, head_model_dir):
     assert c.is_dog is False and c.dog < nd['threshold'] and 'cat' in c.looks_like and len(c.top) == 5  # breeds still listed
     dog = p.predict_one(sorted((SAMPLE / 'val' / 'n02111889').glob('*'))[0])
     assert dog.is_dog is True and dog.looks_like is None and dog.top[0][0] == 'Samoyed'
-
-
-@pytest.mark.slow
-def test_int8(head_run, head_model_dir):
-    m = read_json(head_model_dir / 'manifest.json')
-    q = m['int8']
-    assert m['formats']['onnx-int8'] == 'model.int8.onnx' and q['calibration_photos'] == 200
-    assert 0 <= q['top1_int8'] <= 1 and q['top1_fp32'] == pytest.approx(head_run.metrics['accuracy'], abs=1e-6)
-    assert (head_model_dir / 'classifier.int8.onnx').stat().st_size < (head_model_dir / 'classifier.onnx').stat().st_size / 2
-    p8 = Predictor.load(head_model_dir, precision='int8')
-    assert p8.backend.name == 'onnx-int8'
-    d = head_run.data
-    val = [(f, l) for f, l, v in zip(d.items, d.labels, d.is_valid) if v]
-    got = p8.predict_batch([f for f, _ in val], k=1, full=True)
-    assert all(0 < g.top[0][1] <= 1 and g.dog is not None for g in got)
-    top1 = np.mean([g.top[0][0] == l for g, (_, l) in zip(got, val)])
-    assert top1 == pytest.approx(q['top1_int8'], abs=1e-9)  # the manifest's figure is what the INT8 graph does
-    with pytest.raises(Exception, match='onnx backend only'): Predictor.load(head_model_dir, backend='torchscript', precision='int8')
-
-
-
-@pytest.mark.slow
-def test_precision_setting_reaches_every_entry_point(head_model_dir, model_dir, monkeypatch, tmp_path):
-    from dogbreeds.batch import batch_predict, read_results
-    from dogbreeds.handlers import load_model
-    from dogbreeds.core import DogbreedsError, ParameterError
-    monkeypatch.setenv('PRECISION', 'int8')  # Lambda, SageMaker handlers and `dogbreeds serve` load through load_model
-    assert load_model(head_model_dir).backend.name == 'onnx-int8'
-    with pytest.raises(DogbreedsError, match='export it with `dogbreeds export RUN --int8`'): load_model(model_dir)
-    monkeypatch.setenv('PRECISION', 'int4')
-    with pytest.raises(ParameterError, match='precision must be one of fp32, int8'): load_model(head_model_dir)
-    monkeypatch.delenv('PRECISION')
-    assert load_model(head_model_dir).backend.name == 'onnx'
-    photos = sorted((SAMPLE / 'val' / 'n02111889').glob('*'))[:3]
-    r = batch_predict(photos[0].parent, tmp_path / 'o.csv', head_model_dir, k=1, precision='int8', progress=False)
-    assert r['predicted'] == len(list(photos[0].parent.glob('*'))) and all(x['breed'] for x in read_results(tmp_path / 'o.csv'))
 
 
 @pytest.mark.slow
