@@ -19,6 +19,13 @@ about 3-5 MB, as phones write them), through Predictor with reduced decoding (th
 full decoding, and through learn.predict: decode time, end-to-end p50, ratios. Then the agreement of
 reduced and full decoding on --agree upscaled val photos (top-1 match, largest probability gap).
 
+iPhone photos: the same noisy 12 MP photo as a HEIC (written with pillow-heif, a development dependency, at
+quality 50: a file no bigger than the JPEG's, as an iPhone's HEIC is; HEVC at quality 90 spends 4x the JPEG's
+bytes on the noise, and decoding time grows with them) next to its JPEG: decode time, full and reduced, and
+end to end, through Predictor (pi-heif reads the HEIC). Alone, on any model folder (a tiny setting checks that it runs):
+
+    python benchmarks/inference.py --heic-only --model exported_models/<run>/model [--size 1008x756 -n 5]
+
 INT8: with a model exported with `--int8` (the run's model/ or model-int8/ folder), size, forward
 latency of the classifier graph (batch 1, a ready tensor) and val top-1 (from the manifest, measured at
 export on every val photo), fp32 beside int8.
@@ -68,7 +75,13 @@ def main():
     ap.add_argument('--run', help='a run folder with learner.pkl and model/')
     ap.add_argument('-n', type=int, default=200, help='timed repetitions at batch 1')
     ap.add_argument('--agree', type=int, default=200, help='upscaled val photos for the reduced-vs-full decoding agreement')
+    ap.add_argument('--heic-only', action='store_true', help='only the HEIC vs JPEG decode table (no learner)')
+    ap.add_argument('--model', help='with --heic-only: a model folder (default: the run\'s model/)')
+    ap.add_argument('--size', default='4032x3024', help='with --heic-only: the photo\'s pixels, WxH')
     a = ap.parse_args()
+    if a.heic_only:
+        heic_vs_jpeg(Path(a.model) if a.model else find_run(a.run) / 'model', a.n, tuple(map(int, a.size.split('x'))))
+        return
     run = find_run(a.run)
     model = run / 'model'
     photos = sorted(SAMPLE.rglob('*.JPEG'))[:64]
@@ -148,19 +161,54 @@ def main():
                batch64_img_per_s=o['thr'], floor=dict(p50_ms=f['lat'][0], batch64_img_per_s=f['thr']),
                learn_predict=dict(p50_ms=l['lat'][0]), measured=time.strftime('%Y-%m-%dT%H:%M:%S'))
     res['phone'] = phone_photos(model, run, learn, preds['onnx'], a)
+    res['heic'] = heic_vs_jpeg(model, max(20, a.n // 5))
     res['int8'] = int8_table(run, model)
     out = ROOT / 'benchmarks' / 'results'; out.mkdir(parents=True, exist_ok=True)
     (out / 'inference.json').write_text(json.dumps(res, indent=2) + '\n')
     print(f"\nlean serving process (measure): p50 {res['p50_ms']:.2f} ms, p95 {res['p95_ms']:.2f} ms, "
           f"peak RSS {res['rss_mb']:.0f} MB; written to {out / 'inference.json'}")
 
-def phone_photo(src, seed=0, size=(4032, 3024)) -> bytes:
-    "A photo blown up to a phone's 12 megapixels, with sensor-like noise so that it compresses like one, as JPEG bytes."
-    import io
+def phone_pixels(src, seed=0, size=(4032, 3024)):
+    "A photo blown up to a phone's 12 megapixels, with sensor-like noise (it compresses like one), as a PIL image."
     from PIL import Image
     im = np.asarray(Image.open(src).convert('RGB').resize(size, Image.BICUBIC), dtype=np.int16)
-    im = np.clip(im + np.random.default_rng(seed).integers(-6, 7, im.shape, dtype=np.int16), 0, 255).astype(np.uint8)
-    b = io.BytesIO(); Image.fromarray(im).save(b, 'JPEG', quality=90); return b.getvalue()
+    noise = np.random.default_rng(seed).integers(-6, 7, im.shape, dtype=np.int16)
+    return Image.fromarray(np.clip(im + noise, 0, 255).astype(np.uint8))
+
+
+def phone_photo(src, seed=0, size=(4032, 3024)) -> bytes:
+    "`phone_pixels` as JPEG bytes (quality 90)."
+    import io
+    b = io.BytesIO(); phone_pixels(src, seed, size).save(b, 'JPEG', quality=90); return b.getvalue()
+
+
+def heic_vs_jpeg(model, n=40, size=(4032, 3024), quality=50) -> dict:
+    "Decode time (p50 ms) of the same noisy phone photo as a HEIC and as a JPEG, full and reduced, and end to end."
+    from dogbreeds.inference import Predictor
+    from dogbreeds.core import load_rgb
+    from dogbreeds.testing import heic
+    fast, full = Predictor.load(model, backend='onnx'), Predictor.load(model, backend='onnx', fast_decode=False)
+    im = phone_pixels(sorted(SAMPLE.rglob('*.JPEG'))[0], size=size)
+    jpeg = phone_photo(sorted(SAMPLE.rglob('*.JPEG'))[0], size=size)
+    t = time.perf_counter()
+    h = heic(im, quality=quality, enc_params={'preset': 'ultrafast'})
+    enc = time.perf_counter() - t
+    out = dict(pixels=f"{size[0]}x{size[1]}", heic_quality=quality, heic_encode_s=enc)
+    print(f"\niPhone photo: the same {size[0]}x{size[1]} noisy photo, JPEG (quality 90) and HEIC (quality {quality}), "
+          "p50 ms "
+          f"(the HEIC written in {enc:.1f} s by pillow-heif, read by pi-heif):")
+    print(f"{'':8}{'MB':>7}{'full decode':>14}{'reduced decode':>17}{'end to end':>13}")
+    for name, data in (('JPEG', jpeg), ('HEIC', h)):
+        assert load_rgb(data).size == size
+        r = dict(bytes=len(data), full_decode_ms=timeit(lambda: load_rgb(data), n, warm=1)[0],
+                 decode_ms=timeit(lambda: fast.decode(data), n, warm=1)[0],
+                 predict_ms=timeit(lambda: fast.predict(data), n, warm=1)[0])
+        out[name.lower()] = r
+        print(f"{name:8}{len(data) / 1e6:7.2f}{r['full_decode_ms']:14.1f}{r['decode_ms']:17.1f}{r['predict_ms']:13.1f}")
+    agree = fast.predict(h, k=1)[0][0] == fast.predict(jpeg, k=1)[0][0] == full.predict(h, k=1)[0][0]
+    out['heic_over_jpeg_decode'] = out['heic']['decode_ms'] / out['jpeg']['decode_ms']
+    print(f"reduced decode: HEIC {out['heic_over_jpeg_decode']:.1f}x the JPEG's time; the same top-1: {agree}")
+    return out
 
 
 def phone_photos(model, run, learn, fast, a) -> dict:

@@ -16,7 +16,9 @@ from fastcore.script import call_parse
 
 from . import config, observe
 from .aws import NO_CREDENTIALS, client as aws_client, parse_s3_uri, problem
-from .core import DogbreedsError, ParameterError, ImageTooLargeError, IMAGE_EXTS, MANIFEST, interactive, sha256_file
+from .core import DogbreedsError, ParameterError, ImageTooLargeError, IMAGE_EXTS, interactive
+from .registry import folder_version
+from .place import PlacePrior
 from .inference import Predictor
 
 # %% auto #0
@@ -143,7 +145,7 @@ def column_type(c:str) -> type:
 
 def model_id(pred:Predictor) -> tuple[str, str]:
     "`(name, version)` of the model `pred` runs: its registry version, or the sha256 of its manifest."
-    return pred.name, pred.version or 'sha256:' + sha256_file(pred.model_dir/MANIFEST)[:16]
+    return pred.name, pred.version or folder_version(pred.model_dir)
 
 def _layout(columns:list) -> tuple|None:
     "`(k, geo)` of a results table with these columns, or None if they are not such a table's."
@@ -475,23 +477,23 @@ def read_locations(path) -> dict:
 
 class Places:
     "Where each photo was taken (explicit coordinates win over its EXIF GPS) and the prior there: the place columns of `predict_rows`."
-    def __init__(self, geo=None, coords:tuple|None=None, table:dict|None=None):
-        self.geo, self.coords, self.table = geo, coords, table
+    def __init__(self, place:PlacePrior, coords:tuple|None=None, table:dict|None=None):
+        self.place, self.coords, self.table = place, coords, table
         self.by_item, self.located, self.with_prior = {}, 0, 0
 
     @classmethod
-    def make(cls, lat=None, lon=None, locations=None, geo=None):
-        "None for a run with no coordinates and no feature store (`geo`, default `geo_service()`): its rows are as ever."
+    def make(cls, lat=None, lon=None, locations=None, place:PlacePrior|None=None):
+        "None for a run with no coordinates and no feature store (`place`, default: the settings'): its rows are as ever."
         from dogbreeds.geo import check_coords
-        from dogbreeds.handlers import geo_service
         from dogbreeds.protocol import RequestError
         if locations is not None and (lat is not None or lon is not None):
             raise ParameterError("give --lat/--lon (one place for every photo) or --locations (a place per photo), not both")
         try: coords = check_coords(lat, lon)
         except RequestError as e: raise ParameterError(f"--lat/--lon: {e}") from None
         table = read_locations(locations) if locations is not None else None
-        geo = geo if geo is not None else geo_service()
-        return None if geo is None and coords is None and table is None else cls(geo, coords, table)
+        place = place if place is not None else PlacePrior.from_settings()
+        place.check()  # a misconfigured feature store: say so before the model loads
+        return None if place.geo is None and coords is None and table is None else cls(place, coords, table)
 
     def match(self, source, items:list):
         "Pair the rows of `--locations` with the items of `source` (by their name under SRC, or their full path or URI); warn of rows that name none."
@@ -522,8 +524,7 @@ class Places:
 
     def columns(self, pred, loc, note, probs:dict) -> dict:
         "The place columns of a photo at `loc` whose probability of every breed is `probs`."
-        from dogbreeds.handlers import place_prior
-        prior, ((b, p),) = place_prior(pred, loc, note, probs, 1, geo=self.geo)
+        prior, ((b, p),) = self.place.prior(pred, loc, note, probs, 1)
         self.located += loc is not None
         self.with_prior += 'cell' in prior
         return dict(lat=loc.lat if loc else None, lon=loc.lon if loc else None, location_source=loc.source if loc else 'none',
@@ -562,16 +563,17 @@ def _whole(name, v, none_ok=True):
 
 def batch_predict(src, out, model=None, k:int=5, batch_size:int=64, workers:int|None=None, threads:int|None=None,
                   retry_errors:bool=False, progress:bool|None=None, endpoint_url:str|None=None,
-                  shard=None, resume:bool=False, precision:str|None=None, lat=None, lon=None, locations=None, geo=None) -> dict:
+                  shard=None, resume:bool=False, precision:str|None=None, lat=None, lon=None, locations=None,
+                  place:PlacePrior|None=None) -> dict:
     """Classify every photo of `src` into the results file `out` (.csv or .parquet), skipping the items it already holds.
     With `shard` (`'I/N'` or `(I, N)`), only the shard's items, into the shard's own file (see `shard_file`).
-    With coordinates (`lat`/`lon` for every photo, or a `locations` CSV per photo) or a feature store (`geo`, a `GeoLookup`;
+    With coordinates (`lat`/`lon` for every photo, or a `locations` CSV per photo) or a feature store (`place`, a `PlacePrior`;
     default: `GEO_DB`'s), each row adds the place columns (see `Places`)."""
     if shard is not None: shard = parse_shard(shard)
     for name, v in dict(k=k, batch_size=batch_size).items(): _whole(name, v, none_ok=False)
     for name, v in dict(workers=workers, threads=threads).items(): _whole(name, v)
     results_format(out)  # a bad extension fails before anything is loaded
-    places = Places.make(lat, lon, locations, geo)  # bad --lat/--lon or an unreadable --locations: before the model loads
+    places = Places.make(lat, lon, locations, place)  # bad --lat/--lon or an unreadable --locations: before the model loads
     if isinstance(model, Predictor): pred = model
     else:
         model = model or config.get('MODEL_URI')

@@ -10,6 +10,7 @@ import contextlib, hashlib, io, json, os, shutil, sys, tempfile, warnings
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pi_heif import register_heif_opener
 
 # torch >= 2.11 warns on every `torch.jit.script`/`load`/`save`: fastai scripts a few layers when imported,
 # and TorchScript is one of the formats this package exports and serves on purpose (ONNX is the other).
@@ -47,7 +48,8 @@ class ImageTooSmallError(ImageError): "Too few pixels to classify."
 MAX_BYTES = 20 * 2**20     # 20 MiB: far above any photo a phone takes, well below memory trouble
 MAX_PIXELS = 50_000_000    # 50 megapixels
 MIN_SIDE = 8               # below this there is nothing to classify
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp', '.tif', '.tiff')
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.gif', '.bmp', '.webp', '.tif', '.tiff', '.heic', '.heif')
+register_heif_opener()  # HEIC/HEIF (the iPhone's format): pi-heif's Pillow plugin, registered once, for every decode
 
 # %% ../nbs/00_core.ipynb #9228532f
 def _read_bytes(src, max_bytes, name):
@@ -73,7 +75,8 @@ def _check_size(im, max_pixels, min_side, name):
 def open_image(src, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, min_side:int=MIN_SIDE,
                name:str|None=None, shrink_to:int|None=None) -> Image.Image:
     """Open and decode `src` (path, bytes, file object or PIL image), refusing bad input with an `ImageError`.
-    With `shrink_to`, a large JPEG is decoded at reduced scale (DCT scaling), each side still at least `shrink_to`."""
+    With `shrink_to`, a large JPEG is decoded at reduced scale (DCT scaling), a large HEIC reduced as soon as it is
+    decoded, each side still at least `shrink_to`."""
     name = name or (str(src) if isinstance(src, (str, os.PathLike)) else 'image')
     if isinstance(src, Image.Image):
         _check_size(src, max_pixels, min_side, name)
@@ -98,6 +101,10 @@ def open_image(src, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, min_side
     try: im.load()
     except Exception as e:
         raise CorruptImageError(f"{name}: {im.format or 'image'} data is truncated or corrupt ({e})") from None
+    if shrink_to and im.format == 'HEIF' and (k := min(im.size) // shrink_to) >= 2:
+        # libheif decodes at full size only: reduce at once, before any other full-size work; libheif has turned it
+        im, info = im.reduce(k), im.info  # upright already, and the EXIF (the GPS) stays
+        im.info = info
     return im
 
 # %% ../nbs/00_core.ipynb #76fa69be
@@ -231,7 +238,7 @@ def fail(msg:str, code:int=2):
     raise SystemExit(code)
 
 # %% ../nbs/00_core.ipynb #9a691a4c
-LAYERS = {'base': range(0, 9), 'testing': range(9, 10), 'training': range(10, 20), 'serving': range(20, 30),
+LAYERS = {'base': range(0, 9), 'testing': range(9, 10), 'training': range(10, 19), 'serving': range(19, 30),
           'aws': range(30, 40), 'front ends': range(40, 100)}
 ALLOWED = {'base': {'base'}, 'testing': {'base'}, 'training': {'base', 'training'}, 'serving': {'base', 'serving'},
            'aws': {'base', 'training', 'serving', 'aws'}, 'front ends': set(LAYERS)}

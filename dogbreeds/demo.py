@@ -15,10 +15,10 @@ import numpy as np
 from . import config
 from .core import *
 from .inference import Predictor
-from .handlers import geo_service, place_prior
+from .place import PlacePrior
 
 # %% auto #0
-__all__ = ['ModelNotFoundError', 'find_model', 'ClassifierWidget', 'classifier_widget']
+__all__ = ['UPLOAD_ACCEPT', 'ModelNotFoundError', 'find_model', 'ClassifierWidget', 'classifier_widget']
 
 # %% ../nbs/41_demo.ipynb #175d97ba
 class ModelNotFoundError(DogbreedsError, LookupError):
@@ -40,6 +40,8 @@ def find_model(model=None) -> str:
                              "or train one with `make run` (it lands in exported_models/)")
 
 # %% ../nbs/41_demo.ipynb #9a623956
+UPLOAD_ACCEPT = 'image/*,.heic,.heif'  # iPhone photos (HEIC) too: a browser may give a .heic file no image/* type
+
 _CSS = """<style>
 .dogbreeds-card {border: 1px solid #e0e0e0; border-radius: 8px; padding: 10px; margin: 6px 0; background: #fff;}
 .dogbreeds-thumb img {border-radius: 6px;}
@@ -81,17 +83,17 @@ def _size(n:int) -> str: return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 
 # %% ../nbs/41_demo.ipynb #e3343bfe
 class ClassifierWidget(widgets.VBox):
     "Upload dog photos and see the top breeds of each: see `classifier_widget`."
-    def __init__(self, model=None, k:int=5, thumb:int=180, max_bytes:int|None=None, geo=None, **kwargs):
+    def __init__(self, model=None, k:int=5, thumb:int=180, max_bytes:int|None=None, place=None, **kwargs):
         self.k, self.thumb, self.predictor, self.max_bytes = k, thumb, None, max_bytes
         self.answers = {}  # photo name -> its `Prediction`, for the cards shown
         self.places = {}   # photo name -> {'location', 'prior', 'with_prior'}: what its card says of where it was taken
         self.files = []    # the last upload, shown again when the coordinates typed change
-        self.geo = geo if geo is not None else geo_service()  # the place prior's `GeoLookup`, or None (no GEO_DB)
+        self.place = place if place is not None else PlacePrior.from_settings()  # the place prior (`dogbreeds.place`)
         box = dict(continuous_update=False, layout=widgets.Layout(width='190px'))
         self.lat = _tagged(widgets.Text(placeholder='latitude (optional)', **box), 'dogbreeds-lat')
         self.lon = _tagged(widgets.Text(placeholder='longitude (optional)', **box), 'dogbreeds-lon')
         self.header = _html('')
-        self.upload = widgets.FileUpload(accept='image/*', multiple=True, description='Upload photos',
+        self.upload = widgets.FileUpload(accept=UPLOAD_ACCEPT, multiple=True, description='Upload photos',
                                          button_style='primary', layout=widgets.Layout(width='180px'))
         self.status = _html('', 'dogbreeds-status', 'dogbreeds-muted')
         self.results = _tagged(widgets.VBox(), 'dogbreeds-results')
@@ -126,6 +128,11 @@ class ClassifierWidget(widgets.VBox):
         run, created = p.manifest.get('run'), str(p.manifest.get('created', ''))[:10]
         where = [s for s in (run and f"run {run}", created and f"exported {created}") if s]
         return f"{p.name} ({', '.join(where) or 'local folder'})"
+
+    @property
+    def geo(self):
+        "The place prior's `GeoLookup`, or None (no feature store)."
+        return self.place.geo
 
     def _prior_label(self) -> str:
         "What the widget says of the place prior it uses, under the coordinate boxes."
@@ -177,7 +184,7 @@ class ClassifierWidget(widgets.VBox):
         except DogbreedsError as e:  # typed coordinates that are not numbers, out of range, or one of two
             self.places[name] = dict(location=None, prior=None, with_prior=None, refused=str(e))
             return _html(f"&#9888; The coordinates typed are not used: {html.escape(str(e))}. No place prior.", 'dogbreeds-geo', 'dogbreeds-geo-refused')
-        prior, with_prior = place_prior(self.predictor, loc, note, probs, self.k, geo=self.geo)
+        prior, with_prior = self.place.prior(self.predictor, loc, note, probs, self.k)
         self.places[name] = dict(location=loc.to_dict() if loc else None, prior=prior, with_prior=with_prior)
         e = html.escape
         where = (f"Taken at <b>{loc.lat:.5f}, {loc.lon:.5f}</b> ({'typed in' if loc.source == 'explicit' else 'from the photo’s EXIF GPS'})"
@@ -232,7 +239,7 @@ class ClassifierWidget(widgets.VBox):
         "The names of the photos whose card says they do not look like a dog."
         return [_find(c, 'dogbreeds-name')[0].value for c in self.results.children if _find(c, 'dogbreeds-notdog')]
 
-def classifier_widget(model=None, k:int=5, thumb:int=180, max_bytes:int|None=None, geo=None) -> ClassifierWidget:
+def classifier_widget(model=None, k:int=5, thumb:int=180, max_bytes:int|None=None, place=None) -> ClassifierWidget:
     """An upload-and-classify widget for `model` (a model folder, registry URI or `Predictor`; default: `find_model()`);
-    `geo`: the place prior's `GeoLookup` (default: `GEO_DB`'s, see `dogbreeds.handlers.geo_service`; none: no prior)."""
-    return ClassifierWidget(model, k=k, thumb=thumb, max_bytes=max_bytes, geo=geo)
+    `place`: the place prior, a `dogbreeds.place.PlacePrior` (default: the settings', `PlacePrior.from_settings()`)."""
+    return ClassifierWidget(model, k=k, thumb=thumb, max_bytes=max_bytes, place=place)

@@ -106,8 +106,8 @@ class Predictor:
         version = None
         s = str(src)
         if precision not in PRECISIONS: raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if s.startswith(('s3://', 'file://')) or '@' in Path(s).name:
-            from dogbreeds.registry import pull_model
+        from dogbreeds.registry import is_model_uri, pull_model
+        if is_model_uri(s):
             src = pull_model(s)  # verified, cached in a folder named after the version
             version = Path(src).name
         d = Path(src)

@@ -7,6 +7,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/jobs.html.md"""
 # %% ../nbs/32_jobs.ipynb #f3230642
 from __future__ import annotations
 import io, json, re, secrets, tarfile, time
+from importlib import resources
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,38 +16,52 @@ from .core import *
 from .datasets import LOADERS
 
 # %% auto #0
-__all__ = ['DLC_ACCOUNT', 'DLC_VERSION', 'JOB_PREFIX', 'ENTRY', 'OPTION_KEYS', 'DATA_DISTRIBUTIONS', 'RDZV_PORT', 'TERMINAL',
-           'SCHEDULER_TARGET', 'is_gpu_instance', 'default_image_uri', 'job_name', 'requirements', 'source_bundle',
-           'training_job_request', 'container_args', 'node_rendezvous', 'rendezvous_env', 'instance_gpus',
-           'wait_for_job', 'schedule_request']
+__all__ = ['DLC_IMAGES', 'JOB_PREFIX', 'ENTRY', 'JOB_LEAVES_OUT', 'OPTION_KEYS', 'DATA_DISTRIBUTIONS', 'RDZV_PORT', 'TERMINAL',
+           'LOG_GROUP', 'SCHEDULER_TARGET', 'dlc_images', 'is_gpu_instance', 'default_image_uri', 'job_name',
+           'requirements', 'source_bundle', 'training_job_request', 'container_args', 'node_rendezvous',
+           'rendezvous_env', 'instance_gpus', 'JobLogs', 'wait_for_job', 'schedule_request']
 
 # %% ../nbs/32_jobs.ipynb #a36dae60
-DLC_ACCOUNT, DLC_VERSION = '763104351884', '2.8.0'  # AWS's Deep Learning Containers registry (most regions), PyTorch version
+DLC_IMAGES = 'pytorch_training_images.json'  # package data: AWS's PyTorch training image registry per region, dated
 JOB_PREFIX = 'dogbreeds-retrain'
 ENTRY = 'dogbreeds_entry.py'
+
+def dlc_images() -> dict:
+    "AWS's table of its PyTorch training images: `registries` (region -> ECR account), `version`, `source`, `date`."
+    return json.loads(resources.files('dogbreeds').joinpath(DLC_IMAGES).read_text())
 
 def is_gpu_instance(instance_type:str) -> bool:
     "Whether a SageMaker instance type has a GPU (the g and p families)."
     return instance_type.split('.')[1][:1] in ('g', 'p')
 
 def default_image_uri(region:str, instance_type:str='ml.g4dn.xlarge') -> str:
-    "AWS's PyTorch training container for `region`, GPU or CPU as `instance_type` needs."
-    tag = (f"{DLC_VERSION}-gpu-py312-cu129-ubuntu22.04-sagemaker" if is_gpu_instance(instance_type)
-           else f"{DLC_VERSION}-cpu-py312-ubuntu22.04-sagemaker")
-    return f"{DLC_ACCOUNT}.dkr.ecr.{region}.amazonaws.com/pytorch-training:{tag}"
+    "AWS's PyTorch training container for `region`, GPU or CPU as `instance_type` needs; refused where AWS lists none."
+    t = dlc_images()
+    account = t['registries'].get(region)
+    if not account:
+        raise ParameterError(f"AWS lists no PyTorch {t['version']} training image for region {region!r} (as of "
+                             f"{t['date']}, dogbreeds/{DLC_IMAGES}): pass --image-uri with an image it can pull")
+    tag = (f"{t['version']}-gpu-py312-cu129-ubuntu22.04-sagemaker" if is_gpu_instance(instance_type)
+           else f"{t['version']}-cpu-py312-ubuntu22.04-sagemaker")
+    domain = 'amazonaws.com.cn' if region.startswith('cn-') else 'amazonaws.com'  # the China partition's own domain
+    return f"{account}.dkr.ecr.{region}.{domain}/{t['repository']}:{tag}"
 
 def job_name() -> str:
     "A fresh training job name (at most 63 characters: letters, digits, hyphens)."
     return f"{JOB_PREFIX}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 # %% ../nbs/32_jobs.ipynb #65f21580
-def requirements(extras=('train', 'aws')) -> list[str]:
-    "The project's dependencies with `extras`, from `pyproject.toml` (or the installed metadata)."
+JOB_LEAVES_OUT = ('jupyterlab', 'ipywidgets')  # in `train` for people; a job runs notebooks with papermill, ipykernel
+
+def _dist_name(req:str) -> str: return re.split(r'[\s\[<>=!~;(]', req.strip(), maxsplit=1)[0].lower().replace('_', '-')
+
+def requirements(extras=('train', 'aws'), leave_out=()) -> list[str]:
+    "The project's dependencies with `extras`, from `pyproject.toml` (or the installed metadata), less `leave_out`."
     f = package_root()/'pyproject.toml'
     try:
         import tomllib
         proj = tomllib.loads(f.read_text())['project']
-        return [*proj['dependencies'], *(r for e in extras for r in proj['optional-dependencies'].get(e, []))]
+        out = [*proj['dependencies'], *(r for e in extras for r in proj['optional-dependencies'].get(e, []))]
     except (ImportError, OSError, KeyError):
         from importlib.metadata import requires
         out = []
@@ -54,7 +69,7 @@ def requirements(extras=('train', 'aws')) -> list[str]:
             spec, _, marker = r.partition(';')
             m = re.search(r'extra\s*==\s*["\']([\w-]+)["\']', marker)
             if not marker.strip() or (m and m[1] in extras): out.append(spec.strip())
-        return out
+    return [r for r in out if _dist_name(r) not in leave_out]
 
 def _bundle_files(root:Path) -> list[Path]:
     files = [root/'pyproject.toml', root/'README.md']
@@ -73,7 +88,7 @@ def source_bundle(dest, entry_script:str) -> Path:
         tar.addfile(info, io.BytesIO(data))
     with tarfile.open(dest, 'w:gz') as tar:
         for f in _bundle_files(root): tar.add(f, arcname=str(f.relative_to(root)))
-        add_bytes(tar, 'requirements.txt', ('\n'.join(requirements()) + '\n').encode())
+        add_bytes(tar, 'requirements.txt', ('\n'.join(requirements(leave_out=JOB_LEAVES_OUT)) + '\n').encode())
         add_bytes(tar, ENTRY, entry_script.encode())
     return dest
 
@@ -159,15 +174,53 @@ def instance_gpus(env) -> int:
 
 # %% ../nbs/32_jobs.ipynb #e62cb389
 TERMINAL = ('Completed', 'Failed', 'Stopped')
+LOG_GROUP = '/aws/sagemaker/TrainingJobs'
 
-def wait_for_job(sm, name:str, poll:float=30, timeout:float|None=None, quiet:bool=False) -> dict:
-    "Follow the training job `name` until it ends (at most `timeout` seconds); its description, or an error if it did not complete."
+class JobLogs:
+    "The CloudWatch log lines of training job `name` not read yet, from each of its instances' streams."
+    def __init__(self, logs, name:str): self.logs, self.name, self.tokens = logs, name, {}
+
+    def streams(self) -> list[str]:
+        pager = self.logs.get_paginator('describe_log_streams')
+        try: pages = list(pager.paginate(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{self.name}/"))
+        except self.logs.exceptions.ResourceNotFoundException: return []  # the job has written nothing yet
+        return sorted(s['logStreamName'] for p in pages for s in p['logStreams'])
+
+    def lines(self) -> list[str]:
+        "The lines written since the last call, each after its instance (`[algo-2-...]`) if the job has several."
+        streams, out = self.streams(), []
+        for s in streams:
+            while True:
+                kw = {'nextToken': self.tokens[s]} if s in self.tokens else {}
+                r = self.logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=s, startFromHead=True, **kw)
+                self.tokens[s] = r['nextForwardToken']
+                if not r['events']: break
+                out += [(f"[{s.split('/', 1)[1]}] " if len(streams) > 1 else '') + e['message'] for e in r['events']]
+        return out
+
+def _job_state(waiter, sm, name:str) -> dict:
+    "The job's description, through boto3's waiter asked once: its acceptors say whether the job has ended."
+    from botocore.exceptions import WaiterError
+    try: waiter.wait(TrainingJobName=name, WaiterConfig=dict(Delay=1, MaxAttempts=1))
+    except WaiterError as e:
+        d = e.last_response or {}
+        if err := d.get('Error'):
+            raise DogbreedsError(f"training job {name}: {err.get('Message') or err.get('Code')}") from None
+        return d  # still running (its one attempt spent), or failed (the waiter's failure state)
+    return sm.describe_training_job(TrainingJobName=name)  # completed or stopped
+
+def wait_for_job(sm, name:str, poll:float=30, timeout:float|None=None, quiet:bool=False, logs=None) -> dict:
+    """Follow the training job `name` until it ends (at most `timeout` seconds), printing its status changes and, with
+    `logs` (a CloudWatch Logs client), its log lines as they come; its description, or an error unless it completed."""
     deadline, last = (time.monotonic() + timeout) if timeout else None, None
+    waiter = sm.get_waiter('training_job_completed_or_stopped')
+    tail = JobLogs(logs, name) if logs and not quiet else None
     while True:
-        d = sm.describe_training_job(TrainingJobName=name)
+        d = _job_state(waiter, sm, name)
         st = (d['TrainingJobStatus'], d.get('SecondaryStatus'))
         if st != last and not quiet: print(f"{name}: {st[0]} ({st[1]})", flush=True)
         last = st
+        for line in tail.lines() if tail else (): print(line, flush=True)
         if st[0] in TERMINAL: break
         if deadline is not None and time.monotonic() + poll > deadline:
             raise DogbreedsError(f"training job {name} is still {st[0]} after {timeout:.0f} s: it goes on running; follow it with "

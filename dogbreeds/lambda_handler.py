@@ -12,30 +12,36 @@ from urllib.parse import unquote_plus
 from . import aws, config
 from .core import ImageError
 from .protocol import (DEFAULT_K, JSON_TYPE, Request, RequestError, ServiceUnavailableError, check_accept,
-                                error_response, log, max_payload, parse_request, reason, request_from_dict, status_of)
-from .handlers import answer_request, feedback_request, load_model, model_info
+                                error_response, feedback_request, log, max_payload, parse_request, reason,
+                                request_from_dict, status_of, with_query)
+from .handlers import Service, model_info
 from . import observe
 
 # %% auto #0
-__all__ = ['get_model', 'client', 'reset', 'event_kind', 'answer', 'health', 'read_s3', 'handle_s3_event', 'handler']
+__all__ = ['get_service', 'get_model', 'client', 'reset', 'event_kind', 'answer', 'health', 'read_s3', 'handle_s3_event',
+           'http_request', 'handler']
 
 # %% ../nbs/22_lambda.ipynb #c2e9fa1d
 _lock = threading.Lock()
 _models, _clients = {}, {}
 
-def get_model():
-    "The `Predictor` for `MODEL_URI`, loaded on first use and kept for the life of the container."
+def get_service() -> Service:
+    "The `Service` (the model for `MODEL_URI`, the place prior) made on first use, kept for the life of the container."
     uri = config.get('MODEL_URI')
     if not uri: raise ServiceUnavailableError(f"no model configured: set {config.names('MODEL_URI')}, or SAGEMAKER_ENDPOINT for proxy mode")
     with _lock:
         if uri not in _models:
             t = time.perf_counter()
-            try: _models[uri] = load_model(uri)
+            try: _models[uri] = Service.load(uri)
             except Exception as e:
                 log.error("could not load the model %s: %s: %s", uri, type(e).__name__, e)
                 raise ServiceUnavailableError("the model could not be loaded; the function's log says why") from e
             log.info("loaded %s in %.2f s: %r", uri, time.perf_counter() - t, _models[uri])
         return _models[uri]
+
+def get_model():
+    "The `Predictor` for `MODEL_URI` (see `get_service`)."
+    return get_service().model
 
 def client(service:str):
     "A boto3 client for `service`, made once per container (standard retries, short connect timeout)."
@@ -80,6 +86,16 @@ def _http_parts(event:dict, kind:str) -> tuple[str, dict, bytes]:
         except (binascii.Error, ValueError): raise RequestError("the body is marked base64 but is not valid base64") from None
     return str(method).upper(), headers, body.encode('utf-8', 'surrogateescape')
 
+def _query(event:dict, kind:str) -> dict:
+    "The URL's query parameters of an HTTP event (the last of a repeated one); an ALB passes them still URL-encoded."
+    q = {str(k): str(v[-1]) for k, v in (event.get('multiValueQueryStringParameters') or {}).items() if v}
+    q.update({str(k): str(v) for k, v in (event.get('queryStringParameters') or {}).items() if v is not None})
+    return {unquote_plus(k): unquote_plus(v) for k, v in q.items()} if kind == 'alb' else q
+
+def _path(event:dict, kind:str) -> str:
+    "The URL's path of an HTTP event."
+    return str(event.get('rawPath' if kind in ('http-api', 'function-url') else 'path') or '/')
+
 def _http_response(kind:str, event:dict, status:int, body:dict) -> dict:
     r = dict(statusCode=status, headers={'Content-Type': JSON_TYPE}, body=json.dumps(body), isBase64Encoded=False)
     if kind == 'alb':
@@ -88,9 +104,16 @@ def _http_response(kind:str, event:dict, status:int, body:dict) -> dict:
     return r
 
 # %% ../nbs/22_lambda.ipynb #e4b7eb16
+def _endpoint_body(req:Request) -> tuple[bytes, str]:
+    "`(body, content type)` carrying the whole request to the endpoint: the photo alone, JSON with k, lat, lon, or feedback."
+    if req.feedback is not None: return json.dumps(dict(feedback=req.feedback)).encode(), JSON_TYPE
+    if req.k == DEFAULT_K and req.lat is None and req.lon is None: return req.image, req.content_type
+    fields = dict(k=req.k, lat=req.lat, lon=req.lon)
+    obj = dict(image=base64.b64encode(req.image).decode(), **{k: v for k, v in fields.items() if v is not None})
+    return json.dumps(obj).encode(), JSON_TYPE
+
 def _invoke_endpoint(endpoint:str, req:Request) -> dict:
-    if req.k != DEFAULT_K: body, ct = json.dumps(dict(image=base64.b64encode(req.image).decode(), k=req.k)), JSON_TYPE
-    else: body, ct = req.image, req.content_type
+    body, ct = _endpoint_body(req)
     try: r = client('sagemaker-runtime').invoke_endpoint(EndpointName=endpoint, Body=body, ContentType=ct, Accept=JSON_TYPE)
     except Exception as e:
         p = aws.problem(e)
@@ -110,14 +133,14 @@ def _invoke_endpoint(endpoint:str, req:Request) -> dict:
     return json.loads(r['Body'].read())
 
 def answer(req:Request) -> dict:
-    "The JSON answer to `req`, from the SageMaker endpoint in proxy mode, else from the local model."
+    "The JSON answer to `req` (a photo, or feedback): from the SageMaker endpoint in proxy mode, else the local `Service`."
     if req.s3_uri: req.image = _read_input(req.s3_uri)
-    if (rec := observe.current.get()) is not None: rec.bytes = len(req.image)
+    if (rec := observe.current.get()) is not None and req.image is not None: rec.bytes = len(req.image)
     if endpoint := config.get('SAGEMAKER_ENDPOINT'):
         out = _invoke_endpoint(endpoint, req)
-        observe.note_answer(out)
+        if req.feedback is None: observe.note_answer(out)
         return out
-    return answer_request(get_model(), req)
+    return get_service()(req)
 
 def health() -> dict:
     "What a GET answers: the model, or the endpoint in proxy mode."
@@ -199,6 +222,18 @@ def handle_s3_event(event:dict, request_id:str|None=None) -> dict:
     return dict(statusCode=200, results=done)
 
 # %% ../nbs/22_lambda.ipynb #5a85456f
+def http_request(event:dict, kind:str) -> Request|None:
+    """The `Request` of an HTTP event: the body (a photo, JSON, or feedback at a path ending in `/feedback`) and the
+    URL's query (`?lat=&lon=`); None for a GET or HEAD (health)."""
+    method, headers, raw = _http_parts(event, kind)
+    check_accept(headers.get('accept'))
+    if method in ('GET', 'HEAD'): return None
+    if method not in ('POST', 'PUT'):
+        raise RequestError(f"method {method or '(none)'} is not allowed: POST a photo, or GET for health", 405,
+                           'MethodNotAllowedError')
+    if _path(event, kind).rstrip('/').endswith('/feedback'): return feedback_request(raw)
+    return with_query(parse_request(raw, headers.get('content-type')), _query(event, kind))
+
 def handler(event, context=None):
     "The Lambda handler: API Gateway (REST or HTTP API), Function URL, ALB, S3 events, or a direct invocation."
     rid = getattr(context, 'aws_request_id', None)
@@ -210,15 +245,8 @@ def handler(event, context=None):
         if kind == 'unknown':
             raise RequestError("unrecognised event: invoke with {\"image\": BASE64}, through API Gateway, a Function URL "
                                "or an ALB, or from S3 ObjectCreated notifications")
-        if kind == 'direct' and 'feedback' in event: body = feedback_request(get_model(), event['feedback'])
-        elif kind == 'direct': body = answer(request_from_dict(event, allow_s3_uri=True))
-        else:
-            method, headers, raw = _http_parts(event, kind)
-            check_accept(headers.get('accept'))
-            if method in ('GET', 'HEAD'): body = health()
-            elif method in ('POST', 'PUT'): body = answer(parse_request(raw, headers.get('content-type')))
-            else: raise RequestError(f"method {method or '(none)'} is not allowed: POST a photo, or GET for health", 405,
-                                     'MethodNotAllowedError')
+        req = request_from_dict(event, allow_s3_uri=True) if kind == 'direct' else http_request(event, kind)
+        body = health() if req is None else answer(req)
         status = 200
     except Exception as e: status, body = error_response(e, rid)
     observe.finish(rec, status, body.get('type') if status >= 400 else None)  # the request's JSON log line (and EMF line)

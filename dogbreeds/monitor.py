@@ -24,8 +24,8 @@ def model_baseline(model:str) -> dict:
     "The drift baseline in the manifest of `model` (a model folder, its manifest.json, or a registry URI)."
     p = Path(model)
     if p.name == 'manifest.json': p = p.parent
-    if not p.exists() and ('@' in str(model) or str(model).startswith(('s3://', 'file://'))):
-        from dogbreeds.registry import pull_model
+    from dogbreeds.registry import is_model_uri, pull_model
+    if is_model_uri(model):
         p = pull_model(str(model))
     b = read_manifest(p).get('baseline')
     if not b: raise DogbreedsError(f"the manifest of {model} has no drift baseline: export it again from a run with validation metrics")

@@ -19,7 +19,8 @@ log = logging.getLogger('dogbreeds.serve')
 # %% auto #0
 __all__ = ['log', 'MAX_PAYLOAD', 'DEFAULT_K', 'MAX_K', 'JSON_TYPE', 'RAW_TYPES', 'IMAGE_ERROR_STATUS', 'RequestError',
            'ServiceUnavailableError', 'status_of', 'error_response', 'reason', 'Request', 'max_payload', 'media_type',
-           'is_raw_type', 'request_from_dict', 'parse_request', 'check_accept', 'make_answer']
+           'is_raw_type', 'request_from_dict', 'parse_request', 'check_accept', 'feedback_request', 'with_query',
+           'make_answer']
 
 # %% ../nbs/04_protocol.ipynb #7cba504d
 MAX_PAYLOAD = 6 * 2**20      # bytes: the request limit of Lambda (synchronous) and of SageMaker real-time endpoints
@@ -72,13 +73,15 @@ def reason(status:int) -> str:
 # %% ../nbs/04_protocol.ipynb #95cc987e
 @dataclass
 class Request:
-    "One photo to classify: its bytes (or, for a direct Lambda invocation, an S3 URI) and how many breeds to return."
+    """One photo to classify: its bytes (or, for a direct Lambda invocation, an S3 URI), how many breeds to return and
+    where it was taken; or, with `feedback`, a confirmed breed for an earlier answer (see `dogbreeds.place`)."""
     image: bytes|None = None
     k: int = DEFAULT_K
     s3_uri: str|None = None
     content_type: str = 'application/x-image'
     lat: object = None   # explicit coordinates, checked by `dogbreeds.geo.check_coords`
     lon: object = None
+    feedback: object = None  # a feedback object: the request is feedback, not a photo
 
 def max_payload() -> int:
     "The payload limit in bytes: `MAX_PAYLOAD_BYTES` if set, else 6 MiB."
@@ -102,9 +105,12 @@ def _check_k(k) -> int:
     return k
 
 def request_from_dict(obj, max_bytes:int|None=None, allow_s3_uri:bool=False) -> Request:
-    'A `Request` from a parsed JSON object: `{"image": BASE64, "k": 5}`, or `{"s3_uri": ...}` where allowed.'
+    'A `Request` from parsed JSON: `{"image": BASE64, "k", "lat", "lon"}`, `{"feedback": {...}}`, `{"s3_uri"}` where allowed.'
     limit = max_bytes or max_payload()
     if not isinstance(obj, dict): raise RequestError('the JSON must be an object: {"image": "<base64 of the photo>"}')
+    if 'feedback' in obj:
+        if len(obj) > 1: raise RequestError('send a photo or {"feedback": {...}}, not both')
+        return Request(feedback=obj['feedback'])
     if any(key in obj for key in ('url', 'image_url', 'uri')):
         raise RequestError('photos are not fetched from URLs: send the photo itself, base64-encoded, as {"image": "..."}')
     k = _check_k(obj.get('k', DEFAULT_K))
@@ -148,6 +154,19 @@ def check_accept(accept:str|None):
     if not accept: return
     if any(media_type(p) in ('*/*', 'application/*', JSON_TYPE) for p in accept.split(',')): return
     raise RequestError(f"cannot answer in {accept[:100]!r}: answers are application/json", 406, 'NotAcceptableError')
+
+def feedback_request(body:bytes|str|None, max_bytes:int=64 * 1024) -> Request:
+    "A feedback `Request` from the JSON body of a `/feedback` route: the feedback object itself."
+    body = body.encode() if isinstance(body, str) else bytes(body or b'')
+    if len(body) > max_bytes: raise _too_large(len(body), max_bytes, 'the feedback')
+    try: return Request(feedback=json.loads(body))
+    except (ValueError, UnicodeDecodeError): raise RequestError('the feedback is not valid JSON') from None
+
+def with_query(req:Request, query:dict|None) -> Request:
+    "`req` with the coordinates of a URL's query (`?lat=&lon=`), which win over the body's; feedback is left as it is."
+    q = query or {}
+    if req.feedback is None and ('lat' in q or 'lon' in q): req.lat, req.lon = q.get('lat'), q.get('lon')
+    return req
 
 # %% ../nbs/04_protocol.ipynb #02253065
 def make_answer(top:list, model:dict, dog:float|None=None, is_dog:bool|None=None, looks_like:str|None=None) -> dict:

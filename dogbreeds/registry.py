@@ -23,9 +23,9 @@ from .core import sha256_file, staged_dir, verify_files
 # %% auto #0
 __all__ = ['DEFAULT_ALIAS', 'MiB', 'VERSION_RE', 'NAME_RE', 'ALIAS_RE', 'CLAIM', 'RegistryError', 'RegistryAccessError',
            'BucketNotFoundError', 'NotFoundError', 'AliasInUseError', 'VersionExistsError', 'new_version_id',
-           'is_version', 'check_name', 'check_alias', 'check_ref', 'parse_model_uri', 'LocalBackend', 'S3Backend',
-           'Registry', 'default_cache', 'pull_model', 'push_if_configured', 'push_cli', 'pull_cli', 'list_cli',
-           'promote_cli', 'delete_cli']
+           'is_version', 'check_name', 'check_alias', 'check_ref', 'parse_model_uri', 'is_model_uri', 'folder_version',
+           'LocalBackend', 'S3Backend', 'Registry', 'default_cache', 'pull_model', 'push_if_configured', 'push_cli',
+           'pull_cli', 'list_cli', 'promote_cli', 'delete_cli']
 
 # %% ../nbs/05_registry.ipynb #fed4e49e
 class RegistryError(DogbreedsError):
@@ -89,6 +89,16 @@ def parse_model_uri(uri:str) -> tuple[str, str, str]:
     name, _, ref = tail.partition('@')
     if head == 'file://': head = 'file:///'
     return head, check_name(name), check_ref(ref or DEFAULT_ALIAS)
+
+# %% ../nbs/05_registry.ipynb #a87a7f9c
+def is_model_uri(uri) -> bool:
+    "Whether `uri` names a registry model (`s3://...`, `file://...`, `REGISTRY/NAME@REF`) rather than a model folder."
+    s = str(uri)
+    return s.startswith(('s3://', 'file://')) or ('@' in Path(s).name and not Path(s).is_dir())
+
+def folder_version(folder) -> str:
+    "The version of the model folder `folder` outside a registry: `sha256:` and 12 hex digits of its manifest's sha256."
+    return f"sha256:{sha256_file(Path(folder)/MANIFEST)[:12]}"
 
 # %% ../nbs/05_registry.ipynb #6fd9dd41
 class _Missing(Exception): "No object at this key."

@@ -6,12 +6,12 @@ Docs: https://dogbreeds.github.io/dogbreeds/retrain.html.md"""
 
 # %% auto #0
 __all__ = ['PIPELINE', 'TRAIN_DIR', 'RESERVED', 'KERNEL_NAME', 'DEMO', 'METRICS', 'FIGURES', 'RUN_ID_RE', 'ENTRY_SCRIPT', 'Step',
-           'managed_params', 'notebooks_dir', 'declared_parameters', 'parse_value', 'read_params_file', 'resolve_data',
-           'check_retrain_params', 'check_kernel', 'pipeline_kernel', 'StepFailed', 'RetrainFailed', 'describe_failure',
-           'production_notebook', 'run_step', 'validation_set', 'score_model', 'decide', 'check_decision_options',
-           'champion_challenger', 'publish', 'new_run_id', 'default_runs_dir', 'RetrainResult', 'retrain', 'yaml_dump',
-           'container_main', 'node_plan', 'train_kwargs', 'train_on_worker_node', 'launch_sagemaker',
-           'check_instance_count', 'retrain_cli']
+           'managed_params', 'notebooks_dir', 'notebook_parameters', 'declared_parameters', 'parse_value',
+           'read_params_file', 'resolve_data', 'check_retrain_params', 'check_kernel', 'pipeline_kernel', 'StepFailed',
+           'RetrainFailed', 'describe_failure', 'production_notebook', 'run_step', 'validation_set', 'score_model',
+           'decide', 'check_decision_options', 'champion_challenger', 'publish', 'new_run_id', 'default_runs_dir',
+           'RetrainResult', 'retrain', 'yaml_dump', 'container_main', 'node_plan', 'train_kwargs',
+           'train_on_worker_node', 'launch_sagemaker', 'check_instance_count', 'retrain_cli']
 
 # %% ../nbs/33_retrain.ipynb #28d64076
 import ast, contextlib, difflib, importlib.util, inspect, json, os, re, secrets, socket, sys, tempfile, time
@@ -71,14 +71,34 @@ def notebooks_dir() -> Path:
 # %% ../nbs/33_retrain.ipynb #bc5eac71
 _UNKNOWN = object()  # a default that is not a literal: any value goes, the notebook checks it
 
+def notebook_parameters(path) -> dict:
+    """`{name: {'default': its source text, 'help': its comment}}` of the notebook's cell tagged `parameters`, read as
+    papermill reads it (`name = value  # help` per line), with Python's own parser: a job launches without papermill."""
+    path = Path(path)
+    try: cells = json.loads(path.read_text())['cells']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DogbreedsError(f"{path} is not a notebook that can be read: {e}") from None
+    cell = next((c for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])), None)
+    if cell is None: return {}
+    src = ''.join(cell['source'])
+    try: body = ast.parse(src).body
+    except SyntaxError as e:
+        raise DogbreedsError(f"{path}: its parameters cell is not plain Python ({e.msg}, line {e.lineno})") from None
+    lines, out = src.splitlines(), {}
+    for node in body:
+        one = isinstance(node, ast.Assign) and len(node.targets) == 1
+        target = node.targets[0] if one else getattr(node, 'target', None)  # `x = 1` or `x: int = 1`
+        if not isinstance(target, ast.Name) or getattr(node, 'value', None) is None: continue
+        after = lines[node.end_lineno - 1][node.end_col_offset:]  # the comment after the value is its help
+        out[target.id] = dict(default=ast.get_source_segment(src, node.value), help=after.partition('#')[2].strip())
+    return out
+
 def declared_parameters(nb_dir=None) -> dict:
     "`{name: {'default', 'help', 'steps'}}` for every parameter the pipeline notebooks' `parameters` cells declare."
-    try: import papermill as pm
-    except ImportError: raise DogbreedsError("retraining needs papermill: pip install 'dogbreeds[train]'") from None
     nb_dir = Path(nb_dir) if nb_dir else notebooks_dir()
     out = {}
     for s in PIPELINE:
-        declared = pm.inspect_notebook(str(nb_dir/s.notebook))
+        declared = notebook_parameters(nb_dir/s.notebook)
         if not declared: raise DogbreedsError(f"{nb_dir/s.notebook} has no cell tagged 'parameters'")
         for n, p in declared.items():
             try: default = ast.literal_eval(p['default'])
@@ -105,7 +125,8 @@ def _yaml_loader():
 
 def read_params_file(path) -> dict:
     "The parameters in the YAML file `path` (a mapping of names to values)."
-    import yaml
+    try: import yaml
+    except ImportError: raise DogbreedsError("a parameters file is read with PyYAML: pip install 'dogbreeds[aws]'") from None
     p = Path(path)
     if not p.is_file(): raise ParameterError(f"parameters file {p} not found")
     try: d = yaml.load(p.read_text(), Loader=_yaml_loader())
@@ -185,7 +206,7 @@ def check_retrain_params(params:dict, nb_dir=None, on:str='local') -> dict:
 KERNEL_NAME = 'dogbreeds-retrain'
 
 def check_kernel(kernel:str|None=None):
-    "Raise a `ParameterError` unless the notebooks can run: ipykernel here, or the installed kernel `kernel`."
+    "Raise a `ParameterError` unless the notebooks can run: papermill, and ipykernel here or the kernel `kernel`."
     if kernel:
         from jupyter_client.kernelspec import KernelSpecManager
         specs = KernelSpecManager().find_kernel_specs()
@@ -193,6 +214,9 @@ def check_kernel(kernel:str|None=None):
             raise ParameterError(f"no Jupyter kernel named {kernel!r}; installed: {', '.join(sorted(specs)) or 'none'} (or leave --kernel out)")
     elif importlib.util.find_spec('ipykernel') is None:
         raise ParameterError("running notebooks needs ipykernel in this environment: pip install 'dogbreeds[train]'")
+    if importlib.util.find_spec('papermill') is None:
+        raise ParameterError("retraining here runs the notebooks with papermill: pip install 'dogbreeds[train]' "
+                             "(--on sagemaker needs only 'dogbreeds[aws]': the job installs the rest)")
 
 @contextlib.contextmanager
 def pipeline_kernel(kernel:str|None=None):
@@ -594,7 +618,7 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     region:str=None,                     # sagemaker: AWS region (default: boto3's)
     volume_gb:int=50,                    # sagemaker: the instance's disk
     max_runtime:int=24*3600,             # sagemaker: seconds before the job is stopped
-    wait:bool=False,                     # sagemaker: follow the job until it ends
+    wait:bool=False,                     # sagemaker: follow the job until it ends, showing its log lines as they come
     poll:float=30,                       # sagemaker: seconds between two looks at a job followed
     schedule:str=None,                   # sagemaker: create an EventBridge schedule instead, e.g. 'cron(0 3 ? * MON *)'
     scheduler_role:str=None,             # sagemaker: the role EventBridge Scheduler starts the job with
@@ -658,7 +682,9 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
               f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{jname}")
     out = dict(request, TrainingJobArn=arn)
     if wait:
-        with aws.aws_errors('SageMaker refused'): out['description'] = wait_for_job(sm, jname, poll, max_runtime + 3600, quiet)
+        logs = None if quiet else aws.client('logs', session=session, region=region)  # its log lines as they come
+        with aws.aws_errors('SageMaker refused'):
+            out['description'] = wait_for_job(sm, jname, poll, max_runtime + 3600, quiet, logs)
     return out
 
 def check_instance_count(instance_count, data_distribution:str='FullyReplicated', params:dict|None=None, nb_dir=None):

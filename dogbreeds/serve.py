@@ -12,8 +12,9 @@ from pathlib import Path
 from fastcore.script import call_parse
 from . import config
 from .core import DogbreedsError, ParameterError
-from .protocol import JSON_TYPE, RequestError, error_response, log, max_payload
-from .handlers import feedback_request, invoke, model_fn, model_info
+from .protocol import JSON_TYPE, RequestError, error_response, feedback_request, log, max_payload
+from .handlers import Service, invoke, model_fn, model_info
+from .place import PlacePrior
 from . import observe
 
 # %% auto #0
@@ -43,8 +44,9 @@ def _model_error(status:int, body:bytes) -> tuple[dict, dict]:
             {'x-amzn-ErrorType': 'ModelError:http://internal.amazon.com/coral/com.amazon.sagemaker/'})
 
 # %% ../nbs/23_serve.ipynb #07408231
-def make_app(model=None, max_bytes:int|None=None):
-    "The ASGI app: `model` is a loaded `Predictor`, a folder or registry URI, or None (`MODEL_URI`, else /opt/ml/model)."
+def make_app(model=None, max_bytes:int|None=None, place:PlacePrior|None=None):
+    """The ASGI app: `model` is a loaded `Service` or `Predictor`, a folder or registry URI, or None (`MODEL_URI`, else
+    /opt/ml/model); `place` the place prior of a `Predictor` given (default: the settings', made at start)."""
     from fastapi import FastAPI, Request as HTTPRequest
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
@@ -56,9 +58,12 @@ def make_app(model=None, max_bytes:int|None=None):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         m = model if model is not None and not isinstance(model, (str, Path)) else None
-        state['model'] = m or await run_in_threadpool(model_fn, str(model) if model is not None else MODEL_DIR)
-        if m is not None: observe.model_loaded(m, 0.0)  # loaded by the caller: the info gauge
-        log.info("serving %r", state['model'])
+        if m is not None and not isinstance(m, Service):
+            m = Service(m, place if place is not None else PlacePrior.from_settings())
+        state['service'] = m or await run_in_threadpool(model_fn, str(model) if model is not None else MODEL_DIR)
+        state['model'] = state['service'].model
+        if m is not None: observe.model_loaded(m.model, 0.0)  # loaded by the caller: the info gauge
+        log.info("serving %r", state['service'])
         yield
         state.clear()
 
@@ -93,9 +98,8 @@ def make_app(model=None, max_bytes:int|None=None):
             observe.finish(rec, status, err['type'])
             return status, json.dumps(err).encode(), {}
         if rec is not None: rec.bytes = len(body)
-        q = request.query_params
-        status, out = await run_in_threadpool(invoke, state['model'], body, request.headers.get('content-type'),
-                                              request.headers.get('accept'), q.get('lat'), q.get('lon'))
+        status, out = await run_in_threadpool(invoke, state['service'], body, request.headers.get('content-type'),
+                                              request.headers.get('accept'), dict(request.query_params))
         observe.finish(rec, status, json.loads(out).get('type') if status >= 400 else None)
         return status, out, ({'Server-Timing': observe.server_timing(rec)} if rec is not None else {})
 
@@ -107,7 +111,8 @@ def make_app(model=None, max_bytes:int|None=None):
 
     responses = {400: {'description': 'bad request'}, 413: {'description': 'payload too large'},
                  415: {'description': 'not an image, or an unsupported content type'}}
-    body_doc = {'requestBody': {'content': {'image/jpeg': {'schema': {'type': 'string', 'format': 'binary'}},
+    raw = {'schema': {'type': 'string', 'format': 'binary'}}
+    body_doc = {'requestBody': {'content': {'image/jpeg': raw, 'image/heic': raw,
                                             'application/json': {'schema': {'type': 'object', 'properties': {
                                                 'image': {'type': 'string', 'format': 'byte'}, 'k': {'type': 'integer'}}}}}}}
 
@@ -129,10 +134,8 @@ def make_app(model=None, max_bytes:int|None=None):
 
     async def feedback(request):
         try:
-            raw = await _read_body(request, 64 * 1024)
-            try: obj = json.loads(raw)
-            except ValueError: raise RequestError('the feedback is not valid JSON') from None
-            return _json(200, await run_in_threadpool(feedback_request, state['model'], obj))
+            req = feedback_request(await _read_body(request, 64 * 1024))
+            return _json(200, await run_in_threadpool(state['service'], req))  # as {"feedback": ...} at /invocations
         except RequestError as e: return _json(*error_response(e))
     feedback.__annotations__ = dict(request=HTTPRequest)
     app.post('/feedback', summary='A confirmed breed at a place (JSON: request_id, breed, and lat, lon or an answer photo_id)')(feedback)

@@ -6,15 +6,15 @@ Docs: https://dogbreeds.github.io/dogbreeds/testing.html.md"""
 
 # %% ../nbs/09_testing.ipynb #d83d48d2
 from __future__ import annotations
-import json, os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import io, json, os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 from pathlib import Path
 
 import numpy as np
 from .core import MANIFEST, file_record
 
 # %% auto #0
-__all__ = ['BREEDS', 'S3_TEST_KEY', 'S3_TEST_SECRET', 'toy_model', 'free_ports', 'ServerProcess', 'ServeProcess', 'SeaweedFS',
-           'PostgreSQL', 'Redis', 'PrometheusServer']
+__all__ = ['BREEDS', 'S3_TEST_KEY', 'S3_TEST_SECRET', 'toy_model', 'photo_exif', 'heic', 'free_ports', 'ServerProcess',
+           'ServeProcess', 'SeaweedFS', 'PostgreSQL', 'Redis', 'PrometheusServer']
 
 # %% ../nbs/09_testing.ipynb #8dca5b72
 BREEDS = ['Shih-Tzu', 'Rhodesian ridgeback', 'beagle', 'English foxhound', 'Border terrier', 'Australian terrier',
@@ -50,6 +50,36 @@ def toy_model(dest, name:str='toy', imagenet:bool=True, threshold:float=0.1, **m
              **manifest, files=files)
     (dest/MANIFEST).write_text(json.dumps(m, indent=2))
     return dest
+
+# %% ../nbs/09_testing.ipynb #cf326198
+def photo_exif(orientation:int|None=None, # the EXIF orientation (6: stored sideways, "rotate 90° clockwise to view")
+               at:tuple|None=None,         # (lat, lon) in degrees, written as EXIF GPS (degrees, minutes, seconds)
+              ) -> 'Image.Exif':
+    "EXIF as a phone writes it: an orientation and a place."
+    from PIL import Image
+    from PIL.TiffImagePlugin import IFDRational
+    def dms(x):
+        d = int(x); m = int((x - d) * 60)
+        return (IFDRational(d, 1), IFDRational(m, 1), IFDRational(round(((x - d) * 60 - m) * 6000), 100))
+    exif = Image.Exif()
+    if orientation: exif[0x0112] = orientation
+    if at: exif[0x8825] = {1: 'N' if at[0] >= 0 else 'S', 2: dms(abs(at[0])),
+                           3: 'E' if at[1] >= 0 else 'W', 4: dms(abs(at[1]))}
+    return exif
+
+def heic(src,                 # a photo: a path, bytes or a PIL image
+         exif=None,           # `Image.Exif` (see `photo_exif`) to store with it
+         quality:int=90,      # the HEVC encoder's quality, 0-100
+         **kwargs,            # more options of pillow-heif's encoder, e.g. enc_params={'preset': 'ultrafast'}
+        ) -> bytes:
+    "`src` as a HEIC file's bytes, as an iPhone stores a photo (written with pillow-heif, a development dependency)."
+    import pillow_heif
+    from PIL import Image
+    im = src if isinstance(src, Image.Image) else Image.open(io.BytesIO(src) if isinstance(src, bytes) else src)
+    buf = io.BytesIO()
+    if exif: kwargs['exif'] = exif.tobytes()
+    pillow_heif.from_pillow(im.convert('RGB')).save(buf, quality=quality, **kwargs)
+    return buf.getvalue()
 
 # %% ../nbs/09_testing.ipynb #555af135
 def free_ports(n:int) -> list[int]:

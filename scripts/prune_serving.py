@@ -4,9 +4,9 @@
                                                       # Pillow's AVIF and font libraries
     python scripts/prune_serving.py DIR --keep-avif   # keep Pillow's AVIF decoder (the package then passes 100 MB)
 
-AVIF goes by default so that the Lambda package stays under 100 MB unzipped: phones upload JPEG (or HEIC,
-which Pillow does not read either), and an AVIF upload is refused with a clear "not an image format that can be
-read" (415/400) instead of classified. Fonts are never used to decode a photo.
+AVIF goes by default so that the Lambda package stays under 100 MB unzipped: phones upload JPEG or HEIC (read
+by pi-heif, about 4 MB, which the runtime keeps), and an AVIF upload is refused with a clear "not an image format
+that can be read" (415/400) instead of classified. Fonts are never used to decode a photo.
 
 Used for the AWS Lambda package (docker/lambda.Dockerfile) and measured by benchmarks/serve_size.py.
 The package itself is cut to what serving runs, the base and serving layers (`dogbreeds.core.serving_files`,
@@ -15,7 +15,10 @@ helpers are left out.
 Every path removed is one the inference runtime does not import: onnxruntime's Python binding is
 self-contained (it does not load libonnxruntime.so, the C API library); `transformers`,
 `quantization` and `tools` are offline model-editing tools; numpy's f2py, distutils, tests and
-`_simd` (a test module) are never imported by numpy itself.
+`_simd` (a test module) are never imported by numpy itself. To make room for pi-heif (HEIC): protobuf
+(`google/`, 1.4 MB), which onnxruntime requires for those tools but never imports to run a model, and
+`numpy.random` and `numpy.fft` (3.6 MB), which `import numpy` does not load and serving never uses
+(benchmarks/serve_size.py checks that a bare interpreter classifies a JPEG and a HEIC from the pruned folder).
 """
 import importlib.util, shutil, sys
 from pathlib import Path
@@ -23,7 +26,8 @@ from pathlib import Path
 SAFE = ['onnxruntime/capi/libonnxruntime.so*', 'onnxruntime/transformers', 'onnxruntime/quantization',
         'onnxruntime/tools', 'numpy/f2py', 'numpy/distutils', 'numpy/_core/include', 'numpy/_core/_simd.*.so',
         'numpy/_core/_multiarray_tests.*.so', 'numpy/*/tests', 'numpy/tests', 'numpy/*/*/tests',
-        'PIL/ImageTk.py', 'PIL/ImageQt.py', 'bin', '**/__pycache__']
+        'PIL/ImageTk.py', 'PIL/ImageQt.py', 'bin', '**/__pycache__',
+        'google', 'protobuf-*.dist-info', 'numpy/random', 'numpy/fft']
 NO_AVIF = ['pillow.libs/libavif-*', 'PIL/_avif.*.so', 'pillow.libs/libfreetype-*', 'pillow.libs/libharfbuzz-*',
            'PIL/_imagingft.*.so']
 

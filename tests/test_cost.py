@@ -161,7 +161,7 @@ def test_malformed_price_file_is_one_line(tmp_path, content, message):
 
 
 def test_prices_ship_in_the_wheel(tmp_path):
-    "The price table is package data: a wheel built from the project carries it."
+    "The price table is package data: a wheel built from the project carries it (and the training image table)."
     src = tmp_path / 'src'
     src.mkdir()
     for f in ('pyproject.toml', 'README.md'): shutil.copy(ROOT / f, src / f)
@@ -171,6 +171,8 @@ def test_prices_ship_in_the_wheel(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     whl = zipfile.ZipFile(src / 'dist' / r.stdout.strip().splitlines()[-1])
     assert json.loads(whl.read('dogbreeds/prices.json')) == C.default_prices()
+    from dogbreeds.jobs import dlc_images  # and so is AWS's table of training image registries (dogbreeds.jobs)
+    assert json.loads(whl.read('dogbreeds/pytorch_training_images.json')) == dlc_images()
 
 
 # --- inputs --------------------------------------------------------------------------------------------------------

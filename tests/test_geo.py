@@ -172,15 +172,12 @@ def test_a_database_down_at_start_is_used_once_it_is_back(tmp_path):
 
 @pytest.fixture
 def geo_env(tmp_path, monkeypatch):
-    from dogbreeds import handlers
     from dogbreeds.testing import BREEDS, toy_model
     model = toy_model(tmp_path / 'model')
     db = tmp_path / 'geo.db'
     FeatureStore(db).add_many([(*SYDNEY, 'dingo', 500), (*SYDNEY, 'beagle', 5)])
     for k, v in dict(GEO_DB=str(db), GEO_CACHE='lru', GEO_MIN_OBS='20', GEO_ALPHA='1', MODEL_URI=str(model)).items(): monkeypatch.setenv(k, v)
-    handlers._GEO.clear()
     yield model
-    handlers._GEO.clear()
 
 def test_serve_answers_with_the_place_and_takes_feedback(geo_env):
     from fastapi.testclient import TestClient

@@ -11,6 +11,7 @@ from dogbreeds.batch import (GEO_COLUMNS, ResultsError, batch_predict, merge_sha
 from dogbreeds.featurestore import FeatureStore
 from dogbreeds.geo import GPS_IFD, cells, combine
 from dogbreeds.geocache import GeoLookup
+from dogbreeds.place import PlacePrior
 from dogbreeds.inference import Predictor
 from dogbreeds.testing import toy_model
 
@@ -99,16 +100,16 @@ def test_exif_places_and_the_prior_moves_the_answer(pred, folder, store, tmp_pat
 
 def test_explicit_coordinates_win_over_exif(pred, folder, store, tmp_path):
     "--locations names london.jpg by its path under SRC and puts it in Sydney; --lat/--lon put every photo in London."
-    geo = GeoLookup(store)
+    geo = PlacePrior(GeoLookup(store))
     (tmp_path / 'where.csv').write_text(f"photo,lat,lon\nlondon.jpg,{SYDNEY[0]},{SYDNEY[1]}\n{folder / 'plain.jpg'},{LONDON[0]},{LONDON[1]}\n")
-    batch_predict(folder, tmp_path / 'a.csv', pred, k=K, progress=False, locations=tmp_path / 'where.csv', geo=geo)
+    batch_predict(folder, tmp_path / 'a.csv', pred, k=K, progress=False, locations=tmp_path / 'where.csv', place=geo)
     rows = by_name(tmp_path / 'a.csv')
     ldn = rows['london.jpg']
     assert (ldn['location_source'], ldn['lat'], ldn['prior_cell']) == ('explicit', pytest.approx(SYDNEY[0]), cells(*SYDNEY)[0])
     assert rows['plain.jpg']['location_source'] == 'explicit' and rows['plain.jpg']['prior_cell'] == cells(*LONDON)[0]  # a full path matches too
     assert rows['sydney.jpg']['location_source'] == 'exif'                      # not listed: its EXIF
 
-    batch_predict(folder, tmp_path / 'b.parquet', pred, k=K, progress=False, lat=str(LONDON[0]), lon=LONDON[1], geo=geo)
+    batch_predict(folder, tmp_path / 'b.parquet', pred, k=K, progress=False, lat=str(LONDON[0]), lon=LONDON[1], place=geo)
     rows = by_name(tmp_path / 'b.parquet')
     assert {r['location_source'] for r in rows.values()} == {'explicit'}
     assert {r['prior_cell'] for r in rows.values()} == {cells(*LONDON)[0]}
@@ -116,10 +117,10 @@ def test_explicit_coordinates_win_over_exif(pred, folder, store, tmp_path):
 
 
 def test_bad_rows_are_error_rows_and_retried(pred, folder, store, tmp_path, capsys):
-    geo, where = GeoLookup(store), tmp_path / 'where.csv'
+    geo, where = PlacePrior(GeoLookup(store)), tmp_path / 'where.csv'
     where.write_text("path,lat,lon\nlondon.jpg,north,3\nsydney.jpg,-95,10\nplain.jpg,10,\nnot-there.jpg,1,2\n")
     out = tmp_path / 'r.csv'
-    r = batch_predict(folder, out, pred, k=K, progress=False, locations=where, geo=geo)
+    r = batch_predict(folder, out, pred, k=K, progress=False, locations=where, place=geo)
     assert (r['predicted'], r['errors']) == (3, 3)
     assert 'name no photo' in capsys.readouterr().err
     rows = by_name(out)
@@ -129,7 +130,7 @@ def test_bad_rows_are_error_rows_and_retried(pred, folder, store, tmp_path, caps
     assert all(x['breed'] is None and x['location_source'] == '' for x in rows.values())
     # the file fixed, --retry-errors does them
     where.write_text(f"path,lat,lon\nlondon.jpg,{LONDON[0]},{LONDON[1]}\nsydney.jpg,,\n")
-    r = batch_predict(folder, out, pred, k=K, progress=False, locations=where, geo=geo, retry_errors=True)
+    r = batch_predict(folder, out, pred, k=K, progress=False, locations=where, place=geo, retry_errors=True)
     assert (r['predicted'], r['errors'], r['located']) == (3, 0, 2)
     rows = by_name(out)
     assert rows['london.jpg']['location_source'] == 'explicit' and rows['sydney.jpg']['location_source'] == 'exif'
@@ -159,10 +160,10 @@ def test_cli_errors_are_one_line(pred, folder, store, tmp_path, capsys):
 
 
 def test_place_columns_in_shards_and_resume(pred, folder, store, tmp_path):
-    geo, out = GeoLookup(store), tmp_path / 'm.csv'
-    for i in range(2): batch_predict(folder, out, pred, k=K, progress=False, shard=(i, 2), geo=geo)
+    geo, out = PlacePrior(GeoLookup(store)), tmp_path / 'm.csv'
+    for i in range(2): batch_predict(folder, out, pred, k=K, progress=False, shard=(i, 2), place=geo)
     with pytest.raises(ResultsError, match="model and place columns"):  # the job's other shards have them
-        batch_predict(folder, out, pred, k=K, progress=False, shard=(0, 2), resume=True, geo=None)
+        batch_predict(folder, out, pred, k=K, progress=False, shard=(0, 2), resume=True, place=None)
     merge_shards(out)
     assert header(out) == result_columns(K) + GEO_COLUMNS
     assert {r['source'].rsplit('/', 1)[-1]: r['location_source'] for r in read_results(out)} == {
@@ -172,7 +173,7 @@ def test_place_columns_in_shards_and_resume(pred, folder, store, tmp_path):
         batch_predict(folder, out, pred, k=K, progress=False)
     batch_predict(folder, tmp_path / 'p.csv', pred, k=K, progress=False)
     with pytest.raises(ResultsError, match='without the place columns'):
-        batch_predict(folder, tmp_path / 'p.csv', pred, k=K, progress=False, geo=geo)
+        batch_predict(folder, tmp_path / 'p.csv', pred, k=K, progress=False, place=geo)
 
 
 def test_s3_prefix_exif_and_locations_by_key(pred, store, s3_server, tmp_path):
@@ -183,7 +184,7 @@ def test_s3_prefix_exif_and_locations_by_key(pred, store, s3_server, tmp_path):
     c.put_object(Bucket=bucket, Key=f'{prefix}/plain.jpg', Body=photo('steelblue'))
     (tmp_path / 'where.csv').write_text(f"key,lat,lon\nplain.jpg,{SYDNEY[0]},{SYDNEY[1]}\n")
     r = batch_predict(f's3://{bucket}/{prefix}', tmp_path / 's3.csv', pred, k=K, progress=False, endpoint_url=s3_server.endpoint,
-                      locations=tmp_path / 'where.csv', geo=GeoLookup(store))
+                      locations=tmp_path / 'where.csv', place=PlacePrior(GeoLookup(store)))
     assert (r['predicted'], r['errors'], r['located'], r['with_prior']) == (2, 0, 2, 2)
     rows = by_name(tmp_path / 's3.csv')
     assert (rows['london.jpg']['location_source'], rows['london.jpg']['prior_cell'], rows['london.jpg']['breed_with_prior']) == (
@@ -192,9 +193,9 @@ def test_s3_prefix_exif_and_locations_by_key(pred, store, s3_server, tmp_path):
 
 
 def test_place_prior_is_the_services_prior(tmp_path, folder, monkeypatch):
-    """`place_prior` (what predict and the demo use) gives what the service's `answer_with_place` gives, for a model
+    """`PlacePrior.prior` (what predict and the demo use) gives what the service's `answer_request` gives, for a model
     whose manifest has non-uniform train counts: one prior, wherever it is asked for."""
-    from dogbreeds.handlers import answer_with_place, geo_service, place_prior
+    from dogbreeds.handlers import answer_request
     from dogbreeds.geo import locate
     from dogbreeds.protocol import parse_request
     from dogbreeds.testing import BREEDS
@@ -203,12 +204,13 @@ def test_place_prior_is_the_services_prior(tmp_path, folder, monkeypatch):
     s.add_many([(*LONDON, b, 5 * i + 1) for i, b in enumerate(BREEDS)])
     s.close()
     monkeypatch.setenv('GEO_DB', str(tmp_path / 'geo.db'))
+    place = PlacePrior.from_settings()
     for name in ('london.jpg', 'plain.jpg'):
         data = (folder / name).read_bytes()
         req = parse_request(data, 'image/jpeg'); req.lat, req.lon, req.k = LONDON[0], LONDON[1], len(BREEDS)
-        a = answer_with_place(model, req)
+        a = answer_request(model, req, place)
         probs = dict(model.predict_one(model.decode(data), k=len(BREEDS)).top)
-        prior, top = place_prior(model, *locate(data, *LONDON), probs, len(BREEDS), geo=geo_service())
+        prior, top = place.prior(model, *locate(data, *LONDON), probs, len(BREEDS))
         assert {k: prior[k] for k in ('cell', 'resolution', 'observations', 'alpha', 'smoothing')} == {
             k: a['prior'][k] for k in ('cell', 'resolution', 'observations', 'alpha', 'smoothing')}
         assert [b for b, _ in top] == [p['breed'] for p in a['predictions_with_prior']]

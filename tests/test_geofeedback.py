@@ -9,6 +9,7 @@ import pytest
 from dogbreeds.featurestore import FeatureStore
 from dogbreeds.geo import cells, combine
 from dogbreeds.geocache import GeoLookup, LRUCache, RedisCache
+from dogbreeds.place import PlacePrior
 from dogbreeds.testing import BREEDS, Redis, ServeProcess, toy_model
 from test_geo import LONDON, SYDNEY, gps, photo
 
@@ -28,12 +29,10 @@ def counts_at(db, point) -> dict:
 
 def make_env(tmp_path, monkeypatch, cache:str, manifest:dict|None=None, **settings):
     "A toy model (`manifest`: extra fields) and a SQLite store (Sydney: 500 dingo, 5 beagle), with the service's settings in the environment."
-    from dogbreeds import handlers
     model, db = toy_model(tmp_path / 'model', **(manifest or {})), tmp_path / 'geo.db'
     FeatureStore(db).add_many([(*SYDNEY, 'dingo', 500), (*SYDNEY, 'beagle', 5)])
     env = dict(GEO_DB=str(db), GEO_CACHE=cache, GEO_MIN_OBS='20', GEO_ALPHA='1', GEO_PHOTO_TTL='60', MODEL_URI=str(model)) | settings
     for k, v in env.items(): monkeypatch.setenv(k, v)
-    handlers._GEO.clear()
     return model, db, env
 
 
@@ -46,7 +45,6 @@ def env(request, tmp_path, monkeypatch):
         RedisCache(server.url).r.flushdb()
         cache = server.url
     yield make_env(tmp_path, monkeypatch, cache)
-    handlers._GEO.clear()
 
 
 def test_redis_ttl_is_in_milliseconds(redis_server):
@@ -99,9 +97,8 @@ def test_feedback_by_photo_id(env):
         n = c.post('/invocations', json=body).json()                                 # no coordinates: no photo_id
         assert n['location'] is None and 'photo_id' not in n
     # another worker (a fresh GeoLookup, as a new process makes): Redis knows the id, the in-process LRU does not
-    g = handlers.geo_service()
-    handlers._GEO.clear()
-    other = handlers.geo_service()
+    g = PlacePrior.from_settings().geo
+    other = PlacePrior.from_settings().geo
     assert other is not g
     if settings['GEO_CACHE'] == 'lru': assert other.where(pid) is None
     else:
@@ -114,13 +111,12 @@ def test_photo_id_expires(cache, tmp_path, monkeypatch, request):
     from dogbreeds import handlers
     spec = request.getfixturevalue('redis_server').url if cache == 'redis' else 'lru'
     model, db, _ = make_env(tmp_path, monkeypatch, spec, GEO_PHOTO_TTL='0.4')
-    pred = handlers.load_model(model)
+    svc = handlers.Service.load(model)
     from dogbreeds.protocol import Request
-    a = handlers.answer_request(pred, Request(image=photo(gps(*SYDNEY))))
+    a = svc(Request(image=photo(gps(*SYDNEY))))
     time.sleep(0.6)
-    with pytest.raises(Exception) as e: handlers.feedback_request(pred, dict(request_id='x-1', photo_id=a['photo_id'], breed='dingo'))
+    with pytest.raises(Exception) as e: svc(Request(feedback=dict(request_id='x-1', photo_id=a['photo_id'], breed='dingo')))
     assert e.value.status == 404 and 'unknown or expired' in str(e.value)
-    handlers._GEO.clear()
 
 
 
@@ -129,9 +125,8 @@ def test_bad_photo_ttl_is_a_clear_503(value, tmp_path, monkeypatch):
     from dogbreeds import handlers
     from dogbreeds.protocol import Request
     model, _, _ = make_env(tmp_path, monkeypatch, 'lru', GEO_PHOTO_TTL=value)
-    with pytest.raises(Exception) as e: handlers.answer_request(handlers.load_model(model), Request(image=photo(gps(*SYDNEY))))
+    with pytest.raises(Exception) as e: handlers.Service.load(model)(Request(image=photo(gps(*SYDNEY))))
     assert e.value.status == 503 and 'GEO_PHOTO_TTL' in str(e.value)
-    handlers._GEO.clear()
 
 def test_cache_down_is_503_and_coordinates_still_work(tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
@@ -150,7 +145,6 @@ def test_cache_down_is_503_and_coordinates_still_work(tmp_path, monkeypatch):
             r = c.post('/feedback', json=dict(request_id='d-1', lat=SYDNEY[0], lon=SYDNEY[1], breed='beagle'))
             assert r.status_code == 200 and r.json()['applied'] and 'cache unavailable' in r.json()['note']
     assert counts_at(db, SYDNEY)['beagle'] == 6
-    handlers._GEO.clear()
 
 
 def post(url, obj) -> tuple[int, dict]:
@@ -190,13 +184,13 @@ def test_lambda_answer_then_feedback_by_photo_id(redis_server, tmp_path, monkeyp
     r = lh.handler(e)
     a = json.loads(r['body'])
     assert r['statusCode'] == 200 and a['prior']['cell'] == cells(*SYDNEY)[0] and len(a['photo_id']) == 16
-    lh.reset(); handlers._GEO.clear()                                  # another instance, cold: Redis still knows the photo
+    lh.reset()                                                         # another instance, cold: Redis still knows the photo
     fb = lh.handler(dict(feedback=dict(request_id='l-1', photo_id=a['photo_id'], breed='dingo')))
     assert fb == dict(statusCode=200, applied=True, request_id='l-1', photo_id=a['photo_id'])
     assert counts_at(db, SYDNEY)['dingo'] == 501
     un = lh.handler(dict(feedback=dict(request_id='l-2', photo_id='1' * 16, breed='dingo')))
     assert un['statusCode'] == 404 and un['type'] == 'NotFoundError'
-    lh.reset(); handlers._GEO.clear()
+    lh.reset()
 
 
 # --- p(breed | train) from the manifest
@@ -205,8 +199,7 @@ def adjusted(tmp_path, monkeypatch, name, **manifest):
     from dogbreeds import handlers
     from dogbreeds.protocol import Request
     model, db, _ = make_env(tmp_path / name, monkeypatch, 'lru', manifest)   # toy_model writes extra manifest fields as given
-    a = handlers.answer_request(handlers.load_model(model), Request(image=photo(None), k=10, lat=SYDNEY[0], lon=SYDNEY[1]))
-    handlers._GEO.clear()
+    a = handlers.Service.load(model)(Request(image=photo(None), k=10, lat=SYDNEY[0], lon=SYDNEY[1]))
     return a, {p['breed']: p['probability'] for p in a['predictions']}, {p['breed']: p['probability'] for p in a['predictions_with_prior']}
 
 

@@ -48,7 +48,7 @@ def test_cli_bad_input_one_line(tmp_path):
     assert not (tmp_path/'runs').exists()
 
 
-def test_bad_params_file(tmp_path):
+def test_bad_params_file(tmp_path, monkeypatch):
     f = tmp_path/'p.yaml'
     f.write_text('epochs: 1\nsize: [64\n')
     with pytest.raises(ParameterError, match='is not valid YAML'): retrain(params_file=f, push=False, runs_dir=tmp_path)
@@ -56,6 +56,10 @@ def test_bad_params_file(tmp_path):
     with pytest.raises(ParameterError, match='must map parameter names to values'): retrain(params_file=f, push=False, runs_dir=tmp_path)
     f.write_text('epochs: 1\nlearning_rate: 1e-3\n')
     with pytest.raises(ParameterError, match="unknown parameter 'learning_rate'"): retrain(params_file=f, push=False, runs_dir=tmp_path)
+    from dogbreeds.core import DogbreedsError
+    from dogbreeds.retrain import read_params_file
+    monkeypatch.setitem(sys.modules, 'yaml', None)  # PyYAML not installed: the message names the extra that brings it
+    with pytest.raises(DogbreedsError, match=r"PyYAML: pip install 'dogbreeds\[aws\]'"): read_params_file(f)
     with pytest.raises(DataError, match='--on sagemaker'): check_retrain_params(dict(data='s3://b/dogs'))
     assert list(tmp_path.iterdir()) == [f]
 
@@ -184,6 +188,49 @@ def test_sagemaker_job_created(s3_server):
     body = s3.get_object(Bucket=s3_server.bucket, Key=src.split('/', 3)[3])['Body']
     with tarfile.open(fileobj=body, mode='r|gz') as tar: names = tar.getnames()
     assert ENTRY in names and 'nbs/14_train.ipynb' in names and 'dogbreeds/retrain.py' in names
+
+
+# What `pip install 'dogbreeds[aws]'` does not bring: the training stack, the notebook runners, the front ends.
+NOT_IN_AWS_EXTRA = {'torch', 'torchvision', 'fastai', 'timm', 'papermill', 'nbformat', 'nbclient', 'jupyter_client',
+                    'ipykernel', 'IPython', 'jupyterlab', 'ipywidgets', 'pandas', 'matplotlib', 'sklearn', 'scipy',
+                    'onnx', 'onnxruntime'}
+LEAN_LAUNCH = f"""
+import sys
+BLOCKED = {NOT_IN_AWS_EXTRA!r}
+class NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in BLOCKED: raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, NotInstalled())
+import moto
+with moto.mock_aws(config={{'core': {{'mock_credentials': False, 'passthrough': {{'services': ['s3']}}}}}}):
+    from dogbreeds.cli import main
+    main(sys.argv[1:])
+print(sorted({{m.split('.')[0] for m in sys.modules}} & BLOCKED))
+"""
+
+
+def test_sagemaker_launch_needs_only_the_aws_extra(s3_server, tmp_path):
+    "`dogbreeds retrain --on sagemaker -f params.yaml --wait` where torch, papermill or Jupyter cannot be imported."
+    prefix = f"lean-{uuid.uuid4().hex[:8]}"
+    s3 = s3_server.client()
+    for f in sorted((SAMPLE/'train').rglob('*.JPEG'))[:2]:
+        s3.upload_file(str(f), s3_server.bucket, f"{prefix}/dogs/{f.relative_to(SAMPLE)}")
+    (tmp_path/'params.yaml').write_text(f"data: s3://{s3_server.bucket}/{prefix}/dogs\nepochs: 2\nlr: 1e-3\n")
+    args = ['retrain', '--on', 'sagemaker', '-f', str(tmp_path/'params.yaml'), '--wait',
+            '--registry', f"s3://{s3_server.bucket}/{prefix}/models", '--role', 'arn:aws:iam::123456789012:role/r',
+            '--region', 'eu-south-1', '--endpoint-url', s3_server.endpoint]
+    r = subprocess.run([sys.executable, '-c', LEAN_LAUNCH, *args], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)})
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.strip().splitlines()
+    assert out[-1] == '[]', out                                 # none of them was imported
+    name = out[0].split('started SageMaker training job ')[1].split()[0]
+    assert f"{name}: Completed" in r.stdout
+    body = s3.get_object(Bucket=s3_server.bucket, Key=f"retrain-jobs/{name}/source/sourcedir.tar.gz")['Body']
+    with tarfile.open(fileobj=body, mode='r|gz') as tar:
+        reqs = next(tar.extractfile(m).read().decode().split() for m in tar if m.name == 'requirements.txt')
+    assert any(q.startswith('papermill') for q in reqs) and any(q.startswith('fastai') for q in reqs)
+    assert not [q for q in reqs if q.startswith(('jupyterlab', 'ipywidgets'))], reqs  # the job installs no JupyterLab
 
 
 def test_sagemaker_bad_input(s3_server):
