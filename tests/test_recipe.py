@@ -18,7 +18,7 @@ def cat():
 
 
 @pytest.mark.slow
-def test_run_reports_its_start_and_beats_it(head_run):
+def test_run_reports_its_start_and_does_not_lose_it(head_run):
     rows = list(csv.DictReader(open(head_run.run_dir / 'history.csv')))
     assert [r['stage'] for r in rows] == ['0', '1']  # epoch 0: ImageNet's rows, untrained
     start, end = float(rows[0]['accuracy']), float(rows[1]['accuracy'])
