@@ -14,7 +14,7 @@ export MPLBACKEND := Agg
 
 help:
 	@echo "make run    train, evaluate and export on the bundled sample (sets everything up first)"
-	@echo "make test   sync check, notebook tests and pytest (sets everything up first)"
+	@echo "make test   Debian packages, sync check, notebook tests and pytest (sets everything up first)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,22 +42,26 @@ sync-check: $(VENV)/.dev.stamp
 	  echo "dogbreeds/ differs from what the notebooks export: run nbdev-export and commit both"; exit 1; fi
 	$(BIN)/python scripts/readme.py --check
 
-nbtest: $(VENV)/.dev.stamp weights
-	$(BIN)/nbdev-test --n-workers 2
-
 # Debian packages the tests drive for real: chromium (the demo's browser test, through Playwright; Playwright's own
-# browser download is not used). Issues that add real servers add their packages here: one apt-get for all.
+# browser download is not used), prometheus (promtool and a scraping server), postgresql and redis-server (the geo
+# feature store and its cache; nbs/09_testing.ipynb starts both in its tests). One apt-get for all, before any test:
+# every target that runs tests depends on this one. A server the tests need goes here.
 SYSTEM_PACKAGES := chromium prometheus postgresql redis-server
 system-packages:
-	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do [ "$$(dpkg-query -W -f='$${db:Status-Status}' $$p 2>/dev/null)" = installed ] || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then echo "missing Debian packages: $$missing (run make system-packages as root)"; exit 1; fi; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; fi
 
 chromium: system-packages
 
-pytest: $(VENV)/.dev.stamp weights system-packages
+nbtest: system-packages $(VENV)/.dev.stamp weights
+	$(BIN)/nbdev-test --n-workers 2
+
+pytest: system-packages $(VENV)/.dev.stamp weights
 	$(BIN)/python -m pytest
 
-test: sync-check nbtest pytest
+test: system-packages sync-check nbtest pytest
 
 readme:
 	$(BIN)/python scripts/readme.py

@@ -4,6 +4,7 @@
     python benchmarks/accuracy.py --arch efficientnet_lite0         # one network instead of the ensemble
     python benchmarks/accuracy.py --recipe fine-tune --arch mobilenet_v2 --size 160 --epochs 1 --lr 1e-3   # fastai
     python benchmarks/accuracy.py --data imagewoof                  # fastai's download, when online
+    MLFLOW_TRACKING_URI=sqlite:///mlflow.db python benchmarks/accuracy.py   # also recorded in MLflow (dogbreeds.tracking)
 
 It trains with `dogbreeds.train.train` (the run lands in exported_models/), then prints the run's
 history (stage 0 is the untrained start: ImageNet's own rows for the ten breeds), top-1 and top-5,
@@ -77,6 +78,7 @@ def main():
         print(f"int8: top-1 {q['top1_int8']:.4f} against fp32 {q['top1_fp32']:.4f} on {q['measured_on']}")
     print(f"wall time {total / 60:.1f} min in all (load {p['seconds']['load']:.0f} s, fit {p['seconds']['fit']:.0f} s, "
           f"total before export {p['seconds']['total']:.0f} s); run saved to {r.run_dir}")
+    if ml := p.get('mlflow'): print(f"MLflow run {ml['run_id']}: {ml.get('url') or ml['tracking_uri']}")
 
 
 if __name__ == '__main__': sys.exit(main())

@@ -1,4 +1,4 @@
-"""Issue 13: the place prior under load, through `dogbreeds serve`, on real PostgreSQL and Redis servers.
+"""The place prior under load, through `dogbreeds serve`, on real PostgreSQL and Redis servers.
 
 Locations follow a Zipf distribution (s = 1.1) over 10,000 H3 cells (one random point per cell, each with breed
 counts in PostgreSQL). 32 HTTP clients (keep-alive connections, one thread each) post a photo with `?lat=&lon=` to

@@ -249,7 +249,7 @@ def int8_table(run, model) -> dict|None:
     d = next((m for m in (model, run / 'model-int8') if (m / 'manifest.json').exists()
               and 'onnx-int8' in json.loads((m / 'manifest.json').read_text())['formats']), None)
     if d is None:
-        print(f"\nINT8: no INT8 graph (export one with `dogbreeds export {run} --dest {run}/model-int8 --int8`)"); return None
+        print(f"\nINT8: no INT8 graph (export one with `dogbreeds export {run} --out {run}/model-int8 --int8`)"); return None
     m = json.loads((d / 'manifest.json').read_text())
     pre = ort.InferenceSession(str(d / 'preprocess.onnx'), providers=['CPUExecutionProvider'])
     x = pre.run(None, {'input': np.asarray(load_rgb(sorted(SAMPLE.rglob('*.JPEG'))[0]))[None]})[0]

@@ -1,4 +1,4 @@
-"""`dogbreeds deploy --alarms` puts CloudWatch alarms on the endpoint's latency and errors; `--capture PCT` has SageMaker save that share of requests and answers to S3 for Model Monitor, and for `dogbreeds monitor --capture`.
+"""`dogbreeds deploy --alarms` puts CloudWatch alarms on the endpoint's latency and errors; `--capture-percent PCT` has SageMaker save that share of requests and answers to S3 for Model Monitor, and for `dogbreeds monitor --capture DIR`.
 
 Docs: https://dogbreeds.github.io/dogbreeds/alarms.html.md"""
 
@@ -7,6 +7,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/alarms.html.md"""
 # %% ../nbs/35_alarms.ipynb #eda9a603
 from __future__ import annotations
 import json
+from typing import Annotated
 from fastcore.script import call_parse
 
 from .aws import boto3_session, client as aws_client
@@ -19,7 +20,7 @@ __all__ = ['capture_config', 'alarm_specs', 'put_alarms', 'deploy_cli']
 # %% ../nbs/35_alarms.ipynb #b2a99cb6
 def capture_config(percent:float, s3_uri:str) -> dict:
     "The DataCaptureConfig that saves `percent` % of requests and answers under `s3_uri` (Model Monitor's format)."
-    if not 0 < percent <= 100: raise ParameterError(f"--capture is a percentage from 1 to 100, got {percent}")
+    if not 0 < percent <= 100: raise ParameterError(f"--capture-percent is a percentage from 1 to 100, got {percent}")
     if not str(s3_uri).startswith('s3://'): raise ParameterError(f"data capture needs an s3:// destination, got {s3_uri!r}")
     return dict(EnableCapture=True, InitialSamplingPercentage=int(round(percent)), DestinationS3Uri=str(s3_uri),
                 CaptureOptions=[dict(CaptureMode='Input'), dict(CaptureMode='Output')],
@@ -56,8 +57,8 @@ def put_alarms(endpoint:str, topic_arn:str|None=None, region:str|None=None, sess
 @call_parse
 def deploy_cli(
     name:str,                     # endpoint name
-    image:str,                    # container image URI (ECR)
-    role:str,                     # the endpoint's execution role ARN
+    image_uri:Annotated[str, 'the container image URI (ECR)', {'opt': True, 'required': True}],
+    role_arn:Annotated[str, "the endpoint's execution role ARN", {'opt': True, 'required': True}],
     model_uri:str=None,           # registry URI of the model (our container pulls it at start)
     model_data:str=None,          # s3:// URI of model.tar.gz (dogbreeds package)
     instance_type:str=None,       # real-time instances, e.g. ml.c6i.large (default: serverless)
@@ -72,13 +73,13 @@ def deploy_cli(
     alarms:bool=False,            # CloudWatch alarms on ModelLatency (p99), Invocation5XXErrors, Invocation4XXErrors
     alarm_topic:str=None,         # SNS topic ARN the alarms notify
     p99_ms:float=1000,            # the latency alarm's threshold (p99, milliseconds)
-    capture:float=None,           # data capture: save this percentage of requests and answers to S3
+    capture_percent:float=None,   # data capture: save this percentage of requests and answers to S3
     capture_uri:str=None,         # where captured data goes (s3://BUCKET/PREFIX)
 ):
     "Create or update a SageMaker endpoint (serverless, or real-time with autoscaling) for the model; optionally alarms and data capture."
-    if capture is not None and not capture_uri: raise ParameterError("--capture needs --capture-uri s3://BUCKET/PREFIX")
-    dc = capture_config(capture, capture_uri) if capture is not None else None
-    out = deploy(name, image, role, model_uri=model_uri, model_data=model_data, instance_type=instance_type,
+    if capture_percent is not None and not capture_uri: raise ParameterError("--capture-percent needs --capture-uri s3://BUCKET/PREFIX")
+    dc = capture_config(capture_percent, capture_uri) if capture_percent is not None else None
+    out = deploy(name, image_uri, role_arn, model_uri=model_uri, model_data=model_data, instance_type=instance_type,
                  instance_count=instance_count, max_instances=max_instances, target_invocations=target_invocations,
                  memory_mb=memory_mb, max_concurrency=max_concurrency, provisioned_concurrency=provisioned_concurrency,
                  region=region, wait=not no_wait, data_capture=dc)

@@ -199,7 +199,7 @@ def predict_rows(pred:Predictor, items:list, source=None, k:int=5, batch_size:in
                 for rank, (b, p) in enumerate(rest, 2): r[f'breed_{rank}'], r[f'probability_{rank}'] = b, p
                 rows[i] = {**r, 'dog': pr.dog, 'is_dog': pr.is_dog, 'error': '', 'model': name, 'model_version': version}
                 if places is not None: rows[i].update(places.columns(pred, *located.pop(chunk[i]), dict(pr.top)))
-            observe.log_batch_rows(rows, time.perf_counter() - t_chunk)  # one JSON log line per photo (issue 14)
+            observe.log_batch_rows(rows, time.perf_counter() - t_chunk)  # one JSON log line per photo
             yield rows
     finally: ex.shutdown(wait=True, cancel_futures=True)
 
@@ -236,7 +236,7 @@ class _Results:
         if k == self.k and geo != self.geo:
             raise ResultsError(f"{self.path} holds results {'with' if geo else 'without'} the place columns; this run "
                                f"{'has' if self.geo else 'has no'} coordinates or feature store: write to another file")
-        raise ResultsError(f"{self.path} holds the top {k} breeds, not {self.k}: run with --k {k}, or write to another file" if k else
+        raise ResultsError(f"{self.path} holds the top {k} breeds, not {self.k}: run with --top-k {k}, or write to another file" if k else
                            f"{self.path} is not a dogbreeds results file (its columns are {list(columns)[:4]}...): write to another file")
 
     def _check_model(self, found):
@@ -800,7 +800,7 @@ def transform_predict(src:str, out:str, model:str, image:str, role:str, instance
     results_format(out)
     if not str(out).startswith('s3://'): raise ParameterError("--on sagemaker writes to S3: --out s3://bucket/results.csv (or .parquet)")
     if not (model or '').startswith('s3://'): raise ParameterError("--on sagemaker: the container pulls the model, so --model must be a registry URI (s3://...)")
-    if not image or not role: raise ParameterError("--on sagemaker needs --image (the serving container in ECR) and --role (its execution role ARN)")
+    if not image or not role: raise ParameterError("--on sagemaker needs --image-uri (the serving container in ECR) and --role-arn (its execution role ARN)")
     job = start_transform(src, transform_prefix(out), image, role, model, instance_count, instance_type, container_workers, region=region)
     r = dict(job=job['job'], output=transform_prefix(out))
     if not wait: return r
@@ -825,7 +825,7 @@ def predict_cli(
     src:Annotated[str, {'opt': False, 'nargs': '?'}]=None,  # a folder, a quoted glob ('photos/**/*.jpg'), a file, or s3://bucket/prefix
     out:str=None,             # the results file: .csv, or .parquet (needs pyarrow)
     model:str=None,           # a model folder or registry URI (default: $MODEL_URI, else $DOGBREEDS_MODEL)
-    k:int=5,                  # how many breeds per photo
+    top_K:int=5,              # how many breeds per photo (-k)
     batch_size:int=64,        # photos per batch, and per write
     workers:int=None,         # threads that read and decode photos (default: one per core; 16 for s3://)
     threads:int=None,         # ONNX Runtime threads (default: one per physical core)
@@ -840,8 +840,8 @@ def predict_cli(
     instance_count:int=1,     # --on sagemaker: instances
     instance_type:str='ml.c6i.xlarge',  # --on sagemaker: instance type
     container_workers:int=1,  # --on sagemaker: serving workers per instance (= MaxConcurrentTransforms)
-    image:str=None,           # --on sagemaker: the serving container image (ECR)
-    role:str=None,            # --on sagemaker: the job's execution role ARN
+    image_uri:str=None,       # --on sagemaker: the serving container image (ECR)
+    role_arn:str=None,        # --on sagemaker: the job's execution role ARN
     wait:bool=False,          # --on sagemaker: follow the job, then gather its answers into OUT
     region:str=None,          # --on sagemaker: AWS region (default: boto3's)
     lat:str=None,             # latitude where every photo was taken (with --lon): adds the place columns
@@ -863,17 +863,17 @@ def predict_cli(
         raise ParameterError("--lat/--lon, --locations and --geo-db go with a run here; --on sagemaker writes the photo columns only")
     if geo_db:
         if not geo_db.startswith(('postgresql://', 'postgres://')) and not Path(geo_db.removeprefix('sqlite:///')).expanduser().is_file():
-            raise ParameterError(f"--geo-db {geo_db}: no such SQLite file; build one with `dogbreeds geo import observations.csv --db {geo_db}`")
+            raise ParameterError(f"--geo-db {geo_db}: no such SQLite file; build one with `dogbreeds geo import observations.csv --geo-db {geo_db}`")
         config.put('GEO_DB', geo_db)
     if on is not None:
         if on != 'sagemaker': raise ParameterError(f"--on {on!r}: the one engine is 'sagemaker' (Batch Transform); leave --on out to run here")
-        r = transform_predict(src, out, model or config.get('MODEL_URI'), image, role, instance_count, instance_type,
-                              container_workers, wait, k, region, endpoint_url)
+        r = transform_predict(src, out, model or config.get('MODEL_URI'), image_uri, role_arn, instance_count,
+                              instance_type, container_workers, wait, top_K, region, endpoint_url)
         print(f"transform job {r['job']}: answers under {r['output']}" + (f"; {r['items']:,} rows in {out} ({r['errors']:,} with an error)"
               if wait else "; run again with --wait to follow it and gather the results"))
         return
     try:
-        r = batch_predict(src, out, model, k=k, batch_size=batch_size, workers=workers, threads=threads,
+        r = batch_predict(src, out, model, k=top_K, batch_size=batch_size, workers=workers, threads=threads,
                           retry_errors=retry_errors, progress=False if quiet else None, endpoint_url=endpoint_url,
                           shard=shard, resume=resume, precision=precision, lat=lat, lon=lon, locations=locations)
     except KeyboardInterrupt:

@@ -6,11 +6,12 @@ Docs: https://dogbreeds.github.io/dogbreeds/cli.html.md"""
 
 # %% ../nbs/99_cli.ipynb #034da191
 from __future__ import annotations
-import importlib, sys
-from .core import DogbreedsError, fail
+import argparse, importlib, inspect, sys
+from . import __version__
+from .core import DogbreedsError, ParameterError, fail
 
 # %% auto #0
-__all__ = ['COMMANDS', 'main']
+__all__ = ['COMMANDS', 'command', 'parser', 'main']
 
 # %% ../nbs/99_cli.ipynb #435c3452
 COMMANDS = {  # command: (module:function, one-line help)
@@ -35,28 +36,48 @@ COMMANDS = {  # command: (module:function, one-line help)
 }
 
 # %% ../nbs/99_cli.ipynb #4ceffd7a
-COMMANDS['geo'] = ('dogbreeds.featurestore:geo_cli', 'build the geo feature store from a CSV of observations (import), or summarise it (stats)')
+COMMANDS['geo'] = ('dogbreeds.featurestore:geo_cli', 'build the geo feature store from a CSV of observations (import), summarise it (stats), '
+                   'list or revert feedback votes (feedback list|revert --since T)')
 
 # %% ../nbs/99_cli.ipynb #13a33b68
-from fastcore.script import parse_cli
+from fastcore.script import anno_parser
 
 # %% ../nbs/99_cli.ipynb #d3c095da
-def _usage() -> str:
-    w = max(map(len, COMMANDS))
-    return "usage: dogbreeds <command> [options]\n\ncommands:\n" + '\n'.join(
-        f"  {k:<{w}}  {h}" for k, (_, h) in COMMANDS.items()) + "\n\n`dogbreeds <command> --help` lists a command's options."
-
-def main(argv:list|None=None):
-    "Entry point of the `dogbreeds` console script."
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ('-h', '--help'): print(_usage()); return
-    cmd, rest = argv[0], argv[1:]
-    if cmd not in COMMANDS: fail(f"unknown command {cmd!r}; commands: {', '.join(COMMANDS)}")
+def command(cmd:str):
+    "The plain function behind `dogbreeds cmd` (its module imported now)."
     mod, fn = COMMANDS[cmd][0].split(':')
     func = getattr(importlib.import_module(mod), fn)
-    func = getattr(func, '__wrapped__', func)  # the plain function behind `call_parse`
-    sys.argv = [f'dogbreeds {cmd}', *rest]
-    pargs, kwargs, _ = parse_cli(func)  # argparse: --help, and type errors exit 2 with usage
-    try: func(*pargs, **kwargs)
-    except DogbreedsError as e: fail(str(e))
+    return getattr(func, '__wrapped__', func)  # the plain function behind `call_parse`
+
+def parser(cmd:str) -> argparse.ArgumentParser:
+    "The argparse parser of `dogbreeds cmd`: what `main` parses its arguments with. Options by their full names only."
+    p = anno_parser(command(cmd), prog=f'dogbreeds {cmd}')
+    p.allow_abbrev = False  # `--role` is not `--role-arn`: a prefix would also break old scripts when an option is added
+    return p
+
+# %% ../nbs/99_cli.ipynb #c1f0a7e4
+def _usage() -> str:
+    w = max(map(len, COMMANDS))
+    return "usage: dogbreeds [--version] <command> [options]\n\ncommands:\n" + '\n'.join(
+        f"  {k:<{w}}  {h}" for k, (_, h) in COMMANDS.items()) + "\n\n`dogbreeds <command> --help` lists a command's options."
+
+def _call(func, args:dict):
+    "Call `func` with the parsed `args`: those up to a `*args` parameter by position, the rest by name."
+    ps = inspect.signature(func).parameters
+    var = next((k for k, p in ps.items() if p.kind is p.VAR_POSITIONAL), None)
+    if var is None: return func(**args)
+    return func(*[args.pop(k) for k in list(ps)[:list(ps).index(var)]], *args.pop(var), **args)
+
+def main(argv:list|None=None):
+    "Entry point of the `dogbreeds` console script: exit 2 for bad usage, 1 for a failure at run time."
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ('-h', '--help'): print(_usage()); return
+    if argv[0] == '--version': print(f"dogbreeds {__version__}"); return
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS: fail(f"unknown command {cmd!r}; commands: {', '.join(COMMANDS)}", 2)
+    args = vars(parser(cmd).parse_args(rest))  # argparse: --help; an unknown option or a bad value exits 2 with usage
+    for k in ('pdb', 'xtra'): args.pop(k, None)  # fastcore's hidden options
+    try: _call(command(cmd), args)
+    except ParameterError as e: fail(str(e), 2)
+    except DogbreedsError as e: fail(str(e), 1)
     except KeyboardInterrupt: fail('interrupted', 130)

@@ -6,12 +6,14 @@ Docs: https://dogbreeds.github.io/dogbreeds/config.html.md"""
 
 # %% ../nbs/01_config.ipynb #dd165cc5
 from __future__ import annotations
-import os
+import os, re
 from dataclasses import dataclass
-from .core import ParameterError
+from pathlib import Path
+from .core import DogbreedsError, ParameterError
 
 # %% auto #0
-__all__ = ['SETTINGS', 'PLATFORM', 'Setting', 'get', 'get_int', 'put', 'names', 'who', 'platform', 'settings_table']
+__all__ = ['SETTINGS', 'PLATFORM', 'Setting', 'get', 'get_int', 'put', 'names', 'who', 'platform', 'settings_table',
+           'read_params_file']
 
 # %% ../nbs/01_config.ipynb #7a3415f7
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ SETTINGS = {s.name: s for s in [
     Setting('LOG_FORMAT', 'json', 'request logs as one JSON line per request (`json`) or plain text (`text`)', 'every serving entry point'),
     Setting('EMF_NAMESPACE', 'dogbreeds', 'CloudWatch namespace of the Embedded Metric Format lines', 'Lambda'),
     Setting('DOGBREEDS_EMF', 'on', 'write CloudWatch Embedded Metric Format lines on Lambda (`on`/`off`)', 'Lambda'),
-    Setting('PROMETHEUS_URL', None, 'the Prometheus server whose query API `dogbreeds monitor --prometheus` reads by default', '`dogbreeds monitor`'),
+    Setting('PROMETHEUS_URL', None, 'the Prometheus server whose query API `dogbreeds monitor --from-prometheus` reads', '`dogbreeds monitor`'),
 ]}
 
 # set by the platform, read where the code runs on it: the value says what it tells us
@@ -143,12 +145,6 @@ SETTINGS.update({s.name: s for s in [
     Setting('GEO_SMOOTHING', 1.0, "additive smoothing of the place's counts; the manifest's `geo.smoothing` wins", '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
 ]})
 
-# %% ../nbs/01_config.ipynb #6e1b7d3c
-SETTINGS.update({s.name: s for s in [
-    Setting('GEO_PHOTO_TTL', 86400, "seconds an answer's `photo_id` stays known to feedback (kept in the geo cache: with `lru` only by the worker that answered)",
-            '`dogbreeds serve`, Lambda'),
-]})
-
 # %% ../nbs/01_config.ipynb #cf15n0d1
 SETTINGS.update({s.name: s for s in [
     Setting('DOGBREEDS_DDP_NODES', 1, 'machines a data-parallel training run spans (torchrun --nnodes); 1: this machine alone',
@@ -157,6 +153,8 @@ SETTINGS.update({s.name: s for s in [
             '`dogbreeds train --nproc N`, SageMaker training jobs'),
     Setting('DOGBREEDS_DDP_MASTER', None, '`HOST:PORT` of node rank 0, where the others join (torchrun --master-addr/--master-port)',
             '`dogbreeds train --nproc N`, SageMaker training jobs'),
+    Setting('DOGBREEDS_DDP_EXIT_TIMEOUT', 60, 'seconds the other processes of a data-parallel run have to exit once rank 0 has '
+            'written the run; then they are stopped and the run fails', '`dogbreeds train --nproc N`'),
 ]})
 PLATFORM.update({
     'SM_HOSTS': "a SageMaker training job's instances, as a JSON list (when `resourceconfig.json` is not there)",
@@ -164,3 +162,49 @@ PLATFORM.update({
     'SM_NUM_GPUS': "the GPUs of a SageMaker training instance: the data-parallel processes it runs",
     'LOCAL_WORLD_SIZE': 'how many processes of a data-parallel run are on this machine (set by torchrun)',
 })
+
+# %% ../nbs/01_config.ipynb #b8e2f833
+_FB = '`dogbreeds serve`, Lambda, SageMaker handlers, the demo'
+SETTINGS.update({s.name: s for s in [
+    Setting('FEEDBACK_KEY', None, 'the secret (≥ 32 characters) that signs feedback tokens (HMAC-SHA256); unset: answers carry no token '
+            'and feedback is off. Keep it in Secrets Manager or SSM (README, "Feedback")', _FB),
+    Setting('FEEDBACK_KEY_PREVIOUS', None, 'the key before the last rotation: tokens it signed are accepted until they expire', _FB),
+    Setting('FEEDBACK_TOKEN_TTL', 86400, "seconds an answer's `feedback_token` is valid", _FB),
+    Setting('FEEDBACK_CAP', 0.05, "feedback's weight in a cell is at most this fraction of the cell's curated observations "
+            "(a breed's share there moves by at most cap/(1+cap)); the global counts likewise", _FB + ', `dogbreeds geo`'),
+    Setting('FEEDBACK_HALF_LIFE', 30, 'days after which a feedback vote counts half (it fades; curated observations do not)',
+            _FB + ', `dogbreeds geo`'),
+    Setting('FEEDBACK_SOURCE_LIMIT', 100, 'feedback votes one source (API key, IAM caller or address) may cast in 24 h; 429 beyond (0: no limit)', _FB),
+    Setting('FEEDBACK_API_KEYS', None, 'comma-separated keys, one of which `POST /feedback` must present (`X-Api-Key` or '
+            '`Authorization: Bearer`); unset: none asked. Answers stay open', '`dogbreeds serve`'),
+]})
+
+# %% ../nbs/01_config.ipynb #69839d9a
+SETTINGS.update({s.name: s for s in [
+    Setting('MLFLOW_TRACKING_URI', None, 'record training and retraining runs in MLflow: a server URL, `sqlite:///PATH` or a SageMaker '
+            'MLflow tracking server ARN; unset: not recorded', '`dogbreeds train`, `dogbreeds retrain` (and the SageMaker jobs it starts)'),
+    Setting('MLFLOW_EXPERIMENT_NAME', 'dogbreeds', 'the MLflow experiment runs are recorded in', '`dogbreeds train`, `dogbreeds retrain`'),
+    Setting('MLFLOW_RUN_ID', None, 'log into this MLflow run instead of starting one (`retrain` sets it for its notebooks)',
+            'the training notebook, `train`'),
+]})
+
+# %% ../nbs/01_config.ipynb #623ec9eb
+def _yaml_loader():
+    import yaml
+    class Loader(yaml.SafeLoader): "SafeLoader that reads 1e-3 as a float (YAML 1.2), not as text (YAML 1.1)."
+    Loader.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(r'^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'),
+                                 list('-+0123456789'))
+    return Loader
+
+def read_params_file(path) -> dict:
+    "The parameters in the YAML file `path` (a mapping of names to values)."
+    try: import yaml
+    except ImportError: raise DogbreedsError("a parameters file is read with PyYAML: pip install 'dogbreeds[aws]'") from None
+    p = Path(path)
+    if not p.is_file(): raise ParameterError(f"parameters file {p} not found")
+    try: d = yaml.load(p.read_text(), Loader=_yaml_loader())
+    except yaml.YAMLError as e: raise ParameterError(f"{p} is not valid YAML: {' '.join(str(e).split())}") from None
+    if d is None: return {}
+    if not isinstance(d, dict) or not all(isinstance(k, str) for k in d):
+        raise ParameterError(f"{p} must map parameter names to values, like 'epochs: 5' on each line")
+    return d

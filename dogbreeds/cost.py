@@ -553,14 +553,14 @@ def read_measured(path) -> dict:
 def resolve_inputs(latency_ms=None, latency_from=None, measure=None, n:int=50, p95:bool=False, memory_mb=None,
                    payload_kb=None, threads=None) -> tuple:
     "The model's figures for `plan`, and where each came from: given, measured (file or on the spot), or assumed."
-    if measure and latency_from: raise DogbreedsError("pass --measure or --latency-from, not both")
+    if measure and latency_from: raise ParameterError("pass --measure or --latency-from, not both")
     m, origin = {}, None
     if measure: m, origin = measure_model(measure, n), f"measured now: {measure}"
     elif latency_from: m, origin = read_measured(latency_from), f"measured: {latency_from}"
     elif latency_ms is None:
         f = package_root() / MEASURED_JSON
         if not f.is_file():
-            raise DogbreedsError("no latency: pass --latency-ms, --latency-from FILE (the inference benchmark's JSON) or --measure MODEL")
+            raise ParameterError("no latency: pass --latency-ms, --latency-from FILE (the inference benchmark's JSON) or --measure MODEL")
         m, origin = read_measured(f), f"measured: {f}"
     stat = 'p95_ms' if p95 else 'p50_ms'
     if not latency_ms and m and not m.get(stat): raise DogbreedsError(f"{origin.split(': ', 1)[1]} has no {stat}")
@@ -618,14 +618,14 @@ def cost_cli(
     if batch is not None:
         rate, src = batch_rate(photos_per_s)
         print(format_batch(batch, deadline, batch_options(batch, deadline, rate, prices), src)); return
-    if requests is None or peak_rps is None: raise DogbreedsError("pass --requests (per month) and --peak-rps")
+    if requests is None or peak_rps is None: raise ParameterError("pass --requests (per month) and --peak-rps")
     if geo: return _geo_cli(requests, peak_rps, latency_ms, latency_from, measure, n, p95, memory_mb, payload_kb, threads,
                             parallel_efficiency, arm_latency_factor, ephemeral_mb, free_tier, prices, geo_measured, hit_rate,
                             db_queries_per_1000, geo_ms, hot_cells, breeds, cache_engine, queries_per_acu, min_acu, db_gb,
                             io_per_query, io_optimized)
     if plot:
         plot_path = Path(plot)
-        if plot_path.suffix.lower() != '.png': raise DogbreedsError(f"--plot writes a PNG: give a .png path, not {plot}")
+        if plot_path.suffix.lower() != '.png': raise ParameterError(f"--plot writes a PNG: give a .png path, not {plot}")
         if not plot_path.parent.is_dir(): raise DogbreedsError(f"--plot: folder {plot_path.parent} does not exist")
     vals, src = resolve_inputs(latency_ms, latency_from, measure, n, p95, memory_mb, payload_kb, threads)
     split = lambda s: [x.strip() for x in s.split(',') if x.strip()] if s else None
@@ -777,7 +777,7 @@ def resolve_geo(geo_measured=None, hit_rate=None, db_queries_per_1000=None, geo_
         f = Path(geo_measured) if geo_measured is not None else package_root() / GEO_JSON
         if geo_measured is not None or f.is_file(): m, run = _read_geo(f)
         elif hit_rate is None or db_queries_per_1000 is None:
-            raise DogbreedsError("no cache figures: pass --geo-measured FILE (the JSON benchmarks/geo.py writes), or --hit-rate and --db-queries-per-1000")
+            raise ParameterError("no cache figures: pass --geo-measured FILE (the JSON benchmarks/geo.py writes), or --hit-rate and --db-queries-per-1000")
     vals, src = {}, {}
     for key, given, mkey, default in (('hit_rate', hit_rate, 'hit_rate', None), ('db_queries_per_1000', db_queries_per_1000, 'db_queries_per_1000', None),
                                       ('geo_ms', geo_ms, 'p50_ms', 0.0), ('hot_cells', hot_cells, 'cells', 10_000)):

@@ -172,10 +172,11 @@ class ClassifierWidget(widgets.VBox):
             full = p.predict_one(np.asarray(im), k=len(p.breeds))  # every breed: the prior may lift any of them
             answer = dataclasses.replace(full, top=full.top[:self.k])
             geo = self._place(name, bytes(content), dict(full.top))
+            fix = self._correction(name, bytes(content))
         except ImageError as e: return self._refused(name, str(e))
         except Exception as e: return self._refused(name, f"{name}: could not classify it ({type(e).__name__}: {e})")
         self.answers[name] = answer
-        return self._result(name, im, answer, (time.perf_counter() - t0) * 1000, geo)
+        return self._result(name, im, answer, (time.perf_counter() - t0) * 1000, geo, fix)
 
     def _place(self, name:str, content:bytes, probs:dict) -> widgets.HTML:
         "Where the photo was taken, the prior there, and the photo's breeds alone and with the prior, side by side."
@@ -203,11 +204,32 @@ class ClassifierWidget(widgets.VBox):
         table = (f"<table class='dogbreeds-prior-table'><tr><th>photo alone</th><th></th><th>with the place</th><th></th></tr>{rows}</table>")
         return _html(f"<div>{where}</div>{place}{moved}{table}", 'dogbreeds-geo', 'dogbreeds-prior')
 
+    def _correction(self, name:str, content:bytes):
+        "A breed menu and a button that correct this answer with its feedback token; or why it cannot be corrected."
+        from dogbreeds.geo import cells
+        from dogbreeds.geocache import feedback_fields, photo_id
+        loc, place = self.places[name].get('location'), self.places[name]
+        if loc is None or self.geo is None: return None   # an answer that used no place: nothing to correct
+        where = cells(loc['lat'], loc['lon'], self.geo.store.resolutions)
+        place.update(feedback_fields(photo_id(content), where, str(self.predictor.version)))
+        if 'feedback_token' not in place: return _html(f"Corrections are off: {html.escape(place['feedback'])}", 'dogbreeds-correction', 'dogbreeds-muted')
+        menu = widgets.Dropdown(options=list(self.predictor.breeds), value=place['with_prior'][0][0], layout=widgets.Layout(width='200px'))
+        button, said = widgets.Button(description='Correct the breed'), _html('', 'dogbreeds-said', 'dogbreeds-muted')
+        def send(_): said.value = html.escape(self.correct(name, menu.value))
+        button.on_click(send)
+        return _tagged(widgets.HBox([_label('Wrong breed?', margin='0 6px 0 0'), menu, button, said]), 'dogbreeds-correction')
+
+    def correct(self, name:str, breed:str) -> str:
+        "Send the correction `breed` for the photo `name` with its answer's feedback token (once); what came of it."
+        try: out = self.place.feedback(dict(feedback_token=self.places[name]['feedback_token'], breed=breed), self.predictor, 'demo')
+        except DogbreedsError as e: return f"Not counted: {e}"
+        return f"Thank you: counted for {breed} at cell {out['cell']}" + (f" ({out['note']})" if out.get('note') else '')
+
     def _refused(self, name:str, msg:str) -> widgets.Box:
         return _tagged(widgets.VBox([_label(name, 'dogbreeds-name'), _html(f"&#9888; {html.escape(msg)}", 'dogbreeds-error')]),
                        'dogbreeds-card', 'dogbreeds-refused')
 
-    def _result(self, name:str, im, answer, ms:float, geo=None) -> widgets.Box:
+    def _result(self, name:str, im, answer, ms:float, geo=None, fix=None) -> widgets.Box:
         top = answer.top
         note = ([_html(f"&#9888; <b>This does not look like a dog</b> (it looks like: {html.escape(answer.looks_like or '?')}; "
                        f"dog {answer.dog:.0%}). The breeds below are the model's best guesses all the same.", 'dogbreeds-notdog')]
@@ -223,7 +245,7 @@ class ClassifierWidget(widgets.VBox):
         img = _tagged(widgets.Image(value=_thumbnail(im, self.thumb), format='jpeg',
                                     layout=widgets.Layout(width=f'{self.thumb}px', height=f'{self.thumb}px', object_fit='contain')),
                       'dogbreeds-thumb')
-        return _tagged(widgets.HBox([img, widgets.VBox([title, *note, *rows, *([geo] if geo else []), footer], layout=widgets.Layout(margin='0 0 0 12px'))]),
+        return _tagged(widgets.HBox([img, widgets.VBox([title, *note, *rows, *([geo] if geo else []), footer, *([fix] if fix else [])], layout=widgets.Layout(margin='0 0 0 12px'))]),
                        'dogbreeds-card', 'dogbreeds-result')
 
     def shown(self) -> list:

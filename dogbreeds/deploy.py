@@ -10,6 +10,7 @@ import contextlib, io, json, os, re, secrets, tarfile, time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from typing import Annotated
 from fastcore.script import call_parse
 from .aws import SERVERLESS_MEMORY_MB, aws_errors, boto3_session, client as aws_client, is_role_arn
 from .core import DogbreedsError, MANIFEST, serving_files, verify_files
@@ -201,12 +202,12 @@ def undeploy(name:str, region:str|None=None, session=None) -> list:
 # %% ../nbs/30_deploy.ipynb #e4f51eda
 @call_parse
 def package_cli(
-    model_dir:str,                # the exported model folder
-    dest:str='model.tar.gz',      # the archive to write
-    overwrite:bool=False,         # replace dest if it exists
+    model:Annotated[str, 'the exported model folder', {'opt': True, 'required': True}],
+    out:str='model.tar.gz',       # the archive to write
+    overwrite:bool=False,         # replace the archive if it exists
 ):
     "Write model.tar.gz for SageMaker's PyTorch container: the model, code/inference.py, code/requirements.txt."
-    print(package_model(model_dir, dest, overwrite=overwrite))
+    print(package_model(model, out, overwrite=overwrite))
 
 # `dogbreeds deploy` is `dogbreeds.alarms.deploy_cli` (notebook 35): `deploy` with its alarms and data capture
 

@@ -6,7 +6,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/distributed.html.md"""
 
 # %% ../nbs/15_distributed.ipynb #d1500003
 from __future__ import annotations
-import contextlib, json, os, subprocess, sys, tempfile, time
+import contextlib, json, os, signal, subprocess, sys, tempfile, threading, time
 from collections import deque
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,8 +25,17 @@ from .learner import default_out_dir
 from .train import TrainResult, train, train_cli
 
 # %% auto #0
-__all__ = ['DEFAULT_MASTER_PORT', 'CPUSafeDL', 'DDPTrainer', 'Distrib', 'worker', 'DistributedError', 'ddp_nodes',
-           'torchrun_args', 'launch']
+__all__ = ['FAULT', 'DEFAULT_MASTER_PORT', 'fault_point', 'CPUSafeDL', 'DDPTrainer', 'Distrib', 'worker', 'wait_for_ranks',
+           'DistributedError', 'ddp_nodes', 'torchrun_args', 'launch']
+
+# %% ../nbs/15_distributed.ipynb #d15fault1
+FAULT = 'DOGBREEDS_DDP_FAULT'
+
+def fault_point(rank:int, where:str):
+    "Test hook: send this process the signal `$DOGBREEDS_DDP_FAULT` (`RANK:WHERE:SIGNAL`) names, if it names `rank` and `where`."
+    if not (spec := os.environ.get(FAULT)): return
+    r, w, sig = spec.split(':')
+    if int(r) == rank and w == where: os.kill(os.getpid(), getattr(signal, f'SIG{sig}'))
 
 # %% ../nbs/15_distributed.ipynb #d1500006
 class CPUSafeDL(DistributedDL):
@@ -40,7 +49,7 @@ class CPUSafeDL(DistributedDL):
 class DDPTrainer(DistributedTrainer):
     "fastai's `DistributedTrainer` (DDP through Accelerate) with `CPUSafeDL`; it counts the photos this rank trains on."
     def __init__(self, sync_bn:bool=True, **kwargs):
-        super().__init__(sync_bn=sync_bn, **kwargs); self.seen = 0
+        super().__init__(sync_bn=sync_bn, **kwargs); self.seen = self.batches = 0
     def before_fit(self):
         super().before_fit()
         if not isinstance(self.learn.model, DistributedDataParallel):  # Accelerate wraps only when it sees the process group
@@ -48,7 +57,9 @@ class DDPTrainer(DistributedTrainer):
     def _wrap_dl(self, dl):  # fastai asks the model for `.device`, which a plain module lacks: ask its parameters
         return dl if isinstance(dl, DistributedDL) else CPUSafeDL(dl, device=next(self.learn.model.parameters()).device)
     def after_batch(self):
-        if self.training: self.seen += find_bs(self.learn.yb)
+        if not self.training: return
+        self.seen += find_bs(self.learn.yb); self.batches += 1
+        fault_point(dist.get_rank(), f'batch{self.batches}')
 
 class Distrib:
     "What `train` needs in one process of a data-parallel run: its rank, the batch rule, and the wrapper of the learner."
@@ -99,12 +110,43 @@ def worker(spec_file:str):
     gpu = torch.cuda.is_available()
     if gpu: torch.cuda.set_device(local)
     backend = 'nccl' if gpu else 'gloo'
+    pid = Path(spec['pids'])/str(rank)  # here while this process runs: `launch` stops the ranks that outlive rank 0
+    pid.write_text(str(os.getpid()))
     dist.init_process_group(backend, timeout=timedelta(seconds=spec['timeout']))
     try:
         kw = spec['train'] if rank == 0 else dict(spec['train'], out_dir=str(Path(spec['scratch'])/f'rank{rank}'), export=False, quiet=True)
         r = train(**kw, distrib=Distrib(rank, world, local, backend, local_world))
+        fault_point(rank, 'end')
         if rank == 0: Path(spec['result']).write_text(json.dumps(dict(run_dir=str(r.run_dir))))
-    finally: dist.destroy_process_group()
+    finally:
+        dist.destroy_process_group()
+        pid.unlink(missing_ok=True)
+
+# %% ../nbs/15_distributed.ipynb #d15wait1
+def _pump(stream, tail:deque, quiet:bool):
+    "Keep the last lines of torchrun's output in `tail`, and show them unless `quiet`."
+    for line in stream:
+        tail.append(line)
+        if not quiet: print(line, end='', file=sys.stderr, flush=True)
+
+def _kill(pid:int) -> bool:
+    try: os.kill(pid, signal.SIGKILL); return True
+    except ProcessLookupError: return False  # it has just exited
+
+def wait_for_ranks(p:subprocess.Popen, result:Path, pids:Path, grace:float, poll:float=0.2) -> list[int]:
+    """Wait for torchrun `p` to end; once rank 0 has written `result`, at most `grace` seconds more: then kill the ranks
+    whose pid file is still in `pids`. The ranks killed (none when all exited by themselves)."""
+    done = None
+    while p.poll() is None:
+        if done is None and result.exists(): done = time.monotonic()
+        if done is not None and time.monotonic() - done > grace:
+            left = {int(f.name): int(f.read_text() or 0) for f in pids.iterdir()}
+            hung = sorted(r for r, pid in left.items() if pid and _kill(pid))
+            try: p.wait(timeout=60)
+            except subprocess.TimeoutExpired: p.kill(); p.wait()
+            return hung
+        time.sleep(poll)
+    return []
 
 # %% ../nbs/15_distributed.ipynb #d1500010
 class DistributedError(DogbreedsError):
@@ -152,23 +194,28 @@ def launch(params:dict, extra:dict|None=None) -> TrainResult:
     kw['run_name'] = kw.get('run_name') or f"{kw['arch'].replace('+', '_')}-{datetime.now():%Y%m%d-%H%M%S}"
     if nodes['node_rank'] == 0 and (out_dir/kw['run_name']).exists(): raise ParameterError(f"run folder {out_dir/kw['run_name']} already exists: choose another run_name")
     work = Path(tempfile.mkdtemp(prefix='dogbreeds-ddp-'))
-    spec = dict(train=kw, timeout=config.get_int('DOGBREEDS_DDP_TIMEOUT'), scratch=str(work/'scratch'), result=str(work/'result.json'))
-    (work/'spec.json').write_text(json.dumps(spec))
+    spec = dict(train=kw, timeout=config.get_int('DOGBREEDS_DDP_TIMEOUT'), scratch=str(work/'scratch'), result=str(work/'result.json'),
+                pids=str(work/'pids'))
+    (work/'spec.json').write_text(json.dumps(spec)); (work/'pids').mkdir()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent.parent), os.environ.get('PYTHONPATH', '')]).rstrip(os.pathsep))
     if not torch.cuda.is_available(): env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // nproc)))  # the cores shared out
     cmd = [sys.executable, '-m', 'torch.distributed.run', *torchrun_args(nproc, nodes), '-m', 'dogbreeds.distributed', str(work/'spec.json')]
     where = f"{nproc} processes" + (f" on node {nodes['node_rank']} of {nodes['nnodes']}" if nodes['nnodes'] > 1 else '')
-    tail, quiet = deque(maxlen=400), extra.get('quiet', False)
+    tail, grace = deque(maxlen=400), config.get_int('DOGBREEDS_DDP_EXIT_TIMEOUT')
     try:
         p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        try:
-            for line in p.stdout:
-                tail.append(line)
-                if not quiet: print(line, end='', file=sys.stderr, flush=True)
-            rc = p.wait()
+        out = threading.Thread(target=_pump, args=(p.stdout, tail, extra.get('quiet', False)), daemon=True)
+        out.start()
+        try: hung = wait_for_ranks(p, work/'result.json', work/'pids', grace)
         except BaseException: p.terminate(); p.wait(); raise
-        if rc != 0:
-            raise DistributedError(f"data-parallel training on {where} failed (torchrun exit {rc}): {_failure(list(tail)) or ''.join(list(tail)[-5:]).strip()}")
+        out.join()
+        if hung:
+            raise DistributedError(f"data-parallel training on {where}: rank 0 wrote the run "
+                                   f"({json.loads((work/'result.json').read_text())['run_dir']}, complete), but rank {', '.join(map(str, hung))} "
+                                   f"did not exit within {grace} s after it (DOGBREEDS_DDP_EXIT_TIMEOUT): stopped it (SIGKILL)")
+        if p.returncode != 0:
+            raise DistributedError(f"data-parallel training on {where} failed (torchrun exit {p.returncode}): "
+                                   f"{_failure(list(tail)) or ''.join(list(tail)[-5:]).strip()}")
         if nodes['node_rank'] > 0: return None  # rank 0, on node 0, wrote the run
         run_dir = Path(json.loads((work/'result.json').read_text())['run_dir'])
     finally:

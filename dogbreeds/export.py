@@ -21,7 +21,7 @@ from .datasets import DOG_CLASSES
 from .dataloaders import SquareCrop, center_square
 from .learner import BreedModel, from_learner, load_run_model, versions
 from .evaluate import load_run_data
-from .signals import baseline_from_metrics  # the drift baseline (issue 14)
+from .signals import baseline_from_metrics  # the drift baseline
 
 # %% auto #0
 __all__ = ['ONNX_OPSET', 'OUTPUTS', 'QUANTIZED_OPS', 'ServingModel', 'git_commit', 'join_onnx', 'check_photos', 'export_model',
@@ -248,6 +248,7 @@ def run_info(run_dir) -> dict:
                 training={k: p[k] for k in keep if k in p},
                 data=dict(source=p.get('data_source'), path=p.get('data'), n_train=p.get('n_train'), n_valid=p.get('n_valid')),
                 baseline=baseline_from_metrics(m),  # what the validation predictions look like: `dogbreeds monitor` compares with it
+                **({'mlflow': p['mlflow']} if p.get('mlflow') else {}),  # the run in MLflow (dogbreeds.tracking), when it was tracked
                 **({'train_counts': tc} if (tc := train_counts(run_dir)) else {}))  # p(breed | train) for the place prior
 
 def train_counts(run_dir) -> dict|None:
@@ -271,10 +272,10 @@ def export_run(run_dir, dest=None, overwrite:bool=False, int8:bool=False, **kwar
 @call_parse
 def export_cli(
     run_dir:str,              # a run folder written by `dogbreeds train`
-    dest:str=None,            # where to write the model folder (default: RUN_DIR/model)
+    out:str=None,             # where to write the model folder (default: RUN_DIR/model)
     overwrite:bool=False,     # replace an existing model folder
     int8:bool=False,          # also write the INT8 graphs (calibrated on the run's train photos, measured on its val photos)
 ):
     "Export a trained run to TorchScript + ONNX with a manifest."
-    d = export_run(run_dir, dest, overwrite=overwrite, int8=int8)
+    d = export_run(run_dir, out, overwrite=overwrite, int8=int8)
     print(f"model exported to {d}")

@@ -6,21 +6,21 @@ Docs: https://dogbreeds.github.io/dogbreeds/handlers.html.md"""
 
 # %% ../nbs/21_handlers.ipynb #2702c45c
 from __future__ import annotations
-import json, time
+import hashlib, hmac, json, time
 from dataclasses import dataclass
 
 from . import config
 from . import observe
 from .geo import locate
-from .protocol import (JSON_TYPE, Request, check_accept, error_response, make_answer, parse_request, reason,
-                                status_of, with_query)
+from .protocol import (JSON_TYPE, Request, RequestError, check_accept, error_response, make_answer, parse_request,
+                                reason, status_of, with_query)
 from .inference import Predictor
 from .registry import folder_version, is_model_uri, parse_model_uri
 from .place import PlacePrior
 
 # %% auto #0
-__all__ = ['load_model', 'model_info', 'answer_request', 'Service', 'as_service', 'Refusal', 'model_fn', 'input_fn', 'predict_fn',
-           'output_fn', 'Context', 'invoke']
+__all__ = ['load_model', 'model_info', 'answer_request', 'Service', 'as_service', 'feedback_source', 'Refusal', 'model_fn',
+           'input_fn', 'predict_fn', 'output_fn', 'Context', 'invoke']
 
 # %% ../nbs/21_handlers.ipynb #b340ad83
 def load_model(uri, threads:int|None=None, precision:str|None=None, **kwargs):
@@ -61,7 +61,7 @@ class Service:
 
     def __call__(self, req:Request) -> dict:
         "The answer to `req`: its feedback taken (`PlacePrior.feedback`), or its photo answered (`answer_request`)."
-        if req.feedback is not None: return self.place.feedback(req.feedback, self.model.breeds)
+        if req.feedback is not None: return self.place.feedback(req.feedback, self.model, req.source or 'unknown')
         return answer_request(self.model, req, self.place)
 
     def __repr__(self): return f"Service({self.model!r}, {self.place!r})"
@@ -69,6 +69,20 @@ class Service:
 def as_service(model) -> Service:
     "`model` if it is a `Service`, else a `Service` of the `Predictor` `model` with no feature store."
     return model if isinstance(model, Service) else Service(model)
+
+# %% ../nbs/21_handlers.ipynb #31bb6eb7
+def feedback_source(headers:dict|None, client:str|None=None, identity:str|None=None) -> str:
+    "Who sends feedback: `key:HASH` of a `FEEDBACK_API_KEYS` key (401 without one, when they are set), else `identity`, else `ip:CLIENT`."
+    keys = [k.strip() for k in (config.get('FEEDBACK_API_KEYS') or '').split(',') if k.strip()]
+    h = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+    if keys:
+        auth = h.get('authorization') or ''
+        given = h.get('x-api-key') or (auth[7:].strip() if auth[:7].lower() == 'bearer ' else '')
+        if not given or not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
+            raise RequestError('feedback needs an API key here: send one of the service\'s FEEDBACK_API_KEYS as X-Api-Key '
+                               '(or Authorization: Bearer KEY); answers need none', 401, 'UnauthorizedError')
+        return 'key:' + hashlib.sha256(given.encode()).hexdigest()[:12]
+    return identity or (f'ip:{client}' if client else 'unknown')
 
 # %% ../nbs/21_handlers.ipynb #d4e1e04c
 @dataclass
@@ -92,8 +106,10 @@ def model_fn(model_dir, context=None) -> Service:
 def input_fn(input_data, content_type, context=None):
     "A `Request` from the body: a photo (`image/*`, `application/x-image`), or JSON (see `parse_request`)."
     observe.begin('sagemaker', '/invocations', len(input_data) if isinstance(input_data, (bytes, bytearray, str)) else None, owner='handlers')
-    try: return parse_request(input_data, content_type)
+    try: req = parse_request(input_data, content_type)
     except Exception as e: return _refuse(e, context)
+    if req.feedback is not None: req.source = 'sagemaker'   # InvokeEndpoint's IAM caller is not passed on: one source
+    return req
 
 def predict_fn(data, model, context=None):
     "The answer to the request (top breeds and the model's name and version), or to its feedback."
@@ -119,10 +135,15 @@ class Context:
     def __init__(self): self.status, self.phrase = 200, 'OK'
     def set_response_status(self, code:int=200, phrase:str=''): self.status, self.phrase = code, phrase
 
-def invoke(model, body:bytes, content_type:str|None, accept:str|None=None, query:dict|None=None) -> tuple[int, bytes]:
-    "`(status, JSON bytes)`: the answer of the handler functions to one request (`query`: the URL's, `?lat=&lon=`)."
+def invoke(model, body:bytes, content_type:str|None, accept:str|None=None, query:dict|None=None,
+           caller=None) -> tuple[int, bytes]:
+    """`(status, JSON bytes)`: the answer of the handler functions to one request (`query`: the URL's, `?lat=&lon=`);
+    `caller()`, asked only for feedback, names its sender or refuses it (see `feedback_source`)."""
     ctx = Context()
     req = input_fn(body, content_type, ctx)
     if isinstance(req, Request): req = with_query(req, query)
+    if isinstance(req, Request) and req.feedback is not None and caller is not None:
+        try: req.source = caller()
+        except Exception as e: req = _refuse(e, ctx)
     out, _ = output_fn(predict_fn(req, model, ctx), accept, ctx)
     return ctx.status, out

@@ -11,17 +11,18 @@ from typing import Annotated
 
 from fastcore.script import call_parse
 from .aws import parse_s3_uri
-from .core import DogbreedsError
+from .core import DogbreedsError, ParameterError
 from .registry import is_version, parse_model_uri
 
 # %% auto #0
-__all__ = ['WILDCARD_ONLY', 'ACCOUNT_RE', 'REGION_RE', 'BATCH_PREFIX', 'ROLES', 'PolicyError', 'statement', 'policy',
-           'trust_policy', 's3_prefix_arn', 'model_read_arns', 'lambda_policy', 'sagemaker_policy', 'training_policy',
-           'deployer_policy', 'batch_policy', 'transform_policy', 'problems', 'allows', 'role_policy', 'iam_cli']
+__all__ = ['WILDCARD_ONLY', 'ACCOUNT_RE', 'REGION_RE', 'MLFLOW_ACTIONS', 'MLFLOW_SERVER_RE', 'BATCH_PREFIX', 'ROLES',
+           'PolicyError', 'statement', 'policy', 'trust_policy', 's3_prefix_arn', 'model_read_arns', 'lambda_policy',
+           'sagemaker_policy', 'training_policy', 'deployer_policy', 'batch_policy', 'transform_policy',
+           'feedback_policy', 'problems', 'allows', 'role_policy', 'iam_cli']
 
 # %% ../nbs/31_iam.ipynb #f7f65282
-class PolicyError(DogbreedsError):
-    "A policy cannot be written from what was given (a malformed ARN, URI, account or region)."
+class PolicyError(ParameterError):
+    "A policy cannot be written from what was given (a malformed ARN, URI, account or region): bad usage, exit 2."
 
 WILDCARD_ONLY = {  # actions used below that AWS authorises only on Resource "*", and why they are needed
     'ecr:GetAuthorizationToken': 'an ECR login token is account-wide: needed to pull the image from a private repository',
@@ -115,6 +116,22 @@ def lambda_policy(function:str, region:str, account:str, model_uri:str|None=None
     return policy(*st, _kms(kms_key_arn, ('kms:Decrypt', 'kms:GenerateDataKey') if results_prefix else ('kms:Decrypt',)),
                   *_vpc(region, account, subnets, security_groups, partition=partition))
 
+# %% ../nbs/31_iam.ipynb #009c0fb9
+MLFLOW_ACTIONS = ('sagemaker-mlflow:GetExperimentByName', 'sagemaker-mlflow:CreateExperiment', 'sagemaker-mlflow:CreateRun',
+                  'sagemaker-mlflow:GetRun', 'sagemaker-mlflow:LogBatch', 'sagemaker-mlflow:UpdateRun')  # what `dogbreeds.tracking` calls
+MLFLOW_SERVER_RE = re.compile(r'^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/[A-Za-z0-9-]+$')
+
+def _mlflow(tracking_arn:str|None, artifacts:str|None, partition:str='aws') -> list:
+    "Logging runs to the SageMaker MLflow tracking server `tracking_arn`, and writing their files to its artifact store `artifacts`."
+    if not tracking_arn:
+        if artifacts: raise PolicyError("--tracking-artifacts goes with --tracking-arn: the tracking server whose artifact store it is")
+        return []
+    if not MLFLOW_SERVER_RE.match(tracking_arn):
+        raise PolicyError(f"{tracking_arn!r} is not a SageMaker MLflow tracking server ARN (arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME)")
+    st = [statement('LogToTheTrackingServer', MLFLOW_ACTIONS, [tracking_arn])]
+    if artifacts: st.append(statement('WriteTheRunsArtifacts', ['s3:PutObject'], [s3_prefix_arn(artifacts, partition)]))
+    return st
+
 # %% ../nbs/31_iam.ipynb #a38f6f5b
 def _ecr(region, account, repository, partition='aws'):
     if not repository: return []
@@ -145,7 +162,8 @@ def sagemaker_policy(endpoint:str, region:str, account:str, model_uri:str|None=N
                   *_vpc(region, account, subnets, security_groups, sagemaker=True, partition=partition))
 
 def training_policy(data_uri:str, registry_uri:str, region:str, account:str, name:str='dogbreeds',
-                    ecr_repository:str|None=None, kms_key_arn:str|None=None, partition:str='aws') -> dict:
+                    ecr_repository:str|None=None, kms_key_arn:str|None=None, tracking_arn:str|None=None,
+                    tracking_artifacts:str|None=None, partition:str='aws') -> dict:
     "The training job's role: read the data prefix, push model `name` to the registry, its logs and metrics. No deletes."
     _where(region, account)
     db, dp = _s3(data_uri)
@@ -160,7 +178,7 @@ def training_policy(data_uri:str, registry_uri:str, region:str, account:str, nam
     st += [statement('JobLogGroup', ['logs:CreateLogGroup', 'logs:DescribeLogStreams'], [f"{g}:*"]),
            statement('JobLogStreams', ['logs:CreateLogStream', 'logs:PutLogEvents'], [f"{g}:log-stream:*"]),
            _metrics('/aws/sagemaker/TrainingJobs')]
-    return policy(*st, *_ecr(region, account, ecr_repository, partition),
+    return policy(*st, *_mlflow(tracking_arn, tracking_artifacts, partition), *_ecr(region, account, ecr_repository, partition),
                   _kms(kms_key_arn, ('kms:Decrypt', 'kms:GenerateDataKey')))
 
 def deployer_policy(endpoint:str, execution_role_arn:str, region:str, account:str, autoscaling:bool=True,
@@ -238,6 +256,21 @@ def transform_policy(src:str, out:str, model_uri:str, region:str, account:str, e
            _metrics('/aws/sagemaker/TransformJobs')]
     return policy(*st, *_ecr(region, account, ecr_repository, partition), _kms(kms_key_arn, ('kms:Decrypt', 'kms:GenerateDataKey')))
 
+# %% ../nbs/31_iam.ipynb #d9c2df63
+def feedback_policy(function:str, region:str, account:str, qualifier:str|None=None, api_id:str|None=None, stage:str='*',
+                    partition:str='aws') -> dict:
+    "A feedback sender's policy: the function's `AWS_IAM` URL (of alias `qualifier`), and API Gateway's `POST /feedback` of `api_id`."
+    _where(region, account)
+    if not re.fullmatch(r'[\w-]{1,64}', str(function)): raise PolicyError(f"{function!r} is not a Lambda function name")
+    fn = f"arn:{partition}:lambda:{region}:{account}:function:{function}" + (f":{qualifier}" if qualifier else '')
+    st = [statement('InvokeTheFeedbackUrl', ['lambda:InvokeFunctionUrl'], [fn],
+                    {'StringEquals': {'lambda:FunctionUrlAuthType': 'AWS_IAM'}})]
+    if api_id:
+        if not re.fullmatch(r'[a-z0-9]{10}', api_id): raise PolicyError(f"{api_id!r} is not an API Gateway API id (10 characters)")
+        st.append(statement('PostFeedbackOnly', ['execute-api:Invoke'],
+                            [f"arn:{partition}:execute-api:{region}:{account}:{api_id}/{stage}/POST/feedback"]))
+    return policy(*st)
+
 # %% ../nbs/31_iam.ipynb #8fcdf42f
 def _list(v): return [v] if isinstance(v, str) else list(v or [])
 
@@ -267,11 +300,12 @@ def allows(doc:dict, action:str, resource:str) -> bool:
     return any(s.get('Effect') == 'Allow' and hit(s) for s in st)
 
 # %% ../nbs/31_iam.ipynb #0e41c138
-ROLES = ('lambda', 'sagemaker', 'training', 'deployer', 'batch', 'transform')
+ROLES = ('lambda', 'sagemaker', 'training', 'deployer', 'batch', 'transform', 'feedback')
 
 def role_policy(role:str, **kw) -> dict:
     "The policy of `role` (one of `ROLES`) from the keyword arguments its function takes."
-    f = dict(zip(ROLES, (lambda_policy, sagemaker_policy, training_policy, deployer_policy, batch_policy, transform_policy))).get(role)
+    f = dict(zip(ROLES, (lambda_policy, sagemaker_policy, training_policy, deployer_policy, batch_policy, transform_policy,
+                          feedback_policy))).get(role)
     if f is None: raise PolicyError(f"no role {role!r}: choose one of {', '.join(ROLES)}")
     import inspect
     params = inspect.signature(f).parameters
@@ -286,7 +320,10 @@ def iam_cli(
     trust:bool=False,             # print the role's trust policy instead (lambda, sagemaker, training)
     region:str=None,              # AWS region
     account:str=None,             # AWS account id
-    function:str=None,            # lambda: the function's name
+    function:str=None,            # lambda, feedback: the function's name
+    qualifier:str=None,           # feedback: the alias whose Function URL (auth type AWS_IAM) takes feedback
+    api_id:str=None,              # feedback: the API Gateway API whose POST /feedback route it may call
+    stage:str='*',                # feedback: that API's stage
     model_uri:str=None,           # lambda, sagemaker, transform: the registry URI of the model
     endpoint:str=None,            # lambda (proxy mode), sagemaker, deployer: the endpoint's name
     input_prefix:str=None,        # lambda: s3:// prefixes of photos it reads, comma-separated
@@ -296,6 +333,8 @@ def iam_cli(
     data_uri:str=None,            # training: s3:// prefix of the data
     registry_uri:str=None,        # training: s3:// registry it pushes to
     name:str='dogbreeds',         # training: the model name it pushes
+    tracking_arn:str=None,        # training: the SageMaker MLflow tracking server the job records its run on
+    tracking_artifacts:str=None,  # training: s3:// artifact store of that tracking server (the job writes the run's files there)
     role_arn:str=None,            # deployer, batch: the endpoint's or transform job's execution role
     src:str=None,                 # batch, transform: s3:// prefix of the photos
     out:str=None,                 # batch, transform: s3:// results file (its answers go under RESULTS-transform/)
@@ -303,7 +342,7 @@ def iam_cli(
     subnets:str=None,             # lambda, sagemaker in a VPC: subnet ids, comma-separated
     security_groups:str=None,     # lambda, sagemaker in a VPC: security group ids, comma-separated
 ):
-    "Print the least-privilege IAM policy (JSON) of a role: lambda, sagemaker, training, deployer, batch or transform."
+    "Print the least-privilege IAM policy (JSON) of a role: lambda, sagemaker, training, deployer, batch, transform or feedback."
     if trust:
         svc = {'lambda': 'lambda', 'sagemaker': 'sagemaker', 'training': 'sagemaker', 'transform': 'sagemaker'}.get(role)
         if not svc: raise PolicyError(f"--trust is for a service role: lambda, sagemaker, training or transform, not {role!r}")
@@ -312,6 +351,7 @@ def iam_cli(
     doc = role_policy(role, region=region, account=account, function=function, model_uri=model_uri, endpoint=endpoint,
                       input_prefixes=split(input_prefix), results_prefix=results_prefix, model_data=model_data,
                       ecr_repository=ecr_repository, data_uri=data_uri, registry_uri=registry_uri, name=name,
+                      tracking_arn=tracking_arn, tracking_artifacts=tracking_artifacts,
                       execution_role_arn=role_arn, kms_key_arn=kms_key_arn, subnets=split(subnets),
-                      security_groups=split(security_groups), src=src, out=out)
+                      security_groups=split(security_groups), src=src, out=out, qualifier=qualifier, api_id=api_id, stage=stage)
     print(json.dumps(doc, indent=2))

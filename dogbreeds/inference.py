@@ -253,13 +253,14 @@ def measure(model, n:int=50, photos:list|None=None, backend:str='auto', threads:
                 threads=threads or os.cpu_count(), cpus=os.cpu_count())
 
 # %% ../nbs/20_inference.ipynb #72fb3a39
+from typing import Annotated
 from fastcore.script import call_parse
 
 @call_parse
 def classify_cli(
-    model:str,               # a model folder or registry URI
+    model:Annotated[str, 'a model folder or registry URI', {'opt': True, 'required': True}],
     *photos:str,             # photo files
-    k:int=5,                 # how many breeds to show
+    top_K:int=5,             # how many breeds to show (-k)
     backend:str='auto',      # auto, onnx or torchscript
 ):
     "Classify a few photos and print the top breeds of each."
@@ -267,4 +268,4 @@ def classify_cli(
     p = Predictor.load(model, backend=backend)
     for f in photos:
         print(f)
-        for b, prob in p.predict(Path(f), k=k): print(f"  {prob:7.2%}  {b}")
+        for b, prob in p.predict(Path(f), k=top_K): print(f"  {prob:7.2%}  {b}")

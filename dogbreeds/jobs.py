@@ -78,8 +78,8 @@ def _bundle_files(root:Path) -> list[Path]:
     files += sorted(p for p in (root/'data'/'sample').rglob('*') if p.is_file())
     return [f for f in files if f.is_file()]
 
-def source_bundle(dest, entry_script:str) -> Path:
-    "Write the job's source bundle, `sourcedir.tar.gz`, to `dest`, with `entry_script` as `ENTRY`; return its path."
+def source_bundle(dest, entry_script:str, extras=('train', 'aws')) -> Path:
+    "Write the job's source bundle, `sourcedir.tar.gz`, to `dest`, with `entry_script` as `ENTRY` and the requirements of `extras`."
     root, dest = package_root(), Path(dest)
     if not (root/'nbs').is_dir():
         raise DogbreedsError(f"no notebooks in {root/'nbs'}: a job's source bundle is made from a git checkout of dogbreeds, not from a wheel")
@@ -88,7 +88,7 @@ def source_bundle(dest, entry_script:str) -> Path:
         tar.addfile(info, io.BytesIO(data))
     with tarfile.open(dest, 'w:gz') as tar:
         for f in _bundle_files(root): tar.add(f, arcname=str(f.relative_to(root)))
-        add_bytes(tar, 'requirements.txt', ('\n'.join(requirements(leave_out=JOB_LEAVES_OUT)) + '\n').encode())
+        add_bytes(tar, 'requirements.txt', ('\n'.join(requirements(extras, leave_out=JOB_LEAVES_OUT)) + '\n').encode())
         add_bytes(tar, ENTRY, entry_script.encode())
     return dest
 

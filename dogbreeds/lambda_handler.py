@@ -14,7 +14,7 @@ from .core import ImageError
 from .protocol import (DEFAULT_K, JSON_TYPE, Request, RequestError, ServiceUnavailableError, check_accept,
                                 error_response, feedback_request, log, max_payload, parse_request, reason,
                                 request_from_dict, status_of, with_query)
-from .handlers import Service, model_info
+from .handlers import Service, feedback_source, model_info
 from . import observe
 
 # %% auto #0
@@ -231,8 +231,23 @@ def http_request(event:dict, kind:str) -> Request|None:
     if method not in ('POST', 'PUT'):
         raise RequestError(f"method {method or '(none)'} is not allowed: POST a photo, or GET for health", 405,
                            'MethodNotAllowedError')
-    if _path(event, kind).rstrip('/').endswith('/feedback'): return feedback_request(raw)
-    return with_query(parse_request(raw, headers.get('content-type')), _query(event, kind))
+    if _path(event, kind).rstrip('/').endswith('/feedback'): req = feedback_request(raw)
+    else: req = with_query(parse_request(raw, headers.get('content-type')), _query(event, kind))
+    if req.feedback is not None: req.source = feedback_source(headers, *_caller(event, kind))
+    return req
+
+def _caller(event:dict, kind:str) -> tuple[str|None, str|None]:
+    "`(address, identity)` of an HTTP event's caller: the identity API Gateway or an `AWS_IAM` Function URL vouches for."
+    rc = event.get('requestContext') or {}
+    if kind == 'rest-api':
+        i = rc.get('identity') or {}
+        who = f"apikey:{i['apiKeyId']}" if i.get('apiKeyId') else f"iam:{i['userArn']}" if i.get('userArn') else None
+        return i.get('sourceIp'), who
+    if kind in ('http-api', 'function-url'):
+        arn = ((rc.get('authorizer') or {}).get('iam') or {}).get('userArn')
+        return (rc.get('http') or {}).get('sourceIp'), f"iam:{arn}" if arn else None
+    h = {k.lower(): v for k, v in (event.get('headers') or {}).items()}   # ALB
+    return (h.get('x-forwarded-for') or '').split(',')[0].strip() or None, None
 
 def handler(event, context=None):
     "The Lambda handler: API Gateway (REST or HTTP API), Function URL, ALB, S3 events, or a direct invocation."
@@ -246,6 +261,7 @@ def handler(event, context=None):
             raise RequestError("unrecognised event: invoke with {\"image\": BASE64}, through API Gateway, a Function URL "
                                "or an ALB, or from S3 ObjectCreated notifications")
         req = request_from_dict(event, allow_s3_uri=True) if kind == 'direct' else http_request(event, kind)
+        if kind == 'direct' and req.feedback is not None: req.source = 'lambda:direct'   # lambda:InvokeFunction: IAM callers
         body = health() if req is None else answer(req)
         status = 200
     except Exception as e: status, body = error_response(e, rid)

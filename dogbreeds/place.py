@@ -13,11 +13,11 @@ from . import config
 from . import observe
 from .geo import Location, combine, locate, train_distribution
 from .featurestore import FeatureStore, StoreUnavailable
-from .geocache import PHOTO_ID, CacheUnavailable, GeoLookup, make_cache, photo_id
+from .geocache import GeoLookup, feedback_fields, make_cache, photo_id
 from .protocol import RequestError, ServiceUnavailableError
 
 # %% auto #0
-__all__ = ['FEEDBACK_FIELDS', 'geo_lookup', 'PlacePrior', 'train_prior']
+__all__ = ['geo_lookup', 'PlacePrior', 'train_prior']
 
 # %% ../nbs/19_place.ipynb #ddecf23e
 def _seconds(key:str) -> float:
@@ -37,7 +37,7 @@ def geo_lookup() -> GeoLookup|None:
     cache = make_cache(config.get('GEO_CACHE'), _seconds('GEO_CACHE_TTL'))
     try: store = FeatureStore(url)
     except StoreUnavailable: store = FeatureStore(url, create=False)  # the database is down: no prior until it is back
-    return GeoLookup(store, cache, int(config.get_int('GEO_MIN_OBS')), _seconds('GEO_PHOTO_TTL'))
+    return GeoLookup(store, cache, int(config.get_int('GEO_MIN_OBS')))
 
 # %% ../nbs/19_place.ipynb #e4aca506
 class PlacePrior:
@@ -88,18 +88,15 @@ def train_prior(pred, smoothing:float) -> tuple[dict|None, str]:
 
 # %% ../nbs/19_place.ipynb #b0ec554d
 @patch
-def lookup(self:PlacePrior, loc:Location|None, note:str|None, pid:str|None=None) -> tuple:
-    """`(Prior|None, {source, note?})` at `loc` (what `locate` gave, with its `note`); `pid`, the photo's id, is
-    remembered for feedback by photo id. The note says why when no prior is used."""
+def lookup(self:PlacePrior, loc:Location|None, note:str|None) -> tuple:
+    "`(Prior|None, {source, note?})` at `loc` (what `locate` gave, with its `note`). The note says why when no prior is used."
     if loc is None:
         return None, dict(source='none', note=note or 'no coordinates: give "lat" and "lon", or a photo with EXIF GPS')
     if self.geo is None: return None, dict(source='none', note='no feature store configured (GEO_DB)')
-    with observe.stage('geo'):
-        prior, info = self.geo.lookup(loc.lat, loc.lon)
-        kept = self.geo.remember(pid, loc.lat, loc.lon) if pid else None
+    with observe.stage('geo'): prior, info = self.geo.lookup(loc.lat, loc.lon)
     if prior is None and 'note' not in info:
         info['note'] = 'the feature store knows nothing of this place, nor globally'
-    notes = [x for x in (info.get('note'), note, kept) if x]
+    notes = [x for x in (info.get('note'), note) if x]
     if notes: info['note'] = '; '.join(notes)
     return prior, info
 
@@ -111,13 +108,12 @@ def prior(self:PlacePrior,
           note:str|None,            # what `locate` said of it
           probs:dict,               # the photo's probability of every breed
           k:int,                    # how many breeds to return
-          pid:str|None=None,        # the photo's id, remembered for feedback by photo id
          ) -> tuple[dict, list]:
     """`(prior, with_prior)` for a classified photo. `prior`: cell, resolution, observations, `source` (cache, db or
     none), the parameters used, and a `note` saying why when no prior is used; `with_prior`: the top `k`
     `(breed, probability)` with the prior, the photo's own when there is none."""
     self.check()
-    prior, info = self.lookup(loc, note, pid)
+    prior, info = self.lookup(loc, note)
     out = dict(prior.to_dict() if prior else {}, **info)
     if prior is None: return out, sorted(probs.items(), key=lambda x: -x[1])[:k]
     alpha, smoothing = self.params(pred)
@@ -129,48 +125,19 @@ def prior(self:PlacePrior,
 # %% ../nbs/19_place.ipynb #7f35cf85
 @patch
 def answer(self:PlacePrior, pred, image:bytes, loc:Location|None, note:str|None, probs:dict, k:int) -> dict:
-    "The place fields of the answer for the photo `image` at `loc`: location, photo_id, prior, predictions_with_prior."
-    a, pid = dict(location=loc.to_dict() if loc else None), None
-    if loc is not None and self.geo is not None:  # feedback may name the photo (SHA-256: ~1-3 ms for 2 MB)
-        with observe.stage('photo_id'): a['photo_id'] = pid = photo_id(image)
-    a['prior'], top = self.prior(pred, loc, note, probs, k, pid)
+    "The place fields of the answer for the photo `image` at `loc`: location, prior, predictions_with_prior, and its feedback token."
+    a = dict(location=loc.to_dict() if loc else None)
+    a['prior'], top = self.prior(pred, loc, note, probs, k)
     a['predictions_with_prior'] = [dict(breed=b, probability=float(v)) for b, v in top]
+    if loc is not None and self.geo is not None:   # an answer that used a place: feedback may correct it, with its token
+        with observe.stage('photo_id'): a['photo_id'] = pid = photo_id(image)   # SHA-256: ~1-3 ms for 2 MB
+        with observe.stage('token'): a.update(feedback_fields(pid, loc.cells(self.geo.store.resolutions), pred.version))
     return a
 
-# %% ../nbs/19_place.ipynb #b92b5a98
-@patch
-def where(self:PlacePrior, pid) -> tuple[float, float]:
-    "Where the photo `pid` of an earlier answer was taken: 400 malformed, 404 unknown or expired, 503 cache down."
-    if not isinstance(pid, str) or not PHOTO_ID.fullmatch(pid):
-        raise RequestError('"photo_id" must be the 16 hex digits an answer gave: {"request_id", "photo_id", "breed"}')
-    try: where = self.geo.where(pid)
-    except CacheUnavailable as e:
-        msg = f'{e}: photo ids cannot be resolved now; send "lat" and "lon", or retry later'
-        raise ServiceUnavailableError(msg) from None
-    if where is None:
-        ttl = float(config.get("GEO_PHOTO_TTL"))
-        raise RequestError(f'photo_id {pid} is unknown or expired (ids are kept {ttl:g} s, and with GEO_CACHE=lru only '
-                           'by the worker that answered): send "lat" and "lon" instead', 404, 'NotFoundError')
-    return where
-
 # %% ../nbs/19_place.ipynb #51da2a3c
-FEEDBACK_FIELDS = {'request_id', 'lat', 'lon', 'breed', 'photo_id'}
-
 @patch
-def feedback(self:PlacePrior, obj, breeds) -> dict:
-    'Feedback `{"request_id", "lat", "lon", "breed"}` or `{"request_id", "photo_id", "breed"}` for a model of `breeds`.'
-    if not isinstance(obj, dict):
-        raise RequestError('feedback must be a JSON object: {"request_id", "lat", "lon", "breed"} '
-                           'or {"request_id", "photo_id", "breed"}')
-    if extra := set(obj) - FEEDBACK_FIELDS:
-        raise RequestError(f"unknown feedback fields {sorted(extra)[:5]}: "
-                           "give request_id, breed, and lat and lon or photo_id")
+def feedback(self:PlacePrior, obj, pred, source:str) -> dict:
+    'Feedback `{"feedback_token", "breed"}` from `source` on an answer of the model `pred` (see `GeoLookup.take_feedback`).'
     self.check()
     if self.geo is None: raise ServiceUnavailableError('feedback needs the geo feature store: set GEO_DB')
-    lat, lon = obj.get('lat'), obj.get('lon')
-    by_photo = lat is None and lon is None and 'photo_id' in obj   # given both, the coordinates win
-    if by_photo: lat, lon = self.where(obj['photo_id'])
-    try: out = self.geo.feedback(obj.get('request_id'), lat, lon, obj.get('breed'), set(breeds))
-    except StoreUnavailable:
-        raise ServiceUnavailableError('the geo database is unavailable: send the feedback again later') from None
-    return dict(out, request_id=obj['request_id'], **({'photo_id': obj['photo_id']} if by_photo else {}))
+    return self.geo.take_feedback(obj, pred.version, pred.breeds, source)

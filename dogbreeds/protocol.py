@@ -82,6 +82,7 @@ class Request:
     lat: object = None   # explicit coordinates, checked by `dogbreeds.geo.check_coords`
     lon: object = None
     feedback: object = None  # a feedback object: the request is feedback, not a photo
+    source: str|None = None  # who sent it (API key, IAM caller, address): set by the entry point, never by the client
 
 def max_payload() -> int:
     "The payload limit in bytes: `MAX_PAYLOAD_BYTES` if set, else 6 MiB."

@@ -17,7 +17,7 @@ from fastcore.meta import delegates
 from fastcore.script import call_parse
 from . import config
 from .aws import NO_CREDENTIALS, aws_errors, client as aws_client, parse_s3_uri, sse_args
-from .core import DogbreedsError, IntegrityError, MANIFEST, file_record, interactive
+from .core import DogbreedsError, IntegrityError, ParameterError, MANIFEST, file_record, interactive
 from .core import sha256_file, staged_dir, verify_files
 
 # %% auto #0
@@ -580,7 +580,7 @@ _SSE = "S3: ask for no server-side encryption (for servers that support none; SS
 
 @call_parse
 def push_cli(
-    model_dir:str,                # the exported model folder (model.pt, model.onnx, manifest.json)
+    model:Annotated[str, 'the exported model folder (model.pt, model.onnx, manifest.json)', {'opt': True, 'required': True}],
     name:str='dogbreeds',         # model name in the registry
     note:str='',                  # why this version, for the audit log
     alias:str=None,               # also point this alias at the new version (e.g. staging)
@@ -592,25 +592,25 @@ def push_cli(
 ):
     "Push a model folder to the registry as a new version; print its model URI."
     reg, _, _ = _open(None, registry, endpoint_url, kms_key_id, not no_sse, quiet)
-    version = reg.push(model_dir, name, note=note, alias=alias)
+    version = reg.push(model, name, note=note, alias=alias)
     print(f"{reg.uri}/{name}@{version}")
 
 @call_parse
 def pull_cli(
-    model:Annotated[str, "NAME[@REF] (REF: version id or alias, default production), or REGISTRY/NAME@REF"],
-    dest:str=None,                # folder to create (default: ./NAME-VERSION)
-    overwrite:bool=False,         # replace dest if it exists
+    model:Annotated[str, "NAME[@REF] (REF: version id or alias, default production), or REGISTRY/NAME@REF", {'opt': True, 'required': True}],
+    out:str=None,                 # folder to create (default: ./NAME-VERSION)
+    overwrite:bool=False,         # replace the folder if it exists
     registry:Annotated[str, _REG]=None,
     endpoint_url:Annotated[str, _ENDPOINT]=None,
     quiet:bool=False,             # no progress bar
 ):
     "Pull a model version, verify every file against its manifest, and print the folder it is in."
     reg, name, ref = _open(model, registry, endpoint_url, quiet=quiet)
-    print(reg.pull(name, ref, dest, overwrite=overwrite))
+    print(reg.pull(name, ref, out, overwrite=overwrite))
 
 @call_parse
 def list_cli(
-    model:Annotated[str, "NAME to list its versions (default: list the models)", {'opt': False, 'nargs': '?'}]=None,
+    model:str=None,               # NAME: list its versions (default: list the models)
     log:bool=False,               # show the audit log instead: pushes, promotions, deletions
     registry:Annotated[str, _REG]=None,
     endpoint_url:Annotated[str, _ENDPOINT]=None,
@@ -634,11 +634,11 @@ def list_cli(
         print(f"{r['version']:<24} {r['created'][:19]:<19} {r['bytes']/MiB:>7.1f} {'' if acc is None else f'{acc:.4f}':>8}  "
               f"{','.join(r['aliases']):<18} {r.get('by', ''):<20} {r.get('note', '')}")
     if inc := reg.incomplete(name):
-        print(f"{len(inc)} incomplete push(es), never listed: {', '.join(inc)} (remove with dogbreeds delete {name}@VERSION)")
+        print(f"{len(inc)} incomplete push(es), never listed: {', '.join(inc)} (remove with dogbreeds delete --model {name}@VERSION)")
 
 @call_parse
 def promote_cli(
-    model:Annotated[str, "NAME@VERSION or NAME@ALIAS (promote what that alias names), or REGISTRY/NAME@REF"],
+    model:Annotated[str, "NAME@VERSION or NAME@ALIAS (promote what that alias names), or REGISTRY/NAME@REF", {'opt': True, 'required': True}],
     alias:str=DEFAULT_ALIAS,      # the alias to point at it
     reason:str='',                # why, for the audit log
     registry:Annotated[str, _REG]=None,
@@ -647,14 +647,14 @@ def promote_cli(
     no_sse:Annotated[bool, _SSE]=False,
 ):
     "Point an alias (default production) at a version."
-    if '@' not in model: raise RegistryError(f"name the version to promote: {model}@VERSION (see dogbreeds list {model})")
+    if '@' not in model: raise ParameterError(f"name the version to promote: {model}@VERSION (see dogbreeds list --model {model})")
     reg, name, ref = _open(model, registry, endpoint_url, kms_key_id, not no_sse)
     a = reg.promote(name, ref, alias, reason=reason)
     print(f"{name}@{alias} -> {a['version']}" + (f" (was {a['previous']})" if a['previous'] else ''))
 
 @call_parse
 def delete_cli(
-    model:Annotated[str, "NAME@VERSION, or REGISTRY/NAME@VERSION"],
+    model:Annotated[str, "NAME@VERSION, or REGISTRY/NAME@VERSION", {'opt': True, 'required': True}],
     reason:str='',                # why, for the audit log
     registry:Annotated[str, _REG]=None,
     endpoint_url:Annotated[str, _ENDPOINT]=None,
@@ -662,7 +662,7 @@ def delete_cli(
     no_sse:Annotated[bool, _SSE]=False,
 ):
     "Delete a version that no alias names."
-    if '@' not in model: raise RegistryError(f"name the version to delete: {model}@VERSION (see dogbreeds list {model})")
+    if '@' not in model: raise ParameterError(f"name the version to delete: {model}@VERSION (see dogbreeds list --model {model})")
     reg, name, ref = _open(model, registry, endpoint_url, kms_key_id, not no_sse)
     reg.delete(name, ref, reason=reason)
     print(f"deleted {name}@{ref}")

@@ -7,11 +7,12 @@ Docs: https://dogbreeds.github.io/dogbreeds/retrain.html.md"""
 # %% auto #0
 __all__ = ['PIPELINE', 'TRAIN_DIR', 'RESERVED', 'KERNEL_NAME', 'DEMO', 'METRICS', 'FIGURES', 'RUN_ID_RE', 'ENTRY_SCRIPT', 'Step',
            'managed_params', 'notebooks_dir', 'notebook_parameters', 'declared_parameters', 'parse_value',
-           'read_params_file', 'resolve_data', 'check_retrain_params', 'check_kernel', 'pipeline_kernel', 'StepFailed',
-           'RetrainFailed', 'describe_failure', 'production_notebook', 'run_step', 'validation_set', 'score_model',
-           'decide', 'check_decision_options', 'champion_challenger', 'publish', 'new_run_id', 'default_runs_dir',
+           'resolve_data', 'check_retrain_params', 'check_kernel', 'pipeline_kernel', 'StepFailed', 'RetrainFailed',
+           'describe_failure', 'production_notebook', 'run_step', 'validation_set', 'score_model', 'decide',
+           'check_decision_options', 'champion_challenger', 'publish', 'new_run_id', 'default_runs_dir',
            'RetrainResult', 'retrain', 'yaml_dump', 'container_main', 'node_plan', 'train_kwargs',
-           'train_on_worker_node', 'launch_sagemaker', 'check_instance_count', 'retrain_cli']
+           'train_on_worker_node', 'job_tracking_env', 'job_extras', 'launch_sagemaker', 'check_instance_count',
+           'retrain_cli']
 
 # %% ../nbs/33_retrain.ipynb #28d64076
 import ast, contextlib, difflib, importlib.util, inspect, json, os, re, secrets, socket, sys, tempfile, time
@@ -23,7 +24,8 @@ from typing import Annotated
 import numpy as np
 from fastcore.meta import delegates
 from fastcore.script import call_parse
-from . import aws, config
+from . import aws, config, tracking
+from .config import read_params_file
 from .core import *
 from .datasets import LOADERS
 from .registry import DEFAULT_ALIAS, NotFoundError, Registry, RegistryError
@@ -116,25 +118,6 @@ def parse_value(text:str):
     try: return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError): return text
 
-def _yaml_loader():
-    import yaml
-    class Loader(yaml.SafeLoader): "SafeLoader that reads 1e-3 as a float (YAML 1.2), not as text (YAML 1.1)."
-    Loader.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(r'^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'),
-                                 list('-+0123456789'))
-    return Loader
-
-def read_params_file(path) -> dict:
-    "The parameters in the YAML file `path` (a mapping of names to values)."
-    try: import yaml
-    except ImportError: raise DogbreedsError("a parameters file is read with PyYAML: pip install 'dogbreeds[aws]'") from None
-    p = Path(path)
-    if not p.is_file(): raise ParameterError(f"parameters file {p} not found")
-    try: d = yaml.load(p.read_text(), Loader=_yaml_loader())
-    except yaml.YAMLError as e: raise ParameterError(f"{p} is not valid YAML: {' '.join(str(e).split())}") from None
-    if d is None: return {}
-    if not isinstance(d, dict) or not all(isinstance(k, str) for k in d):
-        raise ParameterError(f"{p} must map parameter names to values, like 'epochs: 5' on each line")
-    return d
 
 # %% ../nbs/33_retrain.ipynb #86bb6b27
 _LITERALS = (str, int, float, bool, type(None), list, dict)
@@ -443,11 +426,38 @@ class _Run:
         self.log.close()
         raise RetrainFailed(msg, self.dir, self.status) from e
 
+# %% ../nbs/33_retrain.ipynb #08ae936d
+def _track_start(tracker:tracking.Tracker, run:_Run):
+    "Start the retraining run's MLflow run, named by the run id: `retrain`'s options as parameters; its id in status.json."
+    if not tracker.on: return
+    tracker.start(run.status['run_id'], tags={'mlflow.source.name': 'dogbreeds retrain', 'mlflow.user': run.status['by'],
+                                              'mlflow.source.git.commit': _git_commit() or 'unknown', 'dogbreeds.kind': 'retrain'})
+    tracker.log(params={'retrain': run.status['options']})
+    if r := tracker.record(): run.save(mlflow=r)
+
+def _git_commit() -> str|None:
+    try: from dogbreeds.export import git_commit  # it imports torch: only here, where tracking is on
+    except ImportError: return None
+    return git_commit()
+
+def _track_decision(tracker:tracking.Tracker, d:dict):
+    "The champion/challenger decision as metrics (`decision.*`) and tags, and the registry version pushed as a tag."
+    tracker.log(metrics={'decision': dict(challenger=d['challenger'], champion=d['champion'], improvement=d['improvement'],
+                                          promoted=int(d['promoted']))},
+                tags=dict(registry_version=d['version'], model_uri=d['model_uri'], promoted=d['promoted'],
+                          champion_version=d['champion_version'] or 'none', decision=d['reason']))
+
+def _track_end(tracker:tracking.Tracker, run_dir:Path, ok:bool):
+    "The files of the finished run as artifacts (the training folder's after evaluation and export; the run's own under retrain/); end."
+    tracker.log_files(run_dir/TRAIN_DIR)
+    tracker.log_files(run_dir, ('*.json', '*.yaml', '*.log', '*.ipynb'), artifact_path='retrain')
+    tracker.end(ok)
+
 # %% ../nbs/33_retrain.ipynb #5847485e
 def retrain(params:dict|None=None, params_file=None, *, registry:str|None=None, name:str='dogbreeds',
             alias:str=DEFAULT_ALIAS, metric:str='accuracy', margin:float=0.0, force:bool=False, push:bool=True,
             runs_dir=None, run_id:str|None=None, kernel:str|None=None, timeout:int|None=None,
-            endpoint_url:str|None=None, quiet:bool=False) -> RetrainResult:
+            endpoint_url:str|None=None, quiet:bool=False, tracking_uri:str|None=None, experiment:str|None=None) -> RetrainResult:
     "Run the training, evaluation and export notebooks into `runs/<run-id>/`; push, and promote if better than `alias`."
     # 1. everything is checked before any work starts
     given = {**(read_params_file(params_file) if params_file else {}), **(params or {})}
@@ -457,6 +467,7 @@ def retrain(params:dict|None=None, params_file=None, *, registry:str|None=None, 
     check_decision_options(metric, margin)
     check_name(name); check_alias(alias)
     check_kernel(kernel)
+    tracker = tracking.Tracker(tracking_uri, experiment)  # MLflow's client missing when asked for: an error now
     if timeout is not None and (not isinstance(timeout, int) or timeout <= 0): raise ParameterError(f"timeout must be seconds > 0, got {timeout!r}")
     reg, reg_kwargs = None, dict(endpoint_url=endpoint_url) if endpoint_url else {}
     if push:
@@ -482,10 +493,11 @@ def retrain(params:dict|None=None, params_file=None, *, registry:str|None=None, 
                                force=force, push=push, kernel=kernel or KERNEL_NAME, timeout=timeout))
     run = _Run(run_dir, status, quiet)
     run.say(f"retrain {run_id}: {', '.join(f'{k}={v!r}' for k, v in given.items()) or 'the notebooks defaults'} -> {run_dir}")
+    _track_start(tracker, run)
     progress = not quiet and interactive()
     try:
         # 3. the notebooks, each in a fresh kernel
-        with pipeline_kernel(kernel) as kname:
+        with tracking.environ(tracker.child_env()), pipeline_kernel(kernel) as kname:  # the training notebook logs into this run
             for i, (s, st) in enumerate(zip(PIPELINE, status['steps']), 1):
                 t = time.time()
                 st['state'] = 'running'; run.save(step=s.name)
@@ -513,6 +525,7 @@ def retrain(params:dict|None=None, params_file=None, *, registry:str|None=None, 
         run.say(f"champion/challenger: {d['reason']}")
         run.save(step='push')
         d = publish(run_dir, d, reg, note=f"retrain {run_id}: {metric} {d['challenger']:.4f}")
+        _track_decision(tracker, d)
         write_json(run_dir/'decision.json', dict(d, run_id=run_id, state='done'))
         run.save(state='ok', step='done', model_uri=d['model_uri'], finished=datetime.now(timezone.utc).isoformat(),
                  decision={k: d[k] for k in ('promoted', 'version', 'champion_version', 'metric', 'challenger', 'champion',
@@ -530,6 +543,7 @@ def retrain(params:dict|None=None, params_file=None, *, registry:str|None=None, 
         run.fail(step, dict(notebook=step, cell=None, execution_count=None, cell_source=None, ename=type(e).__name__,
                             evalue=' '.join(str(e).split()) or repr(e)), e)
     finally:
+        _track_end(tracker, run_dir, status.get('state') == 'ok')
         if not run.log.closed: run.log.close()
 
 def yaml_dump(d:dict) -> str:
@@ -594,6 +608,21 @@ def train_on_worker_node(params:dict):
     with tempfile.TemporaryDirectory(prefix='dogbreeds-node-') as d:
         train(**train_kwargs(params), out_dir=d, run_name='node', export=False)
 
+# %% ../nbs/33_retrain.ipynb #94ac8671
+def job_tracking_env(uri:str|None=None, experiment:str|None=None) -> dict:
+    "The environment that makes a SageMaker job's run record itself in MLflow at `uri` (default `MLFLOW_TRACKING_URI`); {} when off."
+    uri = tracking.tracking_uri(uri)
+    if not uri: return {}
+    if not uri.startswith(('http://', 'https://', 'arn:')):
+        raise ParameterError(f"a SageMaker job cannot reach the tracking URI {uri!r}: use an MLflow server's URL or a SageMaker "
+                             "MLflow tracking server ARN")
+    return {'MLFLOW_TRACKING_URI': uri, **({'MLFLOW_EXPERIMENT_NAME': experiment} if experiment else {})}
+
+def job_extras(env:dict) -> tuple:
+    "The extras a job installs: training and AWS, and MLflow's client (and AWS's plugin, for an ARN) when it tracks."
+    uri = env.get('MLFLOW_TRACKING_URI') or ''
+    return ('train', 'aws', *(('tracking',) if uri else ()), *(('sagemaker-mlflow',) if uri.startswith('arn:') else ()))
+
 # %% ../nbs/33_retrain.ipynb #201676f8
 _REG = "registry: s3://BUCKET/PREFIX, file:///PATH or a folder (default: $DOGBREEDS_REGISTRY)"
 
@@ -612,7 +641,7 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     instance_count:int=1,                # sagemaker: instances; N > 1 trains data-parallel across them (fine-tune recipe)
     data_distribution:Annotated[str, "sagemaker: every instance gets all the photos, or a share of the files (N > 1 needs FullyReplicated)",
                                 {'choices': list(DATA_DISTRIBUTIONS)}]='FullyReplicated',
-    role:str=None,                       # sagemaker: the job's execution role ARN (default: $DOGBREEDS_SAGEMAKER_ROLE)
+    role_arn:str=None,                   # sagemaker: the job's execution role ARN (default: $DOGBREEDS_SAGEMAKER_ROLE)
     image_uri:str=None,                  # sagemaker: the container image (default: AWS's PyTorch training image)
     output_path:str=None,                # sagemaker: s3:// folder for the job's code and outputs (default: the registry's bucket)
     region:str=None,                     # sagemaker: AWS region (default: boto3's)
@@ -621,9 +650,11 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     wait:bool=False,                     # sagemaker: follow the job until it ends, showing its log lines as they come
     poll:float=30,                       # sagemaker: seconds between two looks at a job followed
     schedule:str=None,                   # sagemaker: create an EventBridge schedule instead, e.g. 'cron(0 3 ? * MON *)'
-    scheduler_role:str=None,             # sagemaker: the role EventBridge Scheduler starts the job with
+    scheduler_role_arn:str=None,         # sagemaker: the role EventBridge Scheduler starts the job with (its ARN)
     schedule_name:str=JOB_PREFIX,        # sagemaker: the schedule's name
     dry_run:bool=False,                  # sagemaker: print the request, change nothing
+    tracking_uri:str=None,               # record the run in MLflow: a server URL, sqlite:///PATH (local runs) or a SageMaker MLflow ARN (default: $MLFLOW_TRACKING_URI)
+    experiment:str=None,                 # the MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else dogbreeds)
     session=None,                        # a boto3 session (default: boto3's credential chain)
 ) -> dict:
     "Start a SageMaker training job that runs `retrain` (or, with `schedule`, an EventBridge schedule that starts one)."
@@ -633,15 +664,15 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     params = {k: v for s in steps.values() for k, v in s.items()}
     check_decision_options(metric, margin); check_name(name); check_alias(alias)
     check_instance_count(instance_count, data_distribution, given)
-    role = role or config.get('DOGBREEDS_SAGEMAKER_ROLE')
-    if not role: raise ParameterError("a SageMaker job needs an execution role: pass --role ARN or set DOGBREEDS_SAGEMAKER_ROLE")
+    role = role_arn or config.get('DOGBREEDS_SAGEMAKER_ROLE')
+    if not role: raise ParameterError("a SageMaker job needs an execution role: pass --role-arn ARN or set DOGBREEDS_SAGEMAKER_ROLE")
     if not aws.is_role_arn(role): raise ParameterError(f"{role!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
     if not aws.INSTANCE_RE.match(instance_type): raise ParameterError(f"{instance_type!r} is not a SageMaker instance type (like ml.g4dn.xlarge)")
     registry = registry or config.get('DOGBREEDS_REGISTRY')
     if not (registry and registry.startswith('s3://')):
         raise ParameterError("a SageMaker job pushes to a registry in S3: pass --registry s3://BUCKET/PREFIX or set DOGBREEDS_REGISTRY")
-    if schedule and not aws.is_role_arn(scheduler_role):
-        raise ParameterError("a schedule needs --scheduler-role ARN: the role EventBridge Scheduler uses to start the job")
+    if schedule and not aws.is_role_arn(scheduler_role_arn):
+        raise ParameterError("a schedule needs --scheduler-role-arn ARN: the role EventBridge Scheduler uses to start the job")
     session = aws.boto3_session(session, region, what='--on sagemaker')
     region = region or session.region_name
     if not region: raise ParameterError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
@@ -653,12 +684,13 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     data_uri = params.get('data')
     options = dict(name=name, alias=alias, metric=metric, margin=margin, force=force, push=push, timeout=timeout)
     env = {'AWS_ENDPOINT_URL_S3': endpoint_url} if endpoint_url else {}
+    env.update(job_tracking_env(tracking_uri, experiment))
     request = training_job_request(jname, params, data_uri, reg.uri, role, image_uri or default_image_uri(region, instance_type),
                                    source_uri, output_path, region, instance_type, options, volume_gb, max_runtime, env,
                                    instance_count=instance_count, data_distribution=data_distribution)
     if schedule:
         request['Environment']['DOGBREEDS_USER'] = f"EventBridge schedule {schedule_name}"
-        request = schedule_request(schedule_name, schedule, request, scheduler_role)
+        request = schedule_request(schedule_name, schedule, request, scheduler_role_arn)
     if dry_run:  # printing the request is the point, --quiet or not
         print(json.dumps(request, indent=2))
         return request
@@ -669,7 +701,7 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,
     if not aws.has_objects(s3, rest if sep and kind in LOADERS else data_uri):
         raise DataError(f"data {data_uri!r} holds no files: upload the dataset there first")
     with tempfile.TemporaryDirectory() as d:
-        aws.upload_file(s3, source_bundle(Path(d)/'sourcedir.tar.gz', ENTRY_SCRIPT), source_uri, aws.sse_args())
+        aws.upload_file(s3, source_bundle(Path(d)/'sourcedir.tar.gz', ENTRY_SCRIPT, job_extras(env)), source_uri, aws.sse_args())
     with aws.aws_errors('SageMaker refused'):
         if schedule:
             arn = aws.client('scheduler', session=session, region=region).create_schedule(**request)['ScheduleArn']

@@ -13,7 +13,7 @@ from fastcore.script import call_parse
 from . import config
 from .core import DogbreedsError, ParameterError
 from .protocol import JSON_TYPE, RequestError, error_response, feedback_request, log, max_payload
-from .handlers import Service, invoke, model_fn, model_info
+from .handlers import feedback_source, Service, invoke, model_fn, model_info
 from .place import PlacePrior
 from . import observe
 
@@ -99,7 +99,7 @@ def make_app(model=None, max_bytes:int|None=None, place:PlacePrior|None=None):
             return status, json.dumps(err).encode(), {}
         if rec is not None: rec.bytes = len(body)
         status, out = await run_in_threadpool(invoke, state['service'], body, request.headers.get('content-type'),
-                                              request.headers.get('accept'), dict(request.query_params))
+                                              request.headers.get('accept'), dict(request.query_params), _caller(request))
         observe.finish(rec, status, json.loads(out).get('type') if status >= 400 else None)
         return status, out, ({'Server-Timing': observe.server_timing(rec)} if rec is not None else {})
 
@@ -132,13 +132,18 @@ def make_app(model=None, max_bytes:int|None=None, place:PlacePrior|None=None):
              responses={424: {'description': 'ModelError: the model refused or failed the request'}},
              openapi_extra=body_doc)(runtime_invocations)
 
+    def _caller(request):   # who sends feedback (FEEDBACK_API_KEYS: its key, else 401), asked only of feedback
+        return lambda: feedback_source(request.headers, request.client.host if request.client else None)
+
     async def feedback(request):
         try:
+            source = _caller(request)()                               # the key first: no body is read without it
             req = feedback_request(await _read_body(request, 64 * 1024))
+            req.source = source
             return _json(200, await run_in_threadpool(state['service'], req))  # as {"feedback": ...} at /invocations
         except RequestError as e: return _json(*error_response(e))
     feedback.__annotations__ = dict(request=HTTPRequest)
-    app.post('/feedback', summary='A confirmed breed at a place (JSON: request_id, breed, and lat, lon or an answer photo_id)')(feedback)
+    app.post('/feedback', summary="Correct an answer: JSON {feedback_token: the answer's, breed} (FEEDBACK_API_KEYS: X-Api-Key)")(feedback)
     return app
 
 def app_from_env():

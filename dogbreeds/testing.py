@@ -14,7 +14,7 @@ from .core import MANIFEST, file_record
 
 # %% auto #0
 __all__ = ['BREEDS', 'S3_TEST_KEY', 'S3_TEST_SECRET', 'toy_model', 'photo_exif', 'heic', 'free_ports', 'ServerProcess',
-           'ServeProcess', 'SeaweedFS', 'PostgreSQL', 'Redis', 'PrometheusServer']
+           'ServeProcess', 'SeaweedFS', 'PostgreSQL', 'Redis', 'PrometheusServer', 'MLflowServer']
 
 # %% ../nbs/09_testing.ipynb #8dca5b72
 BREEDS = ['Shih-Tzu', 'Rhodesian ridgeback', 'beagle', 'English foxhound', 'Border terrier', 'Australian terrier',
@@ -290,3 +290,24 @@ class PrometheusServer(ServerProcess):
         with urllib.request.urlopen(self.url + '/api/v1/query?' + urlencode(dict(query=q)), timeout=10) as r: out = json.loads(r.read())
         if out['status'] != 'success': raise RuntimeError(out)
         return out['data']['result']
+
+# %% ../nbs/09_testing.ipynb #456da2e3
+class MLflowServer(ServerProcess):
+    "`mlflow server` on 127.0.0.1 and a free port, runs in the SQLite file `root/mlflow.db`, artifacts in `root/artifacts`."
+    name = 'MLflow'
+    def __init__(self, root):
+        super().__init__()
+        self.root = Path(root)
+    @property
+    def url(self) -> str: return f'http://127.0.0.1:{self.port}'
+    @property
+    def store(self) -> str: return f"sqlite:///{self.root/'mlflow.db'}"
+    def prepare(self): (self.root/'artifacts').mkdir(parents=True, exist_ok=True)
+    def command(self):
+        exe = Path(sys.executable).parent/'mlflow'
+        if not exe.exists(): raise RuntimeError("no mlflow command: pip install mlflow (the dev extra)")
+        return [str(exe), 'server', '--backend-store-uri', self.store, '--artifacts-destination', str(self.root/'artifacts'),
+                '--host', '127.0.0.1', '--port', str(self.port), '--workers', '1']
+    def ready(self):
+        with urllib.request.urlopen(self.url + '/health', timeout=2) as r: return r.status == 200
+    def start(self, timeout:float=120, attempts:int=2): return super().start(timeout, attempts)

@@ -6,7 +6,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/train.html.md"""
 
 # %% ../nbs/14_train.ipynb #697bcf21
 from __future__ import annotations
-import contextlib, csv, re, shutil, sys, time
+import contextlib, csv, difflib, inspect, re, shutil, sys, time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +15,7 @@ from . import config
 from .core import *
 import numpy as np
 import torch
+from typing import Annotated
 from fastcore.script import call_parse
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
@@ -29,10 +30,12 @@ from .learner import (ARCHS, RECIPES, arch_names, build_learner, build_model, de
                                model_learner, model_outputs, square_photo, versions)
 from .evaluate import (choose_dog_threshold, compute_metrics, evaluate, evaluate_probs, not_a_dog_rates,
                                 save_metrics, summary)
-from .export import export_model, run_info
+from .export import export_model, git_commit, run_info
+from .config import read_params_file
+from .tracking import Tracker, flatten, history_steps
 
 # %% auto #0
-__all__ = ['HISTORY', 'LAUNCHER', 'check_params', 'TrainResult', 'HistoryCSV', 'train', 'train_cli']
+__all__ = ['HISTORY', 'LAUNCHER', 'check_params', 'TrainResult', 'HistoryCSV', 'train', 'params_from_file', 'train_cli']
 
 # %% ../nbs/14_train.ipynb #c69ba3a6
 def _is_int(v): return isinstance(v, int) and not isinstance(v, bool)
@@ -83,24 +86,17 @@ class TrainResult:
 
 # %% ../nbs/14_train.ipynb #9478114b
 class HistoryCSV(Callback):
-    "Append each epoch's losses and metrics to the CSV file `fname`, with the stage (1: frozen, 2: unfrozen)."
-    order = 60
+    """Append each epoch's losses and metrics to the CSV file `fname`, with the stage (1: frozen, 2: unfrozen). It reads the
+    Recorder's row after each epoch rather than taking over `learn.logger`, so loggers among `cbs` (fastai's `CSVLogger`) still work."""
+    order = 60  # after the Recorder (50): its `log` holds the epoch's row
     def __init__(self, fname): self.fname, self.stage = Path(fname), 0
+    def _append(self, row):
+        with self.fname.open('a') as f: f.write(','.join(map(str, row)) + '\n')
     def before_fit(self):
         if hasattr(self, 'gather_preds'): return
         self.stage += 1
-        new = not self.fname.exists()
-        self.file = self.fname.open('a')
-        if new: self.file.write(','.join(['stage', *self.recorder.metric_names]) + '\n')
-        self.old_logger, self.learn.logger = self.learn.logger, self._write
-    def _write(self, log):
-        self.file.write(','.join(map(str, [self.stage, *log])) + '\n')
-        self.file.flush()
-        self.old_logger(log)
-    def after_fit(self):
-        if hasattr(self, 'gather_preds'): return
-        self.file.close()
-        self.learn.logger = self.old_logger
+        if not self.fname.exists(): self._append(['stage', *self.recorder.metric_names])
+    def after_epoch(self): self._append([self.stage, *self.recorder.log])
 
 # %% ../nbs/14_train.ipynb #ad870396
 def _plain_logger(learn):
@@ -118,6 +114,36 @@ def _find_lr(learn, run_dir:Path) -> float:
     fig.savefig(run_dir/'lr_find.png', dpi=100, bbox_inches='tight')
     plt.close(fig)
     return float(sugg.valley)
+
+# %% ../nbs/14_train.ipynb #b04b35f0
+def _check_cbs(cbs, recipe:str, nproc:int):
+    "Refuse callbacks where no fastai loop would call them."
+    if not cbs: return
+    if not isinstance(cbs, (list, tuple)) or not all(isinstance(c, Callback) or (isinstance(c, type) and issubclass(c, Callback)) for c in cbs):
+        raise ParameterError(f"cbs must be a list of fastai callbacks, got {cbs!r}")
+    if recipe != 'fine-tune':
+        raise ParameterError("cbs: the imagenet-head recipe has no training loop for fastai callbacks (it fits its heads by L-BFGS "
+                             "on frozen ImageNet features); use recipe='fine-tune', or leave cbs out")
+    if nproc != 1 or config.get_int('DOGBREEDS_DDP_NODES') > 1:
+        raise ParameterError("cbs with nproc > 1: the data-parallel processes are started afresh by torchrun and callbacks "
+                             "cannot be sent to them; train with nproc=1, or leave cbs out")
+
+def _track_start(tracker:Tracker, run_name:str, params:dict, d:BreedData, **extra):
+    "Start the run's MLflow run: parameters (all but lr), the data summary, the git commit and the versions."
+    if not tracker.on: return
+    tags = {'mlflow.source.name': 'dogbreeds train', 'mlflow.source.git.commit': git_commit() or 'unknown', 'mlflow.user': config.who(),
+            'dogbreeds.kind': 'train', 'versions': versions()}
+    tracker.start(run_name, tags=tags)
+    data = dict(source=d.source, root=str(d.root), n_train=d.n_train, n_valid=d.n_valid, n_breeds=len(d.breeds),
+                skipped=len(d.skipped), counts=d.count_table())
+    p = {k: (v if isinstance(v, (int, float, bool, type(None))) else str(v)) for k, v in {**params, **extra}.items() if k != 'lr'}
+    tracker.log(params={**p, **flatten({'data': data})})
+
+def _track_metrics(tracker:Tracker, run_dir:Path, metrics:dict, lr):
+    "The metric history (`history.csv`, one step per row) and, at its last step, the evaluation's figures; the learning rate."
+    steps = history_steps(run_dir/'history.csv') if (run_dir/'history.csv').exists() else []
+    final = {k: metrics[k] for k in ('accuracy', 'top5_accuracy', 'loss', 'ece', 'macro_f1', 'not_a_dog') if k in metrics}
+    tracker.log_steps([*steps, (steps[-1][0] if steps else 0, final)], params={'lr': lr})
 
 # %% ../nbs/14_train.ipynb #bc88c0dd
 HISTORY = ['stage', 'epoch', 'train_loss', 'valid_loss', 'accuracy', 'top_k_accuracy', 'time']  # stage 0: the untrained start
@@ -159,7 +185,7 @@ def _fit_imagenet_heads(d:BreedData, arch:str, size:int, tta:bool, seed:int, tmp
 
 LAUNCHER = None  # set by dogbreeds.distributed: runs `train(nproc=N)` as N processes
 
-def _fine_tune(learn, d:BreedData, epochs:int, freeze_epochs:int, lr, tmp:Path, gpu:bool, ctx=None) -> float:
+def _fine_tune(learn, d:BreedData, epochs:int, freeze_epochs:int, lr, tmp:Path, gpu:bool, ctx=None, cbs=None) -> float:
     "fastai's `fine_tune`, with epoch 0 (the untrained ImageNet rows) first in `history.csv`; the learning rate used."
     t = time.time()
     loss, acc, top5 = learn.validate()
@@ -167,7 +193,7 @@ def _fine_tune(learn, d:BreedData, epochs:int, freeze_epochs:int, lr, tmp:Path, 
                                             f"{int((time.time() - t) // 60):02d}:{int((time.time() - t) % 60):02d}"]])
     if lr is None: lr = _find_lr(learn, tmp)
     with (ctx(learn) if ctx else contextlib.nullcontext()):  # ctx: data-parallel (dogbreeds.distributed)
-        learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs, cbs=[HistoryCSV(tmp/'history.csv')])
+        learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs, cbs=[HistoryCSV(tmp/'history.csv'), *(cbs or [])])
     if gpu: learn.to_fp32()
     return lr
 
@@ -175,15 +201,17 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
           epochs:int=3, freeze_epochs:int=1, lr:float|None=None, bs:int=64, seed:int=42, out_dir=None,
           run_name:str|None=None, valid_pct:float=0.2, tta:bool=False, head_init:str='imagenet',
           num_workers:int|None=None, verify:bool=True, export:bool=True, int8:bool=False, quiet:bool=False,
-          nproc:int=1, distrib=None) -> TrainResult:
+          nproc:int=1, cbs:list|None=None, tracking_uri:str|None=None, experiment:str|None=None, distrib=None) -> TrainResult:
     "Train, evaluate and save a run; see the table above for what lands in `out_dir/run_name/`."
     params = check_params(dict(data=data, arch=arch, size=size, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs,
                                lr=lr, bs=bs, seed=seed, valid_pct=valid_pct, tta=tta, export=export, run_name=run_name,
                                out_dir=out_dir, nproc=nproc))
+    _check_cbs(cbs, recipe, nproc)
     if (nproc > 1 or config.get_int('DOGBREEDS_DDP_NODES') > 1) and distrib is None:  # start the N processes (dogbreeds.distributed
         # registers LAUNCHER; it builds on this module); across machines, even one process per machine goes through it
         if LAUNCHER is None: raise ParameterError("nproc > 1 runs through dogbreeds.distributed: import it, or use `dogbreeds train --nproc N`")
-        return LAUNCHER(params, dict(head_init=head_init, num_workers=num_workers, verify=verify, int8=int8, quiet=quiet))
+        return LAUNCHER(params, dict(head_init=head_init, num_workers=num_workers, verify=verify, int8=int8, quiet=quiet,
+                                     tracking_uri=tracking_uri, experiment=experiment))
     if recipe == 'imagenet-head':  # no epochs and no learning rate: say so in the run's params
         params.update(epochs=0, freeze_epochs=0, lr=None)
         lr = None
@@ -191,6 +219,7 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
     run_name = run_name or f"{arch.replace('+', '_')}-{datetime.now():%Y%m%d-%H%M%S}"
     final = out_dir/run_name
     if final.exists(): raise ParameterError(f"run folder {final} already exists: choose another run_name")
+    tracker = Tracker(tracking_uri, experiment, enabled=distrib is None or distrib.main)  # DDP: rank 0 alone records the run
     for a in arch_names(arch): ensure_pretrained_weights(a, quiet=quiet)
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
     progress = not quiet and interactive()
@@ -201,6 +230,7 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
     gpu = recipe == 'fine-tune' and torch.cuda.is_available()
     if recipe == 'fine-tune':
         learn = build_learner(make_dls(d, size=size, bs=distrib.local_bs(bs) if distrib else bs, num_workers=num_workers, seed=seed), arch, d.imagenet_ids, head_init=head_init)
+    _track_start(tracker, run_name, params, d, head_init=head_init, int8=int8)
     with staged_dir(final) as tmp:
         trained = False
         try:
@@ -211,7 +241,7 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
                     learn.logger = (lambda row: None) if quiet else _plain_logger(learn)
                 if gpu: learn.to_fp16()
                 learn.path, learn.model_dir = tmp, '.'  # lr_find's scratch file goes in the run, not the cwd
-                lr = _fine_tune(learn, d, epochs, freeze_epochs, lr, tmp, gpu, distrib.ctx if distrib else None)
+                lr = _fine_tune(learn, d, epochs, freeze_epochs, lr, tmp, gpu, distrib.ctx if distrib else None, cbs)
                 trained, t2 = True, time.time()
                 if distrib and not distrib.main: return None  # rank 0 alone evaluates, exports and writes the run
                 torch.save(learn.model.state_dict(), tmp/'model_state.pth')
@@ -246,6 +276,8 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
                         mixed_precision=gpu, heads=heads, not_a_dog=nd, versions=versions(), **(distrib.record(bs, lr) if distrib else {}),
                         created=datetime.now(timezone.utc).isoformat(),
                         seconds=dict(load=round(t1 - t0, 1), fit=round(t2 - t1, 1), total=round(time.time() - t0, 1)))
+            _track_metrics(tracker, tmp, metrics, lr)
+            if mlflow := tracker.record(): info['mlflow'] = mlflow  # the run's id and where it is: in params.json and the manifest
             write_json(tmp/'params.json', info)
             if export:
                 kw = {}
@@ -257,7 +289,10 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
             learn.export(tmp/'learner.pkl')
         except BaseException as e:
             if trained: _keep_failed(tmp, final, e)
+            tracker.end(ok=False)
             raise
+    tracker.log_files(final)  # the plots and JSON/CSV files of the finished run folder (no weights)
+    tracker.end()
     say(f"run saved to {final}: validation accuracy {metrics['accuracy']:.4f}, top-5 {metrics['top5_accuracy']:.4f}")
     return TrainResult(learn, d, final, metrics, info)
 
@@ -267,6 +302,20 @@ def _keep_failed(tmp:Path, final:Path, e:BaseException):
     (tmp/'error.txt').write_text(f"{type(e).__name__}: {e}\n")
     shutil.copytree(tmp, failed)
     print(f"training finished but saving failed; the partial run is in {failed}", file=sys.stderr)
+
+# %% ../nbs/14_train.ipynb #24400920
+def params_from_file(path, given:dict|None=None) -> dict:
+    """`train`'s arguments from the YAML file `path` (read by `read_params_file`, as `retrain -f` reads it), with those of
+    `given` that differ from `train`'s defaults over them: options given on the command line win over the file."""
+    sig = inspect.signature(train).parameters
+    names = [k for k in sig if k not in ('cbs', 'distrib')]
+    p = read_params_file(path)
+    for k in p:
+        if k not in names:
+            near = difflib.get_close_matches(k, names, n=1)
+            raise ParameterError(f"{path}: unknown parameter {k!r}" + (f" (did you mean {near[0]!r}?)" if near else '') +
+                                 f"; train takes {', '.join(names)}")
+    return {**(given or {}), **p, **{k: v for k, v in (given or {}).items() if k in sig and v != sig[k].default}}
 
 # %% ../nbs/14_train.ipynb #f46afcf7
 @call_parse
@@ -278,7 +327,7 @@ def train_cli(
     epochs:int=3,             # fine-tune: epochs with the whole network unfrozen
     freeze_epochs:int=1,      # fine-tune: epochs training only the classifier first
     lr:float=None,            # fine-tune: base learning rate (default: lr_find)
-    bs:int=64,                # batch size
+    batch_size:int=64,        # photos per step (with --nproc N: the global batch, split over the N processes)
     seed:int=42,              # random seed
     out_dir:str=None,         # output folder (default: exported_models/)
     run_name:str=None,        # run folder name (default: <arch>-<date>-<time>)
@@ -288,7 +337,12 @@ def train_cli(
     int8:bool=False,          # also write the INT8 model, measured on the validation photos
     quiet:bool=False,         # no progress bars
     nproc:int=1,              # fine-tune: data-parallel processes (PyTorch DDP; one per GPU, or gloo on CPU)
+    params_File:Annotated[str, "a YAML file of parameters (NAME: VALUE per line, as `retrain -f` reads); options given override it"]=None,
+    tracking_uri:str=None,    # record the run in MLflow there: a server URL, sqlite:///PATH or a SageMaker MLflow ARN (default: $MLFLOW_TRACKING_URI; unset: off)
+    experiment:str=None,      # the MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else dogbreeds)
 ):
     "Train, evaluate and save a dog-breed classifier."
-    train(data=data, arch=arch, size=size, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, bs=bs, seed=seed,
-          out_dir=out_dir, run_name=run_name, valid_pct=valid_pct, tta=tta, export=not no_export, int8=int8, quiet=quiet, nproc=nproc)
+    kw = dict(data=data, arch=arch, size=size, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, bs=batch_size,
+              seed=seed, out_dir=out_dir, run_name=run_name, valid_pct=valid_pct, tta=tta, export=not no_export, int8=int8,
+              quiet=quiet, nproc=nproc, tracking_uri=tracking_uri, experiment=experiment)
+    train(**(params_from_file(params_File, kw) if params_File else kw))

@@ -1,5 +1,5 @@
-"""SageMaker monitoring on moto (issue 14): `dogbreeds deploy --alarms` creates the CloudWatch alarms on the endpoint's
-ModelLatency, Invocation5XXErrors and Invocation4XXErrors; `--capture PCT` turns on data capture to S3."""
+"""SageMaker monitoring on moto: `dogbreeds deploy --alarms` creates the CloudWatch alarms on the endpoint's
+ModelLatency, Invocation5XXErrors and Invocation4XXErrors; `--capture-percent PCT` turns on data capture to S3."""
 import json, sys
 
 import pytest
@@ -12,8 +12,8 @@ IMAGE = '123456789012.dkr.ecr.us-east-1.amazonaws.com/dogbreeds-sagemaker:0.1.0'
 
 
 def test_deploy_with_alarms_and_capture(aws, capsys):
-    main(['deploy', 'dogbreeds-mon', IMAGE, ROLE, '--model-uri', 's3://acme/models/dogbreeds@production', '--alarms',
-          '--alarm-topic', 'arn:aws:sns:us-east-1:123456789012:oncall', '--capture', '20', '--capture-uri', 's3://acme/capture'])
+    main(['deploy', 'dogbreeds-mon', '--image-uri', IMAGE, '--role-arn', ROLE, '--model-uri', 's3://acme/models/dogbreeds@production', '--alarms',
+          '--alarm-topic', 'arn:aws:sns:us-east-1:123456789012:oncall', '--capture-percent', '20', '--capture-uri', 's3://acme/capture'])
     out = json.loads(capsys.readouterr().out)
     sm, cw = aws.client('sagemaker'), aws.client('cloudwatch')
     cfg = sm.describe_endpoint_config(EndpointConfigName=sm.describe_endpoint(EndpointName='dogbreeds-mon')['EndpointConfigName'])
@@ -30,10 +30,10 @@ def test_deploy_with_alarms_and_capture(aws, capsys):
 
 
 def test_no_alarms_no_capture_by_default(aws, capsys):
-    main(['deploy', 'dogbreeds-plain', IMAGE, ROLE, '--model-uri', 's3://acme/models/dogbreeds@production'])
+    main(['deploy', 'dogbreeds-plain', '--image-uri', IMAGE, '--role-arn', ROLE, '--model-uri', 's3://acme/models/dogbreeds@production'])
     sm, cw = aws.client('sagemaker'), aws.client('cloudwatch')
     cfg = sm.describe_endpoint_config(EndpointConfigName=sm.describe_endpoint(EndpointName='dogbreeds-plain')['EndpointConfigName'])
     assert not cfg.get('DataCaptureConfig', {}).get('EnableCapture') and not cw.describe_alarms(AlarmNamePrefix='dogbreeds-plain')['MetricAlarms']
     with pytest.raises(SystemExit):
-        main(['deploy', 'x', IMAGE, ROLE, '--model-uri', 's3://acme/models/d@p', '--capture', '10'])  # no --capture-uri
+        main(['deploy', 'x', '--image-uri', IMAGE, '--role-arn', ROLE, '--model-uri', 's3://acme/models/d@p', '--capture-percent', '10'])  # no --capture-uri
     assert 'capture-uri' in capsys.readouterr().err

@@ -191,7 +191,7 @@ def test_s3_prefix(pred, s3_server, photos, expected, tmp_path, monkeypatch):
     # the CLI, with the endpoint from the environment: everything is done already
     from dogbreeds.cli import main
     monkeypatch.setenv('AWS_ENDPOINT_URL', s3_server.endpoint)
-    main(['predict', f's3://{bucket}/{prefix}/', '--out', str(out), '--model', str(pred.model_dir), '--k', str(K), '--quiet'])
+    main(['predict', f's3://{bucket}/{prefix}/', '--out', str(out), '--model', str(pred.model_dir), '-k', str(K), '--quiet'])
     assert len(read_results(out)) == 7
     with pytest.raises(SourceError, match='does not exist'):
         batch_predict(f's3://no-such-bucket-{uuid.uuid4().hex[:6]}/x', tmp_path / 'o.csv', pred, progress=False,
@@ -206,19 +206,19 @@ def test_cli(model_dir, folder, expected, tmp_path, monkeypatch, capsys):
     from dogbreeds.cli import main
     out = tmp_path / 'r.csv'
     monkeypatch.setenv('DOGBREEDS_MODEL', str(model_dir))
-    main(['predict', str(folder), '--out', str(out), '--k', str(K), '--batch-size', '8', '--workers', '2'])
+    main(['predict', str(folder), '--out', str(out), '-k', str(K), '--batch-size', '8', '--workers', '2'])
     assert '12 photos' in capsys.readouterr().out
     check_rows(read_results(out), expected)
-    def fails(*args):
+    def fails(code, *args):  # 2: bad usage (an option missing or refused); 1: what the options name cannot be used
         with pytest.raises(SystemExit) as e: main(['predict', *args])
-        assert e.value.code == 2
+        assert e.value.code == code
         return capsys.readouterr().err
-    assert 'name the results file' in fails(str(folder))
-    assert '.csv or .parquet' in fails(str(folder), '--out', str(tmp_path / 'r.json'))
-    assert 'holds the top 3 breeds' in fails(str(folder), '--out', str(out), '--k', '5')
-    assert 'no such folder' in fails(str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'x.csv'))
+    assert 'name the results file' in fails(2, str(folder))
+    assert '.csv or .parquet' in fails(1, str(folder), '--out', str(tmp_path / 'r.json'))
+    assert 'holds the top 3 breeds' in fails(1, str(folder), '--out', str(out), '--top-k', '5')
+    assert 'no such folder' in fails(1, str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'x.csv'))
     monkeypatch.delenv('DOGBREEDS_MODEL')
-    assert 'DOGBREEDS_MODEL' in fails(str(folder), '--out', str(tmp_path / 'x.csv'))
+    assert 'DOGBREEDS_MODEL' in fails(2, str(folder), '--out', str(tmp_path / 'x.csv'))
 
 
 def test_output_of_another_model_or_kind_is_refused(pred, folder, tmp_path):

@@ -157,7 +157,7 @@ def test_malformed_price_file_is_one_line(tmp_path, content, message):
     f.write_text(content)
     with pytest.raises(C.PriceError, match=message.replace('[', r'\[')): C.load_prices(f)
     r = dogbreeds('cost', '--requests', '1e6', '--peak-rps', '5', '--latency-ms', '40', '--prices', str(f))
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr and not r.stdout
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr and not r.stdout
 
 
 def test_prices_ship_in_the_wheel(tmp_path):
@@ -400,16 +400,16 @@ def test_geo_cli_prints_every_component(tmp_path):
     assert 'ElastiCache Serverless (redis)' in r2.stdout and 'hit rate 0.5 [given]' in r2.stdout
 
 
-@pytest.mark.parametrize('args,message', [
-    (['--hit-rate', '1.5', '--db-queries-per-1000', '3'], 'hit_rate must be at most 1, got 1.5'),
-    (['--hit-rate', '0.9', '--db-queries-per-1000', '-3'], 'db_queries_per_1000 must be at least 0, got -3'),
-    (['--geo-measured', 'missing.json'], 'geo measurements missing.json not found'),
-    (['--hit-rate', '0.9', '--db-queries-per-1000', '3', '--min-acu', '0.3'], 'min_acu must be 0 (auto-pause) or 0.5'),
-    (['--hit-rate', '0.9', '--db-queries-per-1000', '3', '--cache-engine', 'memcache'], "unknown cache engine 'memcache'"),
+@pytest.mark.parametrize('args,message,code', [  # exit 2: a value the command refuses; 1: a file it cannot read
+    (['--hit-rate', '1.5', '--db-queries-per-1000', '3'], 'hit_rate must be at most 1, got 1.5', 2),
+    (['--hit-rate', '0.9', '--db-queries-per-1000', '-3'], 'db_queries_per_1000 must be at least 0, got -3', 2),
+    (['--geo-measured', 'missing.json'], 'geo measurements missing.json not found', 1),
+    (['--hit-rate', '0.9', '--db-queries-per-1000', '3', '--min-acu', '0.3'], 'min_acu must be 0 (auto-pause) or 0.5', 2),
+    (['--hit-rate', '0.9', '--db-queries-per-1000', '3', '--cache-engine', 'memcache'], "unknown cache engine 'memcache'", 2),
 ])
-def test_geo_cli_bad_input_is_one_line(tmp_path, args, message):
+def test_geo_cli_bad_input_is_one_line(tmp_path, args, message, code):
     r = dogbreeds('cost', '--geo', '--requests', '1e6', '--peak-rps', '5', '--latency-ms', '40', *args, cwd=tmp_path)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr and not r.stdout, r.stderr
+    assert r.returncode == code and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr and not r.stdout, r.stderr
     r = dogbreeds('cost', '--geo', '--requests', '-5', '--peak-rps', '5', '--latency-ms', '40', '--hit-rate', '0.9',
                   '--db-queries-per-1000', '3', cwd=tmp_path)
     assert r.returncode == 2 and 'requests_per_month must be above 0' in r.stderr

@@ -76,7 +76,7 @@ def test_export_cli(trained_run, tmp_path):
     verify_files(run / 'model')
     r = subprocess.run([sys.executable, '-c', 'from dogbreeds.cli import main; main()', 'export', str(tmp_path / 'nope')],
                        capture_output=True, text=True, timeout=600)
-    assert r.returncode == 2 and r.stderr.strip() == f"dogbreeds: error: {tmp_path / 'nope'} is not a run folder: it has no params.json"
+    assert r.returncode == 1 and r.stderr.strip() == f"dogbreeds: error: {tmp_path / 'nope'} is not a run folder: it has no params.json"
 
 
 def test_existing_model_folder_is_kept(trained_run, model_dir):

@@ -1,4 +1,4 @@
-"""Issue 13: coordinates from EXIF GPS (photos made with Pillow) and explicit ones; the feature store on SQLite and on a
+"""Where the photo was taken: coordinates from EXIF GPS (photos made with Pillow) and explicit ones; the feature store on SQLite and on a
 real PostgreSQL; the cache in process and on a real Redis; feedback, backing off, and both outages."""
 import base64, io, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +12,13 @@ from dogbreeds.featurestore import FeatureStore, StoreUnavailable
 from dogbreeds.geocache import GeoLookup, LRUCache, RedisCache
 from dogbreeds.protocol import RequestError
 from dogbreeds.testing import PostgreSQL, Redis
+from dogbreeds.tokens import Signer, TokenUsed
+
+SIGNER = Signer('test-key-' + 'k' * 32)
+
+def grant(lat, lon, model='v1'):
+    "A checked feedback token's grant for an answer at `(lat, lon)`."
+    return SIGNER.verify(SIGNER.sign('r', None, cells(lat, lon), model))
 
 
 def dms(x):
@@ -73,7 +80,7 @@ def store(request, tmp_path):
     else:
         server = request.getfixturevalue('pg')
         s = FeatureStore(server.url)
-        s.run(lambda cur, sql: (cur.execute('DELETE FROM observations'), cur.execute('DELETE FROM feedback')))
+        s.run(lambda cur, sql: [cur.execute(f'DELETE FROM {t}') for t in ('observations', 'feedback_votes', 'feedback_cells', 'feedback_audit')])
     yield s
     s.close()
 
@@ -98,14 +105,15 @@ def test_store_import_backoff_feedback_stats(store, tmp_path):
     assert (p.cell, p.resolution, p.observations) == (cells(*LONDON)[1], 5, 31)
     p = store.lookup(*SYDNEY, min_obs=20)                       # 4 observations everywhere near: the global counts
     assert (p.cell, p.resolution, p.observations) == ('global', -1, 35)
-    assert store.feedback('req-1', *SYDNEY, 'kelpie', breeds={'kelpie', 'beagle'})
-    assert store.feedback('req-1', *SYDNEY, 'kelpie') is None     # idempotent per request id
-    assert store.lookup(*SYDNEY, min_obs=5).counts == {'kelpie': 5}
-    for bad in [dict(breed='wolf'), dict(lat=100), dict(request_id=''), dict(request_id='x' * 201)]:
-        args = dict(request_id='req-2', lat=SYDNEY[0], lon=SYDNEY[1], breed='kelpie') | bad
-        with pytest.raises(RequestError): store.feedback(**args, breeds={'kelpie'})
+    g = grant(*SYDNEY)
+    assert store.vote(g, 'kelpie', 'me', breeds={'kelpie', 'beagle'}) == [*cells(*SYDNEY), 'global']
+    with pytest.raises(TokenUsed): store.vote(g, 'kelpie', 'me')   # one vote per token
+    assert store.lookup(*SYDNEY, min_obs=4).counts == {'kelpie': 4.2}   # capped: 5 % of 4 curated
+    for bad in [dict(breed='wolf'), dict(breed=''), dict(source=''), dict(source='x' * 201)]:
+        args = dict(grant=grant(*SYDNEY), breed='kelpie', source='me') | bad
+        with pytest.raises(RequestError): store.vote(**args, breeds={'kelpie'})
     st = store.stats()
-    assert st['feedback'] == 1 and st['resolutions']['global']['observations'] == 36 and st['resolutions']['7']['cells'] == 2
+    assert st['feedback']['votes'] == 1 and st['resolutions']['global']['observations'] == 35 and st['resolutions']['7']['cells'] == 2
 
 def test_import_refuses_bad_rows(tmp_path):
     s = FeatureStore(tmp_path / 'g.db')
@@ -133,8 +141,8 @@ def test_cache_aside_single_flight_and_invalidation(store, cache):
     assert all(p.counts == {'beagle': 40} for p, _ in results)
     p, info = g.lookup(*LONDON)
     assert info == {'source': 'cache'} and store.queries == 1
-    assert g.feedback('fb-1', *LONDON, 'pug')['applied']
-    p, info = g.lookup(*LONDON)                                  # invalidated: read again, sees the feedback
+    assert g.vote(grant(*LONDON), 'pug', 'me')['applied']
+    p, info = g.lookup(*LONDON)                                  # invalidated: read again, sees the feedback (capped: 5 % of 40)
     assert info['source'] == 'db' and p.counts == {'beagle': 40, 'pug': 1} and store.queries == 2
 
 
@@ -176,7 +184,8 @@ def geo_env(tmp_path, monkeypatch):
     model = toy_model(tmp_path / 'model')
     db = tmp_path / 'geo.db'
     FeatureStore(db).add_many([(*SYDNEY, 'dingo', 500), (*SYDNEY, 'beagle', 5)])
-    for k, v in dict(GEO_DB=str(db), GEO_CACHE='lru', GEO_MIN_OBS='20', GEO_ALPHA='1', MODEL_URI=str(model)).items(): monkeypatch.setenv(k, v)
+    for k, v in dict(GEO_DB=str(db), GEO_CACHE='lru', GEO_MIN_OBS='20', GEO_ALPHA='1', MODEL_URI=str(model),
+                     FEEDBACK_KEY='geo-test-' + 'k' * 32).items(): monkeypatch.setenv(k, v)
     yield model
 
 def test_serve_answers_with_the_place_and_takes_feedback(geo_env):
@@ -202,10 +211,10 @@ def test_serve_answers_with_the_place_and_takes_feedback(geo_env):
         for q in ('lat=95&lon=0', 'lat=abc&lon=1', 'lat=1'):
             r = c.post(f'/invocations?{q}', content=photo(None), headers=jpeg)
             assert r.status_code == 400 and 'lat' in r.json()['error']
-        fb = dict(request_id='r-1', lat=SYDNEY[0], lon=SYDNEY[1], breed='beagle')
-        assert c.post('/feedback', json=fb).json() == dict(applied=True, request_id='r-1')
-        assert c.post('/feedback', json=fb).json()['applied'] is False                  # idempotent
-        assert c.post('/feedback', json=fb | dict(breed='wolf')).status_code == 400
+        fb = dict(feedback_token=a['feedback_token'], breed='beagle')                  # the answer's token: its place
+        assert c.post('/feedback', json=fb).json() == dict(applied=True, request_id=a['request_id'], cell=cells(*SYDNEY)[0], breed='beagle')
+        assert c.post('/feedback', json=fb).status_code == 409                          # one vote per token
+        assert c.post('/feedback', json=dict(feedback_token=b['feedback_token'], breed='wolf')).status_code == 400
         assert c.post('/feedback', content=b'not json').status_code == 400
         after = c.post('/invocations', json=body | dict(lat=SYDNEY[0], lon=SYDNEY[1])).json()
         assert after['prior']['source'] == 'db' and after['prior']['observations'] == 506   # the cache was invalidated
@@ -216,18 +225,19 @@ def test_lambda_feedback_and_answer(geo_env):
     lh.reset()
     out = lh.handler(dict(image=base64.b64encode(photo(gps(*SYDNEY))).decode(), k=2))
     assert out['statusCode'] == 200 and out['prior']['cell'] == cells(*SYDNEY)[0] and len(out['predictions_with_prior']) == 2
-    fb = lh.handler(dict(feedback=dict(request_id='l-1', lat=SYDNEY[0], lon=SYDNEY[1], breed='dingo')))
-    assert fb['statusCode'] == 200 and fb['applied'] is True
-    assert lh.handler(dict(feedback=dict(request_id='l-2', lat=200, lon=0, breed='dingo')))['statusCode'] == 400
+    assert out['request_id'] and out['feedback_token']                               # a direct answer carries both
+    fb = lh.handler(dict(feedback=dict(feedback_token=out['feedback_token'], lat=SYDNEY[0], lon=SYDNEY[1], breed='dingo')))
+    assert fb['statusCode'] == 200 and fb['applied'] is True and fb['request_id'] == out['request_id']
+    assert lh.handler(dict(feedback=dict(feedback_token=out['feedback_token'], lat=200, lon=0, breed='dingo')))['statusCode'] == 400
     lh.reset()
 
 
 def test_cli_geo_import_and_stats(tmp_path, capsys):
     from dogbreeds.cli import main
     (tmp_path / 'o.csv').write_text('lat,lon,breed,count\n51.5,-0.12,beagle,3\n-33.9,151.2,dingo,2\n')
-    main(['geo', 'import', str(tmp_path / 'o.csv'), '--db', str(tmp_path / 'g.db')])
+    main(['geo', 'import', str(tmp_path / 'o.csv'), '--geo-db', str(tmp_path / 'g.db')])
     out = capsys.readouterr().out
     assert 'imported 2 observation rows' in out and '"observations": 5' in out
-    main(['geo', 'stats', '--db', str(tmp_path / 'g.db')])
+    main(['geo', 'stats', '--geo-db', str(tmp_path / 'g.db')])
     assert '"cells": 2' in capsys.readouterr().out
-    with pytest.raises(SystemExit): main(['geo', 'import', str(tmp_path / 'missing.csv'), '--db', str(tmp_path / 'g.db')])
+    with pytest.raises(SystemExit): main(['geo', 'import', str(tmp_path / 'missing.csv'), '--geo-db', str(tmp_path / 'g.db')])

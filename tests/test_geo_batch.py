@@ -1,4 +1,4 @@
-"""Issue 13's batch front end: `dogbreeds predict` with places. Coordinates from EXIF GPS (photos made with Pillow),
+"""The place prior in batch: `dogbreeds predict` with places. Coordinates from EXIF GPS (photos made with Pillow),
 `--lat/--lon` or a `--locations` CSV (explicit wins), the prior of a SQLite feature store, the place columns next to
 the unchanged photo columns; bad coordinates: a one-line CLI error, or an error row for a bad CSV row."""
 import csv, io

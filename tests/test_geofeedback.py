@@ -1,6 +1,7 @@
-"""Issue 13, feedback by photo id and p(breed | train): an answer's `photo_id` names the photo in feedback (kept in the
-in-process LRU or on a real Redis, with its own TTL, in milliseconds); through the app, `dogbreeds serve` over real HTTP
-and the Lambda handler; and the manifest's `train_counts` in the place-adjusted answer."""
+"""Feedback on an answer, and p(breed | train): an answer's `feedback_token` carries its place and photo id (it replaced
+feedback by photo id, which a cache had to remember); through the app, `dogbreeds serve` over real HTTP with two workers
+and the Lambda handler, with the in-process LRU and a real Redis; and the manifest's `train_counts` in the
+place-adjusted answer."""
 import base64, hashlib, json, time, urllib.error, urllib.request
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def make_env(tmp_path, monkeypatch, cache:str, manifest:dict|None=None, **settin
     "A toy model (`manifest`: extra fields) and a SQLite store (Sydney: 500 dingo, 5 beagle), with the service's settings in the environment."
     model, db = toy_model(tmp_path / 'model', **(manifest or {})), tmp_path / 'geo.db'
     FeatureStore(db).add_many([(*SYDNEY, 'dingo', 500), (*SYDNEY, 'beagle', 5)])
-    env = dict(GEO_DB=str(db), GEO_CACHE=cache, GEO_MIN_OBS='20', GEO_ALPHA='1', GEO_PHOTO_TTL='60', MODEL_URI=str(model)) | settings
+    env = dict(GEO_DB=str(db), GEO_CACHE=cache, GEO_MIN_OBS='20', GEO_ALPHA='1', MODEL_URI=str(model),
+               FEEDBACK_KEY='geofeedback-test-' + 'k' * 32) | settings
     for k, v in env.items(): monkeypatch.setenv(k, v)
     return model, db, env
 
@@ -60,89 +62,46 @@ def test_redis_ttl_is_in_milliseconds(redis_server):
     with pytest.raises(ValueError): RedisCache(redis_server.url, ttl=0)
 
 
-def test_feedback_by_photo_id(env):
+def test_feedback_by_token(env):
+    "An answer's token names its place: feedback needs no coordinates, no photo id lookup, and counts once."
     from fastapi.testclient import TestClient
-    from dogbreeds import handlers
     from dogbreeds.serve import make_app
     model, db, settings = env
     jpeg = photo(None)
     body = dict(image=base64.b64encode(jpeg).decode(), k=10)
     with TestClient(make_app(str(model))) as c:
         a = c.post(f'/invocations?lat={SYDNEY[0]}&lon={SYDNEY[1]}', json=body).json()
-        pid = a['photo_id']
-        assert pid == hashlib.sha256(jpeg).hexdigest()[:16] and a['prior']['source'] == 'db'
+        assert a['photo_id'] == hashlib.sha256(jpeg).hexdigest()[:16] and a['prior']['source'] == 'db'
         assert c.post(f'/invocations?lat={SYDNEY[0]}&lon={SYDNEY[1]}', json=body).json()['prior']['source'] == 'cache'
-        fb = dict(request_id='p-1', photo_id=pid, breed='beagle')
-        assert c.post('/feedback', json=fb).json() == dict(applied=True, request_id='p-1', photo_id=pid)
-        assert counts_at(db, SYDNEY) == {'dingo': 500, 'beagle': 6}                  # at the photo's cell
+        fb = dict(feedback_token=a['feedback_token'], breed='beagle')
+        assert c.post('/feedback', json=fb).json() == dict(applied=True, request_id=a['request_id'], cell=cells(*SYDNEY)[0], breed='beagle')
+        assert counts_at(db, SYDNEY) == {'dingo': 500, 'beagle': 6}                  # at the token's cell
         after = c.post(f'/invocations?lat={SYDNEY[0]}&lon={SYDNEY[1]}', json=body).json()
         assert after['prior']['source'] == 'db' and after['prior']['observations'] == 506   # the cache was invalidated
-        assert c.post('/feedback', json=fb).json()['applied'] is False                # idempotent per request id
-        assert counts_at(db, SYDNEY) == {'dingo': 500, 'beagle': 6}
-        r = c.post('/feedback', json=dict(request_id='p-2', photo_id='0' * 16, breed='beagle'))
-        assert r.status_code == 404 and r.json()['type'] == 'NotFoundError' and '"lat" and "lon"' in r.json()['error']
-        for bad in ('xyz', 'A' * 16, 12, None):
-            r = c.post('/feedback', json=dict(request_id='p-3', photo_id=bad, breed='beagle'))
-            assert r.status_code == 400 and 'photo_id' in r.json()['error']
-        r = c.post('/feedback', json=dict(request_id='p-4', photo_id=pid, breed='wolf'))   # the breed is still checked
+        assert c.post('/feedback', json=fb).status_code == 409                        # one vote per token
+        r = c.post('/feedback', json=dict(feedback_token=after['feedback_token'], breed='wolf'))   # the breed is still checked
         assert r.status_code == 400 and 'wolf' in r.json()['error']
-        both = dict(request_id='p-5', photo_id=pid, lat=LONDON[0], lon=LONDON[1], breed='Samoyed')
-        assert c.post('/feedback', json=both).json() == dict(applied=True, request_id='p-5')   # the coordinates win
-        assert counts_at(db, LONDON) == {'Samoyed': 1} and counts_at(db, SYDNEY) == {'dingo': 500, 'beagle': 6}
         exif = photo(gps(*LONDON))                                                   # the place from EXIF GPS
         e = c.post('/invocations', content=exif, headers={'Content-Type': 'image/jpeg'}).json()
-        assert e['location']['source'] == 'exif' and e['photo_id'] != pid
-        assert c.post('/feedback', json=dict(request_id='p-6', photo_id=e['photo_id'], breed='Samoyed')).json()['applied']
-        assert counts_at(db, LONDON) == {'Samoyed': 2}
-        n = c.post('/invocations', json=body).json()                                 # no coordinates: no photo_id
-        assert n['location'] is None and 'photo_id' not in n
-    # another worker (a fresh GeoLookup, as a new process makes): Redis knows the id, the in-process LRU does not
-    g = PlacePrior.from_settings().geo
-    other = PlacePrior.from_settings().geo
-    assert other is not g
-    if settings['GEO_CACHE'] == 'lru': assert other.where(pid) is None
-    else:
-        assert other.where(pid) == pytest.approx(SYDNEY)
-        assert 0 < other.photos.r.pttl(f'photo:{pid}') <= 60_000                      # GEO_PHOTO_TTL, not the cells' TTL
+        assert e['location']['source'] == 'exif' and e['photo_id'] != a['photo_id']
+        assert c.post('/feedback', json=dict(feedback_token=e['feedback_token'], breed='Samoyed')).json()['applied']
+        assert counts_at(db, LONDON) == {} and counts_at(db, SYDNEY)['beagle'] == 6  # London: nothing curated, feedback weighs 0
+        assert FeatureStore(db).votes()[0]['cells'].split()[0] == cells(*LONDON)[0]
+        n = c.post('/invocations', json=body).json()                                 # no coordinates: nothing to correct
+        assert n['location'] is None and 'photo_id' not in n and 'feedback_token' not in n
 
 
-@pytest.mark.parametrize('cache', ['lru', 'redis'])
-def test_photo_id_expires(cache, tmp_path, monkeypatch, request):
-    from dogbreeds import handlers
-    spec = request.getfixturevalue('redis_server').url if cache == 'redis' else 'lru'
-    model, db, _ = make_env(tmp_path, monkeypatch, spec, GEO_PHOTO_TTL='0.4')
-    svc = handlers.Service.load(model)
-    from dogbreeds.protocol import Request
-    a = svc(Request(image=photo(gps(*SYDNEY))))
-    time.sleep(0.6)
-    with pytest.raises(Exception) as e: svc(Request(feedback=dict(request_id='x-1', photo_id=a['photo_id'], breed='dingo')))
-    assert e.value.status == 404 and 'unknown or expired' in str(e.value)
-
-
-
-@pytest.mark.parametrize('value', ['abc', '0', '-5'])
-def test_bad_photo_ttl_is_a_clear_503(value, tmp_path, monkeypatch):
-    from dogbreeds import handlers
-    from dogbreeds.protocol import Request
-    model, _, _ = make_env(tmp_path, monkeypatch, 'lru', GEO_PHOTO_TTL=value)
-    with pytest.raises(Exception) as e: handlers.Service.load(model)(Request(image=photo(gps(*SYDNEY))))
-    assert e.value.status == 503 and 'GEO_PHOTO_TTL' in str(e.value)
-
-def test_cache_down_is_503_and_coordinates_still_work(tmp_path, monkeypatch):
+def test_cache_down_answers_and_feedback_still_work(tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
-    from dogbreeds import handlers
     from dogbreeds.serve import make_app
     with Redis(tmp_path / 'redis') as rs:
         model, db, _ = make_env(tmp_path, monkeypatch, rs.url)
         body = dict(image=base64.b64encode(photo(None)).decode(), lat=SYDNEY[0], lon=SYDNEY[1])
         with TestClient(make_app(str(model))) as c:
-            pid = c.post('/invocations', json=body).json()['photo_id']
             rs.stop()                                                                 # Redis down
             a = c.post('/invocations', json=body).json()
-            assert a['photo_id'] == pid and a['prior']['source'] == 'db' and 'photo_id not kept' in a['prior']['note']
-            r = c.post('/feedback', json=dict(request_id='d-1', photo_id=pid, breed='beagle'))
-            assert r.status_code == 503 and r.json()['type'] == 'ServiceUnavailableError' and '"lat" and "lon"' in r.json()['error']
-            r = c.post('/feedback', json=dict(request_id='d-1', lat=SYDNEY[0], lon=SYDNEY[1], breed='beagle'))
+            assert a['prior']['source'] == 'db' and 'cache unavailable' in a['prior']['note'] and a['feedback_token']
+            r = c.post('/feedback', json=dict(feedback_token=a['feedback_token'], breed='beagle'))
             assert r.status_code == 200 and r.json()['applied'] and 'cache unavailable' in r.json()['note']
     assert counts_at(db, SYDNEY)['beagle'] == 6
 
@@ -154,27 +113,25 @@ def post(url, obj) -> tuple[int, dict]:
     except urllib.error.HTTPError as e: return e.code, json.loads(e.read())
 
 
-def test_serve_over_http_two_workers_share_photo_ids_through_redis(redis_server, tmp_path, monkeypatch):
-    RedisCache(redis_server.url).r.flushdb()
-    model, db, env = make_env(tmp_path, monkeypatch, redis_server.url)
+def test_serve_over_http_two_workers_need_no_shared_cache_for_tokens(tmp_path, monkeypatch):
+    "Each worker's own LRU: a token made by one is checked by the other (the key and the database are what they share)."
+    model, db, env = make_env(tmp_path, monkeypatch, 'lru')
     with ServeProcess(model, workers=2, env=env) as s:
-        ids = []
+        tokens = []
         for i in range(6):   # six photos; each answer and its feedback may reach either worker
             img = base64.b64encode(photo(gps(SYDNEY[0] + i * 1e-5, SYDNEY[1]))).decode()   # a few metres apart: other bytes
             st, a = post(s.url + '/invocations', dict(image=img))
             assert st == 200 and a['location']['source'] == 'exif', a
-            ids.append(a['photo_id'])
-        assert len(set(ids)) == 6
-        for i, pid in enumerate(ids):
-            assert post(s.url + '/feedback', dict(request_id=f'h-{i}', photo_id=pid, breed='dingo')) == (200, dict(applied=True, request_id=f'h-{i}', photo_id=pid))
-        assert post(s.url + '/feedback', dict(request_id='h-0', photo_id=ids[0], breed='dingo'))[1]['applied'] is False
-        st, err = post(s.url + '/feedback', dict(request_id='h-9', photo_id='f' * 16, breed='dingo'))
-        assert st == 404 and 'unknown or expired' in err['error']
+            tokens.append(a['feedback_token'])
+        for t in tokens: assert post(s.url + '/feedback', dict(feedback_token=t, breed='dingo'))[0] == 200
+        assert post(s.url + '/feedback', dict(feedback_token=tokens[0], breed='dingo'))[0] == 409
+        st, err = post(s.url + '/feedback', dict(request_id='h-9', lat=SYDNEY[0], lon=SYDNEY[1], breed='dingo'))
+        assert st == 403 and 'feedback_token' in err['error']
     assert counts_at(db, SYDNEY)['dingo'] == 506
 
 
-def test_lambda_answer_then_feedback_by_photo_id(redis_server, tmp_path, monkeypatch):
-    from dogbreeds import handlers, lambda_handler as lh
+def test_lambda_answer_over_http_then_feedback_on_a_cold_instance(redis_server, tmp_path, monkeypatch):
+    from dogbreeds import lambda_handler as lh
     RedisCache(redis_server.url).r.flushdb()
     model, db, _ = make_env(tmp_path, monkeypatch, redis_server.url)
     lh.reset()
@@ -183,13 +140,11 @@ def test_lambda_answer_then_feedback_by_photo_id(redis_server, tmp_path, monkeyp
     e['body'], e['isBase64Encoded'] = base64.b64encode(photo(gps(*SYDNEY))).decode(), True
     r = lh.handler(e)
     a = json.loads(r['body'])
-    assert r['statusCode'] == 200 and a['prior']['cell'] == cells(*SYDNEY)[0] and len(a['photo_id']) == 16
-    lh.reset()                                                         # another instance, cold: Redis still knows the photo
-    fb = lh.handler(dict(feedback=dict(request_id='l-1', photo_id=a['photo_id'], breed='dingo')))
-    assert fb == dict(statusCode=200, applied=True, request_id='l-1', photo_id=a['photo_id'])
+    assert r['statusCode'] == 200 and a['prior']['cell'] == cells(*SYDNEY)[0] and len(a['photo_id']) == 16 and a['request_id']
+    lh.reset()                                                         # another instance, cold: the token is all it needs
+    fb = lh.handler(dict(feedback=dict(feedback_token=a['feedback_token'], breed='dingo')))
+    assert fb == dict(statusCode=200, applied=True, request_id=a['request_id'], cell=cells(*SYDNEY)[0], breed='dingo')
     assert counts_at(db, SYDNEY)['dingo'] == 501
-    un = lh.handler(dict(feedback=dict(request_id='l-2', photo_id='1' * 16, breed='dingo')))
-    assert un['statusCode'] == 404 and un['type'] == 'NotFoundError'
     lh.reset()
 
 

@@ -27,9 +27,13 @@ POLICIES = {
                                            ecr_repository='dogbreeds-sagemaker', kms_key_arn=KMS, **VPC),
     'training': iam.training_policy('s3://acme-ml/data/imagewoof', 's3://acme-ml/models', R, A, ecr_repository='dogbreeds-train',
                                     kms_key_arn=KMS),
+    'training tracked': iam.training_policy('s3://acme-ml/data/imagewoof', 's3://acme-ml/models', R, A,
+                                            tracking_arn=f'arn:aws:sagemaker:{R}:{A}:mlflow-tracking-server/dogbreeds',
+                                            tracking_artifacts='s3://acme-mlflow/artifacts'),
     'deployer': iam.deployer_policy('dogbreeds', ROLE_ARN, R, A),
     'deployer without autoscaling': iam.deployer_policy('dogbreeds', ROLE_ARN, R, A, autoscaling=False),
     'batch': iam.batch_policy(ROLE_ARN, 's3://acme-uploads/photos', 's3://acme-uploads/out/results.parquet', R, A, kms_key_arn=KMS),
+    'feedback': iam.feedback_policy('dogbreeds', R, A, qualifier='feedback', api_id='a1b2c3d4e5', stage='prod'),
     'transform': iam.transform_policy('s3://acme-uploads/photos', 's3://acme-uploads/out/results.parquet', MODEL, R, A,
                                       ecr_repository='dogbreeds-sagemaker', kms_key_arn=KMS),
 }
@@ -246,3 +250,19 @@ def test_batch_policy_allows_the_calls_predict_on_sagemaker_makes(s3_server, mon
     assert not allows(job, 's3:PutObject', obj(f'{run}/results.csv', b)) and not allows(job, 's3:PutObject', obj(f'{run}/in/x.jpg', b))
     assert not allows(doc, 'sagemaker:CreateEndpoint', f'{sm}:endpoint/dogbreeds-batch-x')
     assert not allows(doc, 'iam:PassRole', f'arn:aws:iam::{A}:role/admin')
+
+
+def test_training_role_logs_to_its_mlflow_tracking_server():
+    "With a tracking ARN the job may log runs to that SageMaker MLflow server (the calls dogbreeds.tracking makes) and write its artifacts."
+    server = f'arn:aws:sagemaker:{R}:{A}:mlflow-tracking-server/dogbreeds'
+    tr, plain = POLICIES['training tracked'], POLICIES['training']
+    for a in ('GetExperimentByName', 'CreateExperiment', 'CreateRun', 'GetRun', 'LogBatch', 'UpdateRun'):
+        assert allows(tr, f'sagemaker-mlflow:{a}', server) and not allows(plain, f'sagemaker-mlflow:{a}', server)
+    assert not allows(tr, 'sagemaker-mlflow:LogBatch', f'arn:aws:sagemaker:{R}:{A}:mlflow-tracking-server/other')
+    assert not allows(tr, 'sagemaker-mlflow:DeleteRun', server) and not allows(tr, 'sagemaker-mlflow:DeleteExperiment', server)
+    assert allows(tr, 's3:PutObject', obj('artifacts/1/abc/artifacts/metrics.json', 'acme-mlflow'))
+    assert not allows(tr, 's3:PutObject', obj('other/x', 'acme-mlflow'))
+    with pytest.raises(iam.PolicyError, match='not a SageMaker MLflow tracking server ARN'):
+        iam.training_policy('s3://b/d', 's3://b/m', R, A, tracking_arn=f'arn:aws:s3:::bucket')
+    with pytest.raises(iam.PolicyError, match='goes with --tracking-arn'):
+        iam.training_policy('s3://b/d', 's3://b/m', R, A, tracking_artifacts='s3://acme-mlflow/artifacts')

@@ -130,8 +130,8 @@ def test_backend_errors(model_dir, monkeypatch):
 
 
 def test_classify_cli(model_dir, photo):
-    r = subprocess.run([sys.executable, '-c', 'from dogbreeds.cli import main; main()', 'classify', str(model_dir),
-                        str(photo), str(photo), '--k', '2'], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, '-c', 'from dogbreeds.cli import main; main()', 'classify', '--model', str(model_dir),
+                        str(photo), str(photo), '-k', '2'], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0] == str(photo) and len(lines) == 6 and lines[1].strip().endswith(tuple(Predictor.load(model_dir).breeds))

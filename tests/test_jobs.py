@@ -40,7 +40,7 @@ def test_image_address_in_every_region_listed():
 def test_unlisted_region_is_refused_naming_image_uri(aws):
     with pytest.raises(ParameterError, match=r"no PyTorch 2\.8\.0 training image for region 'xx-nowhere-1'.*image-uri"):
         default_image_uri('xx-nowhere-1')
-    args = dict(registry='s3://b/models', role=ROLE, region='xx-nowhere-1', dry_run=True, quiet=True)
+    args = dict(registry='s3://b/models', role_arn=ROLE, region='xx-nowhere-1', dry_run=True, quiet=True)
     with pytest.raises(ParameterError, match='--image-uri'): launch_sagemaker(dict(data='s3://b/dogs'), **args)
     mine = '123456789012.dkr.ecr.xx-nowhere-1.amazonaws.com/my-training:1'
     req = launch_sagemaker(dict(data='s3://b/dogs'), image_uri=mine, **args)
@@ -49,7 +49,7 @@ def test_unlisted_region_is_refused_naming_image_uri(aws):
 
 def test_launch_uses_the_regions_registry(aws, capsys):
     from dogbreeds.cli import main
-    main(['retrain', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '--registry', 's3://b/models', '--role', ROLE,
+    main(['retrain', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '--registry', 's3://b/models', '--role-arn', ROLE,
           '--region', 'me-south-1', '--dry-run'])
     image = json.loads(capsys.readouterr().out)['AlgorithmSpecification']['TrainingImage']
     account = dlc_images()['registries']['me-south-1']

@@ -1,5 +1,5 @@
-"""deploy/k8s (issue 14): every manifest validates against the Kubernetes schemas offline (kubernetes-validate, strict),
-and the Deployment does what the issue asks: probes on /ping, MODEL_URI from the ConfigMap, resources, scrape annotations."""
+"""deploy/k8s: every manifest validates against the Kubernetes schemas offline (kubernetes-validate, strict),
+and the Deployment has what serving needs: probes on /ping, MODEL_URI from the ConfigMap, resources, scrape annotations."""
 from pathlib import Path
 
 import kubernetes_validate as kv
@@ -17,7 +17,7 @@ def docs():
 def test_manifests_validate():
     got = docs()
     assert set(got) == {'ConfigMap', 'Deployment', 'Service', 'HorizontalPodAutoscaler', 'PodDisruptionBudget', 'ServiceAccount',
-                        'Job'}  # the serving manifests, and issue 15's sharded batch Job (tests/test_manifests.py runs it)
+                        'Job'}  # the serving manifests, and the sharded batch Job (tests/test_manifests.py runs it)
     for kind, d in got.items(): kv.validate(d, VERSION, strict=True)
     bad = dict(got['Deployment'], spec=dict(got['Deployment']['spec'], replicas='two'))
     with pytest.raises(kv.ValidationError): kv.validate(bad, VERSION, strict=True)  # the check can fail

@@ -1,6 +1,6 @@
 """The package's layers (`dogbreeds.core.LAYERS`): each module imports only from lower-numbered notebooks and from the
 layers its own may use, anywhere in the module (inside functions too), with no cycle; the serving runtime imports
-no torch, torchvision, fastai or pandas; the serving package is what the layers say."""
+no torch, torchvision, fastai, pandas or mlflow; the serving package is what the layers say."""
 import ast, json, subprocess, sys
 from pathlib import Path
 
@@ -10,7 +10,7 @@ import dogbreeds
 from dogbreeds.core import ALLOWED, LAYERS, layer_of, modules, serving_files
 
 PKG = Path(dogbreeds.__file__).parent
-HEAVY = ('torch', 'torchvision', 'fastai', 'pandas')
+HEAVY = ('torch', 'torchvision', 'fastai', 'pandas', 'mlflow')  # mlflow: only where tracking is on
 LEAN = ('base', 'testing', 'serving')  # layers that must import no heavy library at module level
 
 
@@ -24,7 +24,8 @@ def package_imports(source: str) -> list:
             if isinstance(child, ast.ImportFrom):
                 base = child.module or ''
                 if child.level:  # from .x import y / from . import x
-                    out.extend([(base.split('.')[0], child.lineno, at_top)] if base else [(a.name, child.lineno, at_top) for a in child.names])
+                    out.extend([(base.split('.')[0], child.lineno, at_top)] if base else
+                               [(a.name, child.lineno, at_top) for a in child.names if not a.name.startswith('__')])  # __version__
                 elif base == 'dogbreeds': out.extend((a.name, child.lineno, at_top) for a in child.names if not a.name.startswith('__'))
                 elif base.startswith('dogbreeds.'): out.append((base.split('.')[1], child.lineno, at_top))
             elif isinstance(child, ast.Import):
@@ -116,7 +117,7 @@ def test_lean_layers_import_no_heavy_library_at_module_level():
 
 
 def test_serving_runtime_loads_no_heavy_library():
-    "Every module of the serving package, imported in a fresh interpreter: no torch, torchvision, fastai or pandas."
+    "Every module of the serving package, imported in a fresh interpreter: no torch, torchvision, fastai, pandas or mlflow."
     mods = [f[:-3] for f in serving_files() if f.endswith('.py') and f != '__init__.py']
     assert {'inference', 'handlers', 'lambda_handler', 'serve', 'protocol', 'registry', 'core'} <= set(mods)
     code = (f"import json, sys; import {', '.join('dogbreeds.' + m for m in mods)}; "

@@ -1,4 +1,4 @@
-"""Drift (issue 14): the export records the validation baseline; `dogbreeds monitor` flags real shifts (photos without a
+"""Drift: the export records the validation baseline; `dogbreeds monitor` flags real shifts (photos without a
 dog; a real model on val photos of two breeds) and not a random val sample, from predict results, logs and SageMaker
 capture files; exits 1 on drift; draws the plot; writes the drift gauges."""
 import base64, glob, json, random, shutil, subprocess, sys

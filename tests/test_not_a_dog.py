@@ -1,4 +1,4 @@
-"""'Is it a dog at all' at every entry point (issue 12): a photo without a dog is an answer, never an error, with
+"""'Is it a dog at all' at every entry point: a photo without a dog is an answer, never an error, with
 `"dog"` (a probability) and `"is_dog": false`; its breeds are still listed; a dog photo says `"is_dog": true`."""
 import base64, json, shutil
 

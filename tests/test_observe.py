@@ -1,4 +1,4 @@
-"""Observability of the serving entry points (issue 14): every Prometheus metric family on `/metrics`, multiprocess mode
+"""Observability of the serving entry points: every Prometheus metric family on `/metrics`, multiprocess mode
 with several workers, `/metrics` kept off SageMaker's port, one JSON log line per request (never the photo) from
 `dogbreeds serve`, the SageMaker handlers and Lambda, and Lambda's EMF lines checked against the EMF specification."""
 import base64, io, json, logging, urllib.request
@@ -141,7 +141,7 @@ def test_geo_counters_and_server_timing(model, photos, monkeypatch, tmp_path, lo
     assert (d('dogbreeds_geo_lookups_total', source='db'), d('dogbreeds_geo_lookups_total', source='cache')) == (1, 2)
     assert d('dogbreeds_geo_db_queries_total') == 1
     timing = dict(part.strip().split(';dur=') for part in rs[1].headers['server-timing'].split(','))
-    assert set(timing) == {'decode', 'inference', 'photo_id', 'geo', 'total'}  # photo_id: the hash feedback refers to
+    assert set(timing) == {'decode', 'inference', 'photo_id', 'geo', 'token', 'total'}  # photo_id and token: what feedback presents
     assert 0 <= float(timing['geo']) < float(timing['total'])
     reqs = [l for l in log_lines() if l.get('event') == 'request']
     assert [(l['geo_source'], l.get('geo_db_query', False)) for l in reqs] == [('db', True), ('cache', False), ('cache', False)]

@@ -23,7 +23,8 @@ def geo_model(tmp_path, monkeypatch):
     model, db = toy_model(tmp_path / 'model'), tmp_path / 'geo.db'
     FeatureStore(db).add_many([(*SYDNEY, 'dingo', 500), (*SYDNEY, 'beagle', 5)])
     for k in ENV: monkeypatch.delenv(k, raising=False)
-    env = dict(GEO_DB=str(db), GEO_CACHE='lru', GEO_MIN_OBS='20', GEO_ALPHA='1', MODEL_URI=str(model))
+    env = dict(GEO_DB=str(db), GEO_CACHE='lru', GEO_MIN_OBS='20', GEO_ALPHA='1', MODEL_URI=str(model),
+               FEEDBACK_KEY='pipeline-test-' + 'k' * 32)
     for k, v in env.items(): monkeypatch.setenv(k, v)
     lh.reset()
     yield model, db, env
@@ -61,7 +62,7 @@ def same_place_answer(a: dict, want: dict):
         assert [p['breed'] for p in a[key]] == [p['breed'] for p in want[key]], key
         assert [p['probability'] for p in a[key]] == pytest.approx([p['probability'] for p in want[key]], abs=1e-6)
     assert a['predictions_with_prior'] != a['predictions']  # the prior moved it
-    assert len(a['photo_id']) == 16
+    assert len(a['photo_id']) == 16 and a['request_id'] and a['feedback_token']
 
 
 @pytest.mark.parametrize('name', QUERY_KINDS)
@@ -89,22 +90,29 @@ def test_query_wins_over_the_body_and_feedback_at_the_feedback_path(geo_model):
     e['headers']['Content-Type'] = 'application/json'
     status, a = call(e)
     assert status == 200 and a['prior']['cell'] == cells(*SYDNEY)[0]  # the URL's coordinates win, as in `dogbreeds serve`
-    fb = json.dumps(dict(request_id='q-1', photo_id=a['photo_id'], breed='beagle')).encode()
+    fb = json.dumps(dict(feedback_token=a['feedback_token'], breed='beagle')).encode()
+    outs = []
     for name in ('apigateway-rest', 'function-url'):
-        e = query_event(name, 0, 0, body=fb, path='/prod/feedback')
+        e = query_event(name, 0, 0, body=fb, path='/prod/feedback')  # the query's coordinates are not feedback's
         e['headers']['Content-Type'] = 'application/json'
-        status, out = call(e)
-        assert status == 200 and out['request_id'] == 'q-1', out
-    assert out['applied'] is False and counts_at(db, SYDNEY) == {'dingo': 500, 'beagle': 6}  # once per request id
+        outs.append(call(e))
+    assert outs[0] == (200, dict(applied=True, request_id=a['request_id'], cell=cells(*SYDNEY)[0], breed='beagle')), outs
+    assert outs[1][0] == 409 and outs[1][1]['type'] == 'TokenUsed'                         # one vote per token
+    assert counts_at(db, SYDNEY) == {'dingo': 500, 'beagle': 6}
+    assert [v['source'] for v in FeatureStore(db).votes()] == ['ip:192.0.2.1']              # the REST event's caller
 
 
 def test_sagemaker_handlers_take_feedback_in_the_body(geo_model):
     model, db, _ = geo_model
     svc = handlers.model_fn(str(model))
-    fb = json.dumps(dict(feedback=dict(request_id='s-1', lat=SYDNEY[0], lon=SYDNEY[1], breed='dingo'))).encode()
+    status, out = handlers.invoke(svc, JPEG, 'image/jpeg', query={'lat': str(SYDNEY[0]), 'lon': str(SYDNEY[1])})
+    a = json.loads(out)
+    fb = json.dumps(dict(feedback=dict(feedback_token=a['feedback_token'], lat=SYDNEY[0], lon=SYDNEY[1], breed='dingo'))).encode()
     status, out = handlers.invoke(svc, fb, 'application/json')
-    assert status == 200 and json.loads(out) == dict(applied=True, request_id='s-1')
-    assert counts_at(db, SYDNEY)['dingo'] == 501
+    assert status == 200 and json.loads(out) == dict(applied=True, request_id=a['request_id'], cell=cells(*SYDNEY)[0], breed='dingo')
+    assert counts_at(db, SYDNEY)['dingo'] == 501 and FeatureStore(db).votes()[0]['source'] == 'sagemaker'
+    forged = json.dumps(dict(feedback=dict(request_id='s-1', lat=SYDNEY[0], lon=SYDNEY[1], breed='dingo'))).encode()
+    assert handlers.invoke(svc, forged, 'application/json')[0] == 403
     status, out = handlers.invoke(svc, JPEG, 'image/jpeg', query={'lat': str(SYDNEY[0]), 'lon': str(SYDNEY[1])})
     assert status == 200 and json.loads(out)['prior']['observations'] == 506
 
@@ -128,10 +136,12 @@ def proxy(geo_model, monkeypatch):
 
 def test_proxy_mode_forwards_the_whole_request(proxy):
     want, db, _ = proxy
+    tokens = []
     for name in ('apigateway-rest', 'apigateway-http', 'function-url'):  # the URL's query
         status, a = call(query_event(name, *SYDNEY))
         assert status == 200, a
         same_place_answer(a, want)
+        tokens.append(a['feedback_token'])
     status, a = call(dict(image=base64.b64encode(JPEG).decode(), lat=SYDNEY[0], lon=SYDNEY[1]))  # JSON fields
     assert status == 200, a
     same_place_answer(a, want)
@@ -140,15 +150,17 @@ def test_proxy_mode_forwards_the_whole_request(proxy):
     status, err = call(query_event('function-url', 95, 0))  # the endpoint's refusal keeps its status
     assert status == 400 and '"lat"' in err['error']
     assert not lh._models  # no model, no feature store in the function
-    fb = dict(request_id='x-1', photo_id=a['photo_id'], breed='beagle')
+    fb = dict(feedback_token=a['feedback_token'], breed='beagle')
     status, out = call(dict(feedback=fb))
-    assert status == 200 and out == dict(applied=True, request_id='x-1', photo_id=a['photo_id']), out
-    e = query_event('function-url', 0, 0, body=json.dumps(fb | dict(request_id='x-2')).encode(), path='/feedback')
+    assert status == 200 and out == dict(applied=True, request_id=a['request_id'], cell=cells(*SYDNEY)[0], breed='beagle'), out
+    e = query_event('function-url', 0, 0, body=json.dumps(dict(feedback_token=tokens[0], breed='beagle')).encode(), path='/feedback')
     e['headers']['Content-Type'] = 'application/json'
     status, out = call(e)
     assert status == 200 and out['applied'] is True, out
     assert counts_at(db, SYDNEY) == {'dingo': 500, 'beagle': 7}
-    status, out = call(dict(feedback=fb | dict(breed='wolf', request_id='x-3')))
+    status, out = call(dict(feedback=fb))                                             # the endpoint's refusals pass on
+    assert status == 409 and out['type'] == 'TokenUsed'
+    status, out = call(dict(feedback=dict(feedback_token=tokens[1], breed='wolf')))
     assert status == 400 and 'wolf' in out['error']
     status, out = call(dict(feedback=dict(request_id='x-4', photo_id='0' * 16, breed='beagle')))
-    assert status == 404 and out['type'] == 'NotFoundError'
+    assert status == 403 and out['type'] == 'TokenError'

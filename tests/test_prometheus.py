@@ -1,4 +1,4 @@
-"""deploy/monitoring (issue 14): promtool checks the scrape config and the alert rules (and the dashboard's queries), the
+"""deploy/monitoring: promtool checks the scrape config and the alert rules (and the dashboard's queries), the
 Grafana dashboard has the structure Grafana reads, and a real Prometheus (Debian's binary) scrapes `dogbreeds serve`
 while photos are sent: the series come back through its HTTP API, and `dogbreeds monitor --prometheus` reads a window."""
 import json, shutil, subprocess, time, urllib.request

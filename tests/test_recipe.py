@@ -1,4 +1,4 @@
-"""The default recipe (issue 12): classifiers fitted on frozen ImageNet bodies, an ensemble, the untrained start
+"""The default recipe: classifiers fitted on frozen ImageNet bodies, an ensemble, the untrained start
 reported as epoch 0, "is it a dog" from ImageNet's own classifier, every format giving the same two answers, INT8."""
 import csv
 from pathlib import Path

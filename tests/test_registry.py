@@ -395,7 +395,7 @@ def test_s3_encryption_can_be_switched_off(s3_server, models, cli):
     "For servers without SSE; the CLI's --no-sse reaches every write (the files, the record, the log)."
     prefix = f'nosse-{uuid.uuid4().hex[:8]}'
     env = {'AWS_ENDPOINT_URL': s3_server.endpoint}
-    code, out, err = cli('push', str(models[0]), '--registry', f's3://{s3_server.bucket}/{prefix}', '--no-sse', env=env)
+    code, out, err = cli('push', '--model', str(models[0]), '--registry', f's3://{s3_server.bucket}/{prefix}', '--no-sse', env=env)
     assert code == 0, err
     c, b = s3_server.client(), s3_server.bucket
     keys = [o['Key'] for o in c.list_objects_v2(Bucket=b, Prefix=prefix + '/')['Contents']]
@@ -532,53 +532,53 @@ def cli(monkeypatch, capsys):
 def test_cli_push_list_promote_pull(cli, backend, registry_uri, reg_kwargs, models, tmp_path):
     env = {'DOGBREEDS_REGISTRY': registry_uri, 'DOGBREEDS_USER': 'ci'}
     if backend == 's3': env['AWS_ENDPOINT_URL'] = reg_kwargs['endpoint_url']  # the CLI finds S3 the standard way
-    code, out, err = cli('push', str(models[0]), '--note', 'from the CLI', env=env)
+    code, out, err = cli('push', '--model', str(models[0]), '--note', 'from the CLI', env=env)
     assert code == 0, err
     reg_uri, name, v1 = parse_model_uri(out.strip())
     assert (reg_uri, name) == (registry_uri, 'dogbreeds') and is_version(v1)
     assert '\r' not in out + err  # not interactive: no progress bars in logs
-    v2 = parse_model_uri(cli('push', str(models[1]), '--alias', 'staging', env=env)[1].strip())[2]
+    v2 = parse_model_uri(cli('push', '--model', str(models[1]), '--alias', 'staging', env=env)[1].strip())[2]
 
-    assert cli('promote', f'dogbreeds@{v1}', '--reason', 'baseline', env=env) == (0, f'dogbreeds@production -> {v1}\n', '')
-    assert cli('promote', 'dogbreeds@staging', env=env) == (0, f'dogbreeds@production -> {v2} (was {v1})\n', '')
+    assert cli('promote', '--model', f'dogbreeds@{v1}', '--reason', 'baseline', env=env) == (0, f'dogbreeds@production -> {v1}\n', '')
+    assert cli('promote', '--model', 'dogbreeds@staging', env=env) == (0, f'dogbreeds@production -> {v2} (was {v1})\n', '')
 
     assert cli('list', env=env) == (0, 'dogbreeds\n', '')
-    lines = cli('list', 'dogbreeds', env=env)[1].splitlines()
+    lines = cli('list', '--model', 'dogbreeds', env=env)[1].splitlines()
     assert lines[0].split()[:3] == ['version', 'created', '(UTC)']
     assert lines[1].startswith(v1) and 'from the CLI' in lines[1] and '0.8100' in lines[1] and ' ci ' in lines[1]
     assert lines[2].startswith(v2) and 'production,staging' in lines[2] and '0.8200' in lines[2]
-    log = cli('list', 'dogbreeds', '--log', env=env)[1].splitlines()
+    log = cli('list', '--model', 'dogbreeds', '--log', env=env)[1].splitlines()
     assert [l.split()[1:3] for l in log] == [['push', 'ci'], ['push', 'ci'], ['promote', 'ci'], ['promote', 'ci'],
                                             ['promote', 'ci']]
 
-    assert cli('pull', 'dogbreeds', '--dest', str(tmp_path / 'prod'), env=env) == (0, f"{tmp_path / 'prod'}\n", '')
+    assert cli('pull', '--model', 'dogbreeds', '--out', str(tmp_path / 'prod'), env=env) == (0, f"{tmp_path / 'prod'}\n", '')
     assert (tmp_path / 'prod' / 'model.pt').read_bytes() == (models[1] / 'model.pt').read_bytes()
-    code, out, err = cli('pull', f'{registry_uri}/dogbreeds@{v1}', '--dest', str(tmp_path / 'v1'),
+    code, out, err = cli('pull', '--model', f'{registry_uri}/dogbreeds@{v1}', '--out', str(tmp_path / 'v1'),
                          env={**env, 'DOGBREEDS_REGISTRY': ''})  # a whole model URI carries its registry
     assert code == 0 and (tmp_path / 'v1' / 'model.pt').read_bytes() == (models[0] / 'model.pt').read_bytes(), err
-    assert cli('pull', f'dogbreeds@{v1}', env=env, cwd=tmp_path)[1] == f'dogbreeds-{v1}\n'  # default: ./NAME-VERSION
+    assert cli('pull', '--model', f'dogbreeds@{v1}', env=env, cwd=tmp_path)[1] == f'dogbreeds-{v1}\n'  # default: ./NAME-VERSION
     assert (tmp_path / f'dogbreeds-{v1}' / MANIFEST).exists()
 
-    assert cli('delete', f'dogbreeds@{v2}', env=env) == (2, '', f'dogbreeds: error: dogbreeds@{v2} is what alias production, '
+    assert cli('delete', '--model', f'dogbreeds@{v2}', env=env) == (1, '', f'dogbreeds: error: dogbreeds@{v2} is what alias production, '
                                                          'staging names: promote another version to production first, then delete\n')
-    code, out, err = cli('pull', 'dogbreeds@canary', '--dest', str(tmp_path / 'x'), env=env)
-    assert code == 2 and err.count('\n') == 1 and err.startswith("dogbreeds: error: no alias 'canary' of dogbreeds in ")
+    code, out, err = cli('pull', '--model', 'dogbreeds@canary', '--out', str(tmp_path / 'x'), env=env)
+    assert code == 1 and err.count('\n') == 1 and err.startswith("dogbreeds: error: no alias 'canary' of dogbreeds in ")
     assert not (tmp_path / 'x').exists()
-    assert cli('delete', f'dogbreeds@{v1}', '--reason', 'old', env=env) == (0, f'deleted dogbreeds@{v1}\n', '')
-    assert cli('list', 'dogbreeds', '--log', env=env)[1].splitlines()[-1].split()[1:4] == ['delete', 'ci', f'version={v1}']
+    assert cli('delete', '--model', f'dogbreeds@{v1}', '--reason', 'old', env=env) == (0, f'deleted dogbreeds@{v1}\n', '')
+    assert cli('list', '--model', 'dogbreeds', '--log', env=env)[1].splitlines()[-1].split()[1:4] == ['delete', 'ci', f'version={v1}']
 
 
 def test_cli_errors_are_one_line(s3_server, tmp_path, models):
-    r = dogbreeds('list', 'dogbreeds', env={'DOGBREEDS_REGISTRY': ''})
-    assert (r.returncode, r.stderr) == (2, 'dogbreeds: error: no registry given: pass one (--registry) or set '
+    r = dogbreeds('list', '--model', 'dogbreeds', env={'DOGBREEDS_REGISTRY': ''})
+    assert (r.returncode, r.stderr) == (1, 'dogbreeds: error: no registry given: pass one (--registry) or set '
                                            'DOGBREEDS_REGISTRY to s3://BUCKET/PREFIX or a folder\n')
     s3 = {'AWS_ENDPOINT_URL': s3_server.endpoint}
-    r = dogbreeds('push', str(models[0]), '--registry', f's3://{s3_server.bucket}/cli', env={**s3, 'AWS_SECRET_ACCESS_KEY': 'nope'})
-    assert (r.returncode, r.stderr) == (2, f"dogbreeds: error: the S3 server at {s3_server.endpoint} refused the credentials "
+    r = dogbreeds('push', '--model', str(models[0]), '--registry', f's3://{s3_server.bucket}/cli', env={**s3, 'AWS_SECRET_ACCESS_KEY': 'nope'})
+    assert (r.returncode, r.stderr) == (1, f"dogbreeds: error: the S3 server at {s3_server.endpoint} refused the credentials "
                                            "(SignatureDoesNotMatch): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE\n")
-    r = dogbreeds('pull', 'dogbreeds', '--registry', 's3://missing-bucket/m', env=s3)
-    assert (r.returncode, r.stderr) == (2, f"dogbreeds: error: bucket 'missing-bucket' does not exist at {s3_server.endpoint}: "
+    r = dogbreeds('pull', '--model', 'dogbreeds', '--registry', 's3://missing-bucket/m', env=s3)
+    assert (r.returncode, r.stderr) == (1, f"dogbreeds: error: bucket 'missing-bucket' does not exist at {s3_server.endpoint}: "
                                            "create it, or fix the registry URI s3://missing-bucket/m\n")
-    r = dogbreeds('promote', 'dogbreeds', '--registry', str(tmp_path))
+    r = dogbreeds('promote', '--model', 'dogbreeds', '--registry', str(tmp_path))
     assert (r.returncode, r.stderr) == (2, 'dogbreeds: error: name the version to promote: dogbreeds@VERSION '
-                                           '(see dogbreeds list dogbreeds)\n')
+                                           '(see dogbreeds list --model dogbreeds)\n')

@@ -167,7 +167,7 @@ def test_sagemaker_job_created(s3_server):
     role = 'arn:aws:iam::123456789012:role/dogbreeds-retrain'
     with moto.mock_aws(config={'core': {'mock_credentials': False, 'passthrough': {'services': ['s3']}}}):
         session = boto3.session.Session(region_name='eu-west-1')
-        out = launch_sagemaker(dict(data=data, arch='resnet34', epochs=5, lr=1e-3), registry=registry, role=role,
+        out = launch_sagemaker(dict(data=data, arch='resnet34', epochs=5, lr=1e-3), registry=registry, role_arn=role,
                                instance_type='ml.g4dn.xlarge', endpoint_url=s3_server.endpoint, margin=0.01, wait=True,
                                poll=0.01, quiet=True, session=session)
         name = out['TrainingJobName']
@@ -217,7 +217,7 @@ def test_sagemaker_launch_needs_only_the_aws_extra(s3_server, tmp_path):
         s3.upload_file(str(f), s3_server.bucket, f"{prefix}/dogs/{f.relative_to(SAMPLE)}")
     (tmp_path/'params.yaml').write_text(f"data: s3://{s3_server.bucket}/{prefix}/dogs\nepochs: 2\nlr: 1e-3\n")
     args = ['retrain', '--on', 'sagemaker', '-f', str(tmp_path/'params.yaml'), '--wait',
-            '--registry', f"s3://{s3_server.bucket}/{prefix}/models", '--role', 'arn:aws:iam::123456789012:role/r',
+            '--registry', f"s3://{s3_server.bucket}/{prefix}/models", '--role-arn', 'arn:aws:iam::123456789012:role/r',
             '--region', 'eu-south-1', '--endpoint-url', s3_server.endpoint]
     r = subprocess.run([sys.executable, '-c', LEAN_LAUNCH, *args], capture_output=True, text=True, timeout=300,
                        env={**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)})
@@ -236,15 +236,15 @@ def test_sagemaker_launch_needs_only_the_aws_extra(s3_server, tmp_path):
 def test_sagemaker_bad_input(s3_server):
     role = 'arn:aws:iam::123456789012:role/r'
     reg = f"s3://{s3_server.bucket}/x/models"
-    with pytest.raises(ParameterError, match='give the data'): launch_sagemaker(dict(epochs=1), registry=reg, role=role)
+    with pytest.raises(ParameterError, match='give the data'): launch_sagemaker(dict(epochs=1), registry=reg, role_arn=role)
     with pytest.raises(ParameterError, match='must be the S3 folder'):
-        launch_sagemaker(dict(data='/local/dogs'), registry=reg, role=role)
+        launch_sagemaker(dict(data='/local/dogs'), registry=reg, role_arn=role)
     with pytest.raises(ParameterError, match='not an IAM role ARN'):
-        launch_sagemaker(dict(data='s3://b/d'), registry=reg, role='admin')
+        launch_sagemaker(dict(data='s3://b/d'), registry=reg, role_arn='admin')
     with pytest.raises(ParameterError, match='registry in S3'):
-        launch_sagemaker(dict(data='s3://b/d'), registry='/tmp/reg', role=role)
+        launch_sagemaker(dict(data='s3://b/d'), registry='/tmp/reg', role_arn=role)
     with pytest.raises(DataError, match='holds no files'):
-        launch_sagemaker(dict(data=f's3://{s3_server.bucket}/empty-{uuid.uuid4().hex[:6]}'), registry=reg, role=role,
+        launch_sagemaker(dict(data=f's3://{s3_server.bucket}/empty-{uuid.uuid4().hex[:6]}'), registry=reg, role_arn=role,
                          endpoint_url=s3_server.endpoint, region='us-east-1', quiet=True)
 
 
@@ -273,13 +273,13 @@ def test_cli_sagemaker_dry_run(capsys, monkeypatch):
     from dogbreeds.cli import main
     for k, v in dict(AWS_ACCESS_KEY_ID='x', AWS_SECRET_ACCESS_KEY='x', AWS_EC2_METADATA_DISABLED='true').items(): monkeypatch.setenv(k, v)
     main(['retrain', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '-p', 'epochs', '2', '--registry', 's3://b/models',
-          '--role', 'arn:aws:iam::123456789012:role/r', '--instance-type', 'ml.m5.xlarge', '--region', 'us-west-2', '--dry-run', '--quiet'])
+          '--role-arn', 'arn:aws:iam::123456789012:role/r', '--instance-type', 'ml.m5.xlarge', '--region', 'us-west-2', '--dry-run', '--quiet'])
     req = json.loads(capsys.readouterr().out)
     assert req['ResourceConfig']['InstanceType'] == 'ml.m5.xlarge' and '-cpu-' in req['AlgorithmSpecification']['TrainingImage']
     assert json.loads(req['HyperParameters']['epochs']) == 2 and req['AlgorithmSpecification']['TrainingImage'].startswith(
         '763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:')
     main(['retrain', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '--registry', 's3://b/models',
-          '--role', 'arn:aws:iam::123456789012:role/r', '--region', 'us-west-2', '--dry-run'])
+          '--role-arn', 'arn:aws:iam::123456789012:role/r', '--region', 'us-west-2', '--dry-run'])
     req = json.loads(capsys.readouterr().out)
     assert req['ResourceConfig']['InstanceType'] == 'ml.g4dn.xlarge' and '-gpu-' in req['AlgorithmSpecification']['TrainingImage']
     with pytest.raises(SystemExit):
@@ -303,7 +303,7 @@ def test_container_main_reports_failure(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Several instances (issue 15): --instance-count N builds a valid multi-instance job; inside it, every instance
+# Several instances: --instance-count N builds a valid multi-instance job; inside it, every instance
 # derives the same torchrun rendezvous from SageMaker's resourceconfig.json; only the leader writes anything.
 
 FINE_TUNE = dict(data='s3://b/dogs', recipe='fine-tune', arch='resnet34', lr=2e-3, bs=64)
@@ -313,7 +313,7 @@ ROLE = 'arn:aws:iam::123456789012:role/dogbreeds-retrain'
 def test_sagemaker_multi_instance_request(aws):
     "N=3: the request is valid to botocore's model of CreateTrainingJob, moto accepts it, and the job has 3 instances."
     import botocore.session, botocore.validate
-    req = launch_sagemaker(FINE_TUNE, registry='s3://b/models', role=ROLE, instance_count=3, instance_type='ml.g4dn.12xlarge',
+    req = launch_sagemaker(FINE_TUNE, registry='s3://b/models', role_arn=ROLE, instance_count=3, instance_type='ml.g4dn.12xlarge',
                            region='us-east-1', dry_run=True, quiet=True, session=aws)
     shape = botocore.session.get_session().get_service_model('sagemaker').operation_model('CreateTrainingJob').input_shape
     report = botocore.validate.ParamValidator().validate(req, shape)
@@ -325,7 +325,7 @@ def test_sagemaker_multi_instance_request(aws):
     assert job['InputDataConfig'][0]['DataSource']['S3DataSource']['S3DataDistributionType'] == 'FullyReplicated'
     assert {k: json.loads(job['HyperParameters'][k]) for k in ('recipe', 'lr', 'bs')} == dict(recipe='fine-tune', lr=2e-3, bs=64)
     assert 'nproc' not in job['HyperParameters']  # each instance sets it from its GPUs
-    one = launch_sagemaker(dict(data='s3://b/dogs'), registry='s3://b/models', role=ROLE, region='us-east-1', dry_run=True,
+    one = launch_sagemaker(dict(data='s3://b/dogs'), registry='s3://b/models', role_arn=ROLE, region='us-east-1', dry_run=True,
                            quiet=True, session=aws, data_distribution='ShardedByS3Key')
     assert one['ResourceConfig']['InstanceCount'] == 1
     assert one['InputDataConfig'][0]['DataSource']['S3DataSource']['S3DataDistributionType'] == 'ShardedByS3Key'
@@ -342,7 +342,7 @@ def test_sagemaker_multi_instance_request(aws):
 ])
 def test_sagemaker_multi_instance_bad_input(aws, count, params, dist, message):
     with pytest.raises(ParameterError) as e:
-        launch_sagemaker(params, registry='s3://b/models', role=ROLE, instance_count=count, data_distribution=dist,
+        launch_sagemaker(params, registry='s3://b/models', role_arn=ROLE, instance_count=count, data_distribution=dist,
                          region='us-east-1', dry_run=True, quiet=True, session=aws)
     assert message in str(e.value) and '\n' not in str(e.value)
 
@@ -351,7 +351,7 @@ def test_cli_instance_count(capsys, monkeypatch):
     from dogbreeds.cli import main
     for k, v in dict(AWS_ACCESS_KEY_ID='x', AWS_SECRET_ACCESS_KEY='x', AWS_EC2_METADATA_DISABLED='true').items(): monkeypatch.setenv(k, v)
     base = ['retrain', '--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '-p', 'recipe', 'fine-tune', '-p', 'arch', 'resnet18',
-            '-p', 'lr', '2e-3', '--registry', 's3://b/models', '--role', ROLE, '--region', 'us-west-2', '--dry-run']
+            '-p', 'lr', '2e-3', '--registry', 's3://b/models', '--role-arn', ROLE, '--region', 'us-west-2', '--dry-run']
     main([*base, '--instance-count', '2'])
     assert json.loads(capsys.readouterr().out)['ResourceConfig']['InstanceCount'] == 2
     for bad, msg in [('0', '--instance-count must be a whole number >= 1, got 0'), ('two', "invalid int value: 'two'")]:

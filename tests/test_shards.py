@@ -112,7 +112,7 @@ def test_bad_shard_is_a_one_line_error(spec, pred, photos, tmp_path, capsys):
 def test_cli_shards_and_merge(pred, photos, tmp_path, capsys):
     out = tmp_path / 'results.parquet'
     for i in range(2):
-        main(['predict', str(photos), '--out', str(out), '--model', str(pred.model_dir), '--shard', f'{i}/2', '--quiet', '--k', '3'])
+        main(['predict', str(photos), '--out', str(out), '--model', str(pred.model_dir), '--shard', f'{i}/2', '--quiet', '-k', '3'])
     main(['predict', '--merge', '--out', str(out)])
     assert '61 rows from 2 shards' in capsys.readouterr().out
     assert sorted(r['source'] for r in read_results(out)) == sorted(str(p) for p in photos.rglob('*') if p.is_file())
@@ -143,7 +143,7 @@ def test_s3_source_splits_like_the_same_photos_on_disk(pred, photos, s3_server, 
 
 @pytest.mark.parametrize('fmt', ['csv', 'parquet'])
 def test_merge_streams_unsorted_shards_into_the_same_file(pred, photos, tmp_path, fmt, monkeypatch):
-    """The merge sorts each shard and merges them as streams (issue 15): shards whose rows are out of order (a resumed
+    """The merge sorts each shard and merges them as streams: shards whose rows are out of order (a resumed
     or retried shard appends where it can) give the very file the in-memory sort-everything merge wrote, row groups
     included; a photo in two shards is refused and leaves no output."""
     import dogbreeds.batch as batch

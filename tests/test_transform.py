@@ -135,7 +135,7 @@ def test_cli_starts_the_job_and_refuses_bad_input(aws_env, capsys):
     from moto import mock_aws
     from dogbreeds.cli import main
     args = ['predict', 's3://photos/in/', '--out', 's3://photos/results.parquet', '--on', 'sagemaker', '--model',
-            's3://reg/models/dogbreeds@production', '--image', IMAGE, '--role', ROLE, '--instance-count', '2', '--container-workers', '4']
+            's3://reg/models/dogbreeds@production', '--image-uri', IMAGE, '--role-arn', ROLE, '--instance-count', '2', '--container-workers', '4']
     with mock_aws():
         main(args)
         out = capsys.readouterr().out
