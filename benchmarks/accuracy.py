@@ -63,8 +63,10 @@ def main():
     if p.get('heads'):
         h = p['heads']
         lams = ', '.join(f"{k} lam={v['lam']}" for k, v in h['members'].items())
-        print(f"heads:  {lams}; ensemble weights {h['weights']} "
-              f"(chosen on {h['n_held']} held-out train photos: top-1 {h['held_top1']:.4f})")
+        print(f"heads:  {lams}; ensemble weights {', '.join(f'{w:.2f}' for w in h['weights'])}" + (
+              f" (chosen by {h['folds']}-fold cross-validation on the {h['n_held']} train photos: top-1 {h['held_top1']:.4f} "
+              f"against the start's {h['held_top1_start']:.4f}, sign test p = {h['sign_test']['p_value']:.2g})" if h['folds'] else ''))
+        if h['kept_start']: print(f"kept ImageNet's rows: {h['kept_start']}")
     print(f"data:   {r.data.root} ({r.data.n_train} train / {r.data.n_valid} valid photos)")
     print(f"{'stage':>5} {'epoch':>5} {'valid_loss':>10} {'top-1':>7} {'top-5':>7} {'seconds':>8}")
     for row in rows:

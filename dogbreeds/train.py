@@ -178,7 +178,9 @@ def _fit_imagenet_heads(d:BreedData, arch:str, size:int, tta:bool, seed:int, tmp
                   top1_imagenet_rows=rows[0][4], top1=rows[1][4])
     dog_train = head_outputs(model, Xtr)[1][:, list(DOG_CLASSES)].sum(1)
     say(f"ImageNet's rows {rows[0][4]:.4f} -> fitted {rows[1][4]:.4f} top-1 on the validation photos "
-        f"(lam {', '.join(str(m['lam']) for m in report['members'].values())}; weights {report['weights']})")
+        f"(lam {', '.join(str(m['lam']) for m in report['members'].values())}; "
+        f"weights {', '.join(f'{w:.2f}' for w in report['weights'])})")
+    if report['kept_start']: say(f"kept ImageNet's rows: {report['kept_start']}")
     return model, probs, imagenet, dog_train, report
 
 LAUNCHER = None  # set by dogbreeds.distributed: runs `train(nproc=N)` as N processes
