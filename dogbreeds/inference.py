@@ -107,7 +107,7 @@ class Predictor:
         self.size = manifest['preprocessing']['resize']['size']
         self.name, self.version = manifest.get('name', 'dogbreeds'), version or manifest.get('version')
         self.max_bytes, self.max_pixels, self.decode_threads = max_bytes, max_pixels, decode_threads
-        self.shrink_to = self.size if fast_decode else None  # phone photos: the coarsest decode whose short side covers the input
+        self.shrink_to = 2 * self.size if fast_decode else None  # phone photos: decode reduced, never below twice the input
         nd = manifest.get('not_a_dog') or {}
         self.dog_classes = np.array(nd['dog_classes']) if nd.get('dog_classes') else None
         self.dog_threshold = nd.get('threshold', 0.5)

@@ -39,7 +39,7 @@ def toy(tmp_path_factory):
 
 def test_phone(toy, tmp_path):
     r = bench('phone', '--model', toy, '-n', 2, '--agree', 2, '--pixels', '1008x756', out=tmp_path / 'p.json')
-    assert r['agreement']['photos'] == 2 and len(r['photos']) == 2
+    assert r['agreement_serving']['photos'] == 2 and r['agreement_coarsest']['photos'] == 2 and len(r['photos']) == 2
 
 
 def test_phone_writes_noisy_12mp_jpegs(tmp_path):
