@@ -1,7 +1,7 @@
 """Issue 24, the store's side: feedback votes apart from the curated observations, one per token, capped at a fraction
 of each cell's curated count and fading with age, a per-source limit, and a revert that restores the answers and that
 every process's cache (in-process LRU, real Redis) forgets; on SQLite and on a real PostgreSQL."""
-import tempfile, time
+import time
 
 import pytest
 
@@ -9,7 +9,7 @@ from dogbreeds.featurestore import DAY, FeatureStore, bounded, parse_since
 from dogbreeds.geo import cells, combine
 from dogbreeds.geocache import GeoLookup, LRUCache, RedisCache
 from dogbreeds.protocol import RequestError
-from dogbreeds.testing import BREEDS, PostgreSQL, Redis
+from dogbreeds.testing import BREEDS
 from dogbreeds.tokens import Signer, TokenUsed
 
 SYDNEY, OSLO = (-33.87, 151.21), (59.91, 10.75)
@@ -20,16 +20,6 @@ SHIFT = CAP / (1 + CAP)          # the most a breed's share in a cell can move, 
 
 def grant(point, model='v1'):
     return SIGNER.verify(SIGNER.sign('r', None, cells(*point), model))
-
-
-@pytest.fixture(scope='module')
-def pg():
-    with PostgreSQL(tempfile.mkdtemp()) as server: yield server
-
-
-@pytest.fixture(scope='module')
-def redis_server():
-    with Redis() as server: yield server
 
 
 def fresh(request, tmp_path, **kw) -> FeatureStore:
