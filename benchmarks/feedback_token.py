@@ -1,4 +1,4 @@
-"""Issue 24: the time a feedback token adds to an answer that used a place.
+"""The time a feedback token adds to an answer that used a place.
 
 The same request (a photo at Sydney, a warm in-process LRU in front of a SQLite feature store) answered by the one
 request pipeline (`dogbreeds.handlers.Service`), with `FEEDBACK_KEY` set and unset, alternately, so both see the same

@@ -1,4 +1,4 @@
-"""Issue 24, the store's side: feedback votes apart from the curated observations, one per token, capped at a fraction
+"""The store's side of feedback that cannot be forged: feedback votes apart from the curated observations, one per token, capped at a fraction
 of each cell's curated count and fading with age, a per-source limit, and a revert that restores the answers and that
 every process's cache (in-process LRU, real Redis) forgets; on SQLite and on a real PostgreSQL."""
 import time

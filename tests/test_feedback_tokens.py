@@ -1,4 +1,4 @@
-"""Issue 24, end to end: feedback that cannot be forged. Through the Lambda handler (direct), `dogbreeds serve` and the
+"""End to end: feedback that cannot be forged. Through the Lambda handler (direct), `dogbreeds serve` and the
 SageMaker handler functions, on SQLite and on a real PostgreSQL, with the in-process LRU and with a real Redis:
 forged feedback is refused and changes nothing; a real answer's token counts once (409 after), altered 403, expired 410,
 another model 403, the previous key still works after a rotation; a flood of valid tokens moves a cell and the global
