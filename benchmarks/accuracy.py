@@ -21,7 +21,7 @@ LOCAL = ROOT.parent / 'shared' / 'datasets' / 'imagewoof2-160'
 
 # The default recipe: what `dogbreeds train` does when given only the data.
 RECIPE = dict(recipe='imagenet-head', arch='mobilenet_v2+efficientnet_lite0', size=224, freeze_epochs=1, epochs=3, lr=None,
-              bs=64, tta=False, int8=False)
+              bs=64, tta=False)
 
 
 def main():
@@ -31,12 +31,18 @@ def main():
         if isinstance(v, bool): ap.add_argument(f"--{k.replace('_', '-')}", action='store_true', default=v)
         else: ap.add_argument(f"--{k.replace('_', '-')}", type=float if k == 'lr' else type(v) if v is not None else str, default=v)
     ap.add_argument('--run-name', default=None)
+    ap.add_argument('--out-dir', default=None, help='where the run goes (default: exported_models/)')
+    ap.add_argument('--no-export', action='store_true', help='skip writing the model folder (a smoke run)')
+    ap.add_argument('--out', default=str(ROOT / 'benchmarks' / 'results' / 'accuracy.json'))
     a = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conditions import Conditions
+    cond = Conditions()
 
     from dogbreeds.train import train
     t0 = time.time()
     r = train(data=a.data, recipe=a.recipe, arch=a.arch, size=a.size, epochs=a.epochs, freeze_epochs=a.freeze_epochs, lr=a.lr,
-              bs=a.bs, tta=a.tta, int8=a.int8,
+              bs=a.bs, tta=a.tta, out_dir=a.out_dir, export=not a.no_export,
               run_name=a.run_name or f"bench-{a.arch.replace('+', '_')}-{a.size}-{time.strftime('%Y%m%d-%H%M%S')}")
     total = time.time() - t0
     m, p = r.metrics, r.params
@@ -57,8 +63,10 @@ def main():
     if p.get('heads'):
         h = p['heads']
         lams = ', '.join(f"{k} lam={v['lam']}" for k, v in h['members'].items())
-        print(f"heads:  {lams}; ensemble weights {h['weights']} "
-              f"(chosen on {h['n_held']} held-out train photos: top-1 {h['held_top1']:.4f})")
+        print(f"heads:  {lams}; ensemble weights {', '.join(f'{w:.2f}' for w in h['weights'])}" + (
+              f" (chosen by {h['folds']}-fold cross-validation on the {h['n_held']} train photos: top-1 {h['held_top1']:.4f} "
+              f"against the start's {h['held_top1_start']:.4f}, sign test p = {h['sign_test']['p_value']:.2g})" if h['folds'] else ''))
+        if h['kept_start']: print(f"kept ImageNet's rows: {h['kept_start']}")
     print(f"data:   {r.data.root} ({r.data.n_train} train / {r.data.n_valid} valid photos)")
     print(f"{'stage':>5} {'epoch':>5} {'valid_loss':>10} {'top-1':>7} {'top-5':>7} {'seconds':>8}")
     for row in rows:
@@ -71,9 +79,6 @@ def main():
     nd = m.get('not_a_dog') or {}
     if nd: print(f"not a dog below p(dog) {nd['threshold']:.4f}: {nd['val_dogs_flagged']:.2%} of {nd['n_val']} val dogs flagged, "
                  f"{nd['non_dogs_flagged']:.1%} of {nd['n_non_dogs']} photos without a dog flagged (missed: {', '.join(nd['non_dogs_missed']) or 'none'})")
-    if a.int8:
-        q = json.loads((r.run_dir / 'model' / 'manifest.json').read_text())['int8']
-        print(f"int8: top-1 {q['top1_int8']:.4f} against fp32 {q['top1_fp32']:.4f} on {q['measured_on']}")
     print(f"wall time {total / 60:.1f} min in all (load {p['seconds']['load']:.0f} s, fit {p['seconds']['fit']:.0f} s, "
           f"total before export {p['seconds']['total']:.0f} s); run saved to {r.run_dir}")
     if ml := p.get('mlflow'): print(f"MLflow run {ml['run_id']}: {ml.get('url') or ml['tracking_uri']}")

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from conditions import Conditions
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / 'data' / 'sample'
 
@@ -59,7 +61,10 @@ def main():
     ap.add_argument('--reps', type=int, default=3, help='timed runs of each')
     ap.add_argument('--batch-size', type=int, default=64)
     ap.add_argument('--shard', action='store_true', help='1 process against 2 shards in parallel, and the merge')
+    ap.add_argument('--photos', type=int, default=None, help='only the first N sample photos (a smoke run)')
+    ap.add_argument('--out', default=None, help='results JSON (default: benchmarks/results/batch.json, batch_shards.json with --shard)')
     a = ap.parse_args()
+    a.cond = Conditions()
     model = find_model(a.model)
     if a.shard: return shard_bench(model, a)
 
@@ -69,7 +74,7 @@ def main():
     from dogbreeds.inference import Predictor
     from dogbreeds.batch import batch_predict
 
-    photos = sorted(SAMPLE.rglob('*.JPEG'))
+    photos = sorted(SAMPLE.rglob('*.JPEG'))[:a.photos]
     work = Path(tempfile.mkdtemp(prefix='bench-batch-'))
     try:
         folder, n = copy_sample(photos, work / 'photos', a.copies)
@@ -118,6 +123,9 @@ def main():
         f = med['onnxruntime floor']
         print(f"\nbatch_predict:     {med['batch_predict'] / f:.0%} of the floor's throughput (goal >= 85%)")
         print(f"dogbreeds predict: {med['dogbreeds predict'] / f:.0%} of the floor's, process start and model load included")
+        a.cond.save(a.out or ROOT / 'benchmarks' / 'results' / 'batch.json',
+                    dict(model=str(model), photos=n, batch_size=a.batch_size, reps=a.reps, runs=got,
+                         photos_per_s=med, errors=0), onnxruntime_threads='its own choice')
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -125,7 +133,7 @@ def main():
 def shard_bench(model, a):
     import json, platform
     from dogbreeds.batch import merge_shards
-    photos = sorted(SAMPLE.rglob('*.JPEG'))
+    photos = sorted(SAMPLE.rglob('*.JPEG'))[:a.photos]
     work = Path(tempfile.mkdtemp(prefix='bench-shard-'))
     try:
         folder, n = copy_sample(photos, work / 'photos', a.copies)
@@ -164,8 +172,8 @@ def shard_bench(model, a):
         res = dict(photos=n, cpus=os.cpu_count(), load_average=round(os.getloadavg()[0], 1), model=str(model), reps=a.reps,
                    photos_per_s={k: round(v, 2) for k, v in med.items()},
                    merge_s=round(statistics.median(m for v in got.values() for _, m in v if m is not None), 3),
-                   measured=time.strftime('%Y-%m-%dT%H:%M:%S'))
-        (ROOT / 'benchmarks' / 'results' / 'batch_shards.json').write_text(json.dumps(res, indent=2) + '\n')
+                   measured=time.strftime('%Y-%m-%dT%H:%M:%S'), errors=0)
+        a.cond.save(a.out or ROOT / 'benchmarks' / 'results' / 'batch_shards.json', res)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -3,7 +3,7 @@
 Locations follow a Zipf distribution (s = 1.1) over 10,000 H3 cells (one random point per cell, each with breed
 counts in PostgreSQL). 32 HTTP clients (keep-alive connections, one thread each) post a photo with `?lat=&lon=` to
 `dogbreeds serve` (one uvicorn worker, the toy model from `dogbreeds.testing`, so that the request cost around the geo
-step stays small). Measured, side by side, for no cache (`GEO_CACHE_TTL=0`), the in-process LRU and Redis:
+step stays small). Measured, side by side, for no cache (`GEO_CACHE=none`), the in-process LRU and Redis:
 
 - database queries per 1,000 requests: the server's own `dogbreeds_geo_db_queries_total` counter from `/metrics`;
 - hit rate: the answers' `prior.source` (cache, db or none);
@@ -28,6 +28,7 @@ import numpy as np
 from dogbreeds.featurestore import FeatureStore
 from dogbreeds.geocache import RedisCache
 from dogbreeds.testing import PostgreSQL, Redis, ServeProcess, toy_model
+from conditions import Conditions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,6 +100,7 @@ def main():
     ap.add_argument('--cells', type=int, default=10_000); ap.add_argument('--clients', type=int, default=32)
     ap.add_argument('--out', default=str(ROOT / 'benchmarks/results/geo.json'))
     a = ap.parse_args()
+    cond = Conditions()
     points, root = world(a.cells), Path(tempfile.mkdtemp())
     photo = sorted((ROOT / 'data/sample/val').rglob('*.JPEG'))[0].read_bytes()
     model = toy_model(root / 'model')
@@ -115,7 +117,7 @@ def main():
         out['load_seconds'] = round(time.perf_counter() - t, 1)
         base = dict(GEO_DB=pg.url, GEO_MIN_OBS='20')
         def serve(**env): return ServeProcess(model, env={**base, **env})
-        with serve(GEO_CACHE='lru', GEO_CACHE_TTL='0') as s:      # TTL 0: every entry expires at once, every lookup reads the database
+        with serve(GEO_CACHE='none') as s:      # no cache: every lookup reads the database
             report('no_cache', load(s.url, photo, points, cold, a.clients))
         for name, spec in (('lru', 'lru'), ('redis', rs.url)):
             RedisCache(rs.url).r.flushdb()
@@ -146,6 +148,8 @@ def main():
     print(f"cold LRU hit rate per {10_000:,} requests: {out['lru_cold']['hit_rate_per_window']}")
     print(f"outages: Redis killed midway: {out['redis_killed_midway']['errors']} errors, sources {out['redis_killed_midway']['sources']}; "
           f"PostgreSQL stopped midway: {out['postgres_stopped_midway']['errors']} errors, sources {out['postgres_stopped_midway']['sources']}")
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True); Path(a.out).write_text(json.dumps(out, indent=1) + '\n')
+    out['errors'] = sum(r['errors'] for r in out.values() if isinstance(r, dict) and 'errors' in r)
+    print(f"errors in all passes: {out['errors']}")
+    cond.save(a.out, out, server_workers=1, clients=a.clients)
 
 if __name__ == '__main__': main()

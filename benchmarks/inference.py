@@ -14,10 +14,14 @@ tensor), cold start (a fresh Python process: import, load, first answer; median 
 throughput (64 real photos of mixed sizes as bytes; the floor gets one ready [64, H, W, 3] tensor of
 same-size photos). Figures for the cost planner are written to benchmarks/results/inference.json.
 
-Phone photos: a val photo blown up to 12 megapixels (4032x3024, sensor-like noise, JPEG quality 90,
-about 3-5 MB, as phones write them), through Predictor with reduced decoding (the default) and with
-full decoding, and through learn.predict: decode time, end-to-end p50, ratios. Then the agreement of
-reduced and full decoding on --agree upscaled val photos (top-1 match, largest probability gap).
+Then, in the same run, the sections of their own scripts (each also runs alone):
+  phone photos   benchmarks/phone.py: a 12 MP JPEG end to end against its floor (coarsest-scale decode + forward),
+                 and reduced against full decoding on --agree upscaled val photos
+  INT8           benchmarks/int8.py: ONNX Runtime's quantization variants against fp32, batch 1 and 64, val top-1,
+                 and the fp32 speed options (each network of the pair alone)
+  cold start     benchmarks/coldstart.py: from S3 (SeaweedFS), a fresh process pulls, loads, answers: before and now
+
+    python benchmarks/inference.py --run R -n 5 --cold-reps 1 --skip phone heic int8 coldstart --out /tmp/i.json   # smoke
 
 iPhone photos: the same noisy 12 MP photo as a HEIC (written with pillow-heif, a development dependency, at
 quality 50: a file no bigger than the JPEG's, as an iPhone's HEIC is; HEVC at quality 90 spends 4x the JPEG's
@@ -25,15 +29,13 @@ bytes on the noise, and decoding time grows with them) next to its JPEG: decode 
 end to end, through Predictor (pi-heif reads the HEIC). Alone, on any model folder (a tiny setting checks that it runs):
 
     python benchmarks/inference.py --heic-only --model exported_models/<run>/model [--size 1008x756 -n 5]
-
-INT8: with a model exported with `--int8` (the run's model/ or model-int8/ folder), size, forward
-latency of the classifier graph (batch 1, a ready tensor) and val top-1 (from the manifest, measured at
-export on every val photo), fp32 beside int8.
 """
 import argparse, json, os, statistics, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np
+
+from conditions import Conditions
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / 'data' / 'sample'
@@ -47,7 +49,7 @@ def timeit(f, n, warm=3):
     return statistics.median(t), statistics.quantiles(t, n=20)[18]
 
 
-def cold(code, reps=5):
+def cold(code, reps:int=5):
     "Median wall time of a fresh interpreter running `code` (which prints its own in-process seconds)."
     wall, inproc = [], []
     for _ in range(reps):
@@ -74,13 +76,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--run', help='a run folder with learner.pkl and model/')
     ap.add_argument('-n', type=int, default=200, help='timed repetitions at batch 1')
-    ap.add_argument('--agree', type=int, default=200, help='upscaled val photos for the reduced-vs-full decoding agreement')
+    ap.add_argument('--agree', type=int, default=None, help='upscaled val photos for the reduced-vs-full decoding agreement (default: all)')
+    ap.add_argument('--val', type=int, default=None, help='INT8: val photos for top-1 (default: all)')
+    ap.add_argument('--cold-reps', type=int, default=5, help='fresh processes per cold-start row')
+    ap.add_argument('--skip', nargs='*', default=[], choices=['phone', 'heic', 'int8', 'coldstart'], help='sections left out')
     ap.add_argument('--heic-only', action='store_true', help='only the HEIC vs JPEG decode table (no learner)')
     ap.add_argument('--model', help='with --heic-only: a model folder (default: the run\'s model/)')
     ap.add_argument('--size', default='4032x3024', help='with --heic-only: the photo\'s pixels, WxH')
+    ap.add_argument('--out', default=None, help='results JSON (default: benchmarks/results/inference.json, heic.json with --heic-only)')
     a = ap.parse_args()
+    cond, results = Conditions(), ROOT / 'benchmarks' / 'results'
     if a.heic_only:
-        heic_vs_jpeg(Path(a.model) if a.model else find_run(a.run) / 'model', a.n, tuple(map(int, a.size.split('x'))))
+        res = heic_vs_jpeg(Path(a.model) if a.model else find_run(a.run) / 'model', a.n, tuple(map(int, a.size.split('x'))))
+        cond.save(a.out or results / 'heic.json', dict(heic=res, errors=0))
         return
     run = find_run(a.run)
     model = run / 'model'
@@ -109,7 +117,7 @@ def main():
     from fastai.callback.progress import ProgressCallback
     learn.remove_cb(ProgressCallback)  # no progress bar drawn per photo: it is not part of the work
     from dogbreeds.dataloaders import DogImage  # learn.predict takes a decoded image (or a Path), not bytes
-    rows['learn.predict'] = dict(lat=timeit(lambda: learn.predict(DogImage.create(payloads[next(it) % 64])), max(20, a.n // 10)))
+    rows['learn.predict'] = dict(lat=timeit(lambda: learn.predict(DogImage.create(payloads[next(it) % 64])), max(3, a.n // 10)))
 
     # batch-64 throughput
     def thr(f, reps=5):
@@ -134,14 +142,14 @@ def main():
         rows[f'Predictor ({b})']['cold'] = cold(
             "import time; t = time.perf_counter(); from dogbreeds.inference import Predictor; "
             f"p = Predictor.load({str(model)!r}, backend={b!r}); p.predict(open({photo!r}, 'rb').read()); "
-            "print(time.perf_counter() - t)")
+            "print(time.perf_counter() - t)", a.cold_reps)
     rows['onnxruntime floor']['cold'] = cold(
         "import time; t = time.perf_counter(); import onnxruntime as ort, numpy as np; from PIL import Image; "
         f"s = ort.InferenceSession({str(model / 'model.onnx')!r}); "
-        f"s.run(None, {{'input': np.asarray(Image.open({photo!r}).convert('RGB'))[None]}}); print(time.perf_counter() - t)")
+        f"s.run(None, {{'input': np.asarray(Image.open({photo!r}).convert('RGB'))[None]}}); print(time.perf_counter() - t)", a.cold_reps)
     rows['learn.predict']['cold'] = cold(
         "import time; t = time.perf_counter(); from fastai.learner import load_learner; "
-        f"from pathlib import Path; l = load_learner({str(run / 'learner.pkl')!r}); l.predict(Path({photo!r})); print(time.perf_counter() - t)", reps=3)
+        f"from pathlib import Path; l = load_learner({str(run / 'learner.pkl')!r}); l.predict(Path({photo!r})); print(time.perf_counter() - t)", reps=min(3, a.cold_reps))
 
     print(f"{'':26}{'p50 ms':>9}{'p95 ms':>9}{'cold s (proc/in-process)':>27}{'batch-64 img/s':>17}")
     for k in ('learn.predict', 'Predictor (torchscript)', 'Predictor (onnx)', 'onnxruntime floor'):
@@ -155,18 +163,29 @@ def main():
 
     # the serving figures for the cost planner, measured in a lean process of its own (no fastai, no torch)
     r = subprocess.run([sys.executable, '-c', "import json; from dogbreeds.inference import measure; "
-                        f"print(json.dumps(measure({str(model)!r}, n=200)))"], capture_output=True, text=True, cwd=ROOT)
+                        f"print(json.dumps(measure({str(model)!r}, n={a.n})))"], capture_output=True, text=True, cwd=ROOT)
     if r.returncode: raise SystemExit(r.stderr)
     res = dict(json.loads(r.stdout.strip().splitlines()[-1]), model=str(model), cold_start_s=o['cold'][0],
                batch64_img_per_s=o['thr'], floor=dict(p50_ms=f['lat'][0], batch64_img_per_s=f['thr']),
                learn_predict=dict(p50_ms=l['lat'][0]), measured=time.strftime('%Y-%m-%dT%H:%M:%S'))
-    res['phone'] = phone_photos(model, run, learn, preds['onnx'], a)
-    res['heic'] = heic_vs_jpeg(model, max(20, a.n // 5))
-    res['int8'] = int8_table(run, model)
-    out = ROOT / 'benchmarks' / 'results'; out.mkdir(parents=True, exist_ok=True)
-    (out / 'inference.json').write_text(json.dumps(res, indent=2) + '\n')
-    print(f"\nlean serving process (measure): p50 {res['p50_ms']:.2f} ms, p95 {res['p95_ms']:.2f} ms, "
-          f"peak RSS {res['rss_mb']:.0f} MB; written to {out / 'inference.json'}")
+    print(f"\nlean serving process (measure): p50 {res['p50_ms']:.2f} ms, p95 {res['p95_ms']:.2f} ms, peak RSS {res['rss_mb']:.0f} MB")
+    if 'phone' not in a.skip:
+        import phone
+        print('\n--- phone photos (benchmarks/phone.py)')
+        res['phone'] = phone.run(model, max(5, a.n // 5), a.agree)
+    if 'heic' not in a.skip:
+        print('\n--- iPhone photos: HEIC against JPEG')
+        res['heic'] = heic_vs_jpeg(model, max(5, a.n // 5))
+    if 'int8' not in a.skip:
+        import int8
+        print('\n--- INT8 and the fp32 speed options (benchmarks/int8.py)')
+        res['int8'] = int8.run(model, n_val=a.val)
+    if 'coldstart' not in a.skip:
+        import coldstart
+        print('\n--- cold start from S3 (benchmarks/coldstart.py)')
+        res['coldstart'] = coldstart.run(model, a.cold_reps)
+    res['errors'] = 0
+    cond.save(a.out or results / 'inference.json', res)
 
 def phone_pixels(src, seed=0, size=(4032, 3024)):
     "A photo blown up to a phone's 12 megapixels, with sensor-like noise (it compresses like one), as a PIL image."
@@ -211,59 +230,5 @@ def heic_vs_jpeg(model, n=40, size=(4032, 3024), quality=50) -> dict:
     return out
 
 
-def phone_photos(model, run, learn, fast, a) -> dict:
-    from dogbreeds.inference import Predictor
-    from dogbreeds.dataloaders import DogImage
-    full = Predictor.load(model, backend='onnx', fast_decode=False)
-    photo = sorted(SAMPLE.rglob('*.JPEG'))[0]
-    data = phone_photo(photo)
-    n = max(20, a.n // 5)
-    r = dict(bytes=len(data), pixels='4032x3024',
-             decode_ms=timeit(lambda: fast.decode(data), n)[0], full_decode_ms=timeit(lambda: full.decode(data), n)[0],
-             predict_ms=timeit(lambda: fast.predict(data), n)[0], full_predict_ms=timeit(lambda: full.predict(data), n)[0],
-             learn_predict_ms=timeit(lambda: learn.predict(DogImage.create(data)), 10, warm=1)[0])
-    print(f"\nphone photo ({r['pixels']}, {len(data) / 1e6:.1f} MB JPEG), p50 ms:")
-    print(f"  Predictor, reduced decode:  decode {r['decode_ms']:7.1f}   end to end {r['predict_ms']:7.1f}   (goal <= 30 ms)")
-    print(f"  Predictor, full decode:     decode {r['full_decode_ms']:7.1f}   end to end {r['full_predict_ms']:7.1f}")
-    print(f"  learn.predict:                                end to end {r['learn_predict_ms']:7.1f}")
-    print(f"  reduced decode is {r['full_predict_ms'] / r['predict_ms']:.1f}x faster than full; "
-          f"learn.predict is {r['learn_predict_ms'] / r['predict_ms']:.1f}x slower than Predictor")
-    # agreement on upscaled val photos: the full data set's val split when it is here, else the sample's
-    val = ROOT.parent / 'shared' / 'datasets' / 'imagewoof2-160' / 'val'
-    files = sorted((val if val.is_dir() else SAMPLE / 'val').rglob('*.JPEG'))
-    files = files[:: max(1, len(files) // a.agree)][: a.agree]
-    same, gap = 0, 0.0
-    for i, f in enumerate(files):
-        d = phone_photo(f, seed=i)
-        p, q = fast.probabilities([fast.decode(d)])[0], full.probabilities([full.decode(d)])[0]
-        same += int(p.argmax() == q.argmax()); gap = max(gap, float(np.abs(p - q).max()))
-    r.update(agree_photos=len(files), agree_top1=same / len(files), agree_max_prob_gap=gap)
-    print(f"  reduced vs full decoding on {len(files)} upscaled val photos: top-1 the same on {same / len(files):.1%} "
-          f"(goal >= 99%), largest probability gap {gap:.4f}")
-    return r
-
-
-def int8_table(run, model) -> dict|None:
-    import onnxruntime as ort
-    from dogbreeds.core import load_rgb
-    d = next((m for m in (model, run / 'model-int8') if (m / 'manifest.json').exists()
-              and 'onnx-int8' in json.loads((m / 'manifest.json').read_text())['formats']), None)
-    if d is None:
-        print(f"\nINT8: no INT8 graph (export one with `dogbreeds export {run} --out {run}/model-int8 --int8`)"); return None
-    m = json.loads((d / 'manifest.json').read_text())
-    pre = ort.InferenceSession(str(d / 'preprocess.onnx'), providers=['CPUExecutionProvider'])
-    x = pre.run(None, {'input': np.asarray(load_rgb(sorted(SAMPLE.rglob('*.JPEG'))[0]))[None]})[0]
-    rows = {}
-    for prec, f in (('fp32', 'classifier.onnx'), ('int8', 'classifier.int8.onnx')):
-        s = ort.InferenceSession(str(d / f), providers=['CPUExecutionProvider'])
-        rows[prec] = dict(mb=(d / f).stat().st_size / 1e6, forward_ms=timeit(lambda: s.run(None, {'input': x}), 100)[0],
-                          top1=m['int8'][f'top1_{prec}'])
-    print(f"\nINT8 ({m['int8']['method']}; top-1 on {m['int8']['measured_on']}):")
-    print(f"  {'':6}{'MB':>8}{'forward ms':>12}{'top-1':>9}")
-    for k, r in rows.items(): print(f"  {k:6}{r['mb']:8.1f}{r['forward_ms']:12.2f}{r['top1']:9.2%}")
-    f, i = rows['fp32'], rows['int8']
-    print(f"  int8: {f['forward_ms'] / i['forward_ms']:.2f}x the fp32 forward speed (goal >= 1.5x), "
-          f"{(f['top1'] - i['top1']) * 100:+.2f} pt lost (goal <= 0.5)")
-    return dict(rows, folder=str(d))
 
 if __name__ == '__main__': main()

@@ -96,7 +96,10 @@ def main():
     ap.add_argument('--threads', type=int, default=None, help='ONNX Runtime threads per inference (default: its own)')
     ap.add_argument('--max-seconds', type=float, default=600, help='stop each row after this long')
     ap.add_argument('--metrics', nargs='+', default=['off', 'on'], choices=['off', 'on'], help='DOGBREEDS_METRICS of the rows')
+    ap.add_argument('--out', default=str(ROOT / 'benchmarks' / 'results' / 'load.json'))
     a = ap.parse_args()
+    from conditions import Conditions
+    cond = Conditions()
     if not (1 <= a.clients <= 256 and 1 <= a.requests <= 100_000): raise SystemExit('--clients 1..256, --requests 1..100000')
     if a.model: model = Path(a.model)
     else:
@@ -125,6 +128,8 @@ def main():
             on, off = statistics.mean(by['on']), statistics.mean(by['off'])
             print(f"{w} worker(s): throughput with metrics {on:.1f} req/s (rows {', '.join(f'{x:.1f}' for x in by['on'])}), "
                   f"without {off:.1f} req/s (rows {', '.join(f'{x:.1f}' for x in by['off'])}): {(1 - on / off) * 100:+.1f}% lost (goal < 3%)")
+    cond.save(a.out, dict(model=str(model), clients=a.clients, requests=a.requests, rows=rows, errors=sum(r['errors'] for r in rows)),
+              onnxruntime_threads=a.threads or 'its own choice')
 
 
 if __name__ == '__main__':

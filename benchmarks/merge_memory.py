@@ -2,16 +2,21 @@
 """Time and peak traced Python memory (tracemalloc) of `merge_shards`, which streams, against the former merge, which
 sorted every row of the job in memory: 3 shards of ROWS_PER_SHARD synthetic rows each.
 
-    python benchmarks/merge_memory.py ROWS_PER_SHARD csv|parquet
+    python benchmarks/merge_memory.py ROWS_PER_SHARD csv|parquet [--out FILE.json]
 """
-import json, shutil, sys, tempfile, time, tracemalloc
+import argparse, json, shutil, sys, tempfile, time, tracemalloc
 from pathlib import Path
 import dogbreeds.batch as b
 from dogbreeds.testing import toy_model
 from dogbreeds.inference import Predictor
+from conditions import Conditions
 
-if len(sys.argv) != 3 or sys.argv[2] not in ('csv', 'parquet'): sys.exit(__doc__)
-N_PER_SHARD, FMT = int(sys.argv[1]), sys.argv[2]
+ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+ap.add_argument('rows', type=int, help='rows per shard'); ap.add_argument('fmt', choices=['csv', 'parquet'])
+ap.add_argument('--out', default=None, help='results JSON (default: benchmarks/results/merge_memory-FMT.json)')
+args = ap.parse_args()
+cond, res = Conditions(), {}
+N_PER_SHARD, FMT = args.rows, args.fmt
 d = Path(tempfile.mkdtemp())
 photos = d/'in'; photos.mkdir()
 for p in sorted((Path(__file__).resolve().parent.parent/'data'/'sample').rglob('*.JPEG'))[:6]: shutil.copy(p, photos/p.name)
@@ -41,4 +46,7 @@ for name, f in [('streaming (merge_shards)', b.merge_shards), ('in memory (forme
     out.unlink()
     tracemalloc.start(); f(out); peak = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
     print(f"{FMT} {3 * N_PER_SHARD:,} rows, {name}: {dt:.1f} s, peak traced Python memory {peak / 2**20:,.0f} MiB")
+    res[name] = dict(seconds=dt, peak_mib=peak / 2**20)
 shutil.rmtree(d)
+cond.save(args.out or Path(__file__).resolve().parent / 'results' / f'merge_memory-{FMT}.json',
+          dict(rows=3 * N_PER_SHARD, format=FMT, runs=res, errors=0))

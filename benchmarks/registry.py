@@ -50,7 +50,10 @@ def main():
     ap.add_argument('--model-dir', help='an exported model folder (default: random bytes)')
     ap.add_argument('--mb', type=float, default=9.0, help='size of model.pt and of model.onnx, in MB (random bytes)')
     ap.add_argument('--repeats', type=int, default=5)
+    ap.add_argument('--out', default=str(ROOT / 'benchmarks' / 'results' / 'registry.json'))
     a = ap.parse_args()
+    from conditions import Conditions
+    cond = Conditions()
 
     import boto3
     from dogbreeds.testing import SeaweedFS
@@ -101,6 +104,8 @@ def main():
         for backend, op, ms in rows:
             rate = '' if 'cached' in op else f"{total / 1e6 / (ms / 1000):8.0f}"
             print(f"{backend:<16} {op:<38} {ms:8.1f} {rate:>8}")
+        cond.save(a.out, dict(model=str(model), files=len(files), mb=total / 1e6, repeats=n, errors=0,
+                              rows=[dict(backend=b, operation=op, ms=ms) for b, op, ms in rows]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -563,7 +563,7 @@ def _whole(name, v, none_ok=True):
 
 def batch_predict(src, out, model=None, k:int=5, batch_size:int=64, workers:int|None=None, threads:int|None=None,
                   retry_errors:bool=False, progress:bool|None=None, endpoint_url:str|None=None,
-                  shard=None, resume:bool=False, precision:str|None=None, lat=None, lon=None, locations=None,
+                  shard=None, resume:bool=False, lat=None, lon=None, locations=None,
                   place:PlacePrior|None=None) -> dict:
     """Classify every photo of `src` into the results file `out` (.csv or .parquet), skipping the items it already holds.
     With `shard` (`'I/N'` or `(I, N)`), only the shard's items, into the shard's own file (see `shard_file`).
@@ -578,7 +578,7 @@ def batch_predict(src, out, model=None, k:int=5, batch_size:int=64, workers:int|
     else:
         model = model or config.get('MODEL_URI')
         if not model: raise ParameterError(f"name the model: --model FOLDER_OR_URI, or set {config.names('MODEL_URI')}")
-        pred = Predictor.load(model, threads=threads, precision=precision or config.get('PRECISION'))
+        pred = Predictor.load(model, threads=threads)
     source = open_source(src, endpoint_url=endpoint_url, max_bytes=pred.max_bytes, workers=workers)
     items = source.list()
     if not items: raise SourceError(f"{source} holds no photos (no files ending in {', '.join(IMAGE_EXTS)})")
@@ -832,7 +832,6 @@ def predict_cli(
     retry_errors:bool=False,  # try again the items whose rows hold an error
     endpoint_url:str=None,    # S3 endpoint for an s3:// SRC (default: $AWS_ENDPOINT_URL, else AWS)
     quiet:bool=False,         # no progress bar
-    precision:str=None,       # fp32 or int8 (default: $PRECISION, else fp32)
     shard:str=None,           # I/N: only shard I (0..N-1) of N, split by a hash of each photo's name, into OUT-0000I-of-0000N
     resume:bool=False,        # with --shard: go on with the results already under OUT's name (a restarted worker)
     merge:bool=False,         # join the N finished shard files of OUT into OUT (no SRC needed)
@@ -875,7 +874,7 @@ def predict_cli(
     try:
         r = batch_predict(src, out, model, k=top_K, batch_size=batch_size, workers=workers, threads=threads,
                           retry_errors=retry_errors, progress=False if quiet else None, endpoint_url=endpoint_url,
-                          shard=shard, resume=resume, precision=precision, lat=lat, lon=lon, locations=locations)
+                          shard=shard, resume=resume, lat=lat, lon=lon, locations=locations)
     except KeyboardInterrupt:
         from dogbreeds.core import fail
         fail(f"interrupted: {out} keeps every finished row; run the same command again to go on", 130)

@@ -37,8 +37,6 @@ SETTINGS = {s.name: s for s in [
             '`pull_model`, every entry point that serves a registry model'),
     Setting('DOGBREEDS_USER', None, 'who acts, for the registry audit log (default user@host)', 'push, promote, delete, retrain'),
     Setting('DOGBREEDS_THREADS', None, 'ONNX Runtime threads per inference (default: its own choice)', 'SageMaker handlers, `dogbreeds serve`'),
-    Setting('PRECISION', 'fp32', 'the graph served: `fp32`, or `int8` for a model exported with `--int8` (its manifest records what it costs in accuracy)',
-            'Lambda, SageMaker handlers, `dogbreeds serve`, `dogbreeds predict`'),
     Setting('DOGBREEDS_SAGEMAKER_ROLE', None, 'execution role ARN of SageMaker training jobs', '`dogbreeds retrain --on sagemaker`'),
     Setting('MAX_PAYLOAD_BYTES', 6 * 2**20, 'largest request body accepted, in bytes (Lambda and SageMaker allow 6 MiB)',
             'Lambda, SageMaker handlers, `dogbreeds serve`'),
@@ -138,7 +136,7 @@ def settings_table() -> str:
 SETTINGS.update({s.name: s for s in [
     Setting('GEO_DB', None, 'the geo feature store: a SQLite file path (or `sqlite:///PATH`) or a `postgresql://` URL; unset: no place prior',
             '`dogbreeds serve`, Lambda, `dogbreeds geo`, `dogbreeds predict`, the demo'),
-    Setting('GEO_CACHE', 'lru', "the geo cache: `lru` (in process) or a `redis://` URL (shared)", '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
+    Setting('GEO_CACHE', 'lru', "the geo cache: `lru` (in process), a `redis://` URL (shared), or `none` (every lookup queries the database)", '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
     Setting('GEO_CACHE_TTL', 300, 'seconds a cached cell lives', '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
     Setting('GEO_MIN_OBS', 20, 'observations a cell needs before its prior is used (else a coarser cell, else global)', '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
     Setting('GEO_ALPHA', 1.0, "the prior's weight α (0: the photo alone); the manifest's `geo.alpha` wins", '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),

@@ -202,11 +202,13 @@ def read_manifest(model_dir) -> dict:
         raise IntegrityError(f"{f} lists no files")
     return m
 
-def verify_files(model_dir, manifest:dict|None=None) -> dict:
-    "Check every file the manifest lists against its sha256 and size; return the manifest."
+def verify_files(model_dir, manifest:dict|None=None, only:list|None=None) -> dict:
+    "Check every file the manifest lists (or the files `only` of them) against its sha256 and size; return the manifest."
     m = manifest or read_manifest(model_dir)
-    for name, rec in m['files'].items():
-        p = Path(model_dir)/name
+    if only is not None and (unknown := set(only) - set(m['files'])):
+        raise IntegrityError(f"the manifest of {model_dir} does not list {', '.join(sorted(unknown))}")
+    for name in (m['files'] if only is None else only):
+        rec, p = m['files'][name], Path(model_dir)/name
         if not p.is_file(): raise IntegrityError(f"{name} is missing from {model_dir}")
         got = file_record(p)
         if got['bytes'] != rec.get('bytes') or got['sha256'] != rec.get('sha256'):

@@ -24,8 +24,8 @@ from .evaluate import load_run_data
 from .signals import baseline_from_metrics  # the drift baseline
 
 # %% auto #0
-__all__ = ['ONNX_OPSET', 'OUTPUTS', 'QUANTIZED_OPS', 'ServingModel', 'git_commit', 'join_onnx', 'check_photos', 'export_model',
-           'quantize_int8', 'export_learner', 'run_info', 'train_counts', 'export_run', 'export_cli']
+__all__ = ['ONNX_OPSET', 'OUTPUTS', 'ONNX_DATA', 'ServingModel', 'git_commit', 'join_onnx', 'check_photos', 'share_weights',
+           'export_model', 'export_learner', 'run_info', 'train_counts', 'export_run', 'export_cli']
 
 # %% ../nbs/13_export.ipynb #251bf8a9
 class ServingModel(nn.Module):
@@ -119,16 +119,40 @@ def _check(sm:ServingModel, d:Path, formats, tol:float):
             if len(got) != len(want) or err > tol:
                 raise DogbreedsError(f"exported {k} differs from the PyTorch model by {err:.2e} (tolerance {tol:g})")
 
+# %% ../nbs/13_export.ipynb #8c1d2e3f
+ONNX_DATA = 'model.onnx.data'  # the ONNX graphs' weights, stored once
+
+def share_weights(d:Path, graphs=('model.onnx', 'classifier.onnx'), data:str=ONNX_DATA, min_bytes:int=1024) -> dict:
+    """Store the weights of the ONNX graphs `graphs` in the folder `d` once, in the file `data` beside them (ONNX external
+    data): each graph keeps its nodes, and each initializer of at least `min_bytes` points into `data`, the same bytes for
+    the same tensor whichever graph holds it. Returns `{'bytes': size of data, 'tensors': how many are stored}`."""
+    import hashlib, onnx
+    from onnx import numpy_helper
+    from onnx.external_data_helper import set_external_data, uses_external_data
+    d, at, blob = Path(d), {}, bytearray()
+    for g in graphs:
+        m = onnx.load(str(d/g))
+        for t in m.graph.initializer:
+            if not t.HasField('raw_data') and not uses_external_data(t):  # typed fields (float_data...): as raw bytes
+                t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t), t.name))
+            if len(t.raw_data) < min_bytes: continue
+            k = hashlib.sha256(t.raw_data).digest()
+            if k not in at:
+                blob += bytes(-len(blob) % 64)  # aligned, as ONNX Runtime likes to map them
+                at[k] = (len(blob), len(t.raw_data)); blob += t.raw_data
+            set_external_data(t, data, *at[k])
+            t.ClearField('raw_data'); t.data_location = onnx.TensorProto.EXTERNAL
+        onnx.save(m, str(d/g))
+    (d/data).write_bytes(bytes(blob))
+    return dict(bytes=len(blob), tensors=len(at))
+
 # %% ../nbs/13_export.ipynb #1eae36e9
 def export_model(model, breeds:list, size:int, dest, info:dict|None=None, formats=('torchscript', 'onnx'),
-                 overwrite:bool=False, tol:float=1e-4, not_a_dog:dict|None=None, int8:bool=False,
-                 calibration:list|None=None, int8_eval:tuple|None=None) -> Path:
+                 overwrite:bool=False, tol:float=1e-4, not_a_dog:dict|None=None) -> Path:
     """Write the model folder `dest` for `model` (a `BreedModel`, or a fastai body+head of `info['arch']`) trained on
-    `breeds` at `size` px. `not_a_dog`: the threshold and its measured rates (see `dogbreeds.evaluate`); with `int8`,
-    also the INT8 graphs, calibrated on the photos `calibration` and, with `int8_eval=(photos, breeds)`, measured."""
+    `breeds` at `size` px. `not_a_dog`: the threshold and its measured rates (see `dogbreeds.evaluate`)."""
     formats = tuple(formats)
     if bad := set(formats) - {'torchscript', 'onnx'}: raise ParameterError(f"unknown export formats {sorted(bad)}: use torchscript, onnx")
-    if int8 and 'onnx' not in formats: raise ParameterError("int8 quantizes the ONNX graphs: export the onnx format too")
     info = dict(info or {})
     if 'train_counts' in info: info['train_counts'] = _check_train_counts(info['train_counts'], breeds)
     model = copy.deepcopy(model).float().cpu().eval()  # leave the caller's model where and as it was
@@ -147,16 +171,16 @@ def export_model(model, breeds:list, size:int, dest, info:dict|None=None, format
             _export_onnx(_Part(sm, 'preprocess'), example, tmp/'preprocess.onnx', outputs=['output'])
             _export_onnx(_Part(sm, 'classify'), sm.preprocess(example), tmp/'classifier.onnx', image=False)
             join_onnx(tmp/'preprocess.onnx', tmp/'classifier.onnx', tmp/'model.onnx')  # the whole graph: one export less
+            share_weights(tmp)  # model.onnx and classifier.onnx point into one copy of the weights
         _check(sm, tmp, formats, tol)
         fmts = {f: ('model.pt' if f == 'torchscript' else 'model.onnx') for f in ('torchscript', 'onnx') if f in formats}
         parts = {'onnx': dict(preprocess='preprocess.onnx', classifier='classifier.onnx')} if 'onnx' in formats else {}
-        if int8:
-            info['int8'] = quantize_int8(tmp, calibration or [f for f in sorted(sample_path().rglob('*.JPEG'))])
-            fmts['onnx-int8'], parts['onnx-int8'] = 'model.int8.onnx', dict(preprocess='preprocess.onnx', classifier='classifier.int8.onnx')
+        serving = {**({'onnx': ['model.onnx', ONNX_DATA, 'preprocess.onnx', 'classifier.onnx']} if 'onnx' in formats else {}),
+                   **({'torchscript': ['model.pt']} if 'torchscript' in formats else {})}
         files = {f.name: file_record(f) for f in sorted(tmp.iterdir())}
         members = [dict(arch=a, mean=[float(v) for v in m.mean.flatten()], std=[float(v) for v in m.std.flatten()])
                    for a, m in zip(model.archs or [info.get('arch')] * len(model.members), model.members)]
-        m = dict(format='dogbreeds-model/2', name=info.pop('name', 'dogbreeds'), breeds=list(breeds),
+        m = dict(format='dogbreeds-model/3', name=info.pop('name', 'dogbreeds'), breeds=list(breeds),
                  input=dict(layout='NHWC', dtype='uint8', channels='RGB', shape=['batch', 'height', 'width', 3],
                             note='any height and width, the same within a batch; decode with EXIF orientation applied'),
                  output=dict(kind='probabilities', shape=['batch', len(breeds)], order='breeds', name='output'),
@@ -164,13 +188,12 @@ def export_model(model, breeds:list, size:int, dest, info:dict|None=None, format
                  preprocessing=dict(crop='central square', resize=dict(size=size, mode='bilinear', antialias=True,
                                     align_corners=False), scale=1/255, normalisation='per member, inside the graph', members=members),
                  ensemble=dict(archs=[x['arch'] for x in members], weights=[float(w) for w in model.weights], tta=bool(model.tta)),
-                 not_a_dog=nd, formats=fmts, parts=parts, onnx_opset=ONNX_OPSET if 'onnx' in formats else None,
+                 not_a_dog=nd, formats=fmts, parts=parts, serving_files=serving, onnx_opset=ONNX_OPSET if 'onnx' in formats else None,
                  parity_tolerance=tol, **info,
                  versions={**versions(), 'onnx': _version('onnx'), 'onnxscript': _version('onnxscript'), 'onnxruntime': _version('onnxruntime')},
                  git_commit=git_commit(), created=datetime.now(timezone.utc).isoformat(),
                  export_seconds=round(time.time() - t0, 1), files=files)
         write_json(tmp/MANIFEST, m)
-        if int8 and int8_eval: _measure_int8(tmp, *int8_eval)
     return Path(dest)
 
 def _check_train_counts(tc, breeds) -> dict:
@@ -183,48 +206,6 @@ def _version(pkg):
     from importlib.metadata import version, PackageNotFoundError
     try: return version(pkg)
     except PackageNotFoundError: return None
-
-# %% ../nbs/13_export.ipynb #3fb934fe
-QUANTIZED_OPS = ['Conv', 'Gemm', 'MatMul']
-
-def quantize_int8(d:Path, photos:list, n:int=300) -> dict:
-    "Write `classifier.int8.onnx` and `model.int8.onnx` in the model folder `d`, calibrated on `n` of the photos `photos`."
-    import onnxruntime as ort
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-    d = Path(d)
-    chosen = list(photos)[::max(1, len(photos) // n)][:n]
-    pre = ort.InferenceSession(str(d/'preprocess.onnx'), providers=['CPUExecutionProvider'])
-    class Photos(CalibrationDataReader):
-        def __init__(self): self.it = iter(chosen)
-        def get_next(self):
-            f = next(self.it, None)
-            return None if f is None else {'input': pre.run(None, {'input': np.asarray(load_rgb(f))[None]})[0]}
-    staged = d/'.classifier.pre.onnx'
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            quant_pre_process(str(d/'classifier.onnx'), str(staged), skip_symbolic_shape=True)
-            quantize_static(str(staged), str(d/'classifier.int8.onnx'), Photos(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=QUANTIZED_OPS)
-    finally: staged.unlink(missing_ok=True)
-    join_onnx(d/'preprocess.onnx', d/'classifier.int8.onnx', d/'model.int8.onnx')
-    return dict(method='onnxruntime static quantization, QDQ, per-channel', weights='int8', activations='uint8',
-                ops=QUANTIZED_OPS, calibration_photos=len(chosen))
-
-def _accuracy(session, photos:list, labels:list, breeds:list) -> float:
-    hits = [breeds[int(session.run(None, {'input': np.asarray(load_rgb(f))[None]})[0].argmax())] == l for f, l in zip(photos, labels)]
-    return float(np.mean(hits)) if hits else float('nan')
-
-def _measure_int8(d:Path, photos:list, labels:list):
-    "Record in the manifest of `d` the top-1 of the INT8 and FP32 graphs on the photos `photos` of breeds `labels`."
-    import onnxruntime as ort
-    m = read_json(d/MANIFEST)
-    s = {k: ort.InferenceSession(str(d/m['formats'][k]), providers=['CPUExecutionProvider']) for k in ('onnx', 'onnx-int8')}
-    m['int8'].update(top1_int8=_accuracy(s['onnx-int8'], photos, labels, m['breeds']),
-                     top1_fp32=_accuracy(s['onnx'], photos, labels, m['breeds']), measured_on=f"{len(photos)} validation photos")
-    write_json(d/MANIFEST, m)
 
 # %% ../nbs/13_export.ipynb #3b60a405
 def _learner_size(learn) -> int:
@@ -258,15 +239,11 @@ def train_counts(run_dir) -> dict|None:
     counts = read_json(f).get('counts') or {}
     return {b: int(c['train']) for b, c in counts.items()} or None
 
-def export_run(run_dir, dest=None, overwrite:bool=False, int8:bool=False, **kwargs) -> Path:
-    "Export the run folder `run_dir` to `dest` (default `<run_dir>/model`); with `int8`, calibrated on its train photos and measured on its val photos."
+def export_run(run_dir, dest=None, overwrite:bool=False, **kwargs) -> Path:
+    "Export the run folder `run_dir` to `dest` (default `<run_dir>/model`)."
     model, p = load_run_model(run_dir)
-    if int8:
-        d = load_run_data(run_dir)
-        kwargs.update(calibration=[f for f, v in zip(d.items, d.is_valid) if not v],
-                      int8_eval=([f for f, v in zip(d.items, d.is_valid) if v], [l for l, v in zip(d.labels, d.is_valid) if v]))
     return export_model(model, p['breeds'], p['size'], dest or Path(run_dir)/'model', run_info(run_dir), overwrite=overwrite,
-                        not_a_dog=p.get('not_a_dog'), int8=int8, **kwargs)
+                        not_a_dog=p.get('not_a_dog'), **kwargs)
 
 # %% ../nbs/13_export.ipynb #4db5a925
 @call_parse
@@ -274,8 +251,7 @@ def export_cli(
     run_dir:str,              # a run folder written by `dogbreeds train`
     out:str=None,             # where to write the model folder (default: RUN_DIR/model)
     overwrite:bool=False,     # replace an existing model folder
-    int8:bool=False,          # also write the INT8 graphs (calibrated on the run's train photos, measured on its val photos)
 ):
     "Export a trained run to TorchScript + ONNX with a manifest."
-    d = export_run(run_dir, out, overwrite=overwrite, int8=int8)
+    d = export_run(run_dir, out, overwrite=overwrite)
     print(f"model exported to {d}")

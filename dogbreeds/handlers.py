@@ -23,10 +23,10 @@ __all__ = ['load_model', 'model_info', 'answer_request', 'Service', 'as_service'
            'input_fn', 'predict_fn', 'output_fn', 'Context', 'invoke']
 
 # %% ../nbs/21_handlers.ipynb #b340ad83
-def load_model(uri, threads:int|None=None, precision:str|None=None, **kwargs):
+def load_model(uri, threads:int|None=None, **kwargs):
     "A `Predictor` (ONNX Runtime) for the model folder or registry URI `uri`, with `.name` and `.version` set."
     t = time.perf_counter()
-    p = Predictor.load(uri, backend='onnx', threads=threads, precision=precision or config.get('PRECISION'), **kwargs)
+    p = Predictor.load(uri, backend='onnx', threads=threads, **kwargs)
     if is_model_uri(uri): p.name = parse_model_uri(str(uri))[1]
     p.version = p.version or folder_version(p.model_dir)
     observe.model_loaded(p, time.perf_counter() - t)  # the model info gauge, and the pull time
@@ -55,9 +55,9 @@ class Service:
         self.model, self.place = model, place if place is not None else PlacePrior()
 
     @classmethod
-    def load(cls, uri, threads:int|None=None, precision:str|None=None, **kwargs) -> Service:
+    def load(cls, uri, threads:int|None=None, **kwargs) -> Service:
         "The model folder or registry URI `uri` (see `load_model`) and the place prior the settings describe."
-        return cls(load_model(uri, threads, precision, **kwargs), PlacePrior.from_settings())
+        return cls(load_model(uri, threads, **kwargs), PlacePrior.from_settings())
 
     def __call__(self, req:Request) -> dict:
         "The answer to `req`: its feedback taken (`PlacePrior.feedback`), or its photo answered (`answer_request`)."

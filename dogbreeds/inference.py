@@ -19,47 +19,42 @@ from .core import *
 from .datasets import imagenet_classes
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'Prediction', 'Predictor', 'peak_rss_mb', 'measure', 'classify_cli']
+__all__ = ['pick_backend', 'serving_files', 'Prediction', 'Predictor', 'peak_rss_mb', 'measure', 'classify_cli']
 
 # %% ../nbs/20_inference.ipynb #d6e55864
-PRECISIONS = {'fp32': 'onnx', 'int8': 'onnx-int8'}  # precision -> the manifest's format key of its ONNX graphs
-
 class _OnnxBackend:
+    "The whole graph, loaded now; the two halves (for photos of different sizes in one batch) on first use."
     name = 'onnx'
-    def __init__(self, d:Path, m:dict, threads:int|None, precision:str='fp32'):
+    def __init__(self, d:Path, m:dict, threads:int|None):
         import onnxruntime as ort
-        so = ort.SessionOptions()
+        self.ort, self.threads, self.parts = ort, threads, {k: d/f for k, f in m.get('parts', {}).get('onnx', {}).items()}
+        self.model = self._session(d/m['formats']['onnx'], threads)
+        self._sessions, self._lock = {}, threading.Lock()
+    def _session(self, path:Path, threads:int|None):
+        so = self.ort.SessionOptions()
         if threads: so.intra_op_num_threads = threads
-        kw = dict(sess_options=so, providers=['CPUExecutionProvider'])
-        key = PRECISIONS[precision]
-        parts = m.get('parts', {}).get(key, {}) or m.get('parts', {}).get('onnx', {})
-        self.model = ort.InferenceSession(str(d/m['formats'][key]), **kw)
-        self.pre, self.cls = (ort.InferenceSession(str(d/parts[k]), **kw) if k in parts else None
-                              for k in ('preprocess', 'classifier'))
-        self._pre_path = d/parts['preprocess'] if 'preprocess' in parts else None
-        self._pre1, self._lock = None, threading.Lock()
-        if precision == 'int8': self.name = 'onnx-int8'
+        if threads == 1: so.inter_op_num_threads = 1
+        return self.ort.InferenceSession(str(path), sess_options=so, providers=['CPUExecutionProvider'])
+    def _part(self, part:str, one:bool=False):
+        "The session of `part` ('preprocess' or 'classifier'), made on first use; with `one`, a one-thread session of its own."
+        k = (part, one)
+        if k not in self._sessions:
+            if part not in self.parts: raise DogbreedsError(f"this model folder has no {part} graph: export it again")
+            with self._lock:
+                if k not in self._sessions: self._sessions[k] = self._session(self.parts[part], 1 if one else self.threads)
+        return self._sessions[k]
     def _run(self, s, x): return s.run(None, {s.get_inputs()[0].name: x})
     def run(self, x:np.ndarray) -> list: return self._run(self.model, x)
-    def preprocess(self, x:np.ndarray) -> np.ndarray: return self._run(self.pre, x)[0]
-    def classify(self, x:np.ndarray) -> list: return self._run(self.cls, x)
+    def preprocess(self, x:np.ndarray) -> np.ndarray: return self._run(self._part('preprocess'), x)[0]
+    def classify(self, x:np.ndarray) -> list: return self._run(self._part('classifier'), x)
     def preprocess_one(self, x:np.ndarray) -> np.ndarray:
-        "`preprocess` in the calling thread alone: a session of its own with one thread, made on first use."
-        if self._pre1 is None:
-            if self._pre_path is None: raise DogbreedsError("this model folder has no preprocess.onnx: export it again")
-            import onnxruntime as ort
-            with self._lock:
-                if self._pre1 is None:
-                    so = ort.SessionOptions()
-                    so.intra_op_num_threads = so.inter_op_num_threads = 1
-                    self._pre1 = ort.InferenceSession(str(self._pre_path), sess_options=so, providers=['CPUExecutionProvider'])
-        return self._run(self._pre1, x)[0]
+        "`preprocess` in the calling thread alone: a session of its own with one thread."
+        return self._run(self._part('preprocess', one=True), x)[0]
 
 class _TorchScriptBackend:
     name = 'torchscript'
-    def __init__(self, d:Path, m:dict, threads:int|None, precision:str='fp32'):
+    def __init__(self, d:Path, m:dict, threads:int|None):
         import torch
-        if precision != 'fp32': raise ParameterError(f"TorchScript models are fp32 only: use the onnx backend for {precision}")
         self.torch = torch
         if threads: torch.set_num_threads(threads)
         self.model = torch.jit.load(str(d/m['formats']['torchscript']), map_location='cpu').eval()
@@ -76,6 +71,23 @@ _BACKENDS = {'onnx': (_OnnxBackend, 'onnxruntime'), 'torchscript': (_TorchScript
 def _installed(mod:str) -> bool:
     import importlib.util
     return importlib.util.find_spec(mod) is not None
+
+def pick_backend(m:dict, backend:str='auto', where='this model') -> str:
+    "The backend that runs the model of manifest `m`: `backend`, or for 'auto' the first of onnx, torchscript it has and can run."
+    formats = m.get('formats', {})
+    if backend == 'auto':
+        backend = next((b for b in ('onnx', 'torchscript') if b in formats and _installed(_BACKENDS[b][1])), None)
+        if backend is None:
+            raise DogbreedsError(f"cannot run {where}: it has {sorted(formats)}; install onnxruntime (pip install 'dogbreeds[serve]') or torch")
+    if backend not in _BACKENDS: raise ParameterError(f"backend must be 'auto', 'onnx' or 'torchscript', got {backend!r}")
+    if backend not in formats: raise DogbreedsError(f"{where} has no {backend} model (it has {', '.join(formats)})")
+    if not _installed(_BACKENDS[backend][1]):
+        raise DogbreedsError(f"the {backend} backend needs {_BACKENDS[backend][1]}, which is not installed")
+    return backend
+
+def serving_files(m:dict, backend:str) -> list|None:
+    "The files of the model folder that `backend` loads (the manifest's `serving_files`); None for a manifest without them: all."
+    return (m.get('serving_files') or {}).get(backend)
 
 # %% ../nbs/20_inference.ipynb #5fc1b37b
 @dataclass
@@ -111,37 +123,24 @@ class Predictor:
     def load(cls,
              src,                       # a model folder or a registry URI (`s3://bucket/models/dogbreeds@production`)
              backend:str='auto',        # 'auto' (ONNX if it can), 'onnx' or 'torchscript'
-             verify:bool=True,          # check every file against its sha256 in the manifest before loading
+             verify:bool=True,          # check the files against their sha256 in the manifest before loading
              threads:int|None=None,     # threads per inference (default: the runtime's own choice)
-             precision:str='fp32',      # 'fp32', or 'int8' for a model exported with `--int8`
              **kwargs                   # to `Predictor`: `max_bytes`, `max_pixels`, `decode_threads`, `fast_decode`
             ) -> Predictor:
-        "Load a model folder or registry URI `src`; `backend` is 'auto', 'onnx' or 'torchscript', `precision` 'fp32' or 'int8'."
+        """Load a model folder or registry URI `src`; `backend` is 'auto', 'onnx' or 'torchscript'. From a registry, only
+        the files that backend loads are pulled (and the manifest); `verify` checks those against the manifest."""
         version = None
         s = str(src)
-        if precision not in PRECISIONS: raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         from dogbreeds.registry import is_model_uri, pull_model
         if is_model_uri(s):
-            src = pull_model(s)  # verified, cached in a folder named after the version
+            src = pull_model(s, files=lambda m: serving_files(m, pick_backend(m, backend, s)))  # verified, cached by version
             version = Path(src).name
         d = Path(src)
         if not d.is_dir(): raise DogbreedsError(f"model folder {d} not found")
-        m = verify_files(d) if verify else read_manifest(d)
-        formats = m.get('formats', {})
-        if precision != 'fp32':
-            if backend not in ('auto', 'onnx'): raise ParameterError(f"{precision} runs on the onnx backend only, not {backend}")
-            if PRECISIONS[precision] not in formats:
-                raise DogbreedsError(f"{d} has no {precision} model: export it with `dogbreeds export RUN --int8`")
-            backend = 'onnx'
-        if backend == 'auto':
-            backend = next((b for b in ('onnx', 'torchscript') if b in formats and _installed(_BACKENDS[b][1])), None)
-            if backend is None:
-                raise DogbreedsError(f"cannot run {d}: it has {sorted(formats)}; install onnxruntime (pip install 'dogbreeds[serve]') or torch")
-        if backend not in _BACKENDS: raise ParameterError(f"backend must be 'auto', 'onnx' or 'torchscript', got {backend!r}")
-        if backend not in formats: raise DogbreedsError(f"{d} has no {backend} model (it has {', '.join(formats)})")
-        if not _installed(_BACKENDS[backend][1]):
-            raise DogbreedsError(f"the {backend} backend needs {_BACKENDS[backend][1]}, which is not installed")
-        return cls(d, m, _BACKENDS[backend][0](d, m, threads, precision), version=version, **kwargs)
+        m = read_manifest(d)
+        backend = pick_backend(m, backend, d)
+        if verify: verify_files(d, m, only=serving_files(m, backend))
+        return cls(d, m, _BACKENDS[backend][0](d, m, threads), version=version, **kwargs)
 
     def __repr__(self):
         return (f"Predictor({self.name}{'@' + self.version if self.version else ''}: {len(self.breeds)} breeds, "

@@ -36,7 +36,8 @@ __all__ = ['ARCHS', 'OFFLINE_WHEEL', 'LAMS', 'RECIPES', 'Arch', 'get_arch', 'arc
            'ensure_pretrained_weights', 'weights_cli', 'imagenet_model', 'imagenet_classifier', 'TwoHeads',
            'BreedModel', 'build_model', 'imagenet_head', 'linear_head', 'build_learner', 'from_learner', 'LogProbs',
            'model_learner', 'onnx_session', 'square_photo', 'photo_batches', 'extract_features', 'head_outputs',
-           'fit_head', 'holdout_split', 'fit_heads', 'model_outputs', 'load_run_model', 'default_out_dir', 'versions']
+           'fit_head', 'kfold_splits', 'out_of_fold', 'beats_start', 'fit_heads', 'model_outputs', 'load_run_model',
+           'default_out_dir', 'versions']
 
 # %% ../nbs/11_learner.ipynb #eca5b8c9
 @dataclass(frozen=True)
@@ -336,50 +337,67 @@ def fit_head(X:np.ndarray, y:np.ndarray, W0:torch.Tensor, b0:torch.Tensor, lam:f
     with torch.enable_grad(): opt.step(closure)
     return W.detach(), b.detach()
 
-def holdout_split(y:np.ndarray, frac:float=0.15, seed:int=42) -> tuple[np.ndarray, np.ndarray]:
-    "Indices `(fit, held)`: `frac` of each class held out, drawn with `seed` (at least one photo kept to fit)."
-    rng, fit, held = np.random.RandomState(seed), [], []
-    for c in np.unique(y):
-        idx = np.where(y == c)[0]; rng.shuffle(idx)
-        k = min(len(idx) - 1, int(round(frac * len(idx))))
-        held += list(idx[:k]); fit += list(idx[k:])
-    return np.sort(fit), np.sort(held)
+def kfold_splits(y:np.ndarray, folds:int=5, seed:int=42) -> list[tuple[np.ndarray, np.ndarray]]:
+    "`(fit, held)` index pairs of stratified `folds`-fold cross-validation: each photo is held out exactly once."
+    from sklearn.model_selection import StratifiedKFold
+    return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros((len(y), 1)), y))
 
 def _score(p:np.ndarray, y:np.ndarray) -> tuple[float, float]:
     "(top-1, minus the log loss): better is larger, compared in that order."
     return float((p.argmax(1) == y).mean()), float(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean())
 
+def _soft(X, W, b) -> np.ndarray: return F.softmax(torch.as_tensor(X) @ W.T + b, 1).numpy()
+
+def out_of_fold(X:np.ndarray, y:np.ndarray, W0:torch.Tensor, b0:torch.Tensor, lams, splits:list) -> dict:
+    "Candidate (`'start'`, then each L2-SP `lam`) -> its probabilities for every photo of `X`, each from the fold that held it out."
+    out = {'start': _soft(X, W0, b0)}
+    for lam in lams:
+        out[lam] = np.zeros_like(out['start'])
+        for f, h in splits: out[lam][h] = _soft(X[h], *fit_head(X[f], y[f], W0, b0, lam))
+    return out
+
+def beats_start(p:np.ndarray, p0:np.ndarray, y:np.ndarray, alpha:float=0.05) -> tuple[bool, dict]:
+    "Does `p` beat the start `p0` on labels `y`? One-sided sign test on the photos one gets right and the other wrong."
+    from scipy.stats import binomtest
+    right, right0 = p.argmax(1) == y, p0.argmax(1) == y
+    fixed, broken = int((right & ~right0).sum()), int((right0 & ~right).sum())
+    pv = binomtest(fixed, fixed + broken, 0.5, alternative='greater').pvalue if fixed > broken else 1.0
+    return pv < alpha, dict(fixed=fixed, broken=broken, p_value=float(pv))
+
+# %% ../nbs/11_learner.ipynb #e1cb1746
 LAMS = (0.1, 0.3, 1.0, 3.0)  # L2-SP strengths tried
 
-def fit_heads(model:BreedModel, Xtr:list, ytr:np.ndarray, lams=LAMS, holdout:float=0.15, seed:int=42) -> dict:
-    "Fit `model`'s breed classifiers (in place) on the members' train features `Xtr`; choose `lam` and the weights on a held-out part."
-    fit_i, held_i = holdout_split(ytr, holdout, seed)
+def _keep(model:BreedModel, rep:dict, why:str) -> dict:
+    "Keep `model`'s start (ImageNet's rows, equal weights), saying why."
+    for m in rep['members'].values(): m['lam'] = 'start'
+    return {**rep, 'weights': [round(float(w), 4) for w in model.weights], 'kept_start': why}
+
+def fit_heads(model:BreedModel, Xtr:list, ytr:np.ndarray, lams=LAMS, folds:int=5, seed:int=42, alpha:float=0.05) -> dict:
+    "Fit `model`'s breed classifiers (in place) on the members' train features `Xtr`; choose `lam` and the weights by k-fold."
+    names = [str(a) for a in (model.archs or range(len(Xtr)))]
+    rep = dict(folds=0, n_held=0, members={n: dict(lam='start') for n in names}, kept_start=None)
+    k = min(folds, int(np.unique(ytr, return_counts=True)[1].min()) if len(ytr) else 0)
+    if k < 2: return _keep(model, rep, f"a breed has {max(k, 0)} train photo(s): none can be held out to judge a fitted head")
+    splits = kfold_splits(ytr, k, seed)
     start = [(m.breed.weight.detach().clone(), m.breed.bias.detach().clone()) for m in model.members]
-    soft = lambda X, W, b: F.softmax(torch.as_tensor(X) @ W.T + b, 1).numpy()
-    rep, held_p, start_p = dict(n_fit=len(fit_i), n_held=len(held_i), members={}), [], []
-    for m, a, X, (W0, b0) in zip(model.members, model.archs or range(len(start)), Xtr, start):
-        # 'start' (ImageNet's rows unchanged) is a candidate too, tried first so that it wins ties:
-        # the recipe keeps its start unless a fitted head does better on photos it did not fit.
-        tried = {'start': soft(X[held_i], W0, b0)}
-        tried.update({lam: soft(X[held_i], *fit_head(X[fit_i], ytr[fit_i], W0, b0, lam)) for lam in lams})
-        lam = max(tried, key=lambda l: _score(tried[l], ytr[held_i]))
-        held_p.append(tried[lam]); start_p.append(tried['start'])
-        rep['members'][str(a)] = dict(lam=lam, held_top1={str(l): _score(p, ytr[held_i])[0] for l, p in tried.items()})
-    if len(held_p) == 2:
-        grid = np.round(np.arange(0, 1.01, 0.1), 1)
-        w0 = max(grid, key=lambda w: _score(w * held_p[0] + (1 - w) * held_p[1], ytr[held_i]))
-        weights = [float(w0), float(1 - w0)]
-    else: weights = [1.0] * len(held_p)
+    oof, start_p = [], []
+    for m, a, X, (W0, b0) in zip(model.members, names, Xtr, start):
+        tried = out_of_fold(X, ytr, W0, b0, lams, splits)  # 'start' first: it wins ties
+        lam = max(tried, key=lambda l: _score(tried[l], ytr))
+        oof.append(tried[lam]); start_p.append(tried['start'])
+        rep['members'][a] = dict(lam=lam, held_top1={str(l): round(_score(p, ytr)[0], 4) for l, p in tried.items()})
+    grid = [round(w, 1) for w in np.arange(0, 1.01, 0.1)] if len(oof) == 2 else [1.0]
+    w0 = max(grid, key=lambda w: _score(w * oof[0] + (1 - w) * oof[-1], ytr)) if len(oof) == 2 else 1.0
+    weights = [w0, round(1 - w0, 1)] if len(oof) == 2 else [1.0]
     mix = lambda ps, ws: sum(w * p for w, p in zip(ws, ps)) / sum(ws)
-    start_w = [float(w) for w in model.weights]
-    fitted = _score(mix(held_p, weights), ytr[held_i])
-    begun = _score(mix(start_p, start_w), ytr[held_i])
-    rep.update(weights=weights, held_top1=fitted[0], held_top1_start=begun[0])
-    if begun >= fitted:  # the fitted ensemble does no better than the start on held-out photos: keep the start
-        for m in rep['members'].values(): m['lam'] = 'start'
-        weights = rep['weights'] = start_w
+    fitted, begun = mix(oof, weights), mix(start_p, [float(w) for w in model.weights])
+    better, test = beats_start(fitted, begun, ytr, alpha)
+    rep.update(folds=k, n_held=len(ytr), weights=weights, held_top1=round(_score(fitted, ytr)[0], 4),
+               held_top1_start=round(_score(begun, ytr)[0], 4), sign_test=test)
+    if not better: return _keep(model, rep, f"the fitted heads fix {test['fixed']} held-out train photos and break "
+                                f"{test['broken']} (sign test p = {test['p_value']:.2g}, not below {alpha})")
     with torch.no_grad():
-        for m, a, X, (W0, b0) in zip(model.members, rep['members'], Xtr, start):
+        for m, a, X, (W0, b0) in zip(model.members, names, Xtr, start):
             lam = rep['members'][a]['lam']
             if lam != 'start': m.breed.weight[:], m.breed.bias[:] = fit_head(X, ytr, W0, b0, lam)
         w = torch.tensor(weights); model.weights[:] = w / w.sum()

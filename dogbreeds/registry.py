@@ -18,7 +18,7 @@ from fastcore.script import call_parse
 from . import config
 from .aws import NO_CREDENTIALS, aws_errors, client as aws_client, parse_s3_uri, sse_args
 from .core import DogbreedsError, IntegrityError, ParameterError, MANIFEST, file_record, interactive
-from .core import sha256_file, staged_dir, verify_files
+from .core import read_json, sha256_file, staged_dir, verify_files
 
 # %% auto #0
 __all__ = ['DEFAULT_ALIAS', 'MiB', 'VERSION_RE', 'NAME_RE', 'ALIAS_RE', 'CLAIM', 'RegistryError', 'RegistryAccessError',
@@ -483,7 +483,8 @@ def delete(self:Registry, name:str, version:str, reason:str=''):
 
 # %% ../nbs/05_registry.ipynb #b2f46e97
 @patch
-def _download(self:Registry, name:str, version:str, manifest_sha256:str, into:Path):
+def _manifest(self:Registry, name:str, version:str, manifest_sha256:str) -> bytes:
+    "The manifest of `name@version`, checked against the sha256 recorded at push."
     vdir = self._vdir(name, version)
     try: manifest = self.backend.get_bytes(f"{vdir}/{MANIFEST}")
     except _Missing: raise IntegrityError(f"pull refused: {MANIFEST} of {name}@{version} is missing from "
@@ -493,8 +494,17 @@ def _download(self:Registry, name:str, version:str, manifest_sha256:str, into:Pa
         raise IntegrityError(f"pull refused: {MANIFEST} of {name}@{version} does not match the sha256 recorded at push "
                              f"({got[:12]}..., expected {manifest_sha256[:12]}...): {self.backend.where(f'{vdir}/{MANIFEST}')} "
                              "was altered or corrupted")
-    files = json.loads(manifest)['files']
-    _check_file_names(files, f"{name}@{version}")
+    return manifest
+
+@patch
+def _download(self:Registry, name:str, version:str, manifest_sha256:str, into:Path, files:list|None=None):
+    "Download the files `files` of `name@version` (default: all) and its manifest into `into`, each checked."
+    vdir, manifest = self._vdir(name, version), self._manifest(name, version, manifest_sha256)
+    listed = json.loads(manifest)['files']
+    _check_file_names(listed, f"{name}@{version}")
+    if files is not None and (unknown := sorted(set(files) - set(listed))):
+        raise RegistryError(f"{name}@{version} has no {', '.join(unknown)} (it has {_short(sorted(listed))})")
+    files = {fn: listed[fn] for fn in (listed if files is None else files)}
     with self._bar(sum(r['bytes'] for r in files.values()), f"pull {name}") as cb:
         for fn, want in files.items():
             key, dst = f"{vdir}/{fn}", into/fn
@@ -510,13 +520,14 @@ def _download(self:Registry, name:str, version:str, manifest_sha256:str, into:Pa
     (into/MANIFEST).write_bytes(manifest)
 
 @patch
-def pull(self:Registry, name:str, ref:str=DEFAULT_ALIAS, dest=None, overwrite:bool=False) -> Path:
-    "Download the version of `name` that `ref` names into the new folder `dest` (default `./NAME-VERSION`), verified."
+def pull(self:Registry, name:str, ref:str=DEFAULT_ALIAS, dest=None, overwrite:bool=False, files:list|None=None) -> Path:
+    """Download the version of `name` that `ref` names into the new folder `dest` (default `./NAME-VERSION`), verified;
+    with `files`, only those files of it (and its manifest)."""
     version, sha = self._resolve(name, ref)
     dest = Path(dest) if dest else Path(f"{name}-{version}")
     if dest.exists() and not overwrite:
         raise RegistryError(f"{dest} already exists: pull into a new folder, or overwrite it (--overwrite)")
-    with staged_dir(dest, overwrite=True) as tmp: self._download(name, version, sha, tmp)
+    with staged_dir(dest, overwrite=True) as tmp: self._download(name, version, sha, tmp, files)
     return dest
 
 # %% ../nbs/05_registry.ipynb #98f8d337
@@ -526,23 +537,41 @@ def default_cache() -> Path:
     if config.platform('AWS_LAMBDA_FUNCTION_NAME'): return Path('/tmp/dogbreeds-models')
     return Path.home()/'.cache'/'dogbreeds'/'models'
 
-def _cached(folder:Path, manifest_sha256:str) -> bool:
-    try: return sha256_file(folder/MANIFEST) == manifest_sha256 and bool(verify_files(folder))
+def _cached(folder:Path, manifest_sha256:str, files:list|None=None) -> bool:
+    try: return sha256_file(folder/MANIFEST) == manifest_sha256 and bool(verify_files(folder, only=files))
     except (DogbreedsError, OSError, ValueError, KeyError, TypeError): return False
 
-def pull_model(uri:str, dest_root=None, **registry_kwargs) -> Path:
-    "The verified local folder of the model that `REGISTRY/NAME@REF` names, pulled unless already cached."
+def _wanted(reg:Registry, name:str, version:str, sha:str, dest:Path, files) -> list|None:
+    "`files` as a list of names (None: all): a function of the manifest is called with the cached or the registry's manifest."
+    if not callable(files): return None if files is None else list(files)
+    try:
+        if sha256_file(dest/MANIFEST) == sha: return files(read_json(dest/MANIFEST))
+    except OSError: pass
+    return files(json.loads(reg._manifest(name, version, sha)))
+
+def _keep_cached(dest:Path, fresh:Path, files:list):
+    "Copy into `fresh` the verified files of the cached `dest` that were not asked for this time (another backend's)."
+    m = read_json(fresh/MANIFEST)
+    for f in set(m['files']) - set(files):
+        if (dest/f).is_file() and not (fresh/f).exists() and _cached(dest, sha256_file(fresh/MANIFEST), [f]):
+            shutil.copy2(dest/f, fresh/f)
+
+def pull_model(uri:str, dest_root=None, files=None, **registry_kwargs) -> Path:
+    """The verified local folder of the model that `REGISTRY/NAME@REF` names, pulled unless already cached. `files`: only
+    these of its files (and its manifest), or a function of the manifest that names them; None: every file."""
     reg_uri, name, ref = parse_model_uri(uri)
     reg = Registry(reg_uri, **{'progress': False, **registry_kwargs})
     version, sha = reg._resolve(name, ref)
     dest = Path(dest_root or default_cache())/name/version
-    if dest.is_dir() and _cached(dest, sha): return dest
-    fresh = reg.pull(name, version, dest.with_name(f".{version}.{secrets.token_hex(4)}.pulling"))
+    files = _wanted(reg, name, version, sha, dest, files)
+    if dest.is_dir() and _cached(dest, sha, files): return dest
+    fresh = reg.pull(name, version, dest.with_name(f".{version}.{secrets.token_hex(4)}.pulling"), files=files)
     try:
-        if dest.exists() and not _cached(dest, sha): shutil.rmtree(dest, ignore_errors=True)  # a damaged copy
+        if files is not None and dest.is_dir(): _keep_cached(dest, fresh, files)
+        if dest.exists() and not _cached(dest, sha, files): shutil.rmtree(dest, ignore_errors=True)  # damaged, or without these files
         os.rename(fresh, dest)
     except OSError:  # another process (a second worker starting cold) put its verified copy there first
-        if not (dest.is_dir() and _cached(dest, sha)): raise
+        if not (dest.is_dir() and _cached(dest, sha, files)): raise
     finally: shutil.rmtree(fresh, ignore_errors=True)
     return dest
 

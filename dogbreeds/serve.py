@@ -247,13 +247,12 @@ def metrics_route() -> bool:
 
 # %% ../nbs/23_serve.ipynb #329e323b
 def serve(model:str|None=None, host:str|None=None, port:int|None=None, workers:int|None=None, threads:int|None=None,
-          log_level:str='info', precision:str|None=None):
+          log_level:str='info'):
     "Run the HTTP server (uvicorn) until it is stopped; options left out come from the environment (see above)."
     try: import uvicorn, fastapi  # noqa: F401
     except ImportError: raise DogbreedsError("dogbreeds serve needs FastAPI and uvicorn: pip install 'dogbreeds[serve-http]'") from None
     if model: config.put('MODEL_URI', model)  # worker processes read their settings from the environment
     if threads: config.put('DOGBREEDS_THREADS', threads)
-    if precision: config.put('PRECISION', precision)
     host = host or config.get('SERVE_HOST')
     port = port if port is not None else config.get_int('SERVE_PORT')
     workers = workers if workers is not None else config.get_int('SERVE_WORKERS')
@@ -277,10 +276,9 @@ def serve_cli(
     workers:int=None,         # worker processes, each with the model (default: $SERVE_WORKERS, else 1)
     threads:int=None,         # ONNX Runtime threads per inference (default: its own choice)
     log_level:str='info',     # uvicorn's log level
-    precision:str=None,       # fp32 or int8 (default: $PRECISION, else fp32)
 ):
     "Serve the model over HTTP: GET /ping, POST /invocations (SageMaker's container contract)."
-    serve(model, host, port, workers, threads, log_level, precision)
+    serve(model, host, port, workers, threads, log_level)
 
 # %% ../nbs/23_serve.ipynb #e5c0a702
 def execution_parameters(workers:int|None=None) -> dict:

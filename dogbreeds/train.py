@@ -178,7 +178,9 @@ def _fit_imagenet_heads(d:BreedData, arch:str, size:int, tta:bool, seed:int, tmp
                   top1_imagenet_rows=rows[0][4], top1=rows[1][4])
     dog_train = head_outputs(model, Xtr)[1][:, list(DOG_CLASSES)].sum(1)
     say(f"ImageNet's rows {rows[0][4]:.4f} -> fitted {rows[1][4]:.4f} top-1 on the validation photos "
-        f"(lam {', '.join(str(m['lam']) for m in report['members'].values())}; weights {report['weights']})")
+        f"(lam {', '.join(str(m['lam']) for m in report['members'].values())}; "
+        f"weights {', '.join(f'{w:.2f}' for w in report['weights'])})")
+    if report['kept_start']: say(f"kept ImageNet's rows: {report['kept_start']}")
     return model, probs, imagenet, dog_train, report
 
 LAUNCHER = None  # set by dogbreeds.distributed: runs `train(nproc=N)` as N processes
@@ -198,7 +200,7 @@ def _fine_tune(learn, d:BreedData, epochs:int, freeze_epochs:int, lr, tmp:Path, 
 def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=224, recipe:str='imagenet-head',
           epochs:int=3, freeze_epochs:int=1, lr:float|None=None, bs:int=64, seed:int=42, out_dir=None,
           run_name:str|None=None, valid_pct:float=0.2, tta:bool=False, head_init:str='imagenet',
-          num_workers:int|None=None, verify:bool=True, export:bool=True, int8:bool=False, quiet:bool=False,
+          num_workers:int|None=None, verify:bool=True, export:bool=True, quiet:bool=False,
           nproc:int=1, cbs:list|None=None, tracking_uri:str|None=None, experiment:str|None=None, distrib=None) -> TrainResult:
     "Train, evaluate and save a run; see the table above for what lands in `out_dir/run_name/`."
     params = check_params(dict(data=data, arch=arch, size=size, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs,
@@ -208,7 +210,7 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
     if (nproc > 1 or config.get_int('DOGBREEDS_DDP_NODES') > 1) and distrib is None:  # start the N processes (dogbreeds.distributed
         # registers LAUNCHER; it builds on this module); across machines, even one process per machine goes through it
         if LAUNCHER is None: raise ParameterError("nproc > 1 runs through dogbreeds.distributed: import it, or use `dogbreeds train --nproc N`")
-        return LAUNCHER(params, dict(head_init=head_init, num_workers=num_workers, verify=verify, int8=int8, quiet=quiet,
+        return LAUNCHER(params, dict(head_init=head_init, num_workers=num_workers, verify=verify, quiet=quiet,
                                      tracking_uri=tracking_uri, experiment=experiment))
     if recipe == 'imagenet-head':  # no epochs and no learning rate: say so in the run's params
         params.update(epochs=0, freeze_epochs=0, lr=None)
@@ -228,7 +230,7 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
     gpu = recipe == 'fine-tune' and torch.cuda.is_available()
     if recipe == 'fine-tune':
         learn = build_learner(make_dls(d, size=size, bs=distrib.local_bs(bs) if distrib else bs, num_workers=num_workers, seed=seed), arch, d.imagenet_ids, head_init=head_init)
-    _track_start(tracker, run_name, params, d, head_init=head_init, int8=int8)
+    _track_start(tracker, run_name, params, d, head_init=head_init)
     with staged_dir(final) as tmp:
         trained = False
         try:
@@ -278,11 +280,7 @@ def train(data='sample', arch:str='mobilenet_v2+efficientnet_lite0', size:int=22
             if mlflow := tracker.record(): info['mlflow'] = mlflow  # the run's id and where it is: in params.json and the manifest
             write_json(tmp/'params.json', info)
             if export:
-                kw = {}
-                if int8:
-                    kw = dict(int8=True, calibration=[f for f, v in zip(d.items, d.is_valid) if not v],
-                              int8_eval=([d.items[i] for i in vi], [d.labels[i] for i in vi]))
-                export_model(model, list(d.breeds), size, tmp/'model', {**run_info(tmp), 'run': run_name}, not_a_dog=nd, **kw)
+                export_model(model, list(d.breeds), size, tmp/'model', {**run_info(tmp), 'run': run_name}, not_a_dog=nd)
             learn.logger, learn.path = print, final
             learn.export(tmp/'learner.pkl')
         except BaseException as e:
@@ -332,7 +330,6 @@ def train_cli(
     valid_pct:float=0.2,      # validation share when the data has no split
     tta:bool=False,           # average each photo with its mirror image
     no_export:bool=False,     # skip writing TorchScript + ONNX to <run>/model/
-    int8:bool=False,          # also write the INT8 model, measured on the validation photos
     quiet:bool=False,         # no progress bars
     nproc:int=1,              # fine-tune: data-parallel processes (PyTorch DDP; one per GPU, or gloo on CPU)
     params_File:Annotated[str, "a YAML file of parameters (NAME: VALUE per line, as `retrain -f` reads); options given override it"]=None,
@@ -341,6 +338,6 @@ def train_cli(
 ):
     "Train, evaluate and save a dog-breed classifier."
     kw = dict(data=data, arch=arch, size=size, recipe=recipe, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, bs=batch_size,
-              seed=seed, out_dir=out_dir, run_name=run_name, valid_pct=valid_pct, tta=tta, export=not no_export, int8=int8,
+              seed=seed, out_dir=out_dir, run_name=run_name, valid_pct=valid_pct, tta=tta, export=not no_export,
               quiet=quiet, nproc=nproc, tracking_uri=tracking_uri, experiment=experiment)
     train(**(params_from_file(params_File, kw) if params_File else kw))

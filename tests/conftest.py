@@ -44,10 +44,10 @@ def trained_run(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def head_run(tmp_path_factory):
-    "A run of the default recipe (the two-network ensemble, classifiers fitted on frozen ImageNet bodies) on the sample, with INT8."
+    "A run of the default recipe (the two-network ensemble, classifiers fitted on frozen ImageNet bodies) on the sample."
     from dogbreeds.train import train
     out = tmp_path_factory.mktemp('head')
-    return train('sample', size=128, int8=True, quiet=True, out_dir=out, run_name='head')
+    return train('sample', size=128, quiet=True, out_dir=out, run_name='head')
 
 
 @pytest.fixture(scope='session')
@@ -125,3 +125,18 @@ def aws(monkeypatch):
     for k, v in dict(AWS_ACCESS_KEY_ID='test', AWS_SECRET_ACCESS_KEY='test', AWS_DEFAULT_REGION='us-east-1').items(): monkeypatch.setenv(k, v)
     with moto.mock_aws():
         yield boto3.session.Session(region_name='us-east-1')
+
+
+@pytest.fixture(scope='module')
+def pg():
+    "A real PostgreSQL 15 server (run as the postgres user), one per test module."
+    import tempfile
+    from dogbreeds.testing import PostgreSQL
+    with PostgreSQL(tempfile.mkdtemp()) as server: yield server
+
+
+@pytest.fixture(scope='module')
+def redis_server():
+    "A real Redis server on a free port, one per test module."
+    from dogbreeds.testing import Redis
+    with Redis() as server: yield server

@@ -67,7 +67,7 @@ def test_predictor_page_documents_its_parameters(site):
     load = text(load[:load.index('</section>')]).replace('&#39;', "'")
     # show_doc writes each parameter with its type, default and docment (nbdev 3 puts them in the signature)
     for param, says in [('src', 'registry URI'), ("backend:str='auto'", 'torchscript'), ('verify:bool=True', 'sha256'),
-                        ('threads:int | None=None', 'threads per inference'), ("precision:str='fp32'", 'int8')]:
+                        ('threads:int | None=None', 'threads per inference')]:
         flat = load.replace(' ', '')
         assert re.search(re.escape(param.replace(' ', '') + ',#') + '[^#]*' + re.escape(says.replace(' ', '')), flat), \
             (param, load[:900])

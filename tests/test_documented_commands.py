@@ -111,3 +111,15 @@ def test_a_refused_line_fails():
 def test_documented_command_parses(where, kind, line):
     try: check(line, whole=kind == 'block')
     except Refused as e: pytest.fail(f"{where} shows `{line}`, which dogbreeds refuses: {e}")
+
+
+def test_the_product_speaks_of_itself():
+    "Docs, code and tests say what a thing is, not which issue brought it ('issue 14')."
+    root = Path(__file__).parents[1]
+    files = [p for d in ('nbs', 'dogbreeds', 'tests', 'benchmarks', 'scripts', 'deploy', 'docker') for p in (root / d).rglob('*')
+             if p.is_file() and p.suffix in ('.py', '.ipynb', '.md', '.yml', '.yaml', '.toml', '.sql', '') and 'results' not in p.parts]
+    files += [root / 'README.md', root / 'pyproject.toml', root / 'Makefile']
+    pat = re.compile(r'\bissues? #?\d+', re.I)
+    said = [f"{p.relative_to(root)}: {m[0]}" for p in files for m in pat.finditer(p.read_text(errors='ignore'))
+            if p.name != 'test_documented_commands.py']
+    assert not said, said

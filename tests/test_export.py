@@ -50,7 +50,12 @@ def test_manifest(trained_run, model_dir):
     assert m['data']['source'] == 'imagewoof' and m['data']['n_valid'] == 80
     assert m['versions']['torch'] == torch.__version__ and m['versions']['onnx']
     assert m['created'] and (m['git_commit'] is None or len(m['git_commit']) >= 40)
-    assert set(m['files']) == {'model.pt', 'model.onnx', 'preprocess.onnx', 'classifier.onnx'}
+    assert set(m['files']) == {'model.pt', 'model.onnx', 'model.onnx.data', 'preprocess.onnx', 'classifier.onnx'}
+    # each weight stored once in the ONNX files: the graphs point into model.onnx.data
+    graphs = sum(m['files'][f]['bytes'] for f in ('model.onnx', 'preprocess.onnx', 'classifier.onnx'))
+    assert graphs < m['files']['model.onnx.data']['bytes'] / 10
+    assert m['serving_files'] == {'onnx': ['model.onnx', 'model.onnx.data', 'preprocess.onnx', 'classifier.onnx'],
+                                  'torchscript': ['model.pt']}
     for name, rec in m['files'].items():
         assert rec['sha256'] == sha256_file(model_dir / name) and rec['bytes'] == (model_dir / name).stat().st_size
 
@@ -63,7 +68,7 @@ def test_export_run_rebuilds_without_pickle(trained_run, model_dir, tmp_path, ph
     a, b = (ort.InferenceSession(str(p / 'model.onnx')) for p in (model_dir, d))
     x = np.array(load_rgb(photos[0]))[None]
     assert np.array_equal(a.run(None, {'input': x})[0], b.run(None, {'input': x})[0])
-    assert set(read_json(d / 'manifest.json')['files']) == {'model.onnx', 'preprocess.onnx', 'classifier.onnx'}
+    assert set(read_json(d / 'manifest.json')['files']) == {'model.onnx', 'model.onnx.data', 'preprocess.onnx', 'classifier.onnx'}
 
 
 def test_export_cli(trained_run, tmp_path):

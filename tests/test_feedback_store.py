@@ -1,7 +1,7 @@
-"""Issue 24, the store's side: feedback votes apart from the curated observations, one per token, capped at a fraction
+"""The store's side of feedback that cannot be forged: feedback votes apart from the curated observations, one per token, capped at a fraction
 of each cell's curated count and fading with age, a per-source limit, and a revert that restores the answers and that
 every process's cache (in-process LRU, real Redis) forgets; on SQLite and on a real PostgreSQL."""
-import tempfile, time
+import time
 
 import pytest
 
@@ -9,7 +9,7 @@ from dogbreeds.featurestore import DAY, FeatureStore, bounded, parse_since
 from dogbreeds.geo import cells, combine
 from dogbreeds.geocache import GeoLookup, LRUCache, RedisCache
 from dogbreeds.protocol import RequestError
-from dogbreeds.testing import BREEDS, PostgreSQL, Redis
+from dogbreeds.testing import BREEDS
 from dogbreeds.tokens import Signer, TokenUsed
 
 SYDNEY, OSLO = (-33.87, 151.21), (59.91, 10.75)
@@ -20,16 +20,6 @@ SHIFT = CAP / (1 + CAP)          # the most a breed's share in a cell can move, 
 
 def grant(point, model='v1'):
     return SIGNER.verify(SIGNER.sign('r', None, cells(*point), model))
-
-
-@pytest.fixture(scope='module')
-def pg():
-    with PostgreSQL(tempfile.mkdtemp()) as server: yield server
-
-
-@pytest.fixture(scope='module')
-def redis_server():
-    with Redis() as server: yield server
 
 
 def fresh(request, tmp_path, **kw) -> FeatureStore:
@@ -146,8 +136,8 @@ def test_revert_is_audited_and_every_cache_forgets(kind, request, tmp_path):
     a.vote(grant(SYDNEY), 'beagle', 'honest')
     poisoned = b.lookup(*SYDNEY)[0].counts
     assert poisoned['dingo'] > clean['dingo'] and b.lookup(*SYDNEY)[1]['source'] == 'cache'
-    main(['geo', 'feedback', 'list', '--db', str(db), '--since', '1h', '--source', 'poisoner'])
-    main(['geo', 'feedback', 'revert', '--db', str(db), '--since', str(t), '--source', 'poisoner'])
+    main(['geo', 'feedback', 'list', '--geo-db', str(db), '--since', '1h', '--source', 'poisoner'])
+    main(['geo', 'feedback', 'revert', '--geo-db', str(db), '--since', str(t), '--source', 'poisoner'])
     for g in (a, b):                       # both services: the cells are read again, without the poisoner's votes
         p, info = g.lookup(*SYDNEY)
         assert p.counts == dict(clean, beagle=clean['beagle'] + 1)
@@ -164,10 +154,10 @@ def test_cli_feedback_list_and_revert_output(tmp_path, capsys):
     s = FeatureStore(db, source_limit=0)
     s.add_many([(*SYDNEY, 'beagle', 100)])
     s.vote(grant(SYDNEY), 'dingo', 'k:abc')
-    main(['geo', 'feedback', 'list', '--db', str(db), '--since', '10m'])
+    main(['geo', 'feedback', 'list', '--geo-db', str(db), '--since', '10m'])
     out = capsys.readouterr().out
     assert 'k:abc' in out and 'dingo' in out and 'live' in out and cells(*SYDNEY)[0] in out
-    with pytest.raises(SystemExit): main(['geo', 'feedback', 'revert', '--db', str(db)])   # --since is required
-    main(['geo', 'feedback', 'revert', '--db', str(db), '--since', '0'])
+    with pytest.raises(SystemExit): main(['geo', 'feedback', 'revert', '--geo-db', str(db)])   # --since is required
+    main(['geo', 'feedback', 'revert', '--geo-db', str(db), '--since', '0'])
     assert 'reverted 1 votes' in capsys.readouterr().out
     assert parse_since('1d', 1_000_000) == 1_000_000 - 86400

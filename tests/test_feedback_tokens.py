@@ -1,9 +1,9 @@
-"""Issue 24, end to end: feedback that cannot be forged. Through the Lambda handler (direct), `dogbreeds serve` and the
+"""End to end: feedback that cannot be forged. Through the Lambda handler (direct), `dogbreeds serve` and the
 SageMaker handler functions, on SQLite and on a real PostgreSQL, with the in-process LRU and with a real Redis:
 forged feedback is refused and changes nothing; a real answer's token counts once (409 after), altered 403, expired 410,
 another model 403, the previous key still works after a rotation; a flood of valid tokens moves a cell and the global
 fallback by at most the cap; a revert restores the answers; FEEDBACK_API_KEYS guards serve's feedback route only."""
-import base64, json, tempfile, time, uuid
+import base64, json, time, uuid
 
 import pytest
 
@@ -11,7 +11,7 @@ from dogbreeds import lambda_handler as lh
 from dogbreeds.featurestore import FeatureStore
 from dogbreeds.geo import cells
 from dogbreeds.geocache import RedisCache
-from dogbreeds.testing import BREEDS, PostgreSQL, Redis, toy_model
+from dogbreeds.testing import BREEDS, toy_model
 
 SYDNEY, OSLO = (-33.87, 151.21), (59.91, 10.75)
 KEY, OLD_KEY = 'current-key-' + 'c' * 32, 'previous-key-' + 'p' * 32
@@ -23,16 +23,6 @@ def ambiguous() -> bytes:
     b = io.BytesIO(); Image.new('RGB', (32, 32), (224, 224, 96)).save(b, 'PNG'); return b.getvalue()
 
 JPEG = ambiguous()
-
-
-@pytest.fixture(scope='module')
-def pg():
-    with PostgreSQL(tempfile.mkdtemp()) as server: yield server
-
-
-@pytest.fixture(scope='module')
-def redis_server():
-    with Redis() as server: yield server
 
 
 @pytest.fixture(params=[('sqlite', 'lru'), ('sqlite', 'redis'), ('postgresql', 'lru'), ('postgresql', 'redis')],
@@ -147,7 +137,7 @@ def test_a_flood_of_valid_tokens_moves_a_cell_and_the_global_fallback_by_at_most
     assert d1 > d0 and next(iter(with_prior(after_s))) == next(iter(with_prior(before_s)))   # the top breed stays
     geo = lh.get_service().place.geo
     geo.audit_poll = geo.audit_next = 0                                          # (every 10 s in service) it reads the audit trail
-    main(['geo', 'feedback', 'revert', '--db', service['db'], '--since', str(t), '--source', 'lambda:direct'])
+    main(['geo', 'feedback', 'revert', '--geo-db', service['db'], '--since', str(t), '--source', 'lambda:direct'])
     assert close(with_prior(answer(SYDNEY)), with_prior(before_s), 1e-9) and close(with_prior(answer(OSLO)), with_prior(before_o), 1e-9)
     assert store.audit()[-1]['votes'] == 300
     assert feedback(dict(feedback_token=tokens[0], breed='dingo'))['statusCode'] == 409   # reverted tokens stay used

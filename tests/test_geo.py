@@ -1,6 +1,6 @@
 """Where the photo was taken: coordinates from EXIF GPS (photos made with Pillow) and explicit ones; the feature store on SQLite and on a
 real PostgreSQL; the cache in process and on a real Redis; feedback, backing off, and both outages."""
-import base64, io, tempfile, threading, time
+import base64, io, threading, time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -66,13 +66,7 @@ def test_combine_moves_the_answer_toward_the_place():
     assert probs['kelpie'] < weak['kelpie'] < combine(probs, {'kelpie': 200}, alpha=1)['kelpie']
 
 
-@pytest.fixture(scope='module')
-def pg():
-    with PostgreSQL(tempfile.mkdtemp()) as server: yield server
 
-@pytest.fixture(scope='module')
-def redis_server():
-    with Redis() as server: yield server
 
 @pytest.fixture(params=['sqlite', 'postgresql'])
 def store(request, tmp_path):

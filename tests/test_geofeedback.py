@@ -17,11 +17,6 @@ from test_geo import LONDON, SYDNEY, gps, photo
 EVENTS = Path(__file__).parent / 'events'
 
 
-@pytest.fixture(scope='module')
-def redis_server():
-    with Redis() as server: yield server
-
-
 def counts_at(db, point) -> dict:
     "The store's counts at the finest cell of `point`."
     c = cells(*point)[0]

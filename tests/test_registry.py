@@ -3,6 +3,7 @@
 Every test that makes sense for both backends runs on both (`registry` is parametrised); wrong credentials,
 a missing bucket, encryption headers and multipart uploads exist only on S3."""
 import hashlib, json, os, subprocess, sys, uuid
+from pathlib import Path
 
 import pytest
 
@@ -325,14 +326,46 @@ def test_pull_model_caches_by_resolved_version(registry, registry_uri, reg_kwarg
     assert sorted(x.name for x in (cache / 'dogbreeds').iterdir()) == sorted([v1, v2])
 
 
+def test_serving_pulls_only_what_its_backend_loads(s3_server, model_dir, tmp_path, monkeypatch):
+    """A cold start from S3 pulls the manifest and the files its backend loads, nothing else: the ONNX backend leaves
+    model.pt in the registry; a TorchScript load of the same version later pulls model.pt alone and keeps the rest."""
+    from dogbreeds.inference import Predictor
+    uri = f"s3://{s3_server.bucket}/t-{uuid.uuid4().hex[:10]}/models"
+    Registry(uri, **S3_OPTS, endpoint_url=s3_server.endpoint).push(model_dir, 'dogbreeds', alias='production')
+    monkeypatch.setenv('AWS_ENDPOINT_URL', s3_server.endpoint)
+    monkeypatch.setenv('DOGBREEDS_CACHE', str(tmp_path / 'cache'))
+    got, real = [], registry_mod.S3Backend.get_file
+    def get_file(self, key, dst, callback=None):
+        real(self, key, dst, callback); got.append((key.rsplit('/', 1)[-1], Path(dst).stat().st_size))
+    monkeypatch.setattr(registry_mod.S3Backend, 'get_file', get_file)
+    m = json.loads((model_dir / MANIFEST).read_text())
+    p = Predictor.load(f'{uri}/dogbreeds@production')
+    photo = sorted((ROOT / 'data' / 'sample' / 'val').rglob('*.JPEG'))[0]
+    assert p.backend.name == 'onnx' and p.predict(photo)[0][0] in m['breeds']
+    assert sorted(f for f, _ in got) == sorted(m['serving_files']['onnx']) and 'model.pt' not in dict(got)
+    assert sorted(f.name for f in p.model_dir.iterdir()) == sorted([*m['serving_files']['onnx'], MANIFEST])
+    pulled = sum(n for _, n in got)
+    loaded = m['files']['model.onnx']['bytes'] + m['files']['model.onnx.data']['bytes']  # what the session opens at load
+    assert pulled <= 1.1 * loaded, (pulled, loaded)
+    assert pulled < 0.7 * sum(r['bytes'] for r in m['files'].values())  # model.pt (the other backend's) stayed behind
+    got.clear()
+    t = Predictor.load(f'{uri}/dogbreeds@production', backend='torchscript')
+    assert t.model_dir == p.model_dir and [f for f, _ in got] == ['model.pt']
+    assert sorted(f.name for f in p.model_dir.iterdir()) == sorted([*m['files'], MANIFEST])  # the ONNX files were kept
+    got.clear()
+    assert Predictor.load(f'{uri}/dogbreeds@production').model_dir == p.model_dir and got == []  # cached: nothing pulled
+    with pytest.raises(RegistryError, match='has no nothing.bin'):
+        pull_model(f'{uri}/dogbreeds@production', dest_root=tmp_path / 'c2', files=['nothing.bin'])
+
+
 def test_pull_model_when_another_process_pulls_at_the_same_time(registry, registry_uri, reg_kwargs, models, tmp_path,
                                                                monkeypatch):
     "Two cold workers: the one that finishes second keeps the first one's folder (it may be loading it) and cleans up."
     v = registry.push(models[0], 'dogbreeds', alias='production')
     cache, kw = tmp_path / 'cache', {k: x for k, x in reg_kwargs.items() if k == 'endpoint_url'}
     real = Registry.pull
-    def pull_while_another_worker_finishes_first(self, name, ref, dest, overwrite=False):
-        out = real(self, name, ref, dest, overwrite)
+    def pull_while_another_worker_finishes_first(self, name, ref, dest, overwrite=False, files=None):
+        out = real(self, name, ref, dest, overwrite, files)
         real(self, name, ref, cache / 'dogbreeds' / v)  # the other worker's copy lands first
         (cache / 'dogbreeds' / v / 'marker').write_text('the other worker loads this folder')
         return out
