@@ -82,6 +82,10 @@ def main():
     print(f"wall time {total / 60:.1f} min in all (load {p['seconds']['load']:.0f} s, fit {p['seconds']['fit']:.0f} s, "
           f"total before export {p['seconds']['total']:.0f} s); run saved to {r.run_dir}")
     if ml := p.get('mlflow'): print(f"MLflow run {ml['run_id']}: {ml.get('url') or ml['tracking_uri']}")
+    cond.save(a.out, dict(recipe=a.recipe, arch=a.arch, size=a.size, data=str(r.data.root), top1=m['accuracy'],
+                          top5=m['top5_accuracy'], ece=m['ece'], n_valid=m['n_valid'], unseen_top1=unseen_acc,
+                          n_unseen=len(unseen), start_top1=start, minutes=total / 60, heads=p.get('heads'),
+                          not_a_dog=nd, run_dir=str(r.run_dir), mlflow=p.get('mlflow'), errors=0))
 
 
 if __name__ == '__main__': sys.exit(main())
