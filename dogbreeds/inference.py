@@ -161,7 +161,7 @@ def _read(self:Predictor, outs:list) -> tuple:
     "`(probabilities, dog, imagenet_top)` from the graph's outputs; the last two None for a model without ImageNet's head."
     if len(outs) < 2 or self.dog_classes is None: return outs[0], None, None
     imagenet = outs[1]
-    return outs[0], imagenet[:, self.dog_classes].sum(1), imagenet.argmax(1)
+    return outs[0], np.clip(imagenet[:, self.dog_classes].sum(1, dtype=np.float64), 0, 1), imagenet.argmax(1)
 
 @patch
 def _prediction(self:Predictor, p:np.ndarray, dog, imagenet_top, k:int) -> Prediction:

@@ -247,15 +247,15 @@ def test_sagemaker_job_carries_the_tracking_uri(monkeypatch, tmp_path):
     from dogbreeds.retrain import ENTRY_SCRIPT, job_extras, launch_sagemaker
     for k, v in dict(AWS_ACCESS_KEY_ID='x', AWS_SECRET_ACCESS_KEY='x', AWS_EC2_METADATA_DISABLED='true').items(): monkeypatch.setenv(k, v)
     arn = 'arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/dogbreeds'
-    req = launch_sagemaker(dict(data='s3://b/dogs'), registry='s3://b/models', role='arn:aws:iam::123456789012:role/r',
+    req = launch_sagemaker(dict(data='s3://b/dogs'), registry='s3://b/models', role_arn='arn:aws:iam::123456789012:role/r',
                            region='us-east-1', dry_run=True, quiet=True, tracking_uri=arn, experiment='nightly')
     assert req['Environment']['MLFLOW_TRACKING_URI'] == arn and req['Environment']['MLFLOW_EXPERIMENT_NAME'] == 'nightly'
     monkeypatch.setenv('MLFLOW_TRACKING_URI', 'https://mlflow.example.com')
-    req = launch_sagemaker(dict(data='s3://b/dogs'), registry='s3://b/models', role='arn:aws:iam::123456789012:role/r',
+    req = launch_sagemaker(dict(data='s3://b/dogs'), registry='s3://b/models', role_arn='arn:aws:iam::123456789012:role/r',
                            region='us-east-1', dry_run=True, quiet=True)
     assert req['Environment']['MLFLOW_TRACKING_URI'] == 'https://mlflow.example.com'
     with pytest.raises(ParameterError, match='cannot reach the tracking URI'):
-        launch_sagemaker(dict(data='s3://b/dogs'), registry='s3://b/models', role='arn:aws:iam::123456789012:role/r',
+        launch_sagemaker(dict(data='s3://b/dogs'), registry='s3://b/models', role_arn='arn:aws:iam::123456789012:role/r',
                          region='us-east-1', dry_run=True, quiet=True, tracking_uri=f"sqlite:///{tmp_path/'m.db'}")
     bundle = source_bundle(tmp_path/'sourcedir.tar.gz', ENTRY_SCRIPT, job_extras(req['Environment'] | {'MLFLOW_TRACKING_URI': arn}))
     with tarfile.open(bundle) as tar: reqs = tar.extractfile('requirements.txt').read().decode().split('\n')
