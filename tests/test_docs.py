@@ -188,6 +188,9 @@ def test_a_page_and_search_in_chromium(site, tmp_path):
         page.set_default_timeout(30_000)
         try:
             page.goto((site / 'inference.html').as_uri() + '#predictor.load')
+            page.wait_for_load_state('load')  # the theme scrolls smoothly: wait until the jump to the anchor has ended
+            page.wait_for_function("(() => { const t = document.getElementById('predictor-load').getBoundingClientRect().top;"
+                                   " return t >= 0 && t < 900; })()", timeout=15_000)
             assert page.locator('h1').first.inner_text().startswith('Inference')
             assert page.locator('#predictor\\.load').count() == 1 and page.locator('#predictor-load').is_visible()
             top = page.evaluate("document.getElementById('predictor-load').getBoundingClientRect().top")
