@@ -114,7 +114,7 @@ def test_documented_command_parses(where, kind, line):
 
 
 def test_the_product_speaks_of_itself():
-    "Docs, code and tests say what a thing is, not which issue brought it ('issue 14')."
+    "Docs, code and tests say what a thing is, not which ticket brought it."
     root = Path(__file__).parents[1]
     files = [p for d in ('nbs', 'dogbreeds', 'tests', 'benchmarks', 'scripts', 'deploy', 'docker') for p in (root / d).rglob('*')
              if p.is_file() and p.suffix in ('.py', '.ipynb', '.md', '.yml', '.yaml', '.toml', '.sql', '') and 'results' not in p.parts]
