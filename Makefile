@@ -45,7 +45,7 @@ sync-check: $(VENV)/.dev.stamp
 
 # Debian packages the tests drive for real: chromium (the demo's browser test, through Playwright; Playwright's own
 # browser download is not used), prometheus (promtool and a scraping server), postgresql and redis-server (the geo
-# feature store and its cache; nbs/09_testing.ipynb starts both in its tests). One apt-get for all, before any test:
+# feature store and its cache; nbs/19_testing.ipynb starts both in its tests). One apt-get for all, before any test:
 # every target that runs tests depends on this one. A server the tests need goes here.
 SYSTEM_PACKAGES := chromium prometheus postgresql redis-server
 system-packages:

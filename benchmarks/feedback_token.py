@@ -16,7 +16,7 @@ import numpy as np
 
 from dogbreeds.core import sample_path
 from dogbreeds.featurestore import FeatureStore
-from dogbreeds.geo import cells
+from dogbreeds.location import cells
 from dogbreeds.geocache import feedback_fields
 from dogbreeds.handlers import Service
 from dogbreeds.protocol import Request

@@ -14,7 +14,7 @@ html_theme = 'furo'
 html_static_path = [str(Path(__file__).parent / '_static')]
 html_css_files = ['dogbreeds.css']
 # Furo's "view/edit source" buttons would name the page's file (`nbs/inference.ipynb`), not its notebook
-# (`nbs/20_inference.ipynb`): left out. show_doc's `source` links point at the code on GitHub.
+# (`nbs/31_inference.ipynb`): left out. show_doc's `source` links point at the code on GitHub.
 html_theme_options = {'top_of_page_buttons': []}
 html_copy_source = False
 html_show_sourcelink = False

@@ -6,7 +6,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #d94516dd
 from __future__ import annotations
-import contextlib, hashlib, io, json, os, shutil, sys, tempfile, warnings
+import contextlib, hashlib, io, json, math, os, shutil, sys, tempfile, warnings
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -20,10 +20,10 @@ warnings.filterwarnings('ignore', message=r'`torch\.jit\.\w+` is deprecated', ca
 # %% auto #0
 __all__ = ['MAX_BYTES', 'MAX_PIXELS', 'MIN_SIDE', 'IMAGE_EXTS', 'MANIFEST', 'LAYERS', 'ALLOWED', 'SERVING_LAYERS', 'SERVING_DATA',
            'DogbreedsError', 'DataError', 'ParameterError', 'ImageError', 'EmptyImageError', 'NotAnImageError',
-           'CorruptImageError', 'ImageTooLargeError', 'ImageTooSmallError', 'open_image', 'to_rgb', 'shrink',
-           'load_rgb', 'package_root', 'sample_path', 'staged_dir', 'write_json', 'read_json', 'sha256_file',
-           'IntegrityError', 'file_record', 'read_manifest', 'verify_files', 'short_errors', 'interactive', 'fail',
-           'layer_of', 'modules', 'serving_files']
+           'CorruptImageError', 'ImageTooLargeError', 'ImageTooSmallError', 'is_int', 'is_number', 'check_number',
+           'open_image', 'to_rgb', 'shrink', 'load_rgb', 'package_root', 'sample_path', 'staged_dir', 'write_json',
+           'read_json', 'sha256_file', 'IntegrityError', 'file_record', 'read_manifest', 'verify_files', 'short_errors',
+           'interactive', 'fail', 'layer_of', 'modules', 'serving_files']
 
 # %% ../nbs/00_core.ipynb #7ee201bd
 class DogbreedsError(Exception):
@@ -43,6 +43,31 @@ class NotAnImageError(ImageError): "The bytes are not in any image format Pillow
 class CorruptImageError(ImageError): "The image header is readable but its data is truncated or corrupt."
 class ImageTooLargeError(ImageError): "Too many bytes, or too many pixels (a decompression bomb)."
 class ImageTooSmallError(ImageError): "Too few pixels to classify."
+
+# %% ../nbs/00_core.ipynb #172e700e
+def is_int(v) -> bool:
+    "`v` is an `int`: `True` and `False` are not."
+    return isinstance(v, int) and not isinstance(v, bool)
+
+def is_number(v) -> bool:
+    "`v` is a finite `int` or `float`: a bool, `nan` and `inf` are not."
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+# %% ../nbs/00_core.ipynb #26b96b62
+def check_number(name:str,             # the value's name, as the user wrote it (`--peak-rps`, `epochs`)
+                 v,                    # the value
+                 lo:float|None=None,   # the smallest value allowed
+                 hi:float|None=None,   # the largest value allowed
+                 lo_open:bool=False,   # `lo` itself is not allowed
+                 integer:bool=False,   # a whole number (an int, or a float such as 2.0)
+                ):
+    "`v`, if it is a number within the bounds; else a `ParameterError` that says what `name` must be."
+    if not is_number(v) or (integer and v != int(v)):
+        raise ParameterError(f"{name} must be a{'n integer' if integer else ' number'}, got {v!r}")
+    if lo is not None and (v < lo or (lo_open and v == lo)):
+        raise ParameterError(f"{name} must be {'above' if lo_open else 'at least'} {lo:g}, got {v:g}")
+    if hi is not None and v > hi: raise ParameterError(f"{name} must be at most {hi:g}, got {v:g}")
+    return v
 
 # %% ../nbs/00_core.ipynb #e500058c
 MAX_BYTES = 20 * 2**20     # 20 MiB: far above any photo a phone takes, well below memory trouble
@@ -240,8 +265,8 @@ def fail(msg:str, code:int=2):
     raise SystemExit(code)
 
 # %% ../nbs/00_core.ipynb #9a691a4c
-LAYERS = {'base': range(0, 9), 'testing': range(9, 10), 'training': range(10, 19), 'serving': range(19, 30),
-          'aws': range(30, 40), 'front ends': range(40, 100)}
+LAYERS = {'base': range(0, 19), 'testing': range(19, 20), 'training': range(20, 30), 'serving': range(30, 40),
+          'aws': range(40, 60), 'front ends': range(60, 100)}
 ALLOWED = {'base': {'base'}, 'testing': {'base'}, 'training': {'base', 'training'}, 'serving': {'base', 'serving'},
            'aws': {'base', 'training', 'serving', 'aws'}, 'front ends': set(LAYERS)}
 SERVING_LAYERS = ('base', 'serving')  # what the Lambda package and model.tar.gz carry

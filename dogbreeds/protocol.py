@@ -79,7 +79,7 @@ class Request:
     k: int = DEFAULT_K
     s3_uri: str|None = None
     content_type: str = 'application/x-image'
-    lat: object = None   # explicit coordinates, checked by `dogbreeds.geo.check_coords`
+    lat: object = None   # explicit coordinates, checked by `dogbreeds.location.check_coords`
     lon: object = None
     feedback: object = None  # a feedback object: the request is feedback, not a photo
     source: str|None = None  # who sent it (API key, IAM caller, address): set by the entry point, never by the client

@@ -20,7 +20,7 @@ run here. This script keeps nbdev's own processing and hands the result to Sphin
    (`inference.html.md`, what the modules' `Docs:` URLs name), and every internal link and anchor is checked.
 
     python scripts/docsite.py                         # the whole site into _docs/
-    python scripts/docsite.py --only 00_core 20_inference --out /tmp/site   # a subset (the tests' build)
+    python scripts/docsite.py --only 00_core 31_inference --out /tmp/site   # a subset (the tests' build)
 """
 from __future__ import annotations
 import argparse, hashlib, json, os, re, shutil, subprocess, sys, time
@@ -44,7 +44,7 @@ def notebooks(only=()) -> list[Path]:
 
 
 def page_of(nb: Path) -> str:
-    "The page a notebook becomes, as nbdev names it (`nbs/20_inference.ipynb` -> `inference`), guides under `guides/`."
+    "The page a notebook becomes, as nbdev names it (`nbs/31_inference.ipynb` -> `inference`), guides under `guides/`."
     from nbdev.config import nbpath2html
     rel = nb.relative_to(NBS)
     return str(nbpath2html(rel).with_suffix(''))

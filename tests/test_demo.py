@@ -77,7 +77,7 @@ def gps_jpeg(colour, at=None) -> bytes:
     import io
     from PIL import Image
     from PIL.TiffImagePlugin import IFDRational
-    from dogbreeds.geo import GPS_IFD
+    from dogbreeds.location import GPS_IFD
     def dms(x):
         d = int(x); m = int((x - d) * 60)
         return (IFDRational(d, 1), IFDRational(m, 1), IFDRational(round(((x - d) * 60 - m) * 6000), 100))
@@ -106,7 +106,7 @@ def test_widget_shows_the_place_and_how_the_prior_moved_the_answer(toy, tmp_path
     import numpy as np
     from dogbreeds.demo import classifier_widget
     from dogbreeds.featurestore import FeatureStore
-    from dogbreeds.geo import cells, combine
+    from dogbreeds.location import cells, combine
     london, plain = gps_jpeg('tan', LONDON), gps_jpeg('steelblue')
     probs = dict(toy.predict_one(toy.decode(london), k=len(toy.breeds)).top)
     alone = sorted(probs.items(), key=lambda x: -x[1])

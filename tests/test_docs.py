@@ -14,7 +14,7 @@ import docsite  # noqa: E402
 
 # a page of each kind: the home page, a base-layer notebook, the settings' notebook, Predictor's notebook, a guide
 # with a slow (skipped) cell, a guide with a plot
-SUBSET = ('00_core', '01_config', '20_inference', '01_train_to_registry', '05_monitoring')
+SUBSET = ('00_core', '01_config', '31_inference', '01_train_to_registry', '05_monitoring')
 CHROMIUM = os.environ.get('DOGBREEDS_CHROMIUM', '/usr/bin/chromium')
 
 

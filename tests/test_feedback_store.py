@@ -6,7 +6,7 @@ import time
 import pytest
 
 from dogbreeds.featurestore import DAY, FeatureStore, bounded, parse_since
-from dogbreeds.geo import cells, combine
+from dogbreeds.location import cells, combine
 from dogbreeds.geocache import GeoLookup, LRUCache, RedisCache
 from dogbreeds.protocol import RequestError
 from dogbreeds.testing import BREEDS

@@ -9,7 +9,7 @@ import pytest
 
 from dogbreeds import lambda_handler as lh
 from dogbreeds.featurestore import FeatureStore
-from dogbreeds.geo import cells
+from dogbreeds.location import cells
 from dogbreeds.geocache import RedisCache
 from dogbreeds.testing import BREEDS, toy_model
 

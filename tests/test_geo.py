@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
-from dogbreeds.geo import GPS_IFD, cells, check_coords, combine, gps_from_exif, locate
+from dogbreeds.location import GPS_IFD, cells, check_coords, combine, gps_from_exif, locate
 from dogbreeds.featurestore import FeatureStore, StoreUnavailable
 from dogbreeds.geocache import GeoLookup, LRUCache, RedisCache
 from dogbreeds.protocol import RequestError

@@ -9,7 +9,7 @@ from PIL.TiffImagePlugin import IFDRational
 
 from dogbreeds.batch import (GEO_COLUMNS, ResultsError, batch_predict, merge_shards, read_results, result_columns)
 from dogbreeds.featurestore import FeatureStore
-from dogbreeds.geo import GPS_IFD, cells, combine
+from dogbreeds.location import GPS_IFD, cells, combine
 from dogbreeds.geocache import GeoLookup
 from dogbreeds.place import PlacePrior
 from dogbreeds.inference import Predictor
@@ -196,7 +196,7 @@ def test_place_prior_is_the_services_prior(tmp_path, folder, monkeypatch):
     """`PlacePrior.prior` (what predict and the demo use) gives what the service's `answer_request` gives, for a model
     whose manifest has non-uniform train counts: one prior, wherever it is asked for."""
     from dogbreeds.handlers import answer_request
-    from dogbreeds.geo import locate
+    from dogbreeds.location import locate
     from dogbreeds.protocol import parse_request
     from dogbreeds.testing import BREEDS
     model = Predictor.load(toy_model(tmp_path / 'skewed', train_counts={b: 10 * (i + 1) ** 2 for i, b in enumerate(BREEDS)}))

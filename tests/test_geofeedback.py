@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dogbreeds.featurestore import FeatureStore
-from dogbreeds.geo import cells, combine
+from dogbreeds.location import cells, combine
 from dogbreeds.geocache import GeoLookup, LRUCache, RedisCache
 from dogbreeds.place import PlacePrior
 from dogbreeds.testing import BREEDS, Redis, ServeProcess, toy_model

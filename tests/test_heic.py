@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import SAMPLE
 from dogbreeds.core import IMAGE_EXTS, load_rgb, open_image
-from dogbreeds.geo import cells, gps_from_exif
+from dogbreeds.location import cells, gps_from_exif
 from dogbreeds.inference import Predictor
 from dogbreeds.testing import ServeProcess, heic, photo_exif, toy_model
 

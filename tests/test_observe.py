@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dogbreeds import observe
+from dogbreeds import telemetry
 from dogbreeds.testing import ServeProcess, toy_model
 
 SAMPLE = Path(__file__).resolve().parent.parent / 'data' / 'sample'
@@ -69,7 +69,7 @@ def value(text, name, **labels):
 def log_lines():
     "The JSON lines the `dogbreeds` loggers write during the test."
     buf = io.StringIO()
-    observe.setup_logging('json', buf)
+    telemetry.setup_logging('json', buf)
     yield lambda: [json.loads(l) for l in buf.getvalue().splitlines()]
     lg = logging.getLogger('dogbreeds')
     for h in [h for h in lg.handlers if getattr(h, '_dogbreeds', False)]: lg.removeHandler(h)
@@ -152,11 +152,11 @@ def test_metrics_off_and_not_on_sagemakers_port(model, photos, monkeypatch):
         assert c.get('/metrics').status_code == 404
         assert c.post('/invocations', content=photos[0], headers={'content-type': 'image/jpeg'}).status_code == 200
     monkeypatch.delenv('SAGEMAKER_BIND_TO_PORT')
-    before = observe.exposition()[0].decode()
+    before = telemetry.exposition()[0].decode()
     with app_client(model, monkeypatch, DOGBREEDS_METRICS='off') as c:
         assert c.get('/metrics').status_code == 404
         assert c.post('/invocations', content=photos[0], headers={'content-type': 'image/jpeg'}).status_code == 200
-    after = observe.exposition()[0].decode()
+    after = telemetry.exposition()[0].decode()
     assert value(after, 'dogbreeds_requests_total') == value(before, 'dogbreeds_requests_total')
 
 
@@ -177,7 +177,7 @@ def test_lambda_json_log_and_emf(model, photos, monkeypatch, capsys, log_lines):
     lh.reset(); monkeypatch.setattr(lh, '_cold', [True])
     for k, v in dict(MODEL_URI=str(model), AWS_LAMBDA_FUNCTION_NAME='classify', EMF_NAMESPACE='dogbreeds-test').items():
         monkeypatch.setenv(k, v)
-    assert not observe.metrics_enabled()  # on Lambda: EMF, not Prometheus
+    assert not telemetry.metrics_enabled()  # on Lambda: EMF, not Prometheus
     lh.get_model()  # the init phase: the pull time
     capsys.readouterr()
     for body in (photos[0], photos[1], b'junk'):
@@ -218,8 +218,8 @@ def test_serving_runs_without_prometheus_client(model, photos, tmp_path):
     code = f'''
 import sys, json, base64
 sys.modules['prometheus_client'] = None  # not installed: importing it fails, find_spec says None
-from dogbreeds import observe, handlers
-assert not observe.metrics_enabled()
+from dogbreeds import telemetry, handlers
+assert not telemetry.metrics_enabled()
 from dogbreeds.handlers import invoke, load_model
 status, out = invoke(load_model({str(model)!r}), open({str(tmp_path / 'p.jpg')!r}, 'rb').read(), 'image/jpeg')
 assert status == 200, out

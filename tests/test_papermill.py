@@ -6,7 +6,7 @@ import pytest
 
 from conftest import ROOT
 
-NB = ROOT / 'nbs' / '14_train.ipynb'
+NB = ROOT / 'nbs' / '25_train.ipynb'
 
 
 def test_papermill_cli_run(tmp_path):

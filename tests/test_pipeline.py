@@ -7,7 +7,7 @@ import pytest
 
 from dogbreeds import handlers, lambda_handler as lh
 from dogbreeds.featurestore import FeatureStore
-from dogbreeds.geo import cells
+from dogbreeds.location import cells
 from dogbreeds.protocol import Request
 from dogbreeds.testing import ServeProcess, toy_model
 from test_geo import LONDON, SYDNEY, photo
