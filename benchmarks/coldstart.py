@@ -34,7 +34,7 @@ d = pull_model(uri) if mode == 'all' else pull_model(uri, files=lambda m: servin
 t2 = time.perf_counter()
 p = Predictor.load(d)
 t3 = time.perf_counter()
-top = p.predict(Path(photo).read_bytes())[0]
+top = p.predict(Path(photo).read_bytes()).top[0]
 t4 = time.perf_counter()
 m = p.manifest
 loaded = [m['formats']['onnx']] + [f for f in m['files'] if f.endswith('.onnx.data')]

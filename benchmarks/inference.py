@@ -224,7 +224,7 @@ def heic_vs_jpeg(model, n=40, size=(4032, 3024), quality=50) -> dict:
                  predict_ms=timeit(lambda: fast.predict(data), n, warm=1)[0])
         out[name.lower()] = r
         print(f"{name:8}{len(data) / 1e6:7.2f}{r['full_decode_ms']:14.1f}{r['decode_ms']:17.1f}{r['predict_ms']:13.1f}")
-    agree = fast.predict(h, k=1)[0][0] == fast.predict(jpeg, k=1)[0][0] == full.predict(h, k=1)[0][0]
+    agree = fast.predict(h, k=1).top[0][0] == fast.predict(jpeg, k=1).top[0][0] == full.predict(h, k=1).top[0][0]
     out['heic_over_jpeg_decode'] = out['heic']['decode_ms'] / out['jpeg']['decode_ms']
     print(f"reduced decode: HEIC {out['heic_over_jpeg_decode']:.1f}x the JPEG's time; the same top-1: {agree}")
     return out

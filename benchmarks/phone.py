@@ -98,7 +98,7 @@ def agreement(pred, full, files:list, size=SIZE) -> dict:
     same, gap, worst = 0, 0.0, None
     for i, f in enumerate(files):
         d = phone_photo(f, seed=i, size=size)
-        p, q = pred.probabilities([pred.decode(d)])[0], full.probabilities([full.decode(d)])[0]
+        p, q = pred.probabilities(pred.prepare(d)[None])[0], full.probabilities(full.prepare(d)[None])[0]
         same += int(p.argmax() == q.argmax())
         if (g := float(np.abs(p - q).max())) > gap: gap, worst = g, str(f)
     return dict(photos=len(files), top1_agreement=same / max(1, len(files)), max_prob_gap=gap, max_gap_photo=worst)

@@ -42,7 +42,7 @@ def check(target, model, photo=PHOTO, env_too=False):
     tail = f"sys.path += {[p for p in sys.path if p.endswith('-packages')]!r}; " if env_too else ''
     code = (f"import sys, time; sys.path.insert(0, {str(target)!r}); {tail}t = time.perf_counter(); "
             "from dogbreeds.inference import Predictor; "
-            f"p = Predictor.load({str(model)!r}); r = p.predict(open({str(photo)!r}, 'rb').read(), k=1); "
+            f"p = Predictor.load({str(model)!r}); r = p.predict(open({str(photo)!r}, 'rb').read(), k=1).top; "
             "import json; print(json.dumps([r, time.perf_counter() - t, "
             "sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'fastai', 'torchvision', 'pandas'})]))")
     out = subprocess.run([sys.executable, '-S', '-c', code], capture_output=True, text=True)

@@ -190,7 +190,7 @@ def predict_rows(pred:Predictor, items:list, source=None, k:int=5, batch_size:in
             prepared = [f.result() for f in futures]
             submit()
             ok = [i for i, a in enumerate(prepared) if isinstance(a, np.ndarray)]
-            preds = pred.classify_prepared(np.stack([prepared[i] for i in ok]), len(pred.breeds) if places else k) if ok else []
+            preds = pred.predict_prepared(np.stack([prepared[i] for i in ok]), len(pred.breeds) if places else k) if ok else []
             rows = [dict(source=item, error=_error_text(a), model=name, model_version=version) if not isinstance(a, np.ndarray) else None
                     for item, a in zip(chunk, prepared)]
             for i, pr in zip(ok, preds):

@@ -169,7 +169,7 @@ class ClassifierWidget(widgets.VBox):
                 raise ImageTooLargeError(f"{name}: {_size(len(content))} is over the limit of {_size(self.max_bytes)}: upload a smaller photo")
             p = self.predictor
             im = load_rgb(bytes(content), max_bytes=self.max_bytes, max_pixels=p.max_pixels, name=name, shrink_to=p.shrink_to)
-            full = p.predict_one(np.asarray(im), k=len(p.breeds))  # every breed: the prior may lift any of them
+            full = p.predict(np.asarray(im), k=len(p.breeds))  # every breed: the prior may lift any of them
             answer = dataclasses.replace(full, top=full.top[:self.k])
             geo = self._place(name, bytes(content), dict(full.top))
             fix = self._correction(name, bytes(content))

@@ -1,4 +1,4 @@
-"""One request, one path: request → decode → place → prior → answer → log, for every entry point (the Lambda handler, `dogbreeds serve`, SageMaker's four handler functions `model_fn`, `input_fn`, `predict_fn`, `output_fn`); feedback on the same path.
+"""One request, one path (request → decode → place → prior → answer → log) for every entry point.
 
 Docs: https://dogbreeds.github.io/dogbreeds/handlers.html.md"""
 
@@ -12,18 +12,18 @@ from dataclasses import dataclass
 from . import config
 from . import telemetry
 from .location import locate
-from .protocol import (JSON_TYPE, Request, RequestError, check_accept, error_response, make_answer, parse_request,
-                                reason, status_of, with_query)
+from .protocol import (JSON_TYPE, Request, RequestError, check_accept, error_response, make_answer,
+                                parse_request, reason, status_of, with_query)
 from .inference import Predictor
 from .registry import folder_version, is_model_uri, parse_model_uri
 from .place import PlacePrior
 
 # %% auto #0
-__all__ = ['load_model', 'model_info', 'answer_request', 'Service', 'as_service', 'feedback_source', 'Refusal', 'model_fn',
+__all__ = ['load_predictor', 'model_info', 'answer_request', 'Service', 'as_service', 'feedback_source', 'Refusal', 'model_fn',
            'input_fn', 'predict_fn', 'output_fn', 'Context', 'invoke']
 
 # %% ../nbs/32_handlers.ipynb #b340ad83
-def load_model(uri, threads:int|None=None, **kwargs):
+def load_predictor(uri, threads:int|None=None, **kwargs) -> Predictor:
     "A `Predictor` (ONNX Runtime) for the model folder or registry URI `uri`, with `.name` and `.version` set."
     t = time.perf_counter()
     p = Predictor.load(uri, backend='onnx', threads=threads, **kwargs)
@@ -32,7 +32,9 @@ def load_model(uri, threads:int|None=None, **kwargs):
     telemetry.model_loaded(p, time.perf_counter() - t)  # the model info gauge, and the pull time
     return p
 
-def model_info(pred) -> dict: return dict(name=pred.name, version=pred.version)
+def model_info(pred:Predictor) -> dict:
+    "The `model` field of an answer: the name and version of the `Predictor` `pred`."
+    return dict(name=pred.name, version=pred.version)
 
 # %% ../nbs/32_handlers.ipynb #2480d5e6
 def answer_request(pred, req:Request, place:PlacePrior|None=None) -> dict:
@@ -42,7 +44,7 @@ def answer_request(pred, req:Request, place:PlacePrior|None=None) -> dict:
     if placed: loc, note = locate(req.image, req.lat, req.lon)   # bad explicit coordinates: a 400 before any work
     k = min(req.k, len(pred.breeds))
     with telemetry.stage('decode'): image = pred.decode(req.image)
-    with telemetry.stage('inference'): p = pred.predict_one(image, k=len(pred.breeds) if placed else k)
+    with telemetry.stage('inference'): p = pred.predict(image, k=len(pred.breeds) if placed else k)
     answer = make_answer(p.top[:k], model_info(pred), p.dog, p.is_dog, p.looks_like)
     if placed: answer.update(place.answer(pred, req.image, loc, note, dict(p.top), k))
     telemetry.note_answer(answer)
@@ -56,8 +58,8 @@ class Service:
 
     @classmethod
     def load(cls, uri, threads:int|None=None, **kwargs) -> Service:
-        "The model folder or registry URI `uri` (see `load_model`) and the place prior the settings describe."
-        return cls(load_model(uri, threads, **kwargs), PlacePrior.from_settings())
+        "The model folder or registry URI `uri` (see `load_predictor`) and the place prior the settings describe."
+        return cls(load_predictor(uri, threads, **kwargs), PlacePrior.from_settings())
 
     def __call__(self, req:Request) -> dict:
         "The answer to `req`: its feedback taken (`PlacePrior.feedback`), or its photo answered (`answer_request`)."
@@ -72,15 +74,16 @@ def as_service(model) -> Service:
 
 # %% ../nbs/32_handlers.ipynb #31bb6eb7
 def feedback_source(headers:dict|None, client:str|None=None, identity:str|None=None) -> str:
-    "Who sends feedback: `key:HASH` of a `FEEDBACK_API_KEYS` key (401 without one, when they are set), else `identity`, else `ip:CLIENT`."
+    """Who sends feedback: `key:HASH` of a `FEEDBACK_API_KEYS` key (401 without one, when they are set), else
+    `identity`, else `ip:CLIENT`."""
     keys = [k.strip() for k in (config.get('FEEDBACK_API_KEYS') or '').split(',') if k.strip()]
     h = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
     if keys:
         auth = h.get('authorization') or ''
         given = h.get('x-api-key') or (auth[7:].strip() if auth[:7].lower() == 'bearer ' else '')
         if not given or not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
-            raise RequestError('feedback needs an API key here: send one of the service\'s FEEDBACK_API_KEYS as X-Api-Key '
-                               '(or Authorization: Bearer KEY); answers need none', 401, 'UnauthorizedError')
+            raise RequestError("feedback needs an API key here: send one of the service's FEEDBACK_API_KEYS as "
+                               "X-Api-Key (or Authorization: Bearer KEY); answers need none", 401, 'UnauthorizedError')
         return 'key:' + hashlib.sha256(given.encode()).hexdigest()[:12]
     return identity or (f'ip:{client}' if client else 'unknown')
 
@@ -99,18 +102,21 @@ def _refuse(e:Exception, context) -> Refusal:
     context.set_response_status(status, reason(status))
     return Refusal(status, body)
 
+# %% ../nbs/32_handlers.ipynb #8c0be153
 def model_fn(model_dir, context=None) -> Service:
-    "Load the model: `MODEL_URI` (a registry URI or folder) if set, else the folder SageMaker unpacked `model.tar.gz` into."
+    "The `Service` of `MODEL_URI` (a registry URI or folder) if set, else of the folder SageMaker unpacked the model into."
     return Service.load(config.get('MODEL_URI') or model_dir, threads=config.get_int('DOGBREEDS_THREADS'))
 
 def input_fn(input_data, content_type, context=None):
     "A `Request` from the body: a photo (`image/*`, `application/x-image`), or JSON (see `parse_request`)."
-    telemetry.begin('sagemaker', '/invocations', len(input_data) if isinstance(input_data, (bytes, bytearray, str)) else None, owner='handlers')
+    size = len(input_data) if isinstance(input_data, (bytes, bytearray, str)) else None
+    telemetry.begin('sagemaker', '/invocations', size, owner='handlers')
     try: req = parse_request(input_data, content_type)
     except Exception as e: return _refuse(e, context)
     if req.feedback is not None: req.source = 'sagemaker'   # InvokeEndpoint's IAM caller is not passed on: one source
     return req
 
+# %% ../nbs/32_handlers.ipynb #fb54b20d
 def predict_fn(data, model, context=None):
     "The answer to the request (top breeds and the model's name and version), or to its feedback."
     if isinstance(data, Refusal): return data
@@ -124,10 +130,9 @@ def output_fn(prediction, accept, context=None):
     if not isinstance(prediction, Refusal):
         try: check_accept(accept)
         except Exception as e: prediction = _refuse(e, context)
-    body = prediction.body if isinstance(prediction, Refusal) else prediction
-    if isinstance(prediction, Refusal): telemetry.finish_owned('handlers', prediction.status, prediction.body.get('type'))
-    else: telemetry.finish_owned('handlers', 200)
-    return json.dumps(body).encode(), JSON_TYPE
+    refused = isinstance(prediction, Refusal)
+    telemetry.finish_owned('handlers', *((prediction.status, prediction.body.get('type')) if refused else (200,)))
+    return json.dumps(prediction.body if isinstance(prediction, Refusal) else prediction).encode(), JSON_TYPE
 
 # %% ../nbs/32_handlers.ipynb #a2a3c238
 class Context:
@@ -135,10 +140,14 @@ class Context:
     def __init__(self): self.status, self.phrase = 200, 'OK'
     def set_response_status(self, code:int=200, phrase:str=''): self.status, self.phrase = code, phrase
 
-def invoke(model, body:bytes, content_type:str|None, accept:str|None=None, query:dict|None=None,
-           caller=None) -> tuple[int, bytes]:
-    """`(status, JSON bytes)`: the answer of the handler functions to one request (`query`: the URL's, `?lat=&lon=`);
-    `caller()`, asked only for feedback, names its sender or refuses it (see `feedback_source`)."""
+def invoke(model,                 # a `Service`, or a `Predictor` (no feature store)
+           body:bytes,            # the request's body: a photo, or JSON
+           content_type:str|None, # its `Content-Type`
+           accept:str|None=None,  # its `Accept`
+           query:dict|None=None,  # the URL's query (`?lat=&lon=`), which wins over the body's coordinates
+           caller=None,           # `caller()`, asked only for feedback, names its sender or refuses it
+          ) -> tuple[int, bytes]:
+    "`(status, JSON bytes)`: the answer of the handler functions to one request (see `feedback_source`)."
     ctx = Context()
     req = input_fn(body, content_type, ctx)
     if isinstance(req, Request): req = with_query(req, query)

@@ -1,4 +1,4 @@
-"""`Predictor`: load an exported model folder (or a registry URI) and classify photos, with ONNX Runtime or TorchScript, without fastai or torchvision.
+"""`Predictor`: load an exported model and turn photos into predictions, with ONNX Runtime or TorchScript.
 
 Docs: https://dogbreeds.github.io/dogbreeds/inference.html.md"""
 
@@ -27,21 +27,23 @@ class _OnnxBackend:
     name = 'onnx'
     def __init__(self, d:Path, m:dict, threads:int|None):
         import onnxruntime as ort
-        self.ort, self.threads, self.parts = ort, threads, {k: d/f for k, f in m.get('parts', {}).get('onnx', {}).items()}
+        self.ort, self.threads = ort, threads
+        self.parts = {k: d/f for k, f in m.get('parts', {}).get('onnx', {}).items()}
         self.model = self._session(d/m['formats']['onnx'], threads)
-        self._sessions, self._lock = {}, threading.Lock()
+        self._sessions, self._sessions_lock = {}, threading.Lock()
     def _session(self, path:Path, threads:int|None):
         so = self.ort.SessionOptions()
         if threads: so.intra_op_num_threads = threads
         if threads == 1: so.inter_op_num_threads = 1
         return self.ort.InferenceSession(str(path), sess_options=so, providers=['CPUExecutionProvider'])
     def _part(self, part:str, one:bool=False):
-        "The session of `part` ('preprocess' or 'classifier'), made on first use; with `one`, a one-thread session of its own."
+        "The session of `part` ('preprocess' or 'classifier'), made on first use; `one`: a one-thread session."
         k = (part, one)
         if k not in self._sessions:
             if part not in self.parts: raise DogbreedsError(f"this model folder has no {part} graph: export it again")
-            with self._lock:
-                if k not in self._sessions: self._sessions[k] = self._session(self.parts[part], 1 if one else self.threads)
+            with self._sessions_lock:
+                if k not in self._sessions:
+                    self._sessions[k] = self._session(self.parts[part], 1 if one else self.threads)
         return self._sessions[k]
     def _run(self, s, x): return s.run(None, {s.get_inputs()[0].name: x})
     def run(self, x:np.ndarray) -> list: return self._run(self.model, x)
@@ -68,31 +70,34 @@ class _TorchScriptBackend:
 
 _BACKENDS = {'onnx': (_OnnxBackend, 'onnxruntime'), 'torchscript': (_TorchScriptBackend, 'torch')}
 
+# %% ../nbs/31_inference.ipynb #d2ce8c1d
 def _installed(mod:str) -> bool:
     import importlib.util
     return importlib.util.find_spec(mod) is not None
 
 def pick_backend(m:dict, backend:str='auto', where='this model') -> str:
-    "The backend that runs the model of manifest `m`: `backend`, or for 'auto' the first of onnx, torchscript it has and can run."
+    "The backend that runs the model of manifest `m`: `backend`, or for 'auto' the first it has of onnx, torchscript."
     formats = m.get('formats', {})
     if backend == 'auto':
         backend = next((b for b in ('onnx', 'torchscript') if b in formats and _installed(_BACKENDS[b][1])), None)
         if backend is None:
-            raise DogbreedsError(f"cannot run {where}: it has {sorted(formats)}; install onnxruntime (pip install 'dogbreeds[serve]') or torch")
-    if backend not in _BACKENDS: raise ParameterError(f"backend must be 'auto', 'onnx' or 'torchscript', got {backend!r}")
+            raise DogbreedsError(f"cannot run {where}: it has {sorted(formats)}; "
+                                 "install onnxruntime (pip install 'dogbreeds[serve]') or torch")
+    if backend not in _BACKENDS:
+        raise ParameterError(f"backend must be 'auto', 'onnx' or 'torchscript', got {backend!r}")
     if backend not in formats: raise DogbreedsError(f"{where} has no {backend} model (it has {', '.join(formats)})")
     if not _installed(_BACKENDS[backend][1]):
         raise DogbreedsError(f"the {backend} backend needs {_BACKENDS[backend][1]}, which is not installed")
     return backend
 
 def serving_files(m:dict, backend:str) -> list|None:
-    "The files of the model folder that `backend` loads (the manifest's `serving_files`); None for a manifest without them: all."
+    "The files of the model folder that `backend` loads (the manifest's `serving_files`); None without them: all."
     return (m.get('serving_files') or {}).get(backend)
 
 # %% ../nbs/31_inference.ipynb #5fc1b37b
 @dataclass
 class Prediction:
-    "What the model says of one photo: its top breeds, and (for models that carry ImageNet's classifier) whether it shows a dog."
+    "What the model says of one photo: its top breeds, and (with ImageNet's classifier) whether it shows a dog."
     top: list                       # [(breed, probability)], best first
     dog: float|None = None          # the probability that the photo shows a dog at all (None: the model cannot tell)
     is_dog: bool|None = None        # `dog` at or above the model's threshold
@@ -114,7 +119,7 @@ class Predictor:
         self.size = manifest['preprocessing']['resize']['size']
         self.name, self.version = manifest.get('name', 'dogbreeds'), version or manifest.get('version')
         self.max_bytes, self.max_pixels, self.decode_threads = max_bytes, max_pixels, decode_threads
-        self.shrink_to = 2 * self.size if fast_decode else None  # phone photos: decode reduced, never below twice the input
+        self.shrink_to = 2 * self.size if fast_decode else None  # phone photos: reduced, never below twice the input
         nd = manifest.get('not_a_dog') or {}
         self.dog_classes = np.array(nd['dog_classes']) if nd.get('dog_classes') else None
         self.dog_threshold = nd.get('threshold', 0.5)
@@ -127,13 +132,14 @@ class Predictor:
              threads:int|None=None,     # threads per inference (default: the runtime's own choice)
              **kwargs                   # to `Predictor`: `max_bytes`, `max_pixels`, `decode_threads`, `fast_decode`
             ) -> Predictor:
-        """Load a model folder or registry URI `src`; `backend` is 'auto', 'onnx' or 'torchscript'. From a registry, only
-        the files that backend loads are pulled (and the manifest); `verify` checks those against the manifest."""
+        """Load a model folder or registry URI `src`; `backend` is 'auto', 'onnx' or 'torchscript'. From a registry,
+        only the files that backend loads are pulled (and the manifest); `verify` checks those against the manifest."""
         version = None
         s = str(src)
         from dogbreeds.registry import is_model_uri, pull_model
         if is_model_uri(s):
-            src = pull_model(s, files=lambda m: serving_files(m, pick_backend(m, backend, s)))  # verified, cached by version
+            # verified, cached by version
+            src = pull_model(s, files=lambda m: serving_files(m, pick_backend(m, backend, s)))
             version = Path(src).name
         d = Path(src)
         if not d.is_dir(): raise DogbreedsError(f"model folder {d} not found")
@@ -149,7 +155,7 @@ class Predictor:
 # %% ../nbs/31_inference.ipynb #cf2c8c99
 @patch
 def decode(self:Predictor, img) -> np.ndarray:
-    "`img` (bytes, path, file, PIL image or uint8 array) as the uint8 `[H, W, 3]` array the model takes; a phone photo comes reduced."
+    "`img` (bytes, path, file, PIL image or uint8 array) as the uint8 `[H, W, 3]` array the model takes (reduced)."
     if isinstance(img, np.ndarray):
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise ImageError(f"an array must be uint8 [height, width, 3], got {img.dtype} {list(img.shape)}")
@@ -158,11 +164,19 @@ def decode(self:Predictor, img) -> np.ndarray:
 
 @patch
 def _read(self:Predictor, outs:list) -> tuple:
-    "`(probabilities, dog, imagenet_top)` from the graph's outputs; the last two None for a model without ImageNet's head."
+    "`(probabilities, dog, imagenet_top)` from the graph's outputs; the last two None without ImageNet's head."
     if len(outs) < 2 or self.dog_classes is None: return outs[0], None, None
     imagenet = outs[1]
     return outs[0], np.clip(imagenet[:, self.dog_classes].sum(1, dtype=np.float64), 0, 1), imagenet.argmax(1)
 
+@patch
+def _predictions(self:Predictor, outs:list, k:int) -> list[Prediction]:
+    "A `Prediction` for each photo of the graph's outputs `outs`: its top `k` breeds, and whether it is a dog."
+    probs, dog, top = self._read(outs)
+    return [self._prediction(probs[i], None if dog is None else dog[i], None if top is None else top[i], k)
+            for i in range(len(probs))]
+
+# %% ../nbs/31_inference.ipynb #e3c63e7c
 @patch
 def _prediction(self:Predictor, p:np.ndarray, dog, imagenet_top, k:int) -> Prediction:
     idx = np.argsort(-p, kind='stable')[:k]
@@ -172,72 +186,54 @@ def _prediction(self:Predictor, p:np.ndarray, dog, imagenet_top, k:int) -> Predi
     return Prediction(top, float(dog), is_dog, None if is_dog else imagenet_classes()[int(imagenet_top)])
 
 @patch
-def outputs(self:Predictor, images:list) -> tuple:
-    "`(probabilities [N, n_breeds], dog [N] or None, ImageNet top class [N] or None)` for decoded uint8 `[H, W, 3]` arrays."
-    if not images: return np.zeros((0, len(self.breeds)), np.float32), None, None
-    shapes = {a.shape for a in images}
-    if len(shapes) == 1: return self._read(self.backend.run(np.stack(images)))
-    # photos of different sizes are resized one by one (in parallel, each in a one-thread session), then
-    # classified as one batch
-    one = lambda a: self.backend.preprocess_one(a[None])
-    if len(images) > 1 and self.decode_threads > 1:
-        with ThreadPoolExecutor(min(self.decode_threads, len(images))) as ex: parts = list(ex.map(one, images))
-    else: parts = [self.backend.preprocess(a[None]) for a in images]
-    return self._read(self.backend.classify(np.concatenate(parts)))
+def predict(self:Predictor, photo, k:int=5) -> Prediction:
+    "The `Prediction` of `photo`: its `k` most likely breeds, best first, and whether it looks like a dog at all."
+    return self._predictions(self.backend.run(self.decode(photo)[None]), k)[0]
+
+# %% ../nbs/31_inference.ipynb #1472ebe2
+@patch
+def _outputs(self:Predictor, arrays:list) -> list:
+    "The graph's outputs for decoded uint8 `[H, W, 3]` arrays; photos of different sizes are resized one by one."
+    if len(arrays) == 1 or len({a.shape for a in arrays}) == 1: return self.backend.run(np.stack(arrays))
+    one = lambda a: self.backend.preprocess_one(a[None])  # in parallel, each in a one-thread session
+    if self.decode_threads > 1:
+        with ThreadPoolExecutor(min(self.decode_threads, len(arrays))) as ex: parts = list(ex.map(one, arrays))
+    else: parts = [self.backend.preprocess(a[None]) for a in arrays]
+    return self.backend.classify(np.concatenate(parts))
 
 @patch
-def probabilities(self:Predictor, images:list) -> np.ndarray:
-    "Probabilities `[len(images), n_breeds]` for decoded uint8 `[H, W, 3]` arrays."
-    return self.outputs(images)[0]
-
-@patch
-def predict_one(self:Predictor, image, k:int=5) -> Prediction:
-    "The `k` most likely breeds of `image`, best first, and whether it looks like a dog at all."
-    p, dog, top = self._read(self.backend.run(self.decode(image)[None]))
-    return self._prediction(p[0], None if dog is None else dog[0], None if top is None else top[0], k)
-
-@patch
-def predict(self:Predictor, image, k:int=5) -> list[tuple[str, float]]:
-    "The `k` most likely breeds of `image`, as (breed, probability) pairs, best first."
-    return self.predict_one(image, k).top
-
-@patch
-def predict_batch(self:Predictor, images, k:int=5, errors:str='raise', full:bool=False) -> list:
-    """`predict` (with `full`, `predict_one`) for many photos in one batch; with `errors='return'`, a bad photo gives
-    its `ImageError` instead of raising."""
+def predict_batch(self:Predictor, photos, k:int=5, errors:str='raise') -> list:
+    """The `Prediction` of each of `photos`, in one batch; with `errors='return'`, a bad photo gives its `ImageError`
+    in its place instead of raising."""
     if errors not in ('raise', 'return'): raise ParameterError(f"errors must be 'raise' or 'return', got {errors!r}")
-    images = list(images)
     def decode(img):
         try: return self.decode(img)
         except (ImageError, FileNotFoundError) as e:
             if errors == 'raise': raise
             return e
-    if len(images) > 1 and self.decode_threads > 1:
-        with ThreadPoolExecutor(min(self.decode_threads, len(images))) as ex: arrays = list(ex.map(decode, images))
-    else: arrays = [decode(i) for i in images]
-    ok = [i for i, a in enumerate(arrays) if isinstance(a, np.ndarray)]
-    probs, dog, top = self.outputs([arrays[i] for i in ok])
-    res = list(arrays)
-    for j, i in enumerate(ok):
-        pr = self._prediction(probs[j], None if dog is None else dog[j], None if top is None else top[j], k)
-        res[i] = pr if full else pr.top
+    photos = list(photos)
+    if len(photos) > 1 and self.decode_threads > 1:
+        with ThreadPoolExecutor(min(self.decode_threads, len(photos))) as ex: res = list(ex.map(decode, photos))
+    else: res = [decode(i) for i in photos]
+    ok = [i for i, a in enumerate(res) if isinstance(a, np.ndarray)]
+    if ok:
+        for i, pr in zip(ok, self._predictions(self._outputs([res[i] for i in ok]), k)): res[i] = pr
     return res
 
 # %% ../nbs/31_inference.ipynb #2a71dd24
 @patch
-def prepare(self:Predictor, image) -> np.ndarray:
-    "Decode `image` and preprocess it alone: float32 `[3, size, size]`, for `classify`. Safe to call from many threads."
-    return self.backend.preprocess_one(self.decode(image)[None])[0]
+def prepare(self:Predictor, photo) -> np.ndarray:
+    "`photo` decoded and preprocessed alone: float32 `[3, size, size]`, the classifier's input. Thread-safe."
+    return self.backend.preprocess_one(self.decode(photo)[None])[0]
 
 @patch
-def classify_prepared(self:Predictor, prepared:np.ndarray, k:int=5) -> list[Prediction]:
-    "`predict_one` of each photo in a stack `[N, 3, size, size]` made by `prepare`."
-    probs, dog, top = self._read(self.backend.classify(prepared))
-    return [self._prediction(probs[i], None if dog is None else dog[i], None if top is None else top[i], k) for i in range(len(probs))]
+def predict_prepared(self:Predictor, prepared:np.ndarray, k:int=5) -> list[Prediction]:
+    "The `Prediction` of each photo in a stack `[N, 3, size, size]` made by `prepare`."
+    return self._predictions(self.backend.classify(prepared), k)
 
 @patch
-def classify(self:Predictor, prepared:np.ndarray) -> np.ndarray:
-    "Probabilities `[N, n_breeds]` of a stack `[N, 3, size, size]` of photos made by `prepare`."
+def probabilities(self:Predictor, prepared:np.ndarray) -> np.ndarray:
+    "The breeds' probabilities `[N, n_breeds]` of a stack `[N, 3, size, size]` of photos made by `prepare`."
     return self.backend.classify(prepared)[0]
 
 # %% ../nbs/31_inference.ipynb #14ea43ab
@@ -250,7 +246,13 @@ def peak_rss_mb() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 2**20 if sys.platform == 'darwin' else r / 1024  # bytes on macOS, KB on Linux
 
-def measure(model, n:int=50, photos:list|None=None, backend:str='auto', threads:int|None=None) -> dict:
+# %% ../nbs/31_inference.ipynb #913d9c03
+def measure(model,                  # a `Predictor`, or a model folder or registry URI to load
+            n:int=50,               # how many timed predictions
+            photos:list|None=None,  # the photos (paths or bytes; default: 20 of the bundled sample)
+            backend:str='auto',     # the backend to load `model` with
+            threads:int|None=None,  # threads per inference
+           ) -> dict:
     "Warm latency (p50/p95 ms) of `Predictor.predict` on real photos, peak memory (MB) and payload size (KB)."
     p = model if isinstance(model, Predictor) else Predictor.load(model, backend=backend, threads=threads)
     photos = photos or sorted(sample_path().rglob('*.JPEG'))[:20]
@@ -281,4 +283,4 @@ def classify_cli(
     p = Predictor.load(model, backend=backend)
     for f in photos:
         print(f)
-        for b, prob in p.predict(Path(f), k=top_K): print(f"  {prob:7.2%}  {b}")
+        for b, prob in p.predict(Path(f), k=top_K).top: print(f"  {prob:7.2%}  {b}")

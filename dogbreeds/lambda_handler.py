@@ -1,4 +1,4 @@
-"""`handler`: one Lambda function for API Gateway (REST and HTTP APIs), Function URLs, ALB, direct invocation and S3 uploads, serving a registry model or fronting a SageMaker endpoint.
+"""`handler`: one Lambda function for every event source, serving a model or fronting a SageMaker endpoint.
 
 Docs: https://dogbreeds.github.io/dogbreeds/lambda.html.md"""
 
@@ -18,41 +18,44 @@ from .handlers import Service, feedback_source, model_info
 from . import telemetry
 
 # %% auto #0
-__all__ = ['get_service', 'get_model', 'client', 'reset', 'event_kind', 'answer', 'health', 'read_s3', 'handle_s3_event',
-           'http_request', 'handler']
+__all__ = ['get_service', 'get_predictor', 'cached_client', 'reset', 'event_kind', 'answer', 'health', 'read_s3',
+           'handle_s3_event', 'http_request', 'handler']
 
 # %% ../nbs/33_lambda.ipynb #c2e9fa1d
-_lock = threading.Lock()
-_models, _clients = {}, {}
+_container_lock = threading.Lock()   # guards what the container keeps between requests
+_services, _clients = {}, {}
 
 def get_service() -> Service:
     "The `Service` (the model for `MODEL_URI`, the place prior) made on first use, kept for the life of the container."
     uri = config.get('MODEL_URI')
-    if not uri: raise ServiceUnavailableError(f"no model configured: set {config.names('MODEL_URI')}, or SAGEMAKER_ENDPOINT for proxy mode")
-    with _lock:
-        if uri not in _models:
+    if not uri:
+        raise ServiceUnavailableError(f"no model configured: set {config.names('MODEL_URI')}, "
+                                      "or SAGEMAKER_ENDPOINT for proxy mode")
+    with _container_lock:
+        if uri not in _services:
             t = time.perf_counter()
-            try: _models[uri] = Service.load(uri)
+            try: _services[uri] = Service.load(uri)
             except Exception as e:
                 log.error("could not load the model %s: %s: %s", uri, type(e).__name__, e)
                 raise ServiceUnavailableError("the model could not be loaded; the function's log says why") from e
-            log.info("loaded %s in %.2f s: %r", uri, time.perf_counter() - t, _models[uri])
-        return _models[uri]
+            log.info("loaded %s in %.2f s: %r", uri, time.perf_counter() - t, _services[uri])
+        return _services[uri]
 
-def get_model():
+def get_predictor():
     "The `Predictor` for `MODEL_URI` (see `get_service`)."
     return get_service().model
 
-def client(service:str):
-    "A boto3 client for `service`, made once per container (standard retries, short connect timeout)."
-    with _lock:
+# %% ../nbs/33_lambda.ipynb #79f858e9
+def cached_client(service:str):
+    "The boto3 client for `service` this container keeps, made on first use (standard retries, short connect timeout)."
+    with _container_lock:
         if service not in _clients:
             _clients[service] = aws.client(service, max_attempts=3, connect_timeout=5, read_timeout=70)
         return _clients[service]
 
 def reset():
-    "Forget the loaded models and clients (a cold start; for tests)."
-    with _lock: _models.clear(); _clients.clear()
+    "Forget the loaded services and clients (a cold start; for tests)."
+    with _container_lock: _services.clear(); _clients.clear()
 
 # %% ../nbs/33_lambda.ipynb #874c04c9
 def event_kind(event) -> str:
@@ -60,8 +63,8 @@ def event_kind(event) -> str:
     if not isinstance(event, dict): return 'unknown'
     recs = event.get('Records')
     if recs is not None:
-        ok = isinstance(recs, list) and recs and all(isinstance(r, dict) and r.get('eventSource') == 'aws:s3' for r in recs)
-        return 's3' if ok else 'unknown'
+        s3 = lambda r: isinstance(r, dict) and r.get('eventSource') == 'aws:s3'
+        return 's3' if isinstance(recs, list) and recs and all(map(s3, recs)) else 'unknown'
     rc = event.get('requestContext')
     if rc is None: return 'direct'
     if not isinstance(rc, dict): return 'unknown'
@@ -70,22 +73,31 @@ def event_kind(event) -> str:
         return 'function-url' if '.lambda-url.' in str(rc.get('domainName', '')) else 'http-api'
     return 'rest-api' if 'httpMethod' in event else 'unknown'
 
+# %% ../nbs/33_lambda.ipynb #d0b994e1
+def _v2(kind:str) -> bool: return kind in ('http-api', 'function-url')   # payload format 2.0
+
+def _body(event:dict) -> bytes:
+    "The body bytes of an HTTP event: base64-decoded when it says so (413 past the payload limit)."
+    body = event.get('body') or ''
+    if not isinstance(body, str): raise RequestError("the event's body is not a string")
+    if not event.get('isBase64Encoded'): return body.encode('utf-8', 'surrogateescape')
+    limit = max_payload()
+    if len(body) > (limit + 2) // 3 * 4 + 4:
+        raise RequestError(f"the body is over the limit of {limit:,} bytes", 413, 'PayloadTooLargeError')
+    try: return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError("the body is marked base64 but is not valid base64") from None
+
 def _http_parts(event:dict, kind:str) -> tuple[str, dict, bytes]:
     "The method, the headers (lower-case names) and the body bytes of an HTTP event."
     headers = {}
     for k, vs in (event.get('multiValueHeaders') or {}).items():
         if vs: headers[str(k).lower()] = str(vs[-1])
     headers.update({str(k).lower(): str(v) for k, v in (event.get('headers') or {}).items() if v is not None})
-    method = event['requestContext']['http'].get('method', '') if kind in ('http-api', 'function-url') else event.get('httpMethod', '')
-    body = event.get('body') or ''
-    if not isinstance(body, str): raise RequestError("the event's body is not a string")
-    if event.get('isBase64Encoded'):
-        limit = max_payload()
-        if len(body) > (limit + 2) // 3 * 4 + 4: raise RequestError(f"the body is over the limit of {limit:,} bytes", 413, 'PayloadTooLargeError')
-        try: return str(method).upper(), headers, base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError): raise RequestError("the body is marked base64 but is not valid base64") from None
-    return str(method).upper(), headers, body.encode('utf-8', 'surrogateescape')
+    method = event['requestContext']['http'].get('method', '') if _v2(kind) else event.get('httpMethod', '')
+    return str(method).upper(), headers, _body(event)
 
+# %% ../nbs/33_lambda.ipynb #1e35fe97
 def _query(event:dict, kind:str) -> dict:
     "The URL's query parameters of an HTTP event (the last of a repeated one); an ALB passes them still URL-encoded."
     q = {str(k): str(v[-1]) for k, v in (event.get('multiValueQueryStringParameters') or {}).items() if v}
@@ -94,7 +106,7 @@ def _query(event:dict, kind:str) -> dict:
 
 def _path(event:dict, kind:str) -> str:
     "The URL's path of an HTTP event."
-    return str(event.get('rawPath' if kind in ('http-api', 'function-url') else 'path') or '/')
+    return str(event.get('rawPath' if _v2(kind) else 'path') or '/')
 
 def _http_response(kind:str, event:dict, status:int, body:dict) -> dict:
     r = dict(statusCode=status, headers={'Content-Type': JSON_TYPE}, body=json.dumps(body), isBase64Encoded=False)
@@ -105,35 +117,40 @@ def _http_response(kind:str, event:dict, status:int, body:dict) -> dict:
 
 # %% ../nbs/33_lambda.ipynb #e4b7eb16
 def _endpoint_body(req:Request) -> tuple[bytes, str]:
-    "`(body, content type)` carrying the whole request to the endpoint: the photo alone, JSON with k, lat, lon, or feedback."
+    "`(body, content type)` carrying the whole request to the endpoint: the photo, JSON with k, lat, lon, or feedback."
     if req.feedback is not None: return json.dumps(dict(feedback=req.feedback)).encode(), JSON_TYPE
     if req.k == DEFAULT_K and req.lat is None and req.lon is None: return req.image, req.content_type
     fields = dict(k=req.k, lat=req.lat, lon=req.lon)
     obj = dict(image=base64.b64encode(req.image).decode(), **{k: v for k, v in fields.items() if v is not None})
     return json.dumps(obj).encode(), JSON_TYPE
 
+def _endpoint_refusal(e:Exception, endpoint:str) -> RequestError:
+    "The error to answer for `invoke_endpoint`'s failure `e`: the model's own 4xx passed on, else a 502 or 503."
+    p, status = aws.problem(e), getattr(e, 'response', {}).get('OriginalStatusCode')
+    if p.code == 'ModelError' and status and 400 <= int(status) < 500:  # the model's own refusal: pass it on
+        msg, kind = e.response.get('OriginalMessage') or '', None
+        try: msg, kind = json.loads(msg)['error'], json.loads(msg).get('type')
+        except (ValueError, TypeError, KeyError): pass
+        return RequestError(msg or 'the model refused the photo', int(status), kind)
+    log.error("invoke_endpoint %s failed: %s", endpoint, e)
+    if p.kind == 'busy' or p.code == 'ModelNotReadyException':
+        return ServiceUnavailableError("the model endpoint is busy or starting: try again shortly")
+    what = 'could not be reached' if p.kind in ('unreachable', 'client', 'no-credentials') else 'failed to answer'
+    return RequestError(f"the model endpoint {what}; the function's log says why", 502, 'BadGatewayError')
+
 def _invoke_endpoint(endpoint:str, req:Request) -> dict:
+    "The endpoint's JSON answer to the whole request `req`."
     body, ct = _endpoint_body(req)
-    try: r = client('sagemaker-runtime').invoke_endpoint(EndpointName=endpoint, Body=body, ContentType=ct, Accept=JSON_TYPE)
+    runtime = cached_client('sagemaker-runtime')
+    try: r = runtime.invoke_endpoint(EndpointName=endpoint, Body=body, ContentType=ct, Accept=JSON_TYPE)
     except Exception as e:
-        p = aws.problem(e)
-        if p is None: raise
-        status = getattr(e, 'response', {}).get('OriginalStatusCode')
-        if p.code == 'ModelError' and status and 400 <= int(status) < 500:  # the model's own refusal: pass it on
-            msg, kind = e.response.get('OriginalMessage') or '', None
-            try: msg, kind = json.loads(msg)['error'], json.loads(msg).get('type')
-            except (ValueError, TypeError, KeyError): pass
-            raise RequestError(msg or 'the model refused the photo', int(status), kind) from None
-        log.error("invoke_endpoint %s failed: %s", endpoint, e)
-        if p.kind == 'busy' or p.code == 'ModelNotReadyException':
-            raise ServiceUnavailableError("the model endpoint is busy or starting: try again shortly") from None
-        if p.kind in ('unreachable', 'client', 'no-credentials'):
-            raise RequestError("the model endpoint could not be reached; the function's log says why", 502, 'BadGatewayError') from None
-        raise RequestError("the model endpoint failed to answer; the function's log says why", 502, 'BadGatewayError') from None
+        if aws.problem(e) is None: raise
+        raise _endpoint_refusal(e, endpoint) from None
     return json.loads(r['Body'].read())
 
+# %% ../nbs/33_lambda.ipynb #3cff8b27
 def answer(req:Request) -> dict:
-    "The JSON answer to `req` (a photo, or feedback): from the SageMaker endpoint in proxy mode, else the local `Service`."
+    "The JSON answer to `req` (a photo, or feedback): from the SageMaker endpoint in proxy mode, else the `Service`."
     if req.s3_uri: req.image = _read_input(req.s3_uri)
     if (rec := telemetry.current.get()) is not None and req.image is not None: rec.bytes = len(req.image)
     if endpoint := config.get('SAGEMAKER_ENDPOINT'):
@@ -145,7 +162,7 @@ def answer(req:Request) -> dict:
 def health() -> dict:
     "What a GET answers: the model, or the endpoint in proxy mode."
     if endpoint := config.get('SAGEMAKER_ENDPOINT'): return dict(status='ok', mode='proxy', endpoint=endpoint)
-    return dict(status='ok', model=model_info(get_model()))
+    return dict(status='ok', model=model_info(get_predictor()))
 
 # %% ../nbs/33_lambda.ipynb #a89e623e
 def _split_s3(uri:str) -> tuple[str, str]: return aws.parse_s3_uri(uri, RequestError)
@@ -156,30 +173,33 @@ def _under(bucket:str, key:str, prefix_uri:str) -> bool:
     return bucket == b and (not p or key.startswith(p + '/'))
 
 def _read_input(uri:str) -> bytes:
+    "The object `uri` names, if it is under one of `INPUT_PREFIXES` (403 otherwise)."
     bucket, key = _split_s3(uri)
     allowed = [p.strip() for p in (config.get('INPUT_PREFIXES') or '').split(',') if p.strip()]
     if not allowed:
-        raise RequestError('"s3_uri" is switched off: set INPUT_PREFIXES to the s3:// prefixes this function may read', 403, 'ForbiddenError')
+        raise RequestError('"s3_uri" is switched off: set INPUT_PREFIXES to the s3:// prefixes this function may read',
+                           403, 'ForbiddenError')
     if '..' in key.split('/') or not any(_under(bucket, key, p) for p in allowed):
-        raise RequestError(f"{uri[:200]} is outside the prefixes this function may read (INPUT_PREFIXES)", 403, 'ForbiddenError')
+        raise RequestError(f"{uri[:200]} is outside the prefixes this function may read (INPUT_PREFIXES)", 403,
+                           'ForbiddenError')
     return read_s3(bucket, key)
 
+# %% ../nbs/33_lambda.ipynb #3f0016ee
 def read_s3(bucket:str, key:str, max_bytes:int|None=None) -> bytes:
     "The object's bytes; 404 if missing, 403 if not readable, 413 if over `max_bytes` (default: the model's byte cap)."
-    try: r = client('s3').get_object(Bucket=bucket, Key=key)
+    try: r = cached_client('s3').get_object(Bucket=bucket, Key=key)
     except Exception as e:
         kind = getattr(aws.problem(e), 'kind', None)
         if kind == 'missing': raise RequestError(f"s3://{bucket}/{key} does not exist", 404, 'NotFoundError') from None
-        if kind == 'denied': raise RequestError(f"this function may not read s3://{bucket}/{key}", 403, 'ForbiddenError') from None
+        if kind == 'denied':
+            raise RequestError(f"this function may not read s3://{bucket}/{key}", 403, 'ForbiddenError') from None
         raise
-    limit = max_bytes or (max_payload() if config.get('SAGEMAKER_ENDPOINT') else get_model().max_bytes)
+    limit = max_bytes or (max_payload() if config.get('SAGEMAKER_ENDPOINT') else get_predictor().max_bytes)
     if r['ContentLength'] > limit:
         r['Body'].close()
-        raise _too_large_s3(bucket, key, r['ContentLength'], limit)
+        raise RequestError(f"s3://{bucket}/{key} is {r['ContentLength']:,} bytes, over the limit of {limit:,}", 413,
+                           'PayloadTooLargeError')
     return r['Body'].read()
-
-def _too_large_s3(bucket, key, n, limit):
-    return RequestError(f"s3://{bucket}/{key} is {n:,} bytes, over the limit of {limit:,}", 413, 'PayloadTooLargeError')
 
 # %% ../nbs/33_lambda.ipynb #484bdd68
 def _results_location() -> tuple[str, str]:
@@ -191,34 +211,48 @@ def _results_location() -> tuple[str, str]:
                                       f"s3://{bucket}/results, so the function's own writes never trigger it")
     return bucket, prefix.strip('/')
 
+def _s3_result(src:str, bucket:str, key:str) -> dict:
+    "The result JSON of the photo `s3://bucket/key`: its answer, or (a bad photo) its error and status."
+    try: result = dict(input=src, status=200, **answer(Request(image=read_s3(bucket, key))))
+    except (RequestError, ImageError) as e:
+        if status_of(e) >= 500: raise
+        status, body = error_response(e)
+        result = dict(input=src, status=status, error=body['error'], type=body['type'])
+    return dict(result, time=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+
+# %% ../nbs/33_lambda.ipynb #62acf379
+def _record_object(rec:dict) -> tuple[str, str]:
+    "`(bucket, key)` of the object an S3 event record names (the key URL-decoded)."
+    s3 = rec.get('s3') or {}
+    return (s3.get('bucket') or {}).get('name', ''), unquote_plus((s3.get('object') or {}).get('key', ''))
+
+def _s3_record(rec:dict, out_bucket:str, out_prefix:str) -> dict:
+    "Classify the photo of one S3 event record and write its result; what was done, or why it was skipped."
+    bucket, key = _record_object(rec)
+    src = f"s3://{bucket}/{key}"
+    if not str(rec.get('eventName', '')).startswith('ObjectCreated:') or not bucket or not key:
+        return dict(input=src, skipped=f"not an object creation ({rec.get('eventName')})")
+    if bucket == out_bucket and key.startswith(out_prefix + '/'):
+        log.warning("skipped %s: it is under %s, where results go", src, config.get('RESULTS_PREFIX'))
+        return dict(input=src, skipped='under the results prefix')
+    result, out_key = _s3_result(src, bucket, key), f"{out_prefix}/{key}.json"
+    cached_client('s3').put_object(Bucket=out_bucket, Key=out_key, Body=json.dumps(result, indent=2).encode(),
+                                   ContentType=JSON_TYPE)
+    return dict(input=src, output=f"s3://{out_bucket}/{out_key}", status=result['status'])
+
 def handle_s3_event(event:dict, request_id:str|None=None) -> dict:
     "Classify each photo an S3 `ObjectCreated` event names; write each result JSON under `RESULTS_PREFIX`."
     out_bucket, out_prefix = _results_location()
     done, failed = [], []
     for rec in event['Records']:
-        s3 = rec.get('s3') or {}
-        bucket, key = (s3.get('bucket') or {}).get('name', ''), unquote_plus((s3.get('object') or {}).get('key', ''))
-        src = f"s3://{bucket}/{key}"
-        if not str(rec.get('eventName', '')).startswith('ObjectCreated:') or not bucket or not key:
-            done.append(dict(input=src, skipped=f"not an object creation ({rec.get('eventName')})")); continue
-        if bucket == out_bucket and key.startswith(out_prefix + '/'):
-            log.warning("skipped %s: it is under %s, where results go", src, config.get('RESULTS_PREFIX'))
-            done.append(dict(input=src, skipped='under the results prefix')); continue
-        try:
-            try: result = dict(input=src, status=200, **answer(Request(image=read_s3(bucket, key))))
-            except (RequestError, ImageError) as e:
-                if status_of(e) >= 500: raise
-                status, body = error_response(e)
-                result = dict(input=src, status=status, error=body['error'], type=body['type'])
-            result['time'] = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
-            out_key = f"{out_prefix}/{key}.json"
-            client('s3').put_object(Bucket=out_bucket, Key=out_key, Body=json.dumps(result, indent=2).encode(),
-                                    ContentType=JSON_TYPE)
-            done.append(dict(input=src, output=f"s3://{out_bucket}/{out_key}", status=result['status']))
+        try: done.append(_s3_record(rec, out_bucket, out_prefix))
         except Exception as e:
+            src = 's3://{}/{}'.format(*_record_object(rec))
             log.error("could not classify %s (request %s)", src, request_id, exc_info=e)
             failed.append(src)
-    if failed: raise RuntimeError(f"{len(failed)} of {len(event['Records'])} photos failed (the log says why): {', '.join(failed[:10])}")
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(event['Records'])} photos failed (the log says why): "
+                           f"{', '.join(failed[:10])}")
     return dict(statusCode=200, results=done)
 
 # %% ../nbs/33_lambda.ipynb #5a85456f
@@ -237,35 +271,40 @@ def http_request(event:dict, kind:str) -> Request|None:
     return req
 
 def _caller(event:dict, kind:str) -> tuple[str|None, str|None]:
-    "`(address, identity)` of an HTTP event's caller: the identity API Gateway or an `AWS_IAM` Function URL vouches for."
+    "`(address, identity)` of an HTTP event's caller: the identity API Gateway or an `AWS_IAM` Function URL vouch for."
     rc = event.get('requestContext') or {}
     if kind == 'rest-api':
         i = rc.get('identity') or {}
         who = f"apikey:{i['apiKeyId']}" if i.get('apiKeyId') else f"iam:{i['userArn']}" if i.get('userArn') else None
         return i.get('sourceIp'), who
-    if kind in ('http-api', 'function-url'):
+    if _v2(kind):
         arn = ((rc.get('authorizer') or {}).get('iam') or {}).get('userArn')
         return (rc.get('http') or {}).get('sourceIp'), f"iam:{arn}" if arn else None
     h = {k.lower(): v for k, v in (event.get('headers') or {}).items()}   # ALB
     return (h.get('x-forwarded-for') or '').split(',')[0].strip() or None, None
 
+# %% ../nbs/33_lambda.ipynb #57a20b10
+def _event_request(event:dict, kind:str) -> Request|None:
+    "The `Request` of a direct invocation or an HTTP event (None: a health check)."
+    if kind == 'unknown':
+        raise RequestError("unrecognised event: invoke with {\"image\": BASE64}, through API Gateway, a Function URL "
+                           "or an ALB, or from S3 ObjectCreated notifications")
+    if kind != 'direct': return http_request(event, kind)
+    req = request_from_dict(event, allow_s3_uri=True)
+    if req.feedback is not None: req.source = 'lambda:direct'   # lambda:InvokeFunction: IAM callers
+    return req
+
 def handler(event, context=None):
     "The Lambda handler: API Gateway (REST or HTTP API), Function URL, ALB, S3 events, or a direct invocation."
-    rid = getattr(context, 'aws_request_id', None)
-    kind, t0 = event_kind(event), time.perf_counter()
+    rid, kind = getattr(context, 'aws_request_id', None), event_kind(event)
     if kind == 's3': return handle_s3_event(event, rid)
     rec = telemetry.begin('lambda', kind, request_id=rid, owner='lambda')
     telemetry.want_emf(rec, cold_start=_cold.pop() if _cold else False)
     try:
-        if kind == 'unknown':
-            raise RequestError("unrecognised event: invoke with {\"image\": BASE64}, through API Gateway, a Function URL "
-                               "or an ALB, or from S3 ObjectCreated notifications")
-        req = request_from_dict(event, allow_s3_uri=True) if kind == 'direct' else http_request(event, kind)
-        if kind == 'direct' and req.feedback is not None: req.source = 'lambda:direct'   # lambda:InvokeFunction: IAM callers
-        body = health() if req is None else answer(req)
-        status = 200
+        req = _event_request(event, kind)
+        status, body = 200, (health() if req is None else answer(req))
     except Exception as e: status, body = error_response(e, rid)
-    telemetry.finish(rec, status, body.get('type') if status >= 400 else None)  # the request's JSON log line (and EMF line)
+    telemetry.finish(rec, status, body.get('type') if status >= 400 else None)  # the request's JSON log line (and EMF)
     if kind in ('direct', 'unknown'): return dict(statusCode=status, **body)
     return _http_response(kind, event, status, body)
 
@@ -276,6 +315,6 @@ def _init():
     "Lambda's init phase: JSON logs; load the model before the first request arrives."
     if config.platform('AWS_LAMBDA_FUNCTION_NAME'): telemetry.setup_logging()
     if config.platform('AWS_LAMBDA_FUNCTION_NAME') and config.get('MODEL_URI') and not config.get('SAGEMAKER_ENDPOINT'):
-        try: get_model()
+        try: get_predictor()
         except ServiceUnavailableError: pass  # logged; each request retries and answers 503 meanwhile
 _init()

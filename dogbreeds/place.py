@@ -1,4 +1,4 @@
-"""The place prior as one service: the prior at a photo's place and the answer it moves, and feedback; built once from the settings and passed to whatever answers.
+"""`PlacePrior`, the place prior as one service: the prior at a photo's place, the answer it moves, feedback.
 
 Docs: https://dogbreeds.github.io/dogbreeds/place.html.md"""
 
@@ -89,7 +89,8 @@ def train_prior(pred, smoothing:float) -> tuple[dict|None, str]:
 # %% ../nbs/30_place.ipynb #b0ec554d
 @patch
 def lookup(self:PlacePrior, loc:Location|None, note:str|None) -> tuple:
-    "`(Prior|None, {source, note?})` at `loc` (what `locate` gave, with its `note`). The note says why when no prior is used."
+    """`(Prior|None, {source, note?})` at `loc` (what `locate` gave, with its `note`). The note says why when no prior
+    is used."""
     if loc is None:
         return None, dict(source='none', note=note or 'no coordinates: give "lat" and "lon", or a photo with EXIF GPS')
     if self.geo is None: return None, dict(source='none', note='no feature store configured (GEO_DB)')
@@ -124,20 +125,28 @@ def prior(self:PlacePrior,
 
 # %% ../nbs/30_place.ipynb #7f35cf85
 @patch
-def answer(self:PlacePrior, pred, image:bytes, loc:Location|None, note:str|None, probs:dict, k:int) -> dict:
-    "The place fields of the answer for the photo `image` at `loc`: location, prior, predictions_with_prior, and its feedback token."
+def answer(self:PlacePrior,
+           pred,                 # the `Predictor` that classified the photo
+           image:bytes,          # the photo's bytes (its `photo_id` is their hash)
+           loc:Location|None,    # where it was taken (`dogbreeds.location.locate`)
+           note:str|None,        # what `locate` said of it
+           probs:dict,           # the photo's probability of every breed
+           k:int,                # how many breeds to return
+          ) -> dict:
+    "The place fields of the answer: location, prior, predictions_with_prior, and its feedback token."
     a = dict(location=loc.to_dict() if loc else None)
     a['prior'], top = self.prior(pred, loc, note, probs, k)
     a['predictions_with_prior'] = [dict(breed=b, probability=float(v)) for b, v in top]
-    if loc is not None and self.geo is not None:   # an answer that used a place: feedback may correct it, with its token
+    if loc is not None and self.geo is not None:   # an answer that used a place: feedback may correct it, with a token
         with telemetry.stage('photo_id'): a['photo_id'] = pid = photo_id(image)   # SHA-256: ~1-3 ms for 2 MB
-        with telemetry.stage('token'): a.update(feedback_fields(pid, loc.cells(self.geo.store.resolutions), pred.version))
+        cells = loc.cells(self.geo.store.resolutions)
+        with telemetry.stage('token'): a.update(feedback_fields(pid, cells, pred.version))
     return a
 
 # %% ../nbs/30_place.ipynb #51da2a3c
 @patch
 def feedback(self:PlacePrior, obj, pred, source:str) -> dict:
-    'Feedback `{"feedback_token", "breed"}` from `source` on an answer of the model `pred` (see `GeoLookup.take_feedback`).'
+    'Feedback `{"feedback_token", "breed"}` from `source` on an answer of the model `pred` (`GeoLookup.take_feedback`).'
     self.check()
     if self.geo is None: raise ServiceUnavailableError('feedback needs the geo feature store: set GEO_DB')
     return self.geo.take_feedback(obj, pred.version, pred.breeds, source)

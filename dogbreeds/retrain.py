@@ -302,7 +302,7 @@ def score_model(model_dir, items:list, labels:list, breeds:list|None=None, bs:in
     probs = np.zeros((len(items), len(breeds)))
     for i in range(0, len(items), bs):
         arrays = [np.asarray(load_rgb(f)) for f in items[i:i + bs]]
-        probs[i:i + len(arrays), cols] = pred.probabilities(arrays)
+        probs[i:i + len(arrays), cols] = pred.probabilities(np.stack([pred.prepare(a) for a in arrays]))
     m = compute_metrics(probs, np.array([col[l] for l in labels]), breeds, items=items)
     return {**{k: m[k] for k in FIGURES}, 'unknown_breeds': sorted(set(labels) - set(pred.breeds))}
 

@@ -26,7 +26,7 @@ def photos():
 @pytest.fixture(scope='module')
 def expected(pred, photos):
     "What `Predictor.predict` says of each photo, by its bytes' file name."
-    return {p.name: pred.predict(p, k=K) for p in photos}
+    return {p.name: pred.predict(p, k=K).top for p in photos}
 
 
 @pytest.fixture
@@ -114,11 +114,11 @@ class Interrupt(BaseException): pass
 def stop_after(pred, n):
     "A copy of `pred` whose classifier is interrupted on its `n`-th call (as Ctrl-C would stop a run)."
     p, calls = copy.copy(pred), []
-    def classify_prepared(x, k):
+    def predict_prepared(x, k):
         calls.append(len(x))
         if len(calls) == n: raise Interrupt()
-        return pred.classify_prepared(x, k)
-    p.classify_prepared = classify_prepared
+        return pred.predict_prepared(x, k)
+    p.predict_prepared = predict_prepared
     return p
 
 
@@ -243,9 +243,9 @@ def test_killed_run_keeps_its_rows(model_dir, folder, expected, tmp_path, fmt):
     import signal, subprocess, time
     out = tmp_path / f'results.{fmt}'
     code = ("import sys, time\nfrom dogbreeds.inference import Predictor\nfrom dogbreeds.batch import batch_predict\n"
-            f"p = Predictor.load({str(model_dir)!r}); c = p.classify_prepared\n"
+            f"p = Predictor.load({str(model_dir)!r}); c = p.predict_prepared\n"
             "def slow(x, k): time.sleep(0.5); return c(x, k)\n"  # slow enough to be killed between chunks, or in one
-            f"p.classify_prepared = slow\nbatch_predict({str(folder)!r}, {str(out)!r}, p, k={K}, batch_size=2, progress=False)\n")
+            f"p.predict_prepared = slow\nbatch_predict({str(folder)!r}, {str(out)!r}, p, k={K}, batch_size=2, progress=False)\n")
     proc = subprocess.Popen([sys.executable, '-c', code], env={**os.environ, 'PYTHONPATH': os.pathsep.join(sys.path)})
     parts = out.with_name(f'.{out.name}.parts')
     written = lambda: (out.exists() and out.read_bytes().count(b'\n') >= 3) if fmt == 'csv' else len(list(parts.glob('part-*'))) >= 1

@@ -30,7 +30,7 @@ def test_widget_shows_what_predict_says(model_dir, sample_photos, tmp_path):
     shown = w.shown()
     p = Predictor.load(model_dir)
     assert [s[0] for s in shown] == [ph.name for ph in photos] + ['notes.txt']
-    for ph, (_, bars) in zip(photos, shown[:3]): assert bars == as_shown(p.predict(ph, k=5))
+    for ph, (_, bars) in zip(photos, shown[:3]): assert bars == as_shown(p.predict(ph, k=5).top)
     assert 'not an image' in shown[3][1]
     card = w.results.children[0]
     footer = card.children[1].children[-1].value
@@ -108,7 +108,7 @@ def test_widget_shows_the_place_and_how_the_prior_moved_the_answer(toy, tmp_path
     from dogbreeds.featurestore import FeatureStore
     from dogbreeds.location import cells, combine
     london, plain = gps_jpeg('tan', LONDON), gps_jpeg('steelblue')
-    probs = dict(toy.predict_one(toy.decode(london), k=len(toy.breeds)).top)
+    probs = dict(toy.predict(toy.decode(london), k=len(toy.breeds)).top)
     alone = sorted(probs.items(), key=lambda x: -x[1])
     store = FeatureStore(tmp_path / 'geo.db')
     store.add_many([(*LONDON, alone[1][0], 300), (*LONDON, alone[0][0], 2)])
@@ -203,7 +203,7 @@ def test_demo_in_a_browser(voila_app, model_dir, sample_photos, tmp_path):
     from dogbreeds.datasets import not_dog_photos
     pred = Predictor.load(os.environ.get('DOGBREEDS_DEMO_MODEL') or model_dir)
     photo, cat = sample_photos['Samoyed'][-1], next(p for p in not_dog_photos() if p.stem == 'chelsea')
-    expected, cat_is_dog = as_shown(pred.predict(photo, k=5)), pred.predict_one(cat).is_dog
+    expected, cat_is_dog = as_shown(pred.predict(photo, k=5).top), pred.predict(cat).is_dog
     shot = tmp_path / 'demo.png'
     big = tmp_path / 'huge.jpg'  # over the widget's 20 MiB limit and Jupyter's default 10 MiB websocket message limit
     big.write_bytes(photo.read_bytes() + os.urandom(21 * 2**20))

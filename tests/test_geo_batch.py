@@ -50,7 +50,7 @@ def folder(tmp_path):
     return d
 
 def photo_only(pred, path) -> list:
-    return pred.predict(path, k=len(pred.breeds))
+    return pred.predict(path, k=len(pred.breeds)).top
 
 @pytest.fixture
 def store(tmp_path, pred, folder):
@@ -209,7 +209,7 @@ def test_place_prior_is_the_services_prior(tmp_path, folder, monkeypatch):
         data = (folder / name).read_bytes()
         req = parse_request(data, 'image/jpeg'); req.lat, req.lon, req.k = LONDON[0], LONDON[1], len(BREEDS)
         a = answer_request(model, req, place)
-        probs = dict(model.predict_one(model.decode(data), k=len(BREEDS)).top)
+        probs = dict(model.predict(model.decode(data), k=len(BREEDS)).top)
         prior, top = place.prior(model, *locate(data, *LONDON), probs, len(BREEDS))
         assert {k: prior[k] for k in ('cell', 'resolution', 'observations', 'alpha', 'smoothing')} == {
             k: a['prior'][k] for k in ('cell', 'resolution', 'observations', 'alpha', 'smoothing')}

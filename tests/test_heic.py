@@ -104,8 +104,8 @@ def test_broken_heic_is_a_clear_error(heic_photo):
 
 def test_predictor(model, heic_photo, rgb, photo, tmp_path):
     p = Predictor.load(model)
-    want = p.predict(lossless(rgb))
-    close(p.predict(heic_photo), want)
+    want = p.predict(lossless(rgb)).top
+    close(p.predict(heic_photo).top, want)
     f = tmp_path / 'IMG_0001.HEIC'; f.write_bytes(heic_photo)
     assert p.predict(f) == p.predict(heic_photo) == p.predict(str(f))
     assert p.predict_batch([heic_photo, photo.read_bytes()])[0] == p.predict(heic_photo)
@@ -124,14 +124,14 @@ def lambda_env(model, monkeypatch):
 
 def test_lambda_handler(lambda_env, model, heic_photo, rgb):
     from test_lambda import HTTP_KINDS, call, direct, http_event
-    want = Predictor.load(model).predict(heic_photo)
+    want = Predictor.load(model).predict(heic_photo).top
     for name in HTTP_KINDS:
         status, body = call(http_event(name, heic_photo, 'image/heic'))
         assert status == 200, (name, body)
         close(body['predictions'], want, tol=1e-5)
     status, body = call(direct(heic_photo))
     assert status == 200
-    close(body['predictions'], Predictor.load(model).predict(lossless(rgb)))
+    close(body['predictions'], Predictor.load(model).predict(lossless(rgb)).top)
 
 
 def test_lambda_reads_the_heic_place(lambda_env, heic_sydney, tmp_path, monkeypatch):
@@ -148,7 +148,7 @@ def test_lambda_reads_the_heic_place(lambda_env, heic_sydney, tmp_path, monkeypa
 def test_serve_over_http(model, heic_photo, heic_sydney, tmp_path):
     from dogbreeds.featurestore import FeatureStore
     FeatureStore(tmp_path / 'geo.db').add_many([(*SYDNEY, 'dingo', 500)])
-    want = Predictor.load(model).predict(heic_photo)
+    want = Predictor.load(model).predict(heic_photo).top
     with ServeProcess(model, env=dict(GEO_DB=str(tmp_path / 'geo.db'), GEO_CACHE='lru', GEO_MIN_OBS='20')) as server, \
          httpx.Client(base_url=server.url, timeout=30) as c:
         for ct in ('image/heic', 'image/heif', 'application/x-image', None):
@@ -174,7 +174,7 @@ def test_batch_on_a_folder(model, heic_photo, rgb, photo, tmp_path):
     assert set(rows) == {'IMG_0001.HEIC', 'IMG_0002.heif', 'dog.jpg'} and r['predicted'] == 3, rows
     for name, row in rows.items():
         assert not row['error'], row
-        want = p.predict(src / name, k=3)
+        want = p.predict(src / name, k=3).top
         assert [row['breed'], row['breed_2'], row['breed_3']] == [b for b, _ in want]
         assert row['probability'] == pytest.approx(want[0][1], abs=1e-5)
 
@@ -187,8 +187,8 @@ def test_demo_widget(model, heic_photo, heic_sydney, rgb):
     w.upload.value = (upload('IMG_0001.HEIC', heic_photo, 'image/heic'), upload('IMG_0002.HEIC', heic_sydney, ''))
     shown = dict(w.shown())
     p = Predictor.load(model)
-    assert shown['IMG_0001.HEIC'] == as_shown(p.predict(heic_photo, k=5))
-    assert shown['IMG_0002.HEIC'] == as_shown(p.predict(heic_sydney, k=5))
+    assert shown['IMG_0001.HEIC'] == as_shown(p.predict(heic_photo, k=5).top)
+    assert shown['IMG_0002.HEIC'] == as_shown(p.predict(heic_sydney, k=5).top)
     assert w.places['IMG_0002.HEIC']['location']['source'] == 'exif'
     assert w.results.children[0].children[0].value[:2] == b'\xff\xd8'  # its thumbnail, a JPEG the browser can show
     assert w.status.value.startswith('2 classified')

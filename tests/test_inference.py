@@ -27,7 +27,7 @@ def encode(im, fmt, **kw):
 @pytest.mark.parametrize('backend, allowed', [('onnx', set()), ('torchscript', {'torch'})])
 def test_imports_neither_fastai_nor_torchvision(model_dir, photo, backend, allowed):
     code = (f"import sys; from dogbreeds.inference import Predictor; "
-            f"p = Predictor.load({str(model_dir)!r}, backend={backend!r}); print(p.predict({str(photo)!r})[0][0]); "
+            f"p = Predictor.load({str(model_dir)!r}, backend={backend!r}); print(p.predict({str(photo)!r}).top[0][0]); "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'fastai'}))")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
@@ -36,10 +36,10 @@ def test_imports_neither_fastai_nor_torchvision(model_dir, photo, backend, allow
 
 
 def test_predict_ordered_pairs(pred, photo, trained_run):
-    top = pred.predict(photo.read_bytes(), k=5)
+    top = pred.predict(photo.read_bytes(), k=5).top
     assert len(top) == 5 and all(isinstance(b, str) and 0 <= p <= 1 for b, p in top)
     assert [p for _, p in top] == sorted((p for _, p in top), reverse=True)
-    assert sum(p for _, p in pred.predict(photo, k=len(pred.breeds))) == pytest.approx(1, abs=1e-5)
+    assert sum(p for _, p in pred.predict(photo, k=len(pred.breeds)).top) == pytest.approx(1, abs=1e-5)
     assert {b for b, _ in top} <= set(trained_run.data.breeds)
 
 
@@ -54,7 +54,7 @@ def test_backends_agree(model_dir, pred):
     ts = Predictor.load(model_dir, backend='torchscript')
     photos = sorted(SAMPLE.rglob('*.JPEG'))[::10]
     for f in photos:
-        a, b = pred.predict(f, k=10), ts.predict(f, k=10)
+        a, b = pred.predict(f, k=10).top, ts.predict(f, k=10).top
         assert a[0][0] == b[0][0]
         assert np.abs(np.array([p for _, p in a]) - np.array([p for _, p in b])).max() <= 1e-4
 
@@ -62,9 +62,9 @@ def test_backends_agree(model_dir, pred):
 def test_batch_of_mixed_sizes_matches_single(pred):
     photos = sorted(SAMPLE.rglob('*.JPEG'))[:24]
     assert len({Image.open(p).size for p in photos}) > 3
-    batch = pred.predict_batch([p.read_bytes() for p in photos], k=3)
+    batch = [r.top for r in pred.predict_batch([p.read_bytes() for p in photos], k=3)]
     for p, r in zip(photos, batch):
-        single = pred.predict(p, k=3)
+        single = pred.predict(p, k=3).top
         assert [b for b, _ in r] == [b for b, _ in single]
         assert np.allclose([v for _, v in r], [v for _, v in single], atol=1e-5)
 
@@ -98,8 +98,8 @@ def test_bad_input_gives_specific_errors(pred, photo):
 
 
 def test_odd_but_valid_photos_are_classified(pred, photo):
-    want = pred.predict(photo)[0][0]
-    res = {name: pred.predict(data) for name, data in good_odd_inputs(photo).items()}
+    want = pred.predict(photo).top[0][0]
+    res = {name: pred.predict(data).top for name, data in good_odd_inputs(photo).items()}
     assert res['cmyk jpeg'][0][0] == want and res['animated gif'][0][0] == want
     assert all(len(r) == 5 for r in res.values())
 
@@ -109,7 +109,7 @@ def test_batch_with_bad_photos(pred, photo):
     res = pred.predict_batch(items, errors='return')
     assert res[0] == pred.predict(photo)
     assert [type(r) for r in res[1:6]] == [e for _, e in bad_inputs(photo).values()]
-    assert all(isinstance(r, list) for r in res[6:])
+    assert all(isinstance(r, I.Prediction) for r in res[6:])
     with pytest.raises(EmptyImageError): pred.predict_batch(items)
 
 
@@ -155,7 +155,7 @@ def test_phone_photos_decode_reduced_and_answer_as_full_decoding(model_dir, pred
     for i, f in enumerate(sorted((SAMPLE / 'val').rglob('*.JPEG'))[::27]):
         data = encode(phone_photo(f, seed=i), 'JPEG', quality=90)
         assert pred.shrink_to <= min(pred.decode(data).shape[:2]) < 2 * pred.shrink_to
-        a, b = pred.predict_one(data), full.predict_one(data)
+        a, b = pred.predict(data), full.predict(data)
         assert a.top[0][0] == b.top[0][0], f
         assert max(abs(x - dict(b.top)[k]) for k, x in a.top) < 0.05, f  # the test model; the default model: benchmarks/phone.py
 
@@ -165,9 +165,9 @@ def test_large_photos_of_other_formats_decode_within_the_pixel_cap(pred, photo, 
     data = encode(phone_photo(photo, size=(3000, 2250)), fmt)
     x = pred.decode(data)
     assert pred.shrink_to <= min(x.shape[:2]) < 2 * pred.shrink_to  # reduced early, before the resize
-    assert pred.predict_one(data).top[0][0] == pred.predict_one(photo).top[0][0]
+    assert pred.predict(data).top[0][0] == pred.predict(photo).top[0][0]
 
 
 def test_truncated_phone_jpeg_is_a_clear_error(pred, photo):
     data = encode(phone_photo(photo), 'JPEG', quality=90)
-    with pytest.raises(CorruptImageError, match='truncated or corrupt'): pred.predict_one(data[: len(data) // 2])
+    with pytest.raises(CorruptImageError, match='truncated or corrupt'): pred.predict(data[: len(data) // 2])

@@ -67,7 +67,7 @@ def local_model(model_dir, clean_env):
 
 @pytest.fixture(scope='module')
 def expected(model_dir, photo):
-    return [dict(breed=b, probability=p) for b, p in Predictor.load(model_dir, backend='onnx').predict(photo.read_bytes(), k=5)]
+    return [dict(breed=b, probability=p) for b, p in Predictor.load(model_dir, backend='onnx').predict(photo.read_bytes(), k=5).top]
 
 
 def same(preds, want):
@@ -246,7 +246,7 @@ def test_model_loaded_in_init_phase_to_tmp(model_dir, clean_env):
     clean_env.setenv('AWS_LAMBDA_FUNCTION_NAME', 'dogbreeds')
     from dogbreeds.registry import default_cache
     assert str(default_cache()).startswith('/tmp/')
-    code = "import json, dogbreeds.lambda_handler as h; print(json.dumps(sorted(h._models)))"
+    code = "import json, dogbreeds.lambda_handler as h; print(json.dumps(sorted(h._services)))"
     env = {**os.environ, 'MODEL_URI': str(model_dir)}
     out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -263,7 +263,7 @@ def test_proxy_mode(served, clean_env, photo, expected):
     status, body = call(http_event('function-url', photo.read_bytes()))
     assert status == 200, body
     same(body['predictions'], expected)
-    assert not lh._models  # no model loaded in the function
+    assert not lh._services  # no model loaded in the function
     assert call(direct(photo.read_bytes(), k=2))[1]['predictions'].__len__() == 2
     for what, (data, _) in bad_inputs(photo).items():  # the endpoint's refusals keep their status
         status, body = call(http_event('apigateway-http', data, 'application/x-image'))

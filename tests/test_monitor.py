@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dogbreeds.batch import batch_predict
 from dogbreeds.core import write_json
-from dogbreeds.handlers import load_model
+from dogbreeds.handlers import load_predictor
 from dogbreeds.monitor import monitor, window_from_capture
 from dogbreeds.signals import signals_from
 from dogbreeds.testing import toy_model
@@ -28,8 +28,8 @@ def run_cli(*args):
 def toy(tmp_path_factory):
     "The toy model, with the baseline of its own answers on the sample's val photos in its manifest."
     d = toy_model(tmp_path_factory.mktemp('mon') / 'toy', threshold=0.45)
-    p = load_model(d)
-    base = signals_from((lambda x: (x.top[0][0], x.top[0][1], x.is_dog))(p.predict_one(f.read_bytes(), 1)) for f in VAL)
+    p = load_predictor(d)
+    base = signals_from((lambda x: (x.top[0][0], x.top[0][1], x.is_dog))(p.predict(f.read_bytes(), 1)) for f in VAL)
     m = json.loads((d / 'manifest.json').read_text()); m['baseline'] = base; write_json(d / 'manifest.json', m)
     return d
 
@@ -58,8 +58,8 @@ def test_no_dogs_flagged_random_val_not(toy, tmp_path):
 
 
 def test_logs_and_capture_windows(toy, tmp_path):
-    p = load_model(toy)
-    answers = [dict(p.predict_one(f.read_bytes(), 3).__dict__) for f in VAL[:40]]
+    p = load_predictor(toy)
+    answers = [dict(p.predict(f.read_bytes(), 3).__dict__) for f in VAL[:40]]
     from dogbreeds.protocol import make_answer
     bodies = [make_answer(a['top'], dict(name='toy', version='1'), a['dog'], a['is_dog']) for a in answers]
     cap = tmp_path / 'capture' / 'AllTraffic' / '2026' / '11' / '29'

@@ -78,14 +78,14 @@ def log_lines():
 
 def app_client(model, monkeypatch, **env):
     from fastapi.testclient import TestClient
-    from dogbreeds.handlers import load_model
+    from dogbreeds.handlers import load_predictor
     from dogbreeds.serve import make_app
     for k, v in env.items(): monkeypatch.setenv(k, v)
-    return TestClient(make_app(load_model(model)))
+    return TestClient(make_app(load_predictor(model)))
 
 
 def test_every_metric_family(model, photos, monkeypatch, log_lines):
-    from dogbreeds.handlers import load_model
+    from dogbreeds.handlers import load_predictor
     with app_client(model, monkeypatch) as c:
         before = c.get('/metrics').text
         answers = [c.post('/invocations', content=p, headers={'content-type': 'image/jpeg'}).json() for p in photos]
@@ -178,7 +178,7 @@ def test_lambda_json_log_and_emf(model, photos, monkeypatch, capsys, log_lines):
     for k, v in dict(MODEL_URI=str(model), AWS_LAMBDA_FUNCTION_NAME='classify', EMF_NAMESPACE='dogbreeds-test').items():
         monkeypatch.setenv(k, v)
     assert not telemetry.metrics_enabled()  # on Lambda: EMF, not Prometheus
-    lh.get_model()  # the init phase: the pull time
+    lh.get_predictor()  # the init phase: the pull time
     capsys.readouterr()
     for body in (photos[0], photos[1], b'junk'):
         lh.handler({'image': base64.b64encode(body).decode()}, None)
@@ -220,8 +220,8 @@ import sys, json, base64
 sys.modules['prometheus_client'] = None  # not installed: importing it fails, find_spec says None
 from dogbreeds import telemetry, handlers
 assert not telemetry.metrics_enabled()
-from dogbreeds.handlers import invoke, load_model
-status, out = invoke(load_model({str(model)!r}), open({str(tmp_path / 'p.jpg')!r}, 'rb').read(), 'image/jpeg')
+from dogbreeds.handlers import invoke, load_predictor
+status, out = invoke(load_predictor({str(model)!r}), open({str(tmp_path / 'p.jpg')!r}, 'rb').read(), 'image/jpeg')
 assert status == 200, out
 assert sys.modules['prometheus_client'] is None
 print('ok')

@@ -149,7 +149,7 @@ def test_proxy_mode_forwards_the_whole_request(proxy):
     assert status == 200 and len(two['predictions']) == len(two['predictions_with_prior']) == 2  # k went too
     status, err = call(query_event('function-url', 95, 0))  # the endpoint's refusal keeps its status
     assert status == 400 and '"lat"' in err['error']
-    assert not lh._models  # no model, no feature store in the function
+    assert not lh._services  # no model, no feature store in the function
     fb = dict(feedback_token=a['feedback_token'], breed='beagle')
     status, out = call(dict(feedback=fb))
     assert status == 200 and out == dict(applied=True, request_id=a['request_id'], cell=cells(*SYDNEY)[0], breed='beagle'), out

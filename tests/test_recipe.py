@@ -96,9 +96,9 @@ def test_not_a_dog(head_run, head_model_dir):
     assert nd['n_val'] == 80 and nd['n_non_dogs'] == len(not_dog_photos()) >= 25
     assert nd['non_dogs_flagged'] >= 0.9 and nd['val_dogs_flagged'] <= 0.05  # measured, on the sample's 80 dogs
     p = Predictor.load(head_model_dir)
-    c = p.predict_one(cat())
+    c = p.predict(cat())
     assert c.is_dog is False and c.dog < nd['threshold'] and 'cat' in c.looks_like and len(c.top) == 5  # breeds still listed
-    dog = p.predict_one(sorted((SAMPLE / 'val' / 'n02111889').glob('*'))[0])
+    dog = p.predict(sorted((SAMPLE / 'val' / 'n02111889').glob('*'))[0])
     assert dog.is_dog is True and dog.looks_like is None and dog.top[0][0] == 'Samoyed'
 
 

@@ -24,7 +24,7 @@ def photo(): return sorted((SAMPLE / 'val' / 'n02111889').glob('*'))[0]
 
 @pytest.fixture(scope='module')
 def expected(model_dir, photo):
-    return [dict(breed=b, probability=p) for b, p in Predictor.load(model_dir, backend='onnx').predict(photo.read_bytes(), k=5)]
+    return [dict(breed=b, probability=p) for b, p in Predictor.load(model_dir, backend='onnx').predict(photo.read_bytes(), k=5).top]
 
 
 def as_png(photo):

@@ -66,11 +66,11 @@ class Interrupt(BaseException): pass
 def test_killed_shard_resumes_with_resume_only(pred, photos, tmp_path):
     out = tmp_path / 'results.csv'
     p, calls = copy.copy(pred), []
-    def classify_prepared(x, k):
+    def predict_prepared(x, k):
         calls.append(1)
         if len(calls) == 2: raise Interrupt()  # the pod is killed during its second batch
-        return pred.classify_prepared(x, k)
-    p.classify_prepared = classify_prepared
+        return pred.predict_prepared(x, k)
+    p.predict_prepared = predict_prepared
     with pytest.raises(Interrupt): run(photos, out, p, shard='1/3')
     f = shard_file(out, 1, 3)
     assert len(read_results(f)) == 8, "the first batch is kept"
