@@ -104,7 +104,7 @@ def _refuse(e:Exception, context) -> Refusal:
 
 # %% ../nbs/32_handlers.ipynb #8c0be153
 def model_fn(model_dir, context=None) -> Service:
-    "The `Service` of `MODEL_URI` (a registry URI or folder) if set, else of the folder SageMaker unpacked the model into."
+    "The `Service` of `MODEL_URI` (a registry URI or folder) if set, else of the folder SageMaker unpacked."
     return Service.load(config.get('MODEL_URI') or model_dir, threads=config.get_int('DOGBREEDS_THREADS'))
 
 def input_fn(input_data, content_type, context=None):
