@@ -267,10 +267,10 @@ def http_request(event:dict, kind:str) -> Request|None:
                            'MethodNotAllowedError')
     if _path(event, kind).rstrip('/').endswith('/feedback'): req = feedback_request(raw)
     else: req = with_query(parse_request(raw, headers.get('content-type')), _query(event, kind))
-    if req.feedback is not None: req.source = feedback_source(headers, *_caller(event, kind))
+    if req.feedback is not None: req.source = feedback_source(headers, *_caller_of(event, kind))
     return req
 
-def _caller(event:dict, kind:str) -> tuple[str|None, str|None]:
+def _caller_of(event:dict, kind:str) -> tuple[str|None, str|None]:
     "`(address, identity)` of an HTTP event's caller: the identity API Gateway or an `AWS_IAM` Function URL vouch for."
     rc = event.get('requestContext') or {}
     if kind == 'rest-api':

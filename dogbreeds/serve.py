@@ -167,7 +167,7 @@ async def _lifespan(app):
     s.service = None
 
 # %% ../nbs/34_serve.ipynb #2576437a
-def _caller(request:HTTPRequest):
+def _feedback_sender(request:HTTPRequest):
     "Who sends feedback (`FEEDBACK_API_KEYS`: its key, else 401), asked only of feedback."
     return lambda: feedback_source(request.headers, request.client.host if request.client else None)
 
@@ -182,7 +182,7 @@ async def _answer(request:HTTPRequest, route:str='/invocations') -> tuple[int, b
         return status, json.dumps(err).encode(), {}
     if rec is not None: rec.bytes = len(body)
     status, out = await run_in_threadpool(invoke, s.service, body, h.get('content-type'), h.get('accept'),
-                                          dict(request.query_params), _caller(request))
+                                          dict(request.query_params), _feedback_sender(request))
     telemetry.finish(rec, status, json.loads(out).get('type') if status >= 400 else None)
     return status, out, ({'Server-Timing': telemetry.server_timing(rec)} if rec is not None else {})
 
@@ -203,7 +203,7 @@ async def runtime_invocations(endpoint_name:str, request:HTTPRequest):
 async def feedback(request:HTTPRequest):
     "`POST /feedback`: the feedback of the JSON body, as `{\"feedback\": ...}` at `/invocations`."
     try:
-        source = _caller(request)()                               # the key first: no body is read without it
+        source = _feedback_sender(request)()                               # the key first: no body is read without it
         req = feedback_request(await _read_body(request, 64 * 1024))
         req.source = source
         return JSONResponse(await run_in_threadpool(request.app.state.service, req))
