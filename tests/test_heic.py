@@ -108,7 +108,7 @@ def test_predictor(model, heic_photo, rgb, photo, tmp_path):
     close(p.predict(heic_photo).top, want)
     f = tmp_path / 'IMG_0001.HEIC'; f.write_bytes(heic_photo)
     assert p.predict(f) == p.predict(heic_photo) == p.predict(str(f))
-    assert p.predict_batch([heic_photo, photo.read_bytes()])[0] == p.predict(heic_photo)
+    assert p.predict_batch([heic_photo, photo.read_bytes()])[0].top == p.predict(heic_photo).top
 
 
 @pytest.fixture
