@@ -1,4 +1,4 @@
-"""`classifier_widget`: upload dog photos in JupyterLab (or a Voilà app) and see the top breeds of each, with the model that answered and how long it took.
+"""`classifier_widget`: upload dog photos in JupyterLab (or a Voilà app) and see the service's answer for each.
 
 Docs: https://dogbreeds.github.io/dogbreeds/demo.html.md"""
 
@@ -42,7 +42,8 @@ def find_model(model=None) -> str:
     if (package_root()/'pyproject.toml').is_file(): roots.append(package_root()/'exported_models')
     if d := _newest_export(roots): return str(d)
     if reg := config.get('DOGBREEDS_REGISTRY'): return f"{reg.rstrip('/')}/dogbreeds@production"
-    raise ModelNotFoundError(f"no model to use: pass model= (a model folder or registry URI), set ${config.names('MODEL_URI')}, "
+    raise ModelNotFoundError("no model to use: pass model= (a model folder or registry URI), "
+                             f"set ${config.names('MODEL_URI')}, "
                              "or train one with `make run` (it lands in exported_models/)")
 
 # %% ../nbs/65_demo.ipynb #9a623956
@@ -100,7 +101,7 @@ class ClassifierWidget(widgets.VBox):
                  **kwargs):
         self.k, self.thumb, self.predictor, self.max_bytes = k, thumb, None, max_bytes
         self.answers = {}  # photo name -> its `Prediction`, for the cards shown
-        self.places = {}   # photo name -> {'location', 'prior', 'with_prior', feedback}: what its card says of its place
+        self.places = {}   # photo name -> {'location', 'prior', 'with_prior', feedback}: its card's place
         self.files = []    # the last upload, shown again when the coordinates typed change
         self.place = place if place is not None else PlacePrior.from_settings()  # the place prior (`dogbreeds.place`)
         box = dict(continuous_update=False, layout=widgets.Layout(width='190px'))
@@ -160,7 +161,8 @@ class ClassifierWidget(widgets.VBox):
                     "<code>postgresql://</code> URL). Coordinates typed in or read from a photo's EXIF GPS are "
                     "still shown.")
         db = 'PostgreSQL' if self.geo.store.pg else 'SQLite'
-        return (f"Place prior: how common each breed is around where the photo was taken, from the feature store ({db}). "
+        return ("Place prior: how common each breed is around where the photo was taken, from the feature store "
+                f"({db}). "
                 "Coordinates typed here win over a photo's EXIF GPS.")
 
     def _on_upload(self, change):
@@ -224,7 +226,8 @@ def _card(self:ClassifierWidget, name:str, content) -> widgets.Box:
 def _prior_table(alone:list, with_prior:list) -> str:
     "The photo's breeds alone and with the place, side by side, and whether the place moved the top breed."
     e = html.escape
-    moved = (f"<div class='dogbreeds-moved'>The place moved the top breed: {e(alone[0][0])} &rarr; {e(with_prior[0][0])}</div>"
+    moved = ("<div class='dogbreeds-moved'>The place moved the top breed: "
+             f"{e(alone[0][0])} &rarr; {e(with_prior[0][0])}</div>"
              if alone[0][0] != with_prior[0][0] else "<div>The place kept the top breed.</div>")
     rows = ''.join(f"<tr><td>{e(a)}</td><td class='dogbreeds-prior-pct'>{pa:.1%}</td><td>{e(b)}</td>"
                    f"<td class='dogbreeds-prior-pct'>{pb:.1%}</td></tr>" for (a, pa), (b, pb) in zip(alone, with_prior))
@@ -252,22 +255,25 @@ def _place_html(self:ClassifierWidget, name:str, a:dict) -> widgets.HTML:
     said = (f"<div class='dogbreeds-place'>Place: {cell}, {prior['observations']:,} observations; prior from the "
             f"{e(prior['source'])}, weight α = {prior['alpha']:g}{note}</div>")
     alone = [(p['breed'], p['probability']) for p in a['predictions']]
-    return _html(f"<div>{where}</div>{said}{_prior_table(alone, place['with_prior'])}", 'dogbreeds-geo', 'dogbreeds-prior')
+    table = _prior_table(alone, place['with_prior'])
+    return _html(f"<div>{where}</div>{said}{table}", 'dogbreeds-geo', 'dogbreeds-prior')
 
 # %% ../nbs/65_demo.ipynb #2f1e71f1
 @patch
 def _correction(self:ClassifierWidget, name:str):
     "A breed menu and a button that correct this answer with its feedback token; or why it cannot be corrected."
     place = self.places[name]
-    if place.get('location') is None or self.geo is None: return None   # an answer that used no place: nothing to correct
+    if place.get('location') is None or self.geo is None: return None   # it used no place: nothing to correct
     if 'feedback_token' not in place:
-        return _html(f"Corrections are off: {html.escape(place.get('feedback', ''))}", 'dogbreeds-correction', 'dogbreeds-muted')
+        return _html(f"Corrections are off: {html.escape(place.get('feedback', ''))}", 'dogbreeds-correction',
+                     'dogbreeds-muted')
     menu = widgets.Dropdown(options=list(self.predictor.breeds), value=place['with_prior'][0][0],
                             layout=widgets.Layout(width='200px'))
     button, said = widgets.Button(description='Correct the breed'), _html('', 'dogbreeds-said', 'dogbreeds-muted')
     def send(_): said.value = html.escape(self.correct(name, menu.value))
     button.on_click(send)
-    return _tagged(widgets.HBox([_label('Wrong breed?', margin='0 6px 0 0'), menu, button, said]), 'dogbreeds-correction')
+    row = [_label('Wrong breed?', margin='0 6px 0 0'), menu, button, said]
+    return _tagged(widgets.HBox(row), 'dogbreeds-correction')
 
 # %% ../nbs/65_demo.ipynb #bbe1569e
 @patch
@@ -281,8 +287,8 @@ def correct(self:ClassifierWidget, name:str, breed:str) -> str:
 # %% ../nbs/65_demo.ipynb #48b1de51
 @patch
 def _refused(self:ClassifierWidget, name:str, msg:str) -> widgets.Box:
-    return _tagged(widgets.VBox([_label(name, 'dogbreeds-name'), _html(f"&#9888; {html.escape(msg)}", 'dogbreeds-error')]),
-                   'dogbreeds-card', 'dogbreeds-refused')
+    said = _html(f"&#9888; {html.escape(msg)}", 'dogbreeds-error')
+    return _tagged(widgets.VBox([_label(name, 'dogbreeds-name'), said]), 'dogbreeds-card', 'dogbreeds-refused')
 
 def _bars(top:list) -> list:
     "A bar per breed, with its probability."
@@ -297,15 +303,16 @@ def _bars(top:list) -> list:
 @patch
 def _result(self:ClassifierWidget, name:str, im, answer, ms:float, geo=None, fix=None) -> widgets.Box:
     "The card of a classified photo: thumbnail, title, not-a-dog note, bars, place, footer, correction."
-    note = ([_html(f"&#9888; <b>This does not look like a dog</b> (it looks like: {html.escape(answer.looks_like or '?')}; "
-                   f"dog {answer.dog:.0%}). The breeds below are the model's best guesses all the same.", 'dogbreeds-notdog')]
+    like = html.escape(answer.looks_like or '?')
+    note = ([_html(f"&#9888; <b>This does not look like a dog</b> (it looks like: {like}; dog {answer.dog:.0%}). "
+                   "The breeds below are the model's best guesses all the same.", 'dogbreeds-notdog')]
             if answer.is_dog is False else [])
     title = widgets.HBox([_label(name, 'dogbreeds-name'),
                           _label(f"{im.width}×{im.height}", 'dogbreeds-muted', margin='0 0 0 10px')])
     footer = _label(f"{self.model_label} · {ms:.0f} ms", 'dogbreeds-footer', 'dogbreeds-muted')
     side = f'{self.thumb}px'
-    img = _tagged(widgets.Image(value=_thumbnail(im, self.thumb), format='jpeg',
-                                layout=widgets.Layout(width=side, height=side, object_fit='contain')), 'dogbreeds-thumb')
+    box = widgets.Layout(width=side, height=side, object_fit='contain')
+    img = _tagged(widgets.Image(value=_thumbnail(im, self.thumb), format='jpeg', layout=box), 'dogbreeds-thumb')
     body = [title, *note, *_bars(answer.top), *([geo] if geo else []), footer, *([fix] if fix else [])]
     return _tagged(widgets.HBox([img, widgets.VBox(body, layout=widgets.Layout(margin='0 0 0 12px'))]),
                    'dogbreeds-card', 'dogbreeds-result')
@@ -313,7 +320,7 @@ def _result(self:ClassifierWidget, name:str, im, answer, ms:float, geo=None, fix
 # %% ../nbs/65_demo.ipynb #b294bbbf
 @patch
 def shown(self:ClassifierWidget) -> list:
-    "What the cards show, in order: `(name, [(breed, percent), ...])` for a photo, `(name, message)` for a refused file."
+    "What the cards show, in order: `(name, [(breed, percent), ...])` for a photo, `(name, message)` if refused."
     out = []
     for card in self.results.children:
         name = _find(card, 'dogbreeds-name')[0].value

@@ -1,4 +1,4 @@
-"""Is this week's traffic still like the validation photos? The drift check: a window of live answers — from a Prometheus server, a `dogbreeds predict` results file, the JSON request logs or SageMaker's captured data — against the baseline in the model's manifest, a verdict, a plot, and a command that exits non-zero on drift.
+"""The drift check: is this week's traffic still like the validation photos? Live answers against the baseline.
 
 Docs: https://dogbreeds.github.io/dogbreeds/monitor.html.md"""
 
@@ -28,8 +28,8 @@ LABELS = dict(breeds='breed distribution', top1='top-1 probability', not_a_dog='
 
 def _signal_report(baseline:dict, window:dict, s:str, psi_max:float, min_answers:int) -> dict|None:
     "PSI, Jensen–Shannon, noise floor and verdict of the signal `s`; None when the window has none of it."
-    if s == 'not_a_dog' and not ((baseline.get('not_a_dog') or {}).get('n') and (window.get('not_a_dog') or {}).get('n')):
-        return None
+    counted = lambda sig: (sig.get('not_a_dog') or {}).get('n')
+    if s == 'not_a_dog' and not (counted(baseline) and counted(window)): return None
     labels, b, w = aligned(baseline, window, s)
     n = sum(w)
     if not n: return None
@@ -39,8 +39,12 @@ def _signal_report(baseline:dict, window:dict, s:str, psi_max:float, min_answers
                 drift=bool(n >= min_answers and p > psi_max + noise))
 
 # %% ../nbs/67_monitor.ipynb #26bdd9ae
-def compare(baseline:dict, window:dict, psi_max:float=PSI_MAX, min_answers:int=MIN_ANSWERS) -> dict:
-    "The drift report of the signals `window` against `baseline`: PSI, Jensen–Shannon, noise floor and verdict per signal."
+def compare(baseline:dict,                # the signals of the baseline (the manifest's)
+            window:dict,                  # the signals of the live window
+            psi_max:float=PSI_MAX,        # the PSI threshold above the noise floor
+            min_answers:int=MIN_ANSWERS,  # below this many answers nothing is flagged
+           ) -> dict:
+    "The drift report of the signals `window` against `baseline`: PSI, Jensen–Shannon, noise floor, verdict per signal."
     if not baseline or not baseline.get('n'):
         raise DogbreedsError("the baseline is empty: export the model from a run with validation metrics")
     out = [r for s in SIGNALS if (r := _signal_report(baseline, window, s, psi_max, min_answers))]
@@ -61,7 +65,11 @@ def format_report(r:dict) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/67_monitor.ipynb #1be948ad
-def plot_report(baseline:dict, window:dict, report:dict, path=None):
+def plot_report(baseline:dict,  # the signals of the baseline
+                window:dict,    # the signals of the live window
+                report:dict,    # their `compare` report
+                path=None,      # save the figure to this PNG
+               ):
     "A figure of baseline against live, one panel per signal (saved as PNG to `path` if given)."
     import matplotlib
     if path is not None: matplotlib.use('Agg', force=False)
@@ -175,10 +183,11 @@ def window_from_prometheus(url:str, window:str='24h', selector:str='') -> dict:
 
 # %% ../nbs/67_monitor.ipynb #d68f4917
 def write_textfile(report:dict, path):
-    "Write the drift gauges (`dogbreeds_drift_psi{signal}`, `dogbreeds_drift_detected`) for node_exporter's textfile collector."
+    "Write the drift gauges (`dogbreeds_drift_psi{signal}`, `dogbreeds_drift_detected`) for node_exporter."
     from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
     reg = CollectorRegistry()
-    g = Gauge('dogbreeds_drift_psi', 'PSI of live answers against the export baseline, by signal', ['signal'], registry=reg)
+    g = Gauge('dogbreeds_drift_psi', 'PSI of live answers against the export baseline, by signal', ['signal'],
+              registry=reg)
     for s in report['signals']: g.labels(s['signal']).set(s['psi'])
     Gauge('dogbreeds_drift_detected', '1 when dogbreeds monitor found drift', registry=reg).set(int(report['drift']))
     write_to_textfile(str(path), reg)
@@ -186,9 +195,11 @@ def write_textfile(report:dict, path):
 # %% ../nbs/67_monitor.ipynb #60d2f97a
 def _window(predictions, logs, capture, prometheus, window:str, selector:str) -> dict:
     "The signals of the one window source given."
-    sources = {k: v for k, v in dict(predictions=predictions, logs=logs, capture=capture, prometheus=prometheus).items() if v}
+    given = dict(predictions=predictions, logs=logs, capture=capture, prometheus=prometheus)
+    sources = {k: v for k, v in given.items() if v}
     if len(sources) != 1:
-        raise ParameterError("give exactly one window: --prometheus URL, --predictions FILE, --logs FILE or --capture PATH")
+        raise ParameterError("give exactly one window: --prometheus URL, --predictions FILE, --logs FILE "
+                             "or --capture PATH")
     (kind, src), = sources.items()
     if kind == 'prometheus': return window_from_prometheus(src, window, selector)
     return dict(predictions=window_from_predictions, logs=window_from_logs, capture=window_from_capture)[kind](src)
@@ -218,7 +229,7 @@ def monitor(model:str,               # the model folder or registry URI whose ma
 @call_parse
 def monitor_cli(
     model:str=None,           # the model folder or registry URI whose manifest holds the baseline (default: $MODEL_URI)
-    prometheus:str=None,      # read the window from this Prometheus server's query API (or $PROMETHEUS_URL with --from-prometheus)
+    prometheus:str=None,      # read the window from this Prometheus server's query API (see --from-prometheus)
     window:str='24h',         # with --prometheus: how far back (a Prometheus duration)
     selector:str='',          # with --prometheus: extra label matchers, such as 'job="dogbreeds"'
     predictions:str=None,     # read the window from a `dogbreeds predict` results file

@@ -1,4 +1,4 @@
-"""`dogbreeds predict SRC --out results.csv`: classify every photo in a folder, a glob or an S3 prefix, in batches, resumably, writing complete rows as it goes; each photo answered by the service's own request pipeline.
+"""`dogbreeds predict SRC --out results.csv`: classify every photo of a folder, glob or S3 prefix, resumably.
 
 Docs: https://dogbreeds.github.io/dogbreeds/predict.html.md"""
 
@@ -119,7 +119,8 @@ def predict_rows(pred:Predictor,              # the model
         except SourceError: raise  # every photo would fail alike: stop
         except Exception as e: return e  # this photo's error, for its row
     for chunk, loaded, t in _read_ahead(items, load, batch_size, workers):
-        rows = [results_row(it, a, k, mid, geo=place is not None) for it, a in zip(chunk, _answers(pred, loaded, k, place))]
+        answers = _answers(pred, loaded, k, place)
+        rows = [results_row(it, a, k, mid, geo=place is not None) for it, a in zip(chunk, answers)]
         telemetry.log_batch_rows(rows, time.perf_counter() - t)  # one JSON log line per photo
         yield rows
 
@@ -143,7 +144,8 @@ def _run_places(lat, lon, locations, place:PlacePrior|None) -> tuple:
     """`(place prior, coordinates, --locations table)` of a run; the prior is None for a run with no coordinates and no
     feature store (`place`, default: the settings'): its rows are as ever."""
     if locations is not None and (lat is not None or lon is not None):
-        raise ParameterError("give --lat/--lon (one place for every photo) or --locations (a place per photo), not both")
+        raise ParameterError("give --lat/--lon (one place for every photo) or --locations (a place per photo), "
+                             "not both")
     try: coords = check_coords(lat, lon)
     except RequestError as e: raise ParameterError(f"--lat/--lon: {e}") from None
     table = read_locations(locations) if locations is not None else None
@@ -236,7 +238,8 @@ def batch_predict(src,                        # a folder, a glob, a file, a list
     items = source.list()
     if not items: raise SourceError(f"{source} holds no photos (no files ending in {', '.join(IMAGE_EXTS)})")
     k, mid = min(k, len(pred.breeds)), model_id(pred)
-    where = match_locations(table, source, items) if table is not None else dict.fromkeys(items, coords) if coords else None
+    where = (match_locations(table, source, items) if table is not None
+             else dict.fromkeys(items, coords) if coords else None)
     if shard is not None: out, items = start_shard(source, items, out, shard, k, mid, resume, geo=place is not None)
     with open_results(out, k, mid, retry_errors, geo=place is not None) as res:
         todo = [i for i in items if i not in res.done]
@@ -265,7 +268,8 @@ def _fetch_answers(source, out_prefix:str, endpoint_url:str|None, workers:int) -
         try: return json.loads(s3.get_object(Bucket=bucket, Key=key)['Body'].read())
         except Exception as e:
             if getattr(e, 'response', {}).get('Error', {}).get('Code') in ('NoSuchKey', '404'): return None
-            if isinstance(e, json.JSONDecodeError): return dict(error=f"the .out object is not JSON: {e}", type='TransformError')
+            if isinstance(e, json.JSONDecodeError):
+                return dict(error=f"the .out object is not JSON: {e}", type='TransformError')
             raise
     with ThreadPoolExecutor(workers) as ex: return list(ex.map(fetch, source.list()))
 
@@ -274,7 +278,8 @@ def _one_model(answers:list, where:str) -> tuple[str, str]:
     "`(name, version)` of the model every answer names; a `ResultsError` when they name several."
     models = {(a['model'].get('name') or '', a['model'].get('version') or '') for a in answers
               if a and isinstance(a.get('model'), dict)}
-    if len(models) > 1: raise ResultsError(f"the answers under {where} come from {len(models)} models: one job, one model")
+    if len(models) > 1:
+        raise ResultsError(f"the answers under {where} come from {len(models)} models: one job, one model")
     return next(iter(models), ('', ''))
 
 # %% ../nbs/63_predict.ipynb #8ca4b6ee
@@ -295,7 +300,8 @@ def gather_transform(src:str,                   # the job's s3:// SRC
     answers = _fetch_answers(source, out_prefix, endpoint_url, workers)
     mid = _one_model(answers, out_prefix)
     k = min(k, max((len(a.get('predictions', [])) for a in answers if a), default=1) or 1)
-    missing = dict(type='TransformError', error=f"no answer for this photo ({failure or 'the container refused it; see the job log'})")
+    why = failure or 'the container refused it; see the job log'
+    missing = dict(type='TransformError', error=f"no answer for this photo ({why})")
     rows = [results_row(i, a or missing, k, mid) for i, a in zip(items, answers)]
     with open_results(out, k, mid) as res:
         for j in range(0, len(rows), ROW_GROUP): res.append(rows[j:j + ROW_GROUP])
@@ -308,7 +314,8 @@ def _check_transform(out:str, model:str|None, image:str|None, role:str|None):
     if not str(out).startswith('s3://'):
         raise ParameterError("--on sagemaker writes to S3: --out s3://bucket/results.csv (or .parquet)")
     if not (model or '').startswith('s3://'):
-        raise ParameterError("--on sagemaker: the container pulls the model, so --model must be a registry URI (s3://...)")
+        raise ParameterError("--on sagemaker: the container pulls the model, so --model must be a registry URI "
+                             "(s3://...)")
     if not image or not role:
         raise ParameterError("--on sagemaker needs --image-uri (the serving container in ECR) and --role-arn "
                              "(its execution role ARN)")
@@ -338,7 +345,7 @@ def transform_predict(src:str,                    # an s3:// prefix of photos
                       region:str|None=None,       # AWS region (default: boto3's)
                       endpoint_url:str|None=None, # S3 endpoint, for gathering
                      ) -> dict:
-    "`dogbreeds predict --on sagemaker`: start the transform job; with `wait`, follow it and gather its answers into `out`."
+    "`dogbreeds predict --on sagemaker`: start the transform job; with `wait`, follow it and gather its answers."
     from dogbreeds.transform import TransformError, start_transform, wait_transform
     _check_transform(out, model, image, role)
     job = start_transform(src, transform_prefix(out), image, role, model, instance_count, instance_type,
@@ -356,14 +363,16 @@ def transform_predict(src:str,                    # an s3:// prefix of photos
 def _check_cli(src, shard, resume:bool, on, placed:bool):
     "Refuse the combinations of options that do not go together."
     if not src: raise ParameterError("name the photos: dogbreeds predict SRC --out results.csv")
-    if resume and not shard: raise ParameterError("--resume goes with --shard (a run without --shard resumes by itself)")
+    if resume and not shard:
+        raise ParameterError("--resume goes with --shard (a run without --shard resumes by itself)")
     if on is not None and shard:
         raise ParameterError("--shard splits a run here; --on sagemaker splits the photos over its instances itself")
     if on is not None and placed:
         raise ParameterError("--lat/--lon, --locations and --geo-db go with a run here; "
                              "--on sagemaker writes the photo columns only")
     if on not in (None, 'sagemaker'):
-        raise ParameterError(f"--on {on!r}: the one engine is 'sagemaker' (Batch Transform); leave --on out to run here")
+        raise ParameterError(f"--on {on!r}: the one engine is 'sagemaker' (Batch Transform); "
+                             "leave --on out to run here")
 
 # %% ../nbs/63_predict.ipynb #7bab728d
 def _merge_cli(out:str, src, shard):
@@ -385,7 +394,7 @@ def _said(r:dict, out:str, wait:bool=False) -> str:
 # %% ../nbs/63_predict.ipynb #8b28131b
 @call_parse
 def predict_cli(
-    src:Annotated[str, {'opt': False, 'nargs': '?'}]=None,  # a folder, a quoted glob ('photos/**/*.jpg'), a file, or s3://bucket/prefix
+    src:Annotated[str, {'opt': False, 'nargs': '?'}]=None,  # a folder, a quoted glob, a file, or s3://bucket/prefix
     out:str=None,             # the results file: .csv, or .parquet (needs pyarrow)
     model:str=None,           # a model folder or registry URI (default: $MODEL_URI, else $DOGBREEDS_MODEL)
     top_K:int=5,              # how many breeds per photo (-k)
@@ -395,7 +404,7 @@ def predict_cli(
     retry_errors:bool=False,  # try again the items whose rows hold an error
     endpoint_url:str=None,    # S3 endpoint for an s3:// SRC (default: $AWS_ENDPOINT_URL, else AWS)
     quiet:bool=False,         # no progress bar
-    shard:str=None,           # I/N: only shard I (0..N-1) of N, split by a hash of each photo's name, into OUT-0000I-of-0000N
+    shard:str=None,           # I/N: only shard I (0..N-1) of N (by a hash of each photo's name), into its own file
     resume:bool=False,        # with --shard: go on with the results already under OUT's name (a restarted worker)
     merge:bool=False,         # join the N finished shard files of OUT into OUT (no SRC needed)
     on:str=None,              # 'sagemaker': a Batch Transform job of the serving container over an s3:// SRC

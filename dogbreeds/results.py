@@ -1,4 +1,4 @@
-"""The table `dogbreeds predict` writes, one row per photo: its columns, the one function that makes a row from an answer, and the CSV and Parquet files that survive a crash and resume.
+"""The table `dogbreeds predict` writes: its columns, a row from an answer, CSV and Parquet files that resume.
 
 Docs: https://dogbreeds.github.io/dogbreeds/results.html.md"""
 
@@ -329,7 +329,12 @@ def results_format(out) -> type:
     if fmt is None: raise ResultsError(f"{out}: name the output file .csv or .parquet")
     return fmt
 
-def open_results(out, k:int, model:tuple, retry_errors:bool=False, geo:bool=False) -> _Results:
+def open_results(out,                     # the results file: .csv or .parquet
+                 k:int,                   # breeds per row
+                 model:tuple,             # `(name, version)` of the run's model
+                 retry_errors:bool=False, # drop the error rows first, so that their photos are tried again
+                 geo:bool=False,          # the rows have the place columns
+                ) -> _Results:
     """Open the output file `out` (.csv or .parquet) for a run with the top `k` breeds of `model` (`(name, version)`),
     and the place columns with `geo`."""
     return results_format(out)(out, k, model, retry_errors, geo=geo)

@@ -1,4 +1,4 @@
-"""`dogbreeds predict --shard I/N`: N workers, each 1/N of the photos, with no coordinator; `--merge` joins their files into one, as a stream.
+"""`dogbreeds predict --shard I/N`: N workers, each 1/N of the photos; `--merge` joins their files, as a stream.
 
 Docs: https://dogbreeds.github.io/dogbreeds/shards.html.md"""
 
@@ -49,7 +49,8 @@ def _done_file(f:Path) -> Path: return f.with_name(f.name + '.done.json')
 
 # %% ../nbs/62_shards.ipynb #5c1a0e03
 def _job_record(source, n:int, k:int, model:tuple, geo:bool=False) -> dict:
-    return dict(format=SHARDS_FORMAT, src=str(source), shards=n, k=k, model=list(model), **({'geo': True} if geo else {}))
+    return dict(format=SHARDS_FORMAT, src=str(source), shards=n, k=k, model=list(model),
+                **({'geo': True} if geo else {}))
 
 def _differs(have:dict, want:dict) -> list[str]:
     return [f"{f} {have.get(f)!r} (this run: {want.get(f)!r})" for f in ('src', 'shards', 'k', 'model', 'geo')
@@ -174,8 +175,10 @@ def merge_shards(out, src:str|None=None) -> dict:
     with tempfile.TemporaryDirectory(prefix=f'.{out.stem}.runs.', dir=out.parent) as runs:
         handles = []
         try:  # each shard sorted into a run of JSON lines (one shard in memory at a time), the runs merged as streams
-            for i, f in enumerate(files): handles.append(open(_sorted_run(f, Path(runs)/f'run-{i:05d}.jsonl'), encoding='utf-8'))
-            with fmt(tmp, k, model, geo=job.get('geo', False)) as res: rows, errors = _write_merged(res, handles, out.name)
+            for i, f in enumerate(files):
+                handles.append(open(_sorted_run(f, Path(runs)/f'run-{i:05d}.jsonl'), encoding='utf-8'))
+            with fmt(tmp, k, model, geo=job.get('geo', False)) as res:
+                rows, errors = _write_merged(res, handles, out.name)
             os.replace(tmp, out); _fsync_dir(out.parent)
         finally:
             for h in handles: h.close()

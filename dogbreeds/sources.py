@@ -1,4 +1,4 @@
-"""Where the photos of a batch run come from: a folder, a glob, one file or an `s3://` prefix, listed and read one photo at a time; and where each was taken, from a `--locations` CSV.
+"""Where a batch run's photos come from (a folder, a glob, a file, an `s3://` prefix), and where each was taken.
 
 Docs: https://dogbreeds.github.io/dogbreeds/sources.html.md"""
 
@@ -37,6 +37,7 @@ def _walk(folder:str) -> list[str]:
         files += [os.path.join(d, n) for n in names if not n.startswith('.') and _is_image(n)]
     return files
 
+# %% ../nbs/60_sources.ipynb #aca1ced6
 class LocalSource:
     "Photos in a folder (recursively), matched by a glob, or one file; or a list of paths."
     workers = os.cpu_count() or 2  # decoding is CPU work: one worker per core
@@ -84,9 +85,10 @@ class S3Source:
         p = problem(e)
         if p is None: return ReadError(f"{what}: {type(e).__name__}: {e}")
         if p.kind == 'no-credentials': return SourceError(NO_CREDENTIALS)
-        if p.kind == 'unreachable': return SourceError(f"cannot reach S3 at {self.client.meta.endpoint_url}: {p.message}")
+        where = self.client.meta.endpoint_url
+        if p.kind == 'unreachable': return SourceError(f"cannot reach S3 at {where}: {p.message}")
         if p.kind in _FATAL_KINDS or what == 'list':
-            hint = (f"bucket {self.bucket!r} does not exist at {self.client.meta.endpoint_url}" if p.kind == 'no-bucket'
+            hint = (f"bucket {self.bucket!r} does not exist at {where}" if p.kind == 'no-bucket'
                     else "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE" if p.kind == 'auth'
                     else "check the prefix and your permissions")
             return SourceError(f"cannot {what} {self.uri}: {p.code} {p.message}".rstrip() + f"; {hint}")
@@ -101,7 +103,8 @@ class S3Source:
         if not keys and self.prefix and not self.prefix.endswith('/'):  # the prefix may name one object
             try: self.client.head_object(Bucket=self.bucket, Key=self.prefix); keys = [self.prefix]
             except Exception as e:
-                if getattr(e, 'response', {}).get('Error', {}).get('Code') not in ('404', 'NoSuchKey', 'NotFound'): raise
+                code = getattr(e, 'response', {}).get('Error', {}).get('Code')
+                if code not in ('404', 'NoSuchKey', 'NotFound'): raise
         return keys
 
     def list(self) -> list[str]:
@@ -125,7 +128,11 @@ class S3Source:
         except Exception as e: raise self._fail(e, 'read') from None
 
 # %% ../nbs/60_sources.ipynb #0109b644
-def open_source(src, endpoint_url:str|None=None, max_bytes:int|None=None, workers:int|None=None):
+def open_source(src,                        # a folder, a glob, a file, a list of paths, or s3://bucket/prefix
+                endpoint_url:str|None=None, # S3 endpoint, for an s3:// SRC
+                max_bytes:int|None=None,    # the byte cap of one photo
+                workers:int|None=None,      # the threads that will read it (an S3 client's connections)
+               ):
     "The source SRC names: an `s3://` prefix, else a local folder, glob or file (or a list of paths)."
     if isinstance(src, str) and src.startswith('s3://'):
         return S3Source(src, endpoint_url=endpoint_url, max_bytes=max_bytes, connections=workers or S3Source.workers)
