@@ -24,7 +24,7 @@ COMMANDS = {  # command: (module:function, one-line help)
     'list': ('dogbreeds.registry:list_cli', "list the registry's models, a model's versions, or its audit log"),
     'promote': ('dogbreeds.registry:promote_cli', 'point an alias (default production) at a model version'),
     'delete': ('dogbreeds.registry:delete_cli', 'delete a model version that no alias names'),
-    'predict': ('dogbreeds.batch:predict_cli', 'classify a folder, glob or s3:// prefix of photos into a CSV or Parquet file, resumably'),
+    'predict': ('dogbreeds.predict:predict_cli', 'classify a folder, glob or s3:// prefix of photos into a CSV or Parquet file, resumably'),
     'cost': ('dogbreeds.cost:cost_cli', 'monthly cost on Lambda, SageMaker and EC2 from measured latency, with break-evens'),
     'retrain': ('dogbreeds.retrain:retrain_cli', 'retrain with the notebooks (papermill), here or on SageMaker; promote if better'),
     'serve': ('dogbreeds.serve:serve_cli', 'serve the model over HTTP: GET /ping, POST /invocations (the SageMaker container)'),
