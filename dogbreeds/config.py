@@ -9,7 +9,7 @@ from __future__ import annotations
 import os, re
 from dataclasses import dataclass
 from pathlib import Path
-from .core import DogbreedsError, ParameterError
+from .core import DogbreedsError, ParameterError, is_int
 
 # %% auto #0
 __all__ = ['SETTINGS', 'PLATFORM', 'Setting', 'get', 'get_int', 'put', 'names', 'who', 'platform', 'settings_table',
@@ -90,7 +90,7 @@ def get(key:str, default=None):
 def get_int(key:str) -> int|None:
     "`get(key)` as a whole number; a `ParameterError` naming the variable if it is not one."
     v = get(key)
-    if v is None or isinstance(v, int): return v
+    if v is None or is_int(v): return v
     try: return int(v)
     except ValueError:
         name = next(n for n in (*_FIRST.get(key, ()), *_setting(key).names) if os.environ.get(n))

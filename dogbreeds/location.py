@@ -12,6 +12,7 @@ __all__ = ['GPS_IFD', 'RESOLUTIONS', 'GLOBAL', 'Location', 'gps_from_exif', 'che
 import io, math, os
 from dataclasses import dataclass, asdict
 from PIL import Image
+from .core import is_number
 from .protocol import RequestError
 
 # %% ../nbs/09_location.ipynb #57547053
@@ -99,7 +100,7 @@ def combine(probs:dict, counts:dict, alpha:float=1.0, smoothing:float=1.0, train
 def train_distribution(counts:dict, breeds:list, smoothing:float=1.0) -> dict:
     "p(breed | train) from the training photos per breed `counts`: `(n_b + smoothing) / (N + smoothing · B)` over `breeds`."
     if not isinstance(counts, dict): raise ValueError(f"train_counts must be a mapping of breed to count, got {type(counts).__name__}")
-    bad = [b for b, n in counts.items() if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or n < 0]
+    bad = [b for b, n in counts.items() if not is_number(n) or n < 0]
     if bad: raise ValueError(f"train_counts must be counts ≥ 0: bad for {bad[:3]}")
     n = {b: float(counts.get(b, 0)) for b in breeds}
     z = sum(n.values()) + smoothing * len(breeds)

@@ -12,7 +12,7 @@ from http import HTTPStatus
 
 from . import config
 from .core import (CorruptImageError, DogbreedsError, EmptyImageError, ImageError, ImageTooLargeError,
-                            ImageTooSmallError, NotAnImageError)
+                            ImageTooSmallError, NotAnImageError, is_int)
 
 log = logging.getLogger('dogbreeds.serve')
 
@@ -101,7 +101,7 @@ def _b64_limit(limit:int) -> int: return (limit + 2) // 3 * 4 + 1024  # base64 o
 
 # %% ../nbs/04_protocol.ipynb #b72aa43f
 def _check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+    if not is_int(k) or not 1 <= k <= MAX_K:
         raise RequestError(f'"k" must be a whole number from 1 to {MAX_K}, got {k!r}')
     return k
 

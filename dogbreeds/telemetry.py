@@ -133,8 +133,8 @@ def finish_owned(owner:str, status:int, error_type:str|None=None):
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BYTES_BUCKETS = tuple(float(2**i) for i in range(10, 26, 2))  # 1 KiB to 32 MiB
 TOP1_BUCKETS = tuple(TOP1_EDGES[1:])
-_lock = threading.Lock()
-_metrics = {}
+_metrics_lock = threading.Lock()
+_prometheus_metrics = {}
 
 _have_client = []
 
@@ -151,9 +151,9 @@ def metrics_enabled() -> bool:
 
 def metrics() -> dict:
     "The metric objects, made on first use (in the default registry, or prometheus_client's multiprocess files)."
-    if _metrics: return _metrics
-    with _lock:
-        if _metrics: return _metrics
+    if _prometheus_metrics: return _prometheus_metrics
+    with _metrics_lock:
+        if _prometheus_metrics: return _prometheus_metrics
         try: from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
         except ImportError: raise RuntimeError("metrics need prometheus_client: pip install 'dogbreeds[serve-http]', or set DOGBREEDS_METRICS=off") from None
         reg = CollectorRegistry()  # ours, so that a second copy of this module (a notebook) does not clash in the default one
@@ -173,8 +173,8 @@ def metrics() -> dict:
             geo_lookups=Counter('dogbreeds_geo_lookups', 'Place-prior lookups, by where the prior came from (cache, db, none)', ['source'], registry=reg),
             geo_db_queries=Counter('dogbreeds_geo_db_queries', 'Feature-store queries (one per cold set of cells, however many requests waited on it)', registry=reg),
         )
-        _metrics.update(m, _registry=reg)
-    return _metrics
+        _prometheus_metrics.update(m, _registry=reg)
+    return _prometheus_metrics
 
 def record_metrics(rec:Record):
     "Count the finished request `rec` into the metrics."
@@ -201,11 +201,11 @@ def model_details(pred) -> dict:
     return dict(name=str(getattr(pred, 'name', None) or man.get('name') or ''), version=str(getattr(pred, 'version', None) or ''),
                 arch='+'.join(str(a) for a in archs if a) or 'unknown', sha256=str(f.get('sha256', '')))
 
-_loads = {}
+_model_loads = {}
 
 def model_loaded(pred, seconds:float):
     "Record that the model `pred` was pulled and loaded in `seconds` (the info gauge; the pull time for EMF's cold start)."
-    _loads['last'] = float(seconds)
+    _model_loads['last'] = float(seconds)
     log = logging.getLogger('dogbreeds.model')
     log.info('model loaded', extra=dict(fields=dict(event='model_loaded', seconds=round(seconds, 3), **model_details(pred))))
     if metrics_enabled():
@@ -292,5 +292,5 @@ def want_emf(rec:Record|None, cold_start:bool=False):
 def write_emf(rec:Record, stream=None):
     "Write the EMF line of `rec` to stdout (CloudWatch Logs reads it from the function's log)."
     doc = emf_document(rec, config.platform('AWS_LAMBDA_FUNCTION_NAME') or 'local', rec.extra.get('cold_start', False),
-                       _loads.get('last') if rec.extra.get('cold_start') else None)
+                       _model_loads.get('last') if rec.extra.get('cold_start') else None)
     (stream or sys.stdout).write(json.dumps(doc) + '\n'); (stream or sys.stdout).flush()

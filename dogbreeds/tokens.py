@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64, binascii, hashlib, hmac, json, secrets, time
 from dataclasses import dataclass
 from . import config
+from .core import is_int
 from .protocol import RequestError
 
 # %% auto #0
@@ -55,7 +56,7 @@ class Grant:
     @classmethod
     def from_payload(cls, b:bytes) -> Grant:
         v, tid, rid, pid, cells, model, exp = json.loads(b)
-        if v != VERSION or not all(isinstance(x, str) for x in (tid, rid, model, *cells)) or not isinstance(exp, int):
+        if v != VERSION or not all(isinstance(x, str) for x in (tid, rid, model, *cells)) or not is_int(exp):
             raise ValueError
         return cls(tid, rid, pid, tuple(cells), model, exp)
 
