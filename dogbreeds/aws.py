@@ -44,8 +44,17 @@ def boto3_session(session=None, region:str|None=None, what:str='this'):
     except ImportError: raise DogbreedsError(f"{what} needs boto3: pip install 'dogbreeds[aws]'") from None
     return boto3.session.Session(region_name=region)
 
-def client(service:str, *, session=None, region:str|None=None, endpoint_url:str|None=None, max_attempts:int=5,
-           connect_timeout:float=10, read_timeout:float=60, pool:int=10, what:str|None=None):
+def client(service:str,                # the AWS service ('s3', 'sagemaker', ...)
+           *,
+           session=None,               # a boto3 session (default: a new one)
+           region:str|None=None,       # the region (default: the session's)
+           endpoint_url:str|None=None, # another endpoint (SeaweedFS, MinIO, a local stack)
+           max_attempts:int=5,         # tries of each request (standard retries)
+           connect_timeout:float=10,   # seconds to connect
+           read_timeout:float=60,      # seconds to wait for an answer
+           pool:int=10,                # connections kept open
+           what:str|None=None          # what needs boto3, for the error when it is missing
+           ):
     "A boto3 client for `service` with standard retries (`max_attempts`), timeouts and a pool of `pool` connections."
     s = boto3_session(session, region, what or f"AWS ({service})")
     from botocore.config import Config
@@ -79,6 +88,7 @@ class Problem:
     code: str
     message: str
 
+# %% ../nbs/02_aws.ipynb #b3e2c2ed
 def problem(e:BaseException) -> Problem|None:
     "The `Problem` of the botocore exception `e`; None if `e` is not one."
     exc = sys.modules.get('botocore.exceptions')
@@ -92,14 +102,21 @@ def problem(e:BaseException) -> Problem|None:
     if isinstance(e, exc.BotoCoreError): return Problem('client', type(e).__name__, str(e))
     return None
 
+# %% ../nbs/02_aws.ipynb #3da1b6c2
 class AwsError(DogbreedsError):
     "An AWS call that failed; `kind` and `code` say how (see `problem`)."
     kind, code = 'failed', ''
 
+# %% ../nbs/02_aws.ipynb #9a41d814
 _MESSAGES = {'no-credentials': '{what}: ' + NO_CREDENTIALS, 'unreachable': '{what}: {message}', 'client': '{what}: {message}'}
 
 @contextlib.contextmanager
-def aws_errors(what:str, error:type=AwsError, classes:dict|None=None, messages:dict|None=None, **context):
+def aws_errors(what:str,                # what the block does, for the messages
+               error:type=AwsError,     # the error class raised
+               classes:dict|None=None,  # `{kind: error class}` for the kinds that get their own
+               messages:dict|None=None, # `{kind: message template}`
+               **context                # more fields for the templates
+               ):
     """Turn botocore's exceptions inside the block into one-line `error`s (`classes[kind]` for a kind listed there).
     The message is `messages[kind]`, else '{what}: {code}: {message}', formatted with `what`, `code`, `message` and `context`."""
     try: yield
@@ -120,7 +137,11 @@ def has_objects(s3, uri:str) -> bool:
         r = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + '/' if prefix else '', MaxKeys=1)
     return r.get('KeyCount', 0) > 0
 
-def upload_file(s3, path, uri:str, extra_args:dict|None=None):
+def upload_file(s3,                        # a boto3 S3 client
+                path,                      # the local file
+                uri:str,                   # the object: s3://BUCKET/KEY
+                extra_args:dict|None=None  # put-object arguments, e.g. encryption (see `sse_args`)
+                ):
     "Upload the file `path` to the S3 object `uri` (multipart when large), with `extra_args` (see `sse_args`)."
     bucket, key = parse_s3_uri(uri)
     with aws_errors(f"upload {uri}"): s3.upload_file(str(path), bucket, key, ExtraArgs=dict(extra_args or {}))

@@ -87,6 +87,7 @@ def get(key:str, default=None):
         if v := os.environ.get(n): return v
     return default if default is not None else s.default
 
+# %% ../nbs/01_config.ipynb #87494552
 def get_int(key:str) -> int|None:
     "`get(key)` as a whole number; a `ParameterError` naming the variable if it is not one."
     v = get(key)
@@ -96,17 +97,20 @@ def get_int(key:str) -> int|None:
         name = next(n for n in (*_FIRST.get(key, ()), *_setting(key).names) if os.environ.get(n))
         raise ParameterError(f"{name}={v!r} is not a whole number") from None
 
+# %% ../nbs/01_config.ipynb #8cca56a2
 def put(key:str, value):
     "Set `key` to `value` in this process's environment (inherited by the processes it starts); clear its older names."
     s = _setting(key)
     for n in s.also: os.environ.pop(n, None)
     os.environ[s.name] = str(value)
 
+# %% ../nbs/01_config.ipynb #0f4adb5b
 def names(key:str) -> str:
     "The names of `key` for a message: 'MODEL_URI (or DOGBREEDS_MODEL)'."
     s = _setting(key)
     return s.name + (f" (or {' or '.join(s.also)})" if s.also else '')
 
+# %% ../nbs/01_config.ipynb #c59b7b6d
 def who() -> str:
     "Who is acting, for audit logs: `DOGBREEDS_USER`, else user@host."
     if u := get('DOGBREEDS_USER'): return u
@@ -115,6 +119,7 @@ def who() -> str:
     except Exception: user = 'unknown'
     return f"{user}@{socket.gethostname()}"
 
+# %% ../nbs/01_config.ipynb #eb6fa6f7
 def platform(name:str) -> str|None:
     "The value of a variable the platform sets (see `PLATFORM`), or None."
     if name not in PLATFORM: raise KeyError(f"{name} is not a platform variable dogbreeds reads")

@@ -35,11 +35,14 @@ class DataError(DogbreedsError, ValueError):
 class ParameterError(DogbreedsError, ValueError):
     "A run parameter has the wrong type or value."
 
+# %% ../nbs/00_core.ipynb #4199f495
 class ImageError(DogbreedsError, ValueError):
     "An image that is refused. Subclasses say why."
 
 class EmptyImageError(ImageError): "The file or payload holds no bytes."
 class NotAnImageError(ImageError): "The bytes are not in any image format Pillow can read."
+
+# %% ../nbs/00_core.ipynb #bba35680
 class CorruptImageError(ImageError): "The image header is readable but its data is truncated or corrupt."
 class ImageTooLargeError(ImageError): "Too many bytes, or too many pixels (a decompression bomb)."
 class ImageTooSmallError(ImageError): "Too few pixels to classify."
@@ -97,8 +100,13 @@ def _check_size(im, max_pixels, min_side, name):
         raise ImageTooSmallError(f"{name}: {w}x{h} is too small to classify (each side needs at least {min_side} px)")
 
 # %% ../nbs/00_core.ipynb #36631e5b
-def open_image(src, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, min_side:int=MIN_SIDE,
-               name:str|None=None, shrink_to:int|None=None) -> Image.Image:
+def open_image(src,                       # a path, bytes, a file object or a PIL image
+               max_bytes:int=MAX_BYTES,   # refuse more bytes than this
+               max_pixels:int=MAX_PIXELS, # refuse more pixels than this (a decompression bomb)
+               min_side:int=MIN_SIDE,     # refuse a shorter side than this
+               name:str|None=None,        # what to call the image in errors (default: the path)
+               shrink_to:int|None=None    # decode a large photo reduced, its short side at least this
+               ) -> Image.Image:
     """Open and decode `src` (path, bytes, file object or PIL image), refusing bad input with an `ImageError`.
     With `shrink_to`, a large JPEG is decoded at reduced scale (DCT scaling), a large HEIC reduced as soon as it is
     decoded, each side still at least `shrink_to`."""
@@ -155,8 +163,13 @@ def shrink(im:Image.Image, shrink_to:int) -> Image.Image:
     k = min(im.size) // shrink_to
     return im.reduce(k) if k >= 2 else im
 
-def load_rgb(src, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, min_side:int=MIN_SIDE,
-             name:str|None=None, shrink_to:int|None=None) -> Image.Image:
+def load_rgb(src,                       # a path, bytes, a file object or a PIL image
+             max_bytes:int=MAX_BYTES,   # refuse more bytes than this
+             max_pixels:int=MAX_PIXELS, # refuse more pixels than this (a decompression bomb)
+             min_side:int=MIN_SIDE,     # refuse a shorter side than this
+             name:str|None=None,        # what to call the image in errors (default: the path)
+             shrink_to:int|None=None    # decode a large photo reduced, its short side at least this
+             ) -> Image.Image:
     """Decode `src` safely (see `open_image`) into an upright 8-bit RGB PIL image; with `shrink_to`, a large photo
     comes out reduced (decoded at reduced scale, then reduced by a whole factor), its short side at least `shrink_to`."""
     im = to_rgb(open_image(src, max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side, name=name, shrink_to=shrink_to))
@@ -217,6 +230,7 @@ def file_record(path) -> dict:
     "The manifest entry of the file at `path`: its sha256 and size."
     return dict(sha256=sha256_file(path), bytes=Path(path).stat().st_size)
 
+# %% ../nbs/00_core.ipynb #980c54f8
 def read_manifest(model_dir) -> dict:
     "The manifest of the model folder `model_dir`."
     f = Path(model_dir)/MANIFEST
@@ -227,6 +241,7 @@ def read_manifest(model_dir) -> dict:
         raise IntegrityError(f"{f} lists no files")
     return m
 
+# %% ../nbs/00_core.ipynb #bce40650
 def verify_files(model_dir, manifest:dict|None=None, only:list|None=None) -> dict:
     "Check every file the manifest lists (or the files `only` of them) against its sha256 and size; return the manifest."
     m = manifest or read_manifest(model_dir)

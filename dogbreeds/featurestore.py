@@ -25,6 +25,7 @@ MAX_BREED_LEN, MAX_SOURCE_LEN, DAY = 100, 200, 86400
 class StoreUnavailable(DogbreedsError):
     "The database cannot be reached: a degradation (no prior; 503 for feedback), not a refused request."
 
+# %% ../nbs/11_featurestore.ipynb #06ba266f
 @dataclass
 class Prior:
     "The place prior chosen for a point: `cell` (or 'global'), its `resolution` (-1 global), `observations`, `counts`."
@@ -34,7 +35,12 @@ class Prior:
     counts: dict = field(default_factory=dict)
     def to_dict(self) -> dict: return dict(cell=self.cell, resolution=self.resolution, observations=round(self.observations, 2))
 
-def choose(rows:dict, point_cells:list, resolutions=RESOLUTIONS, min_obs:int=20) -> Prior|None:
+# %% ../nbs/11_featurestore.ipynb #176e2dfa
+def choose(rows:dict,               # `{cell: {breed: count}}` as `fetch` returns it
+           point_cells:list,        # the point's cells, finest first
+           resolutions=RESOLUTIONS, # their H3 resolutions
+           min_obs:int=20           # the fewest observations a cell needs to be used
+           ) -> Prior | None:
     """Back off: the finest of `point_cells` with ≥ `min_obs` observations, else the global counts; None if nothing is
     known."""
     for c, r in zip(point_cells, resolutions):
@@ -43,6 +49,7 @@ def choose(rows:dict, point_cells:list, resolutions=RESOLUTIONS, min_obs:int=20)
     g = rows.get(GLOBAL) or {}
     return Prior(GLOBAL, -1, sum(g.values()), g) if g else None
 
+# %% ../nbs/11_featurestore.ipynb #d356bebd
 def bounded(curated:dict, votes:dict, cap:float) -> dict:
     """A cell's counts: `curated` (breed → count) plus feedback `votes` (breed → weight) scaled so they weigh at most
     `cap` × the curated total."""
@@ -53,6 +60,7 @@ def bounded(curated:dict, votes:dict, cap:float) -> dict:
         if v * scale > 0: out[b] = out.get(b, 0) + round(v * scale, 4)
     return out
 
+# %% ../nbs/11_featurestore.ipynb #6a3b6505
 def _number(name:str, given, kind, ok):
     "`given`, else the setting `name`, as `kind`; a `DataError` naming it when it is not a number that is `ok`."
     v = config.get(name) if given is None else given
@@ -126,78 +134,96 @@ class FeatureStore:
                 except Exception: pass
             self.conn = None
 
-    def _add(self, cur, sql, lat, lon, breed, count, now):
-        upsert = sql("INSERT INTO observations (cell, resolution, breed, count, updated) VALUES (?, ?, ?, ?, ?) "
-                     "ON CONFLICT (cell, breed) DO UPDATE SET count = observations.count + excluded.count, updated = excluded.updated")
-        cs = cells(lat, lon, self.resolutions)
-        for c, r in [*zip(cs, self.resolutions), (GLOBAL, -1)]: cur.execute(upsert, (c, r, breed, count, now))
-        return cs
+# %% ../nbs/11_featurestore.ipynb #cb0b586d
+@patch
+def _add(self:FeatureStore, cur, sql, lat, lon, breed, count, now):
+    upsert = sql("INSERT INTO observations (cell, resolution, breed, count, updated) VALUES (?, ?, ?, ?, ?) "
+                 "ON CONFLICT (cell, breed) DO UPDATE SET count = observations.count + excluded.count, updated = excluded.updated")
+    cs = cells(lat, lon, self.resolutions)
+    for c, r in [*zip(cs, self.resolutions), (GLOBAL, -1)]: cur.execute(upsert, (c, r, breed, count, now))
+    return cs
 
-    def add_many(self, rows) -> int:
-        "Add `(lat, lon, breed, count)` observations in one transaction; how many."
-        rows = [(float(a), float(o), str(b), int(n)) for a, o, b, n in rows]
-        now = time.time()
-        self.run(lambda cur, sql: [self._add(cur, sql, *r, now) for r in rows])
-        return len(rows)
+@patch
+def add_many(self:FeatureStore, rows) -> int:
+    "Add `(lat, lon, breed, count)` observations in one transaction; how many."
+    rows = [(float(a), float(o), str(b), int(n)) for a, o, b, n in rows]
+    now = time.time()
+    self.run(lambda cur, sql: [self._add(cur, sql, *r, now) for r in rows])
+    return len(rows)
 
-    def import_csv(self, path) -> int:
-        "Add the observations of a CSV with columns lat, lon, breed[, count]; a `DataError` names the first bad row."
-        rows = []
-        if not Path(path).is_file(): raise DataError(f"{path}: no such file (a CSV of lat, lon, breed[, count])")
-        with open(path, newline='') as f:
-            r = csv.DictReader(f)
-            missing = {'lat', 'lon', 'breed'} - set(r.fieldnames or [])
-            if missing: raise DataError(f"{path}: columns {sorted(missing)} missing (need lat, lon, breed[, count])")
-            for i, row in enumerate(r, 2):
-                try:
-                    lat, lon = check_coords(row['lat'], row['lon'])
-                    n = int(row.get('count') or 1)
-                    if n < 1 or not row['breed'].strip(): raise ValueError('count must be ≥ 1 and breed non-empty')
-                except Exception as e: raise DataError(f"{path}, line {i}: {e}") from None
-                rows.append((lat, lon, row['breed'].strip(), n))
-        return self.add_many(rows)
+# %% ../nbs/11_featurestore.ipynb #4233a919
+@patch
+def import_csv(self:FeatureStore, path) -> int:
+    "Add the observations of a CSV with columns lat, lon, breed[, count]; a `DataError` names the first bad row."
+    rows = []
+    if not Path(path).is_file(): raise DataError(f"{path}: no such file (a CSV of lat, lon, breed[, count])")
+    with open(path, newline='') as f:
+        r = csv.DictReader(f)
+        missing = {'lat', 'lon', 'breed'} - set(r.fieldnames or [])
+        if missing: raise DataError(f"{path}: columns {sorted(missing)} missing (need lat, lon, breed[, count])")
+        for i, row in enumerate(r, 2):
+            try:
+                lat, lon = check_coords(row['lat'], row['lon'])
+                n = int(row.get('count') or 1)
+                if n < 1 or not row['breed'].strip(): raise ValueError('count must be ≥ 1 and breed non-empty')
+            except Exception as e: raise DataError(f"{path}, line {i}: {e}") from None
+            rows.append((lat, lon, row['breed'].strip(), n))
+    return self.add_many(rows)
 
-    def fetch(self, point_cells:list) -> dict:
-        """`{cell: {breed: count}}` for `point_cells` and the global row: curated counts plus their bounded feedback, in
-        one transaction."""
-        keys, today = [*point_cells, GLOBAL], self._day()
-        ph = ', '.join('?' * len(keys))
-        def q(cur, sql):
-            cur.execute(sql(f"SELECT cell, breed, count FROM observations WHERE cell IN ({ph})"), keys)
-            obs = cur.fetchall()
-            cur.execute(sql(f"SELECT cell, breed, day, COUNT(*) FROM feedback_cells WHERE cell IN ({ph}) AND day >= ? "
-                            "GROUP BY cell, breed, day"), [*keys, today - math.ceil(10 * self.half_life)])   # older: < 0.1 %
-            return obs, cur.fetchall()
-        self.queries += 1
-        obs, fb = self.run(q)
-        cur, votes = {k: {} for k in keys}, {k: {} for k in keys}
-        for c, b, n in obs: cur[c][b] = int(n)
-        for c, b, d, n in fb: votes[c][b] = votes[c].get(b, 0) + int(n) * self.weight(today - int(d))
-        return {k: bounded(cur[k], votes[k], self.cap) for k in keys}
+# %% ../nbs/11_featurestore.ipynb #913f3e39
+@patch
+def fetch(self:FeatureStore, point_cells:list) -> dict:
+    """`{cell: {breed: count}}` for `point_cells` and the global row: curated counts plus their bounded feedback, in
+    one transaction."""
+    keys, today = [*point_cells, GLOBAL], self._day()
+    ph = ', '.join('?' * len(keys))
+    def q(cur, sql):
+        cur.execute(sql(f"SELECT cell, breed, count FROM observations WHERE cell IN ({ph})"), keys)
+        obs = cur.fetchall()
+        cur.execute(sql(f"SELECT cell, breed, day, COUNT(*) FROM feedback_cells WHERE cell IN ({ph}) AND day >= ? "
+                        "GROUP BY cell, breed, day"), [*keys, today - math.ceil(10 * self.half_life)])   # older: < 0.1 %
+        return obs, cur.fetchall()
+    self.queries += 1
+    obs, fb = self.run(q)
+    cur, votes = {k: {} for k in keys}, {k: {} for k in keys}
+    for c, b, n in obs: cur[c][b] = int(n)
+    for c, b, d, n in fb: votes[c][b] = votes[c].get(b, 0) + int(n) * self.weight(today - int(d))
+    return {k: bounded(cur[k], votes[k], self.cap) for k in keys}
 
-    def _day(self, t:float|None=None) -> int: return int((self.clock() if t is None else t) // DAY)
-    def weight(self, age_days:float) -> float: return 0.5 ** (max(0, age_days) / self.half_life)
+@patch
+def _day(self:FeatureStore, t:float|None=None) -> int: return int((self.clock() if t is None else t) // DAY)
 
-    def lookup(self, lat:float, lon:float, min_obs:int=20) -> Prior|None:
-        "The backed-off prior at `(lat, lon)` (uncached)."
-        cs = cells(lat, lon, self.resolutions)
-        return choose(self.fetch(cs), cs, self.resolutions, min_obs)
+@patch
+def weight(self:FeatureStore, age_days:float) -> float: return 0.5 ** (max(0, age_days) / self.half_life)
 
-    def stats(self) -> dict:
-        "Observations, breeds and cells per resolution; feedback votes live and reverted, and from how many sources."
-        def q(cur, sql):
-            cur.execute("SELECT resolution, COUNT(DISTINCT cell), COUNT(DISTINCT breed), SUM(count) FROM observations GROUP BY resolution ORDER BY resolution DESC")
-            res = cur.fetchall()
-            cur.execute("SELECT COUNT(*), COUNT(reverted), COUNT(DISTINCT source) FROM feedback_votes")
-            return res, cur.fetchone()
-        res, (votes, reverted, sources) = self.run(q)
-        return dict(resolutions={('global' if r == -1 else str(r)): dict(cells=int(c), breeds=int(b), observations=int(n or 0)) for r, c, b, n in res},
-                    feedback=dict(votes=int(votes), reverted=int(reverted), sources=int(sources), cap=self.cap, half_life_days=self.half_life),
-                    database='postgresql' if self.pg else 'sqlite')
+# %% ../nbs/11_featurestore.ipynb #8d01c108
+@patch
+def lookup(self:FeatureStore, lat:float, lon:float, min_obs:int=20) -> Prior|None:
+    "The backed-off prior at `(lat, lon)` (uncached)."
+    cs = cells(lat, lon, self.resolutions)
+    return choose(self.fetch(cs), cs, self.resolutions, min_obs)
+
+@patch
+def stats(self:FeatureStore) -> dict:
+    "Observations, breeds and cells per resolution; feedback votes live and reverted, and from how many sources."
+    def q(cur, sql):
+        cur.execute("SELECT resolution, COUNT(DISTINCT cell), COUNT(DISTINCT breed), SUM(count) FROM observations GROUP BY resolution ORDER BY resolution DESC")
+        res = cur.fetchall()
+        cur.execute("SELECT COUNT(*), COUNT(reverted), COUNT(DISTINCT source) FROM feedback_votes")
+        return res, cur.fetchone()
+    res, (votes, reverted, sources) = self.run(q)
+    return dict(resolutions={('global' if r == -1 else str(r)): dict(cells=int(c), breeds=int(b), observations=int(n or 0)) for r, c, b, n in res},
+                feedback=dict(votes=int(votes), reverted=int(reverted), sources=int(sources), cap=self.cap, half_life_days=self.half_life),
+                database='postgresql' if self.pg else 'sqlite')
 
 # %% ../nbs/11_featurestore.ipynb #2b08cc85
 @patch
-def vote(self:FeatureStore, grant, breed:str, source:str, breeds=None) -> list:
+def vote(self:FeatureStore,
+         grant,             # the checked feedback token (a `Grant`)
+         breed:str,         # the breed it votes for
+         source:str,        # who sent it (an API key, an IAM caller, an address)
+         breeds=None        # the model's breeds, or None
+         ) -> list:
     """Count the vote of the token `grant` (a `Grant`) for `breed` from `source`: the cells it changed; `TokenUsed` if
     counted already."""
     if not isinstance(breed, str) or not 0 < len(breed) <= MAX_BREED_LEN:
@@ -240,6 +266,7 @@ def votes(self:FeatureStore, since:float=0, source:str|None=None, limit:int=10_0
         return cur.fetchall()
     return [dict(zip(cols, r)) for r in self.run(tx)]
 
+# %% ../nbs/11_featurestore.ipynb #5f7e1e89
 @patch
 def revert(self:FeatureStore, since:float, source:str|None=None, who:str|None=None) -> dict:
     """Take back the live votes received since `since` (from `source`): `{votes, cells, audit}`, recorded in
@@ -258,6 +285,7 @@ def revert(self:FeatureStore, since:float, source:str|None=None, who:str|None=No
         return dict(votes=n, cells=changed, audit=aid)
     return self.run(tx)
 
+# %% ../nbs/11_featurestore.ipynb #8280b00f
 @patch
 def audit(self:FeatureStore, since:float=0) -> list[dict]:
     "The audit trail of reverts at or after `since`, oldest first."

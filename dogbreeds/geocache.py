@@ -28,6 +28,7 @@ class LRUCache:
         with self.lock:
             for k in keys: self.c.pop(k, None)
 
+# %% ../nbs/13_geocache.ipynb #3b42792f
 class RedisCache:
     """Redis (or Valkey) at `url`; values are JSON with a TTL (in milliseconds: fractions of a second count). Short
     timeouts: a dead Redis costs little."""
@@ -44,6 +45,7 @@ class RedisCache:
         p.execute()
     def delete(self, keys): self.r.delete(*keys)
 
+# %% ../nbs/13_geocache.ipynb #a2584755
 class NoCache:
     "No cache at all (`GEO_CACHE=none`): every lookup reads the feature store; nothing is kept, not even photo ids."
     def with_ttl(self, ttl:float): return self
@@ -51,6 +53,7 @@ class NoCache:
     def set_many(self, items:dict): pass
     def delete(self, keys): pass
 
+# %% ../nbs/13_geocache.ipynb #47c89dc3
 def make_cache(spec:str|None, ttl:float=300):
     "'lru' (default), 'none' (no cache: every lookup queries the store) or a `redis://` URL."
     if not spec or spec == 'lru': return LRUCache(ttl=ttl)
@@ -73,7 +76,11 @@ def request_id() -> str:
     rec = telemetry.current.get()
     return rec.request_id if rec is not None else uuid.uuid4().hex
 
-def feedback_fields(pid:str|None, point_cells, model:str, rid:str|None=None) -> dict:
+def feedback_fields(pid:str|None,      # the photo's id, or None
+                    point_cells,       # the place's cells
+                    model:str,         # the model version that answered
+                    rid:str|None=None  # the request id (default: the current request's)
+                    ) -> dict:
     """An answer's feedback fields: `{request_id, feedback_token}`, or `{request_id, feedback}` saying why feedback is
     off."""
     rid = rid or request_id()

@@ -91,7 +91,12 @@ class GeoLookup:
         except Exception as e:
             return dict(note=f"cache unavailable ({type(e).__name__}); its entries expire with their TTL")
 
-    def vote(self, grant, breed:str, source:str, breeds=None) -> dict:
+    def vote(self,
+             grant,       # the checked feedback token
+             breed:str,   # the breed it votes for
+             source:str,  # who sent it
+             breeds=None  # the model's breeds, or None
+             ) -> dict:
         """Count the vote of the checked token `grant` (see `FeatureStore.vote`) and forget the cells it changed:
         `{applied, note?}`."""
         return dict(applied=True, **self._forget(self.store.vote(grant, breed, source, breeds)))
@@ -115,7 +120,12 @@ def _agree(g, obj:dict, resolutions):
                                                          kind='TokenMismatchError')
 
 @patch
-def take_feedback(self:GeoLookup, obj, model:str, breeds, source:str) -> dict:
+def take_feedback(self:GeoLookup,
+                  obj,            # the feedback: `{"feedback_token", "breed"}`
+                  model:str,      # the model version serving now
+                  breeds,         # the model's breeds
+                  source:str      # who sent it (an API key, an IAM caller, an address)
+                  ) -> dict:
     'Feedback `{"feedback_token", "breed"}` from `source` on an answer of `model`: the token checked, its place voted for, once.'
     if why := feedback_off(): raise ServiceUnavailableError(why, kind='FeedbackOff')
     if not isinstance(obj, dict) or not isinstance(obj.get('feedback_token'), str):

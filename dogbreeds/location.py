@@ -29,6 +29,7 @@ class Location:
     def cells(self, resolutions=RESOLUTIONS) -> list: return cells(self.lat, self.lon, resolutions)
     def to_dict(self) -> dict: return dict(asdict(self), cells=self.cells())
 
+# %% ../nbs/09_location.ipynb #967d7d9a
 def _dms(v) -> float:
     "Degrees from EXIF's (degrees, minutes, seconds) rationals."
     if len(v) != 3: raise ValueError(f"expected 3 rationals, got {len(v)}")
@@ -59,6 +60,7 @@ def gps_from_exif(img) -> tuple:
     except Exception as e:
         return None, f"the photo's EXIF GPS is malformed ({e}); ignored"
 
+# %% ../nbs/09_location.ipynb #db78da0d
 def check_coords(lat, lon) -> tuple:
     "`(lat, lon)` as floats, or a 400 `RequestError` saying what is wrong (one given without the other, not numbers, out of range)."
     if lat is None and lon is None: return None
@@ -72,19 +74,26 @@ def check_coords(lat, lon) -> tuple:
         out.append(f)
     return tuple(out)
 
+# %% ../nbs/09_location.ipynb #4e2f7899
 def locate(image=None, lat=None, lon=None) -> tuple:
     "`(Location or None, note or None)`: explicit coordinates win over EXIF; bad explicit ones are a 400."
     c = check_coords(lat, lon)
     if c: return Location(*c, 'explicit'), None
     return gps_from_exif(image) if image is not None else (None, None)
 
+# %% ../nbs/09_location.ipynb #8043a7a3
 def cells(lat:float, lon:float, resolutions=RESOLUTIONS) -> list:
     "The H3 cells of `(lat, lon)` at `resolutions`, finest first."
     import h3
     return [h3.latlng_to_cell(lat, lon, r) for r in resolutions]
 
 # %% ../nbs/09_location.ipynb #539f6710
-def combine(probs:dict, counts:dict, alpha:float=1.0, smoothing:float=1.0, train:dict|None=None) -> dict:
+def combine(probs:dict,           # breed -> p(breed|photo), every breed
+            counts:dict,          # breed -> count at the place
+            alpha:float=1.0,      # how much the place weighs (0: not at all)
+            smoothing:float=1.0,  # added to every count
+            train:dict|None=None  # breed -> its share of the training set (divided out), or None
+            ) -> dict:
     "`probs` (breed → p(breed|photo), every breed) adjusted by the place's `counts` (breed → count); normalised, best first."
     breeds = list(probs)
     B, n = len(breeds), sum(counts.get(b, 0) for b in breeds)

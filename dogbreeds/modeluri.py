@@ -26,6 +26,7 @@ class RegistryAccessError(RegistryError, PermissionError):
 class BucketNotFoundError(RegistryError, LookupError):
     "The registry's S3 bucket does not exist."
 
+# %% ../nbs/05_modeluri.ipynb #eed8f8fe
 class NotFoundError(RegistryError, LookupError):
     "No such model, version or alias; the message lists what there is."
 
@@ -53,18 +54,21 @@ def is_version(ref:str) -> bool:
     "Whether `ref` is a version id (otherwise it is an alias)."
     return bool(VERSION_RE.match(ref))
 
+# %% ../nbs/05_modeluri.ipynb #acbdeede
 def check_name(name:str) -> str:
     "`name` if it is a model name, else a `RegistryError` that says what one is."
     if not isinstance(name, str) or not MODEL_NAME_RE.match(name):
         raise RegistryError(f"{name!r} is not a model name: use letters, digits, '.', '_' and '-', starting with a letter or digit")
     return name
 
+# %% ../nbs/05_modeluri.ipynb #121d85ef
 def check_alias(alias:str) -> str:
     "`alias` if it is an alias name, else a `RegistryError` that says what one is."
     if not isinstance(alias, str) or not ALIAS_RE.match(alias):
         raise RegistryError(f"{alias!r} is not an alias name: use lower-case letters, digits, '_' and '-', starting with a letter")
     return alias
 
+# %% ../nbs/05_modeluri.ipynb #60430909
 def check_ref(ref:str) -> str:
     "`ref` if it is a version id or an alias name."
     if isinstance(ref, str) and (is_version(ref) or ALIAS_RE.match(ref)): return ref

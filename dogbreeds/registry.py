@@ -125,6 +125,7 @@ def record(self:Registry, name:str, version:str) -> dict:
     try: return self._get_json(self._vrec(name, version))
     except Missing: raise self._not_found(name, f"version {version}") from None
 
+# %% ../nbs/07_registry.ipynb #6657bb85
 @patch
 def _resolve(self:Registry, name:str, ref:str) -> tuple[str, str]:
     "(version id, manifest sha256) that `ref` names."
@@ -163,8 +164,14 @@ def _put_once(self:Registry, key:str, data:bytes) -> bool:
     try: self.backend.put_bytes(key, data, exclusive=True); return True
     except Taken: return self.backend.get_bytes(key) == data
 
+# %% ../nbs/07_registry.ipynb #4b61100f
 @patch
-def push(self:Registry, model_dir, name:str='dogbreeds', note:str='', alias:str|None=None) -> str:
+def push(self:Registry,
+         model_dir,            # the exported model folder
+         name:str='dogbreeds', # the model name in the registry
+         note:str='',          # why this version, for the audit log
+         alias:str|None=None   # also point this alias at the new version
+         ) -> str:
     "Upload the model folder `model_dir` as a new version of `name`; return its version id."
     check_name(name)
     if alias: check_alias(alias)
@@ -206,7 +213,12 @@ def push(self:Registry, model_dir, name:str='dogbreeds', note:str='', alias:str|
 
 # %% ../nbs/07_registry.ipynb #caee0a92
 @patch
-def promote(self:Registry, name:str, ref:str, alias:str=DEFAULT_ALIAS, reason:str='') -> dict:
+def promote(self:Registry,
+            name:str,                # the model name
+            ref:str,                 # a version id, or an alias whose version to promote
+            alias:str=DEFAULT_ALIAS, # the alias to point at it
+            reason:str=''            # why, for the audit log
+            ) -> dict:
     "Point `alias` of `name` at the version `ref` names; return the alias record (with the `previous` version)."
     check_alias(alias)
     version = self.resolve(name, ref)
@@ -274,7 +286,13 @@ def _download(self:Registry, name:str, version:str, manifest_sha256:str, into:Pa
     (into/MANIFEST).write_bytes(manifest)
 
 @patch
-def pull(self:Registry, name:str, ref:str=DEFAULT_ALIAS, dest=None, overwrite:bool=False, files:list|None=None) -> Path:
+def pull(self:Registry,
+         name:str,              # the model name
+         ref:str=DEFAULT_ALIAS, # a version id or an alias
+         dest=None,             # the folder to create (default ./NAME-VERSION)
+         overwrite:bool=False,  # replace `dest` if it exists
+         files:list|None=None   # only these files (and the manifest); None: all
+         ) -> Path:
     """Download the version of `name` that `ref` names into the new folder `dest` (default `./NAME-VERSION`), verified;
     with `files`, only those files of it (and its manifest)."""
     version, sha = self._resolve(name, ref)
@@ -291,6 +309,7 @@ def default_cache() -> Path:
     if config.platform('AWS_LAMBDA_FUNCTION_NAME'): return Path('/tmp/dogbreeds-models')
     return Path.home()/'.cache'/'dogbreeds'/'models'
 
+# %% ../nbs/07_registry.ipynb #f46c0a93
 def _cached(folder:Path, manifest_sha256:str, files:list|None=None) -> bool:
     try: return sha256_file(folder/MANIFEST) == manifest_sha256 and bool(verify_files(folder, only=files))
     except (DogbreedsError, OSError, ValueError, KeyError, TypeError): return False
@@ -310,6 +329,7 @@ def _keep_cached(dest:Path, fresh:Path, files:list):
         if (dest/f).is_file() and not (fresh/f).exists() and _cached(dest, sha256_file(fresh/MANIFEST), [f]):
             shutil.copy2(dest/f, fresh/f)
 
+# %% ../nbs/07_registry.ipynb #2fc1fdc7
 def pull_model(uri:str, dest_root=None, files=None, **registry_kwargs) -> Path:
     """The verified local folder of the model that `REGISTRY/NAME@REF` names, pulled unless already cached. `files`: only
     these of its files (and its manifest), or a function of the manifest that names them; None: every file."""
@@ -330,7 +350,11 @@ def pull_model(uri:str, dest_root=None, files=None, **registry_kwargs) -> Path:
     return dest
 
 # %% ../nbs/07_registry.ipynb #c992f708
-def push_if_configured(model_dir, name:str='dogbreeds', alias:str|None=None, note:str='') -> str|None:
+def push_if_configured(model_dir,            # the exported model folder
+                       name:str='dogbreeds', # the model name in the registry
+                       alias:str|None=None,  # also point this alias at the new version
+                       note:str=''           # why, for the audit log
+                       ) -> str | None:
     "Push `model_dir` to the registry `DOGBREEDS_REGISTRY` names and return the model URI; do nothing (and say so) when it is unset."
     uri = config.get('DOGBREEDS_REGISTRY')
     if not uri:

@@ -52,6 +52,7 @@ def push_cli(
     version = reg.push(model, name, note=note, alias=alias)
     print(f"{reg.uri}/{name}@{version}")
 
+# %% ../nbs/14_registry_cli.ipynb #50553880
 @call_parse
 def pull_cli(
     model:Annotated[str, "NAME[@REF] (REF: version id or alias, default production), or REGISTRY/NAME@REF", {'opt': True, 'required': True}],
@@ -65,6 +66,7 @@ def pull_cli(
     reg, name, ref = _open(model, registry, endpoint_url, quiet=quiet)
     print(reg.pull(name, ref, out, overwrite=overwrite))
 
+# %% ../nbs/14_registry_cli.ipynb #e6d3abaf
 @call_parse
 def list_cli(
     model:str=None,               # NAME: list its versions (default: list the models)
@@ -93,6 +95,7 @@ def list_cli(
     if inc := reg.incomplete(name):
         print(f"{len(inc)} incomplete push(es), never listed: {', '.join(inc)} (remove with dogbreeds delete --model {name}@VERSION)")
 
+# %% ../nbs/14_registry_cli.ipynb #b7b84c13
 @call_parse
 def promote_cli(
     model:Annotated[str, "NAME@VERSION or NAME@ALIAS (promote what that alias names), or REGISTRY/NAME@REF", {'opt': True, 'required': True}],
@@ -109,6 +112,7 @@ def promote_cli(
     a = reg.promote(name, ref, alias, reason=reason)
     print(f"{name}@{alias} -> {a['version']}" + (f" (was {a['previous']})" if a['previous'] else ''))
 
+# %% ../nbs/14_registry_cli.ipynb #f2dca244
 @call_parse
 def delete_cli(
     model:Annotated[str, "NAME@VERSION, or REGISTRY/NAME@VERSION", {'opt': True, 'required': True}],

@@ -25,7 +25,12 @@ def top1_bin(p:float) -> int:
 def empty_signals() -> dict:
     return dict(n=0, breeds={}, top1=dict(edges=list(TOP1_EDGES), counts=[0] * N_TOP1_BINS), not_a_dog=dict(count=0, n=0))
 
-def add_answer(s:dict, breed:str|None, probability:float|None, is_dog:bool|None=None) -> dict:
+# %% ../nbs/10_signals.ipynb #4b59f5f7
+def add_answer(s:dict,                 # the signals (`new_signals`)
+               breed:str|None,         # the top breed
+               probability:float|None, # its probability
+               is_dog:bool|None=None   # whether the model says it is a dog, when it says
+               ) -> dict:
     "Count one answer (its top breed and probability, and `is_dog` when the model says it) into the signals `s`."
     if breed is None or probability is None or (isinstance(probability, float) and math.isnan(probability)): return s
     s['n'] += 1
@@ -36,6 +41,7 @@ def add_answer(s:dict, breed:str|None, probability:float|None, is_dog:bool|None=
         s['not_a_dog']['count'] += int(not is_dog)
     return s
 
+# %% ../nbs/10_signals.ipynb #19bf3cb1
 def signals_from(answers) -> dict:
     "The signals of `answers`: `(breed, probability, is_dog)` tuples, or answer dicts as `dogbreeds.protocol.make_answer` writes them."
     s = empty_signals()
@@ -74,6 +80,7 @@ def psi(expected, actual, eps:float=1e-4) -> float:
     p, q = _dist(expected, eps), _dist(actual, eps)
     return float(np.sum((q - p) * np.log(q / p)))
 
+# %% ../nbs/10_signals.ipynb #3669c51b
 def js(expected, actual) -> float:
     "Jensen–Shannon divergence (base 2, in [0, 1]) between the counts `expected` and `actual`."
     p, q = _dist(expected), _dist(actual)
@@ -83,6 +90,7 @@ def js(expected, actual) -> float:
         return float(np.sum(a[nz] * np.log2(a[nz] / b[nz])))
     return max(0.0, (kl(p, m) + kl(q, m)) / 2)
 
+# %% ../nbs/10_signals.ipynb #b00a586e
 def aligned(baseline:dict, window:dict, signal:str) -> tuple[list, list, list]:
     "`(labels, baseline counts, window counts)` of one signal on the same bins."
     if signal == 'breeds':

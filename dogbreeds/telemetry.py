@@ -72,9 +72,16 @@ class Record:
                    timings_ms={k: round(v * 1000, 3) for k, v in self.timings.items()})
         return {**out, **self.extra}
 
+# %% ../nbs/12_telemetry.ipynb #547e93c6
 current: contextvars.ContextVar = contextvars.ContextVar('dogbreeds_request', default=None)
 
-def begin(entry:str, route:str='', nbytes:int|None=None, model=None, request_id:str|None=None, owner:str='') -> Record|None:
+def begin(entry:str,                # the entry point ('serve', 'lambda', 'sagemaker', ...)
+          route:str='',             # the route asked for
+          nbytes:int|None=None,     # the request body's size
+          model=None,               # the model being served
+          request_id:str|None=None, # the id to use (default: a new one)
+          owner:str=''              # who closes the record (default: `entry`)
+          ) -> Record | None:
     "Open the record of a request at entry point `entry`; None if a request is already being recorded here (an outer entry point owns it)."
     if (c := current.get()) is not None and c.owner != (owner or entry): return None  # one of its own left open: a new request
     rec = Record(entry, route, bytes=nbytes, owner=owner or entry, **(dict(request_id=request_id) if request_id else {}))
@@ -82,6 +89,7 @@ def begin(entry:str, route:str='', nbytes:int|None=None, model=None, request_id:
     current.set(rec)
     return rec
 
+# %% ../nbs/12_telemetry.ipynb #04a05272
 @contextlib.contextmanager
 def stage(name:str):
     "Time the block as stage `name` of the current request (if one is being recorded)."
@@ -90,6 +98,7 @@ def stage(name:str):
     finally:
         if (rec := current.get()) is not None: rec.timings[name] = rec.timings.get(name, 0.0) + time.perf_counter() - t
 
+# %% ../nbs/12_telemetry.ipynb #36d98faa
 def note(**fields):
     "Add `fields` to the current request's record (if one is being recorded): its log line, and counters such as `geo_source`."
     if (rec := current.get()) is not None: rec.extra.update(fields)
@@ -99,6 +108,7 @@ def server_timing(rec:Record|None) -> str:
     if rec is None: return ''
     return ', '.join(f"{k};dur={v * 1000:.3f}" for k, v in rec.timings.items())
 
+# %% ../nbs/12_telemetry.ipynb #62ad63bc
 def note_model(pred, rec:Record|None=None):
     "Record which model answers (a `Predictor`, or a `{'name', 'version'}` dict)."
     rec = rec or current.get()
@@ -106,6 +116,7 @@ def note_model(pred, rec:Record|None=None):
     info = pred if isinstance(pred, dict) else dict(name=getattr(pred, 'name', None), version=getattr(pred, 'version', None))
     rec.model, rec.model_version = info.get('name'), info.get('version')
 
+# %% ../nbs/12_telemetry.ipynb #00dc49b2
 def note_answer(answer:dict):
     "Record the answer's top breed, its probability, whether it is a dog, and the model that gave it."
     rec = current.get()
@@ -114,6 +125,7 @@ def note_answer(answer:dict):
     rec.breed, rec.probability, rec.is_dog = top.get('breed'), top.get('probability'), answer.get('is_dog')
     if answer.get('model'): note_model(answer['model'], rec)
 
+# %% ../nbs/12_telemetry.ipynb #eb854eeb
 def finish(rec:Record|None, status:int, error_type:str|None=None):
     "Close the request: time it, write its log line, count its metrics, and (on Lambda) write its EMF line."
     if rec is None: return
@@ -124,6 +136,7 @@ def finish(rec:Record|None, status:int, error_type:str|None=None):
     if metrics_enabled(): record_metrics(rec)
     if rec.extra.pop('_emf', False): write_emf(rec)
 
+# %% ../nbs/12_telemetry.ipynb #5bd538a8
 def finish_owned(owner:str, status:int, error_type:str|None=None):
     "Close the current record if `owner` opened it (the SageMaker handlers open in `input_fn`, close in `output_fn`)."
     rec = current.get()
@@ -149,6 +162,7 @@ def metrics_enabled() -> bool:
         _have_client.append(importlib.util.find_spec('prometheus_client') is not None)
     return _have_client[0]
 
+# %% ../nbs/12_telemetry.ipynb #fc785f32
 def metrics() -> dict:
     "The metric objects, made on first use (in the default registry, or prometheus_client's multiprocess files)."
     if _prometheus_metrics: return _prometheus_metrics
@@ -176,6 +190,7 @@ def metrics() -> dict:
         _prometheus_metrics.update(m, _registry=reg)
     return _prometheus_metrics
 
+# %% ../nbs/12_telemetry.ipynb #bb0e3afc
 def record_metrics(rec:Record):
     "Count the finished request `rec` into the metrics."
     m, v = metrics(), rec.model_version or ''
@@ -192,6 +207,7 @@ def record_metrics(rec:Record):
     if rec.extra.get('geo_source'): m['geo_lookups'].labels(rec.extra['geo_source']).inc()
     if rec.extra.get('geo_db_query'): m['geo_db_queries'].inc()
 
+# %% ../nbs/12_telemetry.ipynb #172657c3
 def model_details(pred) -> dict:
     "name, version, arch and the sha256 of the model file of the `Predictor` `pred`: the model info gauge's labels."
     man = getattr(pred, 'manifest', None) or {}
@@ -201,6 +217,7 @@ def model_details(pred) -> dict:
     return dict(name=str(getattr(pred, 'name', None) or man.get('name') or ''), version=str(getattr(pred, 'version', None) or ''),
                 arch='+'.join(str(a) for a in archs if a) or 'unknown', sha256=str(f.get('sha256', '')))
 
+# %% ../nbs/12_telemetry.ipynb #a85635cb
 _model_loads = {}
 
 def model_loaded(pred, seconds:float):
@@ -216,10 +233,12 @@ def model_loaded(pred, seconds:float):
         for b in getattr(pred, 'breeds', None) or []: m['predictions'].labels(b, v)  # every series exists from the start (at 0),
         for k in ('top1', 'dog_checked', 'not_a_dog'): m[k].labels(v)                # so that increase() counts their first answers
 
+# %% ../nbs/12_telemetry.ipynb #e4d309a5
 def multiprocess_dir() -> str|None:
     "prometheus_client's multiprocess folder, when the server runs several workers."
     return os.environ.get('PROMETHEUS_MULTIPROC_DIR') or None
 
+# %% ../nbs/12_telemetry.ipynb #c3d7a28b
 class _Joined:
     "The metrics of several registries as one (ours and the default one, with the process and Python collectors)."
     def __init__(self, *regs): self.regs = regs
@@ -240,6 +259,7 @@ def exposition() -> tuple[bytes, str]:
     metrics()  # the families exist (at zero) before the first request
     return generate_latest(_source()), CONTENT_TYPE_LATEST
 
+# %% ../nbs/12_telemetry.ipynb #5d46d485
 def start_metrics_server(port:int, host:str='127.0.0.1'):
     "Serve `/metrics` on a port of its own (prometheus_client's server): SageMaker routes only /ping and /invocations."
     from prometheus_client import start_http_server
@@ -261,7 +281,12 @@ def log_batch_rows(rows:list, seconds:float|None=None):
 # %% ../nbs/12_telemetry.ipynb #1ccaea4e
 emf_log = logging.getLogger('dogbreeds.emf')
 
-def emf_document(rec:Record, function:str, cold_start:bool=False, pull_seconds:float|None=None, namespace:str|None=None) -> dict:
+def emf_document(rec:Record,                   # the finished request
+                 function:str,                 # the Lambda function's name
+                 cold_start:bool=False,        # the request started the instance
+                 pull_seconds:float|None=None, # time to pull and load the model, on a cold start
+                 namespace:str|None=None       # the CloudWatch namespace (default: $EMF_NAMESPACE, else dogbreeds)
+                 ) -> dict:
     "The EMF JSON object of the finished request `rec` on the Lambda function `function`."
     ns = namespace or config.get('EMF_NAMESPACE') or 'dogbreeds'
     ms = lambda s: round(s * 1000, 3)

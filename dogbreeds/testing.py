@@ -20,7 +20,12 @@ __all__ = ['BREEDS', 'S3_TEST_KEY', 'S3_TEST_SECRET', 'toy_model', 'photo_exif',
 BREEDS = ['Shih-Tzu', 'Rhodesian ridgeback', 'beagle', 'English foxhound', 'Border terrier', 'Australian terrier',
           'golden retriever', 'Old English sheepdog', 'Samoyed', 'dingo']
 
-def toy_model(dest, name:str='toy', imagenet:bool=True, threshold:float=0.1, **manifest):
+def toy_model(dest,                # the folder to create
+              name:str='toy',      # the model name in its manifest
+              imagenet:bool=True,  # add the ImageNet graph (the "is it a dog" answer)
+              threshold:float=0.1, # the p(dog) threshold
+              **manifest           # more manifest fields
+              ):
     """A model folder whose ONNX graphs map a photo's mean colour through fixed linear layers to 10 breeds and, with
     `imagenet`, to 1000 ImageNet classes (its "is it a dog" answer, with `threshold`); `manifest` adds fields."""
     import onnx
@@ -92,6 +97,7 @@ def free_ports(n:int) -> list[int]:
     finally:
         for s in socks: s.close()
 
+# %% ../nbs/19_testing.ipynb #cd980737
 class ServerProcess:
     "A server run as a child process in its own process group, on free ports of 127.0.0.1; a context manager."
     port_names = ('port',)   # the ports it needs, by name: `self.ports[name]`
@@ -243,6 +249,7 @@ class PostgreSQL(ServerProcess):
             except subprocess.TimeoutExpired: pass
         super().stop()
 
+# %% ../nbs/19_testing.ipynb #97e5f2f1
 class Redis(ServerProcess):
     "`redis-server` on 127.0.0.1 and a free port, nothing saved to disk; `url` is its URL."
     name = 'Redis'
