@@ -18,7 +18,8 @@ __all__ = ['ROLE_RE', 'INSTANCE_RE', 'SERVERLESS_MEMORY_MB', 'LAMBDA_MEMORY_MB',
 
 # %% ../nbs/02_aws.ipynb #cc55db8b
 def parse_s3_uri(uri, error:type=ParameterError) -> tuple[str, str]:
-    "`s3://bucket/some/key` -> `('bucket', 'some/key')`; raise `error` unless `uri` is an s3:// URI that names a bucket."
+    """`s3://bucket/some/key` -> `('bucket', 'some/key')`; raise `error` unless `uri` is an s3:// URI that names a
+    bucket."""
     u = urlparse(str(uri))
     if u.scheme != 's3' or not u.netloc:
         raise error(f"{str(uri)[:200]!r} is not an s3://BUCKET/KEY URI (it must start with s3:// and name a bucket)")
@@ -97,7 +98,8 @@ def problem(e:BaseException) -> Problem|None:
         err = e.response.get('Error', {})
         code, msg = str(err.get('Code', '')), str(err.get('Message', '') or '')
         return Problem(next((k for k, codes in _KINDS.items() if code in codes), 'failed'), code, msg)
-    if isinstance(e, (exc.NoCredentialsError, exc.PartialCredentialsError)): return Problem('no-credentials', type(e).__name__, str(e))
+    if isinstance(e, (exc.NoCredentialsError, exc.PartialCredentialsError)):
+        return Problem('no-credentials', type(e).__name__, str(e))
     if isinstance(e, exc.ConnectionError): return Problem('unreachable', type(e).__name__, str(e))
     if isinstance(e, exc.BotoCoreError): return Problem('client', type(e).__name__, str(e))
     return None
@@ -108,7 +110,8 @@ class AwsError(DogbreedsError):
     kind, code = 'failed', ''
 
 # %% ../nbs/02_aws.ipynb #9a41d814
-_MESSAGES = {'no-credentials': '{what}: ' + NO_CREDENTIALS, 'unreachable': '{what}: {message}', 'client': '{what}: {message}'}
+_MESSAGES = {'no-credentials': '{what}: ' + NO_CREDENTIALS, 'unreachable': '{what}: {message}',
+             'client': '{what}: {message}'}
 
 @contextlib.contextmanager
 def aws_errors(what:str,                # what the block does, for the messages
@@ -124,7 +127,8 @@ def aws_errors(what:str,                # what the block does, for the messages
         p = problem(e)
         if p is None: raise
         template = (messages or {}).get(p.kind) or _MESSAGES.get(p.kind, '{what}: {code}: {message}')
-        exc = (classes or {}).get(p.kind, error)(template.format(what=what, code=p.code, message=p.message, **context).rstrip(': '))
+        exc = (classes or {}).get(p.kind, error)(template.format(what=what, code=p.code, message=p.message,
+                                                                 **context).rstrip(': '))
         exc.kind, exc.code = p.kind, p.code
         raise exc from (e if p.kind in ('failed', 'client') else None)
 

@@ -33,7 +33,8 @@ class Prior:
     resolution: int
     observations: int
     counts: dict = field(default_factory=dict)
-    def to_dict(self) -> dict: return dict(cell=self.cell, resolution=self.resolution, observations=round(self.observations, 2))
+    def to_dict(self) -> dict:
+        return dict(cell=self.cell, resolution=self.resolution, observations=round(self.observations, 2))
 
 # %% ../nbs/11_featurestore.ipynb #176e2dfa
 def choose(rows:dict,               # `{cell: {breed: count}}` as `fetch` returns it
@@ -82,7 +83,8 @@ class FeatureStore:
         self.source_limit = _number('FEEDBACK_SOURCE_LIMIT', source_limit, int, lambda v: v >= 0)
         self.pg = self.url.startswith(('postgresql://', 'postgres://'))
         self.lock, self.conn, self.queries, self.created = threading.Lock(), None, 0, False
-        if create: self.init()   # create=False: a database that is down now is used (and its tables made) once it is back
+        # create=False: a database that is down now is used (and its tables made) once it is back
+        if create: self.init()
 
     def _connect(self):
         if self.pg:
@@ -102,7 +104,8 @@ class FeatureStore:
                 if self.conn is None: self.conn = self._connect()
                 cur = self.conn.cursor()
                 try:
-                    if not self.created: self._create(cur)  # the first time the database answers (it may have been down at start)
+                    # the first time the database answers (it may have been down at start)
+                    if not self.created: self._create(cur)
                     out = fn(cur, self._sql)
                     self.conn.commit()
                     self.created = True
@@ -121,7 +124,8 @@ class FeatureStore:
     def _create(self, cur):
         "Run the schema file (idempotent: CREATE TABLE IF NOT EXISTS)."
         for s in SCHEMA.read_text().split(';'):
-            if s.strip() and not all(l.strip().startswith('--') or not l.strip() for l in s.splitlines()): cur.execute(s)
+            if s.strip() and not all(l.strip().startswith('--') or not l.strip() for l in s.splitlines()):
+                cur.execute(s)
 
     def init(self):
         "Create the tables now (else on the first call that reaches the database); `StoreUnavailable` if it is down."
@@ -138,7 +142,8 @@ class FeatureStore:
 @patch
 def _add(self:FeatureStore, cur, sql, lat, lon, breed, count, now):
     upsert = sql("INSERT INTO observations (cell, resolution, breed, count, updated) VALUES (?, ?, ?, ?, ?) "
-                 "ON CONFLICT (cell, breed) DO UPDATE SET count = observations.count + excluded.count, updated = excluded.updated")
+                 "ON CONFLICT (cell, breed) DO UPDATE SET count = observations.count + excluded.count, updated = "
+                 "excluded.updated")
     cs = cells(lat, lon, self.resolutions)
     for c, r in [*zip(cs, self.resolutions), (GLOBAL, -1)]: cur.execute(upsert, (c, r, breed, count, now))
     return cs
@@ -181,7 +186,8 @@ def fetch(self:FeatureStore, point_cells:list) -> dict:
         cur.execute(sql(f"SELECT cell, breed, count FROM observations WHERE cell IN ({ph})"), keys)
         obs = cur.fetchall()
         cur.execute(sql(f"SELECT cell, breed, day, COUNT(*) FROM feedback_cells WHERE cell IN ({ph}) AND day >= ? "
-                        "GROUP BY cell, breed, day"), [*keys, today - math.ceil(10 * self.half_life)])   # older: < 0.1 %
+                        # older: < 0.1 %
+                        "GROUP BY cell, breed, day"), [*keys, today - math.ceil(10 * self.half_life)])
         return obs, cur.fetchall()
     self.queries += 1
     obs, fb = self.run(q)
@@ -207,13 +213,16 @@ def lookup(self:FeatureStore, lat:float, lon:float, min_obs:int=20) -> Prior|Non
 def stats(self:FeatureStore) -> dict:
     "Observations, breeds and cells per resolution; feedback votes live and reverted, and from how many sources."
     def q(cur, sql):
-        cur.execute("SELECT resolution, COUNT(DISTINCT cell), COUNT(DISTINCT breed), SUM(count) FROM observations GROUP BY resolution ORDER BY resolution DESC")
+        cur.execute("SELECT resolution, COUNT(DISTINCT cell), COUNT(DISTINCT breed), SUM(count) FROM observations "
+                    "GROUP BY resolution ORDER BY resolution DESC")
         res = cur.fetchall()
         cur.execute("SELECT COUNT(*), COUNT(reverted), COUNT(DISTINCT source) FROM feedback_votes")
         return res, cur.fetchone()
     res, (votes, reverted, sources) = self.run(q)
-    return dict(resolutions={('global' if r == -1 else str(r)): dict(cells=int(c), breeds=int(b), observations=int(n or 0)) for r, c, b, n in res},
-                feedback=dict(votes=int(votes), reverted=int(reverted), sources=int(sources), cap=self.cap, half_life_days=self.half_life),
+    return dict(resolutions={('global' if r == -1 else str(r)): dict(cells=int(c), breeds=int(b),
+                                                                     observations=int(n or 0)) for r, c, b, n in res},
+                feedback=dict(votes=int(votes), reverted=int(reverted), sources=int(sources), cap=self.cap,
+                              half_life_days=self.half_life),
                 database='postgresql' if self.pg else 'sqlite')
 
 # %% ../nbs/11_featurestore.ipynb #2b08cc85
@@ -235,17 +244,22 @@ def vote(self:FeatureStore,
     now, where = self.clock(), [*grant.cells, GLOBAL]
     def tx(cur, sql):
         if self.source_limit:
-            cur.execute(sql("SELECT COUNT(*) FROM feedback_votes WHERE source = ? AND received >= ?"), (source, now - DAY))
+            cur.execute(sql("SELECT COUNT(*) FROM feedback_votes WHERE source = ? AND received >= ?"),
+                        (source, now - DAY))
             if cur.fetchone()[0] >= self.source_limit:
-                raise RequestError(f"too much feedback from {source[:100]}: at most {self.source_limit} votes per 24 h from one source",
+                raise RequestError(f"too much feedback from {source[:100]}: at most {self.source_limit} votes per 24 "
+                                   f"h from one source",
                                    429, 'TooManyRequestsError')
-        cur.execute(sql("INSERT INTO feedback_votes (token_id, request_id, photo_id, model, breed, source, cells, received) "
+        cur.execute(sql("INSERT INTO feedback_votes (token_id, request_id, photo_id, model, breed, source, cells, "
+                        "received) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (token_id) DO NOTHING"),
-                    (grant.token_id, grant.request_id, grant.photo_id, grant.model, breed, source, ' '.join(grant.cells), now))
+                    (grant.token_id, grant.request_id, grant.photo_id, grant.model, breed, source,
+                     ' '.join(grant.cells), now))
         if cur.rowcount == 0:
             raise TokenUsed(f"this feedback token was used already (token {grant.token_id}): one vote per answer")
         for c in where: cur.execute(sql("INSERT INTO feedback_cells (token_id, cell, breed, day) VALUES (?, ?, ?, ?) "
-                                        "ON CONFLICT (token_id, cell) DO NOTHING"), (grant.token_id, c, breed, self._day(now)))
+                                        "ON CONFLICT (token_id, cell) DO NOTHING"),
+                                    (grant.token_id, c, breed, self._day(now)))
         return where
     return self.run(tx)
 
@@ -262,7 +276,8 @@ def votes(self:FeatureStore, since:float=0, source:str|None=None, limit:int=10_0
     q, args = _where(since, source)
     cols = ('token_id', 'request_id', 'photo_id', 'model', 'breed', 'source', 'cells', 'received', 'reverted')
     def tx(cur, sql):
-        cur.execute(sql(f"SELECT {', '.join(cols)} FROM feedback_votes WHERE {q} ORDER BY received DESC LIMIT {int(limit)}"), args)
+        cur.execute(sql(f"SELECT {', '.join(cols)} FROM feedback_votes WHERE {q} ORDER BY received DESC LIMIT "
+                        f"{int(limit)}"), args)
         return cur.fetchall()
     return [dict(zip(cols, r)) for r in self.run(tx)]
 
@@ -280,7 +295,8 @@ def revert(self:FeatureStore, since:float, source:str|None=None, who:str|None=No
         cur.execute(sql(f"DELETE FROM feedback_cells WHERE {live}"), args)
         cur.execute(sql(f"UPDATE feedback_votes SET reverted = ? WHERE {q} AND reverted IS NULL"), [at, *args])
         n = cur.rowcount
-        cur.execute(sql("INSERT INTO feedback_audit (id, at, action, who, since, source, votes, cells) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+        cur.execute(sql("INSERT INTO feedback_audit (id, at, action, who, since, source, votes, cells) VALUES (?, ?, "
+                        "?, ?, ?, ?, ?, ?)"),
                     (aid, at, 'revert', who or config.who(), float(since), source, n, json.dumps(changed)))
         return dict(votes=n, cells=changed, audit=aid)
     return self.run(tx)

@@ -22,11 +22,13 @@ def parse_since(t:str, now:float|None=None) -> float:
     import datetime as dt, re
     now = time.time() if now is None else now
     t = str(t).strip()
-    if m := re.fullmatch(r'(\d+(?:\.\d+)?)([smhd])', t): return now - float(m[1]) * dict(s=1, m=60, h=3600, d=86400)[m[2]]
+    if m := re.fullmatch(r'(\d+(?:\.\d+)?)([smhd])', t):
+        return now - float(m[1]) * dict(s=1, m=60, h=3600, d=86400)[m[2]]
     try: return float(t)
     except ValueError: pass
     try: d = dt.datetime.fromisoformat(t.replace('Z', '+00:00'))
-    except ValueError: raise DataError(f"--since {t!r}: give ISO 8601 (2026-12-07T13:00), epoch seconds, or an age (30m, 2h, 7d)") from None
+    except ValueError:
+        raise DataError(f"--since {t!r}: give ISO 8601 (2026-12-07T13:00), epoch seconds, or an age (30m, 2h, 7d)") from None
     return (d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)).timestamp()
 
 # %% ../nbs/70_geo.ipynb #908e4183
@@ -41,7 +43,8 @@ def geo_cli(
     "Build the geo feature store from observations, summarise it, or list and revert feedback votes."
     db = geo_db or config.get('GEO_DB')
     if not db: raise ParameterError('no store: give --geo-db or set GEO_DB (a SQLite path or a postgresql:// URL)')
-    if action not in ('import', 'stats', 'feedback'): raise ParameterError(f"action must be import, stats or feedback, got {action!r}")
+    if action not in ('import', 'stats', 'feedback'):
+        raise ParameterError(f"action must be import, stats or feedback, got {action!r}")
     try: store = FeatureStore(db)
     except StoreUnavailable as e: raise DataError(str(e)) from None
     if action == 'feedback': return _feedback_cli(store, path, since, source)
@@ -53,8 +56,10 @@ def geo_cli(
 # %% ../nbs/70_geo.ipynb #85c57cbc
 def _feedback_cli(store:FeatureStore, what:str, since:str|None, source:str|None):
     "`dogbreeds geo feedback list|revert`: print the votes since `since`, or take them back."
-    if what not in ('list', 'revert'): raise ParameterError(f"dogbreeds geo feedback list|revert --since T [--source S], got {what!r}")
-    if since is None and what == 'revert': raise ParameterError('revert needs --since (--since 0 takes back every vote)')
+    if what not in ('list', 'revert'):
+        raise ParameterError(f"dogbreeds geo feedback list|revert --since T [--source S], got {what!r}")
+    if since is None and what == 'revert':
+        raise ParameterError('revert needs --since (--since 0 takes back every vote)')
     t = parse_since(since or 0)
     if what == 'revert':
         r = store.revert(t, source)
@@ -64,4 +69,5 @@ def _feedback_cli(store:FeatureStore, what:str, since:str|None, source:str|None)
         return
     for v in store.votes(t, source):
         when = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(v['received']))
-        print(f"{when}  {v['source']:<24} {v['breed']:<24} {v['cells'].split()[0]}  {v['token_id']}  {'reverted' if v['reverted'] else 'live'}")
+        print(f"{when}  {v['source']:<24} {v['breed']:<24} {v['cells'].split()[0]}  {v['token_id']}  "
+              f"{'reverted' if v['reverted'] else 'live'}")

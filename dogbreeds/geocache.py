@@ -34,7 +34,8 @@ class RedisCache:
     timeouts: a dead Redis costs little."""
     def __init__(self, url:str|None, ttl:float=300, timeout:float=0.2, client=None):
         import redis
-        self.r = client if client is not None else redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self.r = client if client is not None else redis.Redis.from_url(url, socket_timeout=timeout,
+                                                                        socket_connect_timeout=timeout)
         self.ttl = float(ttl)
         if not self.ttl > 0: raise ValueError(f"the cache TTL must be > 0 seconds, got {ttl!r}")
     def with_ttl(self, ttl:float): return RedisCache(None, ttl, client=self.r)   # the same connections, another TTL

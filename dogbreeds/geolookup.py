@@ -25,7 +25,8 @@ class GeoLookup:
     def __init__(self, store:FeatureStore, cache=None, min_obs:int=20, audit_poll:float=10):
         self.store, self.cache, self.min_obs = store, cache if cache is not None else LRUCache(), min_obs
         self.lock, self.inflight = threading.Lock(), {}
-        self.audit_poll, self.audit_next, self.audit_seen = audit_poll, 0.0, None   # reverts by other processes: see `_watch`
+        # reverts by other processes: see `_watch`
+        self.audit_poll, self.audit_next, self.audit_seen = audit_poll, 0.0, None
 
     @staticmethod
     def key(cell:str) -> str: return f'geo:{cell}'
@@ -38,7 +39,8 @@ class GeoLookup:
             if fut is None: fut, owner = self.inflight.setdefault(k, Future()), True
         if not owner: return fut.result()
         try:
-            telemetry.note(geo_db_query=True)  # the request that made the query (its log line; dogbreeds_geo_db_queries_total)
+            # the request that made the query (its log line; dogbreeds_geo_db_queries_total)
+            telemetry.note(geo_db_query=True)
             rows = self.store.fetch(point_cells)
             fut.set_result(rows)
             return rows
@@ -54,11 +56,13 @@ class GeoLookup:
         if now < self.audit_next: return
         self.audit_next = now + self.audit_poll
         try:
-            trail = self.store.audit(self.store.clock() - 86400)   # a day back: reverts made on machines whose clocks disagree
+            # a day back: reverts made on machines whose clocks disagree
+            trail = self.store.audit(self.store.clock() - 86400)
             if new := [a for a in trail if a['id'] not in (self.audit_seen or set())]:
                 self.cache.delete([self.key(c) for a in new for c in a['cells']])
             self.audit_seen = (self.audit_seen or set()) | {a['id'] for a in trail}
-        except Exception as e: log.warning("geo revert audit not read: %s", e)   # the cache entries still expire with their TTL
+        # the cache entries still expire with their TTL
+        except Exception as e: log.warning("geo revert audit not read: %s", e)
 
     def lookup(self, lat:float, lon:float):
         if self.audit_poll is not None: self._watch()
@@ -77,7 +81,8 @@ class GeoLookup:
             except StoreUnavailable as e:
                 log.warning("%s", e)
                 telemetry.note(geo_source='none')
-                return None, dict(source='none', note=f"database unavailable; no prior used{'; ' + info['note'] if 'note' in info else ''}")
+                return None, dict(source='none', note=f"database unavailable; no prior "
+                                                      f"used{'; ' + info['note'] if 'note' in info else ''}")
             info['source'] = 'db'
             if 'note' not in info:
                 try: self.cache.set_many({self.key(c): v for c, v in rows.items()})
@@ -113,7 +118,8 @@ def _agree(g, obj:dict, resolutions):
     c = check_coords(obj.get('lat'), obj.get('lon'))
     if c is not None and cells(*c, resolutions)[:1] != list(g.cells[:1]):
         raise RequestError(f"the coordinates {c[0]:g}, {c[1]:g} are not where the answer was (cell {g.cells[0]}): "
-                           'the place comes from the feedback token; send it without "lat"/"lon"', kind='PlaceMismatchError')
+                           'the place comes from the feedback token; send it without "lat"/"lon"',
+                           kind='PlaceMismatchError')
     for k, v in (('request_id', g.request_id), ('photo_id', g.photo_id)):
         if k in obj and obj[k] != v:
             raise RequestError(f'"{k}" is not the one the feedback token was given for: send the token alone',
@@ -126,10 +132,12 @@ def take_feedback(self:GeoLookup,
                   breeds,         # the model's breeds
                   source:str      # who sent it (an API key, an IAM caller, an address)
                   ) -> dict:
-    'Feedback `{"feedback_token", "breed"}` from `source` on an answer of `model`: the token checked, its place voted for, once.'
+    """Feedback `{"feedback_token", "breed"}` from `source` on an answer of `model`: the token checked, its place voted
+    for, once."""
     if why := feedback_off(): raise ServiceUnavailableError(why, kind='FeedbackOff')
     if not isinstance(obj, dict) or not isinstance(obj.get('feedback_token'), str):
-        raise TokenError('feedback must present the token of the answer it corrects: {"feedback_token": "<from the answer>", '
+        raise TokenError('feedback must present the token of the answer it corrects: {"feedback_token": "<from the '
+                         'answer>", '
                          '"breed": "<the right breed>"}; only answers that used a place carry one')
     if extra := set(obj) - set(FEEDBACK_FIELDS):
         raise RequestError(f"unknown feedback fields {sorted(extra)[:5]}: give feedback_token and breed")

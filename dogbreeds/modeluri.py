@@ -46,7 +46,8 @@ ALIAS_RE = re.compile(r'^[a-z][a-z0-9_-]{0,62}$')
 def _now() -> datetime: return datetime.now(timezone.utc)
 
 def new_version_id(when:datetime|None=None) -> str:
-    "A fresh version id: the UTC time, then two hex digits of the fraction of the second (1/256 s) and four random ones."
+    """A fresh version id: the UTC time, then two hex digits of the fraction of the second (1/256 s) and four random
+    ones."""
     t = (when or _now()).astimezone(timezone.utc)
     return f"{t:%Y%m%dT%H%M%SZ}-{t.microsecond * 256 // 1_000_000:02x}{secrets.token_hex(2)}"
 
@@ -58,14 +59,16 @@ def is_version(ref:str) -> bool:
 def check_name(name:str) -> str:
     "`name` if it is a model name, else a `RegistryError` that says what one is."
     if not isinstance(name, str) or not MODEL_NAME_RE.match(name):
-        raise RegistryError(f"{name!r} is not a model name: use letters, digits, '.', '_' and '-', starting with a letter or digit")
+        raise RegistryError(f"{name!r} is not a model name: use letters, digits, '.', '_' and '-', starting with a "
+                            f"letter or digit")
     return name
 
 # %% ../nbs/05_modeluri.ipynb #121d85ef
 def check_alias(alias:str) -> str:
     "`alias` if it is an alias name, else a `RegistryError` that says what one is."
     if not isinstance(alias, str) or not ALIAS_RE.match(alias):
-        raise RegistryError(f"{alias!r} is not an alias name: use lower-case letters, digits, '_' and '-', starting with a letter")
+        raise RegistryError(f"{alias!r} is not an alias name: use lower-case letters, digits, '_' and '-', starting "
+                            f"with a letter")
     return alias
 
 # %% ../nbs/05_modeluri.ipynb #60430909

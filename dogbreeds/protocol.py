@@ -55,7 +55,8 @@ def status_of(e:BaseException) -> int:
 
 # %% ../nbs/04_protocol.ipynb #71f032b9
 def error_response(e:BaseException, request_id:str|None=None) -> tuple[int, dict]:
-    "`(status, body)` for the error `e`: its message for a refused request; for anything else a 500 that says nothing of its cause (logged with its traceback)."
+    """`(status, body)` for the error `e`: its message for a refused request; for anything else a 500 that says nothing
+    of its cause (logged with its traceback)."""
     status = status_of(e)
     if status == 500:
         log.error("internal error%s", f" (request {request_id})" if request_id else '', exc_info=e)
@@ -103,7 +104,8 @@ def is_raw_type(mt:str) -> bool: return mt.startswith('image/') or mt in RAW_TYP
 def _too_large(n:int, limit:int, what:str='the photo') -> RequestError:
     return RequestError(f"{what} is {n:,} bytes, over the limit of {limit:,}", 413, 'PayloadTooLargeError')
 
-def _b64_limit(limit:int) -> int: return (limit + 2) // 3 * 4 + 1024  # base64 of a photo at the limit, plus JSON around it
+# base64 of a photo at the limit, plus JSON around it
+def _b64_limit(limit:int) -> int: return (limit + 2) // 3 * 4 + 1024
 
 # %% ../nbs/04_protocol.ipynb #b72aa43f
 def _check_k(k) -> int:
@@ -112,18 +114,21 @@ def _check_k(k) -> int:
     return k
 
 def request_from_dict(obj, max_bytes:int|None=None, allow_s3_uri:bool=False) -> Request:
-    'A `Request` from parsed JSON: `{"image": BASE64, "k", "lat", "lon"}`, `{"feedback": {...}}`, `{"s3_uri"}` where allowed.'
+    """A `Request` from parsed JSON: `{"image": BASE64, "k", "lat", "lon"}`, `{"feedback": {...}}`, `{"s3_uri"}` where
+    allowed."""
     limit = max_bytes or max_payload()
     if not isinstance(obj, dict): raise RequestError('the JSON must be an object: {"image": "<base64 of the photo>"}')
     if 'feedback' in obj:
         if len(obj) > 1: raise RequestError('send a photo or {"feedback": {...}}, not both')
         return Request(feedback=obj['feedback'])
     if any(key in obj for key in ('url', 'image_url', 'uri')):
-        raise RequestError('photos are not fetched from URLs: send the photo itself, base64-encoded, as {"image": "..."}')
+        raise RequestError('photos are not fetched from URLs: send the photo itself, base64-encoded, as {"image": '
+                           '"..."}')
     k = _check_k(obj.get('k', DEFAULT_K))
     if 's3_uri' in obj:
         if not allow_s3_uri:
-            raise RequestError('"s3_uri" is accepted only by a directly invoked Lambda function: send the photo as {"image": "..."}')
+            raise RequestError('"s3_uri" is accepted only by a directly invoked Lambda function: send the photo as '
+                               '{"image": "..."}')
         if 'image' in obj: raise RequestError('send "image" or "s3_uri", not both')
         uri = obj['s3_uri']
         if not isinstance(uri, str) or not uri.startswith('s3://'):
@@ -151,7 +156,8 @@ def parse_request(body:bytes|str|None, content_type:str|None, max_bytes:int|None
         except (ValueError, UnicodeDecodeError) as e: raise RequestError(f"the body is not valid JSON ({e})") from None
         return request_from_dict(obj, limit)
     if mt and not is_raw_type(mt):
-        raise RequestError(f"content type {mt!r} is not supported: send the photo as image/jpeg, image/png (any image/*) "
+        raise RequestError(f"content type {mt!r} is not supported: send the photo as image/jpeg, image/png (any "
+                           f"image/*) "
                            "or application/x-image, or as JSON {\"image\": \"<base64>\"} with application/json",
                            415, 'UnsupportedMediaTypeError')
     if len(body) > limit: raise _too_large(len(body), limit)

@@ -14,7 +14,8 @@ from fastcore.meta import delegates
 from . import config
 from .core import DogbreedsError, IntegrityError, MANIFEST, file_record, interactive, is_number
 from .core import read_json, sha256_file, staged_dir, verify_files
-from .modeluri import (DEFAULT_ALIAS, MiB, VERSION_RE, MODEL_NAME_RE, ALIAS_RE, RegistryError, RegistryAccessError,
+from .modeluri import (DEFAULT_ALIAS, MiB, VERSION_RE, MODEL_NAME_RE, ALIAS_RE, RegistryError,
+                                RegistryAccessError,
                                 BucketNotFoundError, NotFoundError, AliasInUseError, VersionExistsError, new_version_id,
                                 is_version, check_name, check_alias, check_ref, parse_model_uri, is_model_uri,
                                 folder_version, _now)
@@ -76,7 +77,8 @@ class Registry:
         for a, rec in self.aliases(name).items(): by_version.setdefault(rec.get('version'), []).append(a)
         recs = []
         for v in self.versions(name):
-            with contextlib.suppress(Missing): recs.append({**self._get_json(self._vrec(name, v)), 'aliases': by_version.get(v, [])})
+            with contextlib.suppress(Missing):
+                recs.append({**self._get_json(self._vrec(name, v)), 'aliases': by_version.get(v, [])})
         return sorted(recs, key=lambda r: (str(r.get('created')), r['version']))
 
     def log(self, name:str, limit:int|None=None) -> list:
@@ -85,10 +87,12 @@ class Registry:
         return [self._get_json(f"{name}/log/{f}") for f in (files[-limit:] if limit else files)]
 
     def log_event(self, name:str, action:str, **info):
-        "Add an entry to the audit log of `name`: `action` (push, promote, delete, decision, ...), who, when, and `info`."
+        """Add an entry to the audit log of `name`: `action` (push, promote, delete, decision, ...), who, when, and
+        `info`."""
         now = _now()
         entry = dict(time=now.isoformat(timespec='microseconds'), action=action, name=name, by=config.who(), **info)
-        self.backend.put_bytes(f"{name}/log/{now:%Y%m%dT%H%M%S.%fZ}-{action}-{secrets.token_hex(3)}.json", _json_bytes(entry))
+        self.backend.put_bytes(f"{name}/log/{now:%Y%m%dT%H%M%S.%fZ}-{action}-{secrets.token_hex(3)}.json",
+                               _json_bytes(entry))
 
     @contextlib.contextmanager
     def _bar(self, total:int, desc:str):
@@ -114,7 +118,8 @@ def _not_found(self:Registry, name:str, what:str) -> NotFoundError:
         names = self.names()
         return NotFoundError(f"no model {name!r} in {self.uri}: " + (f"it holds {_short(names)}" if names else "the registry is empty"))
     aliases = {a: r.get('version') for a, r in self.aliases(name).items()}
-    return NotFoundError(f"no {what} of {name} in {self.uri}; aliases: {_short(f'{a} -> {v}' for a, v in aliases.items())}; "
+    return NotFoundError(f"no {what} of {name} in {self.uri}; aliases: "
+                         f"{_short(f'{a} -> {v}' for a, v in aliases.items())}; "
                          f"versions (newest first): {_short(reversed(versions))}")
 
 @patch
@@ -191,7 +196,8 @@ def push(self:Registry,
     if not self._put_once(f"{vdir}/{CLAIM}", claim):
         raise VersionExistsError(f"version id {version} of {name} is already taken in {self.uri}: push again")
     total = sum(r['bytes'] for r in m['files'].values()) + len(manifest)
-    record = _json_bytes(dict(name=name, version=version, created=now.isoformat(timespec='microseconds'), by=config.who(),
+    record = _json_bytes(dict(name=name, version=version, created=now.isoformat(timespec='microseconds'),
+                              by=config.who(),
                               note=note, manifest_sha256=hashlib.sha256(manifest).hexdigest(), bytes=total,
                               files=m['files'], model=_model_summary(m)))
     try:
@@ -207,7 +213,8 @@ def push(self:Registry,
             if self.backend.get_bytes(vrec) == record: self.backend.delete(vrec)
         with contextlib.suppress(Exception): self.backend.delete_prefix(vdir)
         raise
-    self.log_event(name, 'push', version=version, note=note, bytes=total, manifest_sha256=hashlib.sha256(manifest).hexdigest())
+    self.log_event(name, 'push', version=version, note=note, bytes=total,
+                   manifest_sha256=hashlib.sha256(manifest).hexdigest())
     if alias: self.promote(name, version, alias, reason=note or 'push')
     return version
 
@@ -258,7 +265,8 @@ def _manifest(self:Registry, name:str, version:str, manifest_sha256:str) -> byte
     got = hashlib.sha256(manifest).hexdigest()
     if got != manifest_sha256:
         raise IntegrityError(f"pull refused: {MANIFEST} of {name}@{version} does not match the sha256 recorded at push "
-                             f"({got[:12]}..., expected {manifest_sha256[:12]}...): {self.backend.where(f'{vdir}/{MANIFEST}')} "
+                             f"({got[:12]}..., expected {manifest_sha256[:12]}...): "
+                             f"{self.backend.where(f'{vdir}/{MANIFEST}')} "
                              "was altered or corrupted")
     return manifest
 
@@ -281,7 +289,8 @@ def _download(self:Registry, name:str, version:str, manifest_sha256:str, into:Pa
             got = file_record(dst)
             if got['sha256'] != want['sha256'] or got['bytes'] != want['bytes']:
                 raise IntegrityError(f"pull refused: {fn} of {name}@{version} does not match its manifest (sha256 "
-                                     f"{got['sha256'][:12]}..., {got['bytes']:,} bytes; expected {want['sha256'][:12]}..., "
+                                     f"{got['sha256'][:12]}..., {got['bytes']:,} bytes; expected "
+                                     f"{want['sha256'][:12]}..., "
                                      f"{want['bytes']:,} bytes): {self.backend.where(key)} was altered or corrupted")
     (into/MANIFEST).write_bytes(manifest)
 
@@ -315,7 +324,8 @@ def _cached(folder:Path, manifest_sha256:str, files:list|None=None) -> bool:
     except (DogbreedsError, OSError, ValueError, KeyError, TypeError): return False
 
 def _wanted(reg:Registry, name:str, version:str, sha:str, dest:Path, files) -> list|None:
-    "`files` as a list of names (None: all): a function of the manifest is called with the cached or the registry's manifest."
+    """`files` as a list of names (None: all): a function of the manifest is called with the cached or the registry's
+    manifest."""
     if not callable(files): return None if files is None else list(files)
     try:
         if sha256_file(dest/MANIFEST) == sha: return files(read_json(dest/MANIFEST))
@@ -342,7 +352,8 @@ def pull_model(uri:str, dest_root=None, files=None, **registry_kwargs) -> Path:
     fresh = reg.pull(name, version, dest.with_name(f".{version}.{secrets.token_hex(4)}.pulling"), files=files)
     try:
         if files is not None and dest.is_dir(): _keep_cached(dest, fresh, files)
-        if dest.exists() and not _cached(dest, sha, files): shutil.rmtree(dest, ignore_errors=True)  # damaged, or without these files
+        # damaged, or without these files
+        if dest.exists() and not _cached(dest, sha, files): shutil.rmtree(dest, ignore_errors=True)
         os.rename(fresh, dest)
     except OSError:  # another process (a second worker starting cold) put its verified copy there first
         if not (dest.is_dir() and _cached(dest, sha, files)): raise
@@ -355,7 +366,8 @@ def push_if_configured(model_dir,            # the exported model folder
                        alias:str|None=None,  # also point this alias at the new version
                        note:str=''           # why, for the audit log
                        ) -> str | None:
-    "Push `model_dir` to the registry `DOGBREEDS_REGISTRY` names and return the model URI; do nothing (and say so) when it is unset."
+    """Push `model_dir` to the registry `DOGBREEDS_REGISTRY` names and return the model URI; do nothing (and say so)
+    when it is unset."""
     uri = config.get('DOGBREEDS_REGISTRY')
     if not uri:
         print("not pushed: no registry configured (set DOGBREEDS_REGISTRY to s3://BUCKET/PREFIX or a folder)")

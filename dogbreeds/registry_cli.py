@@ -27,7 +27,8 @@ def _open(model:str|None, registry:str|None, endpoint_url:str|None, kms_key_id:s
     else: name = None
     ref = ref or default_ref
     if ref: check_ref(ref)
-    reg = Registry(registry, endpoint_url=endpoint_url, kms_key_id=kms_key_id, sse=sse, progress=False if quiet else None)
+    reg = Registry(registry, endpoint_url=endpoint_url, kms_key_id=kms_key_id, sse=sse,
+                   progress=False if quiet else None)
     return reg, name, ref
 
 _REG = "registry: s3://BUCKET/PREFIX, file:///PATH or a folder (default: $DOGBREEDS_REGISTRY)"
@@ -37,7 +38,8 @@ _SSE = "S3: ask for no server-side encryption (for servers that support none; SS
 
 @call_parse
 def push_cli(
-    model:Annotated[str, 'the exported model folder (model.pt, model.onnx, manifest.json)', {'opt': True, 'required': True}],
+    model:Annotated[str, 'the exported model folder (model.pt, model.onnx, manifest.json)',
+                    {'opt': True, 'required': True}],
     name:str='dogbreeds',         # model name in the registry
     note:str='',                  # why this version, for the audit log
     alias:str=None,               # also point this alias at the new version (e.g. staging)
@@ -55,7 +57,8 @@ def push_cli(
 # %% ../nbs/14_registry_cli.ipynb #50553880
 @call_parse
 def pull_cli(
-    model:Annotated[str, "NAME[@REF] (REF: version id or alias, default production), or REGISTRY/NAME@REF", {'opt': True, 'required': True}],
+    model:Annotated[str, "NAME[@REF] (REF: version id or alias, default production), or REGISTRY/NAME@REF",
+                    {'opt': True, 'required': True}],
     out:str=None,                 # folder to create (default: ./NAME-VERSION)
     overwrite:bool=False,         # replace the folder if it exists
     registry:Annotated[str, _REG]=None,
@@ -90,15 +93,18 @@ def list_cli(
     print(f"{'version':<24} {'created (UTC)':<19} {'MB':>7} {'accuracy':>8}  {'aliases':<18} {'by':<20} note")
     for r in recs:
         acc = r.get('model', {}).get('metrics', {}).get('accuracy')
-        print(f"{r['version']:<24} {r['created'][:19]:<19} {r['bytes']/MiB:>7.1f} {'' if acc is None else f'{acc:.4f}':>8}  "
+        print(f"{r['version']:<24} {r['created'][:19]:<19} {r['bytes']/MiB:>7.1f} "
+              f"{'' if acc is None else f'{acc:.4f}':>8}  "
               f"{','.join(r['aliases']):<18} {r.get('by', ''):<20} {r.get('note', '')}")
     if inc := reg.incomplete(name):
-        print(f"{len(inc)} incomplete push(es), never listed: {', '.join(inc)} (remove with dogbreeds delete --model {name}@VERSION)")
+        print(f"{len(inc)} incomplete push(es), never listed: {', '.join(inc)} (remove with dogbreeds delete --model "
+              f"{name}@VERSION)")
 
 # %% ../nbs/14_registry_cli.ipynb #b7b84c13
 @call_parse
 def promote_cli(
-    model:Annotated[str, "NAME@VERSION or NAME@ALIAS (promote what that alias names), or REGISTRY/NAME@REF", {'opt': True, 'required': True}],
+    model:Annotated[str, "NAME@VERSION or NAME@ALIAS (promote what that alias names), or REGISTRY/NAME@REF",
+                    {'opt': True, 'required': True}],
     alias:str=DEFAULT_ALIAS,      # the alias to point at it
     reason:str='',                # why, for the audit log
     registry:Annotated[str, _REG]=None,
@@ -107,7 +113,8 @@ def promote_cli(
     no_sse:Annotated[bool, _SSE]=False,
 ):
     "Point an alias (default production) at a version."
-    if '@' not in model: raise ParameterError(f"name the version to promote: {model}@VERSION (see dogbreeds list --model {model})")
+    if '@' not in model:
+        raise ParameterError(f"name the version to promote: {model}@VERSION (see dogbreeds list --model {model})")
     reg, name, ref = _open(model, registry, endpoint_url, kms_key_id, not no_sse)
     a = reg.promote(name, ref, alias, reason=reason)
     print(f"{name}@{alias} -> {a['version']}" + (f" (was {a['previous']})" if a['previous'] else ''))
@@ -123,7 +130,8 @@ def delete_cli(
     no_sse:Annotated[bool, _SSE]=False,
 ):
     "Delete a version that no alias names."
-    if '@' not in model: raise ParameterError(f"name the version to delete: {model}@VERSION (see dogbreeds list --model {model})")
+    if '@' not in model:
+        raise ParameterError(f"name the version to delete: {model}@VERSION (see dogbreeds list --model {model})")
     reg, name, ref = _open(model, registry, endpoint_url, kms_key_id, not no_sse)
     reg.delete(name, ref, reason=reason)
     print(f"deleted {name}@{ref}")

@@ -92,8 +92,10 @@ class S3Backend:
     def __init__(self, bucket:str,
                  prefix:str='',                    # the registry's folder in the bucket
                  endpoint_url:str|None=None,       # S3 endpoint (default: $AWS_ENDPOINT_URL, else AWS)
-                 kms_key_id:str|None=None,         # encrypt what is written with this KMS key (SSE-KMS) instead of SSE-S3
-                 sse:bool=True,                    # False: ask for no server-side encryption (servers that support none)
+                 # encrypt what is written with this KMS key (SSE-KMS) instead of SSE-S3
+                 kms_key_id:str|None=None,
+                 # False: ask for no server-side encryption (servers that support none)
+                 sse:bool=True,
                  multipart_threshold:int=8*MiB,    # files above this move in parallel parts
                  multipart_chunksize:int=8*MiB,    # the size of a part
                  max_concurrency:int=8,            # parts in flight at once
@@ -104,7 +106,8 @@ class S3Backend:
         self.client = aws_client('s3', session=session, endpoint_url=endpoint_url, max_attempts=max_attempts,
                                  pool=max_concurrency, what='an s3:// registry')
         self.endpoint = self.client.meta.endpoint_url
-        self.transfer_config = TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize,
+        self.transfer_config = TransferConfig(multipart_threshold=multipart_threshold,
+                                              multipart_chunksize=multipart_chunksize,
                                               max_concurrency=max_concurrency, preferred_transfer_client='classic')
         self.extra_args = sse_args(kms_key_id, sse)
 
@@ -149,7 +152,8 @@ class S3Backend:
 
     def _pages(self, prefix:str, delimiter:str|None):
         base = self._key(prefix).rstrip('/')
-        args = dict(Bucket=self.bucket, Prefix=f"{base}/" if base else '', **({'Delimiter': delimiter} if delimiter else {}))
+        args = dict(Bucket=self.bucket, Prefix=f"{base}/" if base else '',
+                    **({'Delimiter': delimiter} if delimiter else {}))
         with self._errors(prefix):
             yield from self.client.get_paginator('list_objects_v2').paginate(**args)
 
@@ -168,11 +172,13 @@ class S3Backend:
         keys = [o['Key'] for page in self._pages(prefix, None) for o in page.get('Contents', [])]
         for i in range(0, len(keys), 1000):
             with self._errors(prefix):
-                r = self.client.delete_objects(Bucket=self.bucket, Delete={'Objects': [{'Key': k} for k in keys[i:i+1000]],
+                r = self.client.delete_objects(Bucket=self.bucket,
+                                               Delete={'Objects': [{'Key': k} for k in keys[i:i+1000]],
                                                                           'Quiet': True})
             if r.get('Errors'):
                 e = r['Errors'][0]
-                raise RegistryError(f"could not delete s3://{self.bucket}/{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}")
+                raise RegistryError(f"could not delete s3://{self.bucket}/{e.get('Key')}: {e.get('Code')} "
+                                    f"{e.get('Message', '')}")
 
 # %% ../nbs/06_registry_store.ipynb #063dfd1b
 def backend_for(uri:str, **s3_kwargs):
