@@ -29,7 +29,7 @@ def empty_signals() -> dict:
                 not_a_dog=dict(count=0, n=0))
 
 # %% ../nbs/10_signals.ipynb #4b59f5f7
-def add_answer(s:dict,                 # the signals (`new_signals`)
+def add_answer(s:dict,                 # the signals (`empty_signals`)
                breed:str|None,         # the top breed
                probability:float|None, # its probability
                is_dog:bool|None=None   # whether the model says it is a dog, when it says
