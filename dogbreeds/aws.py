@@ -1,4 +1,4 @@
-"""S3 URIs, boto3 clients with retries, and botocore's errors turned into one-line messages: written once for the registry, the Lambda handler, batch prediction, deployment, IAM and retraining.
+"""S3 URIs, boto3 clients with retries, and botocore's errors as one-line messages, written once for every caller.
 
 Docs: https://dogbreeds.github.io/dogbreeds/aws.html.md"""
 
@@ -121,7 +121,8 @@ def aws_errors(what:str,                # what the block does, for the messages
                **context                # more fields for the templates
                ):
     """Turn botocore's exceptions inside the block into one-line `error`s (`classes[kind]` for a kind listed there).
-    The message is `messages[kind]`, else '{what}: {code}: {message}', formatted with `what`, `code`, `message` and `context`."""
+    The message is `messages[kind]`, else '{what}: {code}: {message}', formatted with `what`, `code`, `message` and
+    `context`."""
     try: yield
     except Exception as e:
         p = problem(e)

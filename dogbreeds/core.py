@@ -173,7 +173,8 @@ def load_rgb(src,                       # a path, bytes, a file object or a PIL 
              shrink_to:int|None=None    # decode a large photo reduced, its short side at least this
              ) -> Image.Image:
     """Decode `src` safely (see `open_image`) into an upright 8-bit RGB PIL image; with `shrink_to`, a large photo
-    comes out reduced (decoded at reduced scale, then reduced by a whole factor), its short side at least `shrink_to`."""
+    comes out reduced (decoded at reduced scale, then reduced by a whole factor), its short side at least
+    `shrink_to`."""
     im = to_rgb(open_image(src, max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side, name=name,
                            shrink_to=shrink_to))
     return shrink(im, shrink_to) if shrink_to else im

@@ -1,4 +1,4 @@
-"""Breed counts per H3 cell in SQLite (default, a file) or PostgreSQL (production: Aurora Serverless v2), one schema, no ORM; feedback votes kept apart, capped and fading, and revertible.
+"""Breed counts per H3 cell in SQLite or PostgreSQL, one schema; feedback votes apart, capped, fading, revertible.
 
 Docs: https://dogbreeds.github.io/dogbreeds/featurestore.html.md"""
 
@@ -72,12 +72,14 @@ def _number(name:str, given, kind, ok):
     return out
 
 class FeatureStore:
-    """Breed observations per cell, and feedback votes. `url`: a SQLite path (or `sqlite:///path`), or `postgresql://...`.
+    """Breed observations per cell, and feedback votes. `url`: a SQLite path (or `sqlite:///path`), or
+    `postgresql://...`.
     `cap`, `half_life` (days), `source_limit` (votes per source per day): default `FEEDBACK_CAP`, `FEEDBACK_HALF_LIFE`,
     `FEEDBACK_SOURCE_LIMIT`; `clock`: the time of votes and their age. Thread-safe."""
     def __init__(self, url:str, resolutions=RESOLUTIONS, connect_timeout:float=2, create:bool=True, cap:float|None=None,
                  half_life:float|None=None, source_limit:int|None=None, clock=time.time):
-        self.url, self.resolutions, self.connect_timeout, self.clock = str(url), tuple(resolutions), connect_timeout, clock
+        self.url, self.resolutions = str(url), tuple(resolutions)
+        self.connect_timeout, self.clock = connect_timeout, clock
         self.cap = _number('FEEDBACK_CAP', cap, float, lambda v: v >= 0)
         self.half_life = _number('FEEDBACK_HALF_LIFE', half_life, float, lambda v: v > 0)
         self.source_limit = _number('FEEDBACK_SOURCE_LIMIT', source_limit, int, lambda v: v >= 0)

@@ -1,4 +1,4 @@
-"""`dogbreeds geo import | stats | feedback list|revert`: build the place prior's feature store, look at it, and undo feedback.
+"""`dogbreeds geo import | stats | feedback list|revert`: fill the geo feature store, look at it, undo feedback.
 
 Docs: https://dogbreeds.github.io/dogbreeds/geo.html.md"""
 
@@ -28,7 +28,8 @@ def parse_since(t:str, now:float|None=None) -> float:
     except ValueError: pass
     try: d = dt.datetime.fromisoformat(t.replace('Z', '+00:00'))
     except ValueError:
-        raise DataError(f"--since {t!r}: give ISO 8601 (2026-12-07T13:00), epoch seconds, or an age (30m, 2h, 7d)") from None
+        raise DataError(f"--since {t!r}: give ISO 8601 (2026-12-07T13:00), epoch seconds, "
+                        "or an age (30m, 2h, 7d)") from None
     return (d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)).timestamp()
 
 # %% ../nbs/70_geo.ipynb #908e4183

@@ -1,4 +1,4 @@
-"""The caches in front of the geo feature store: an in-process LRU with a TTL by default, Redis (or Valkey) as the shared option, or none; and the ids an answer carries for feedback.
+"""The caches in front of the geo feature store (in-process LRU, Redis, none), and an answer's feedback fields.
 
 Docs: https://dogbreeds.github.io/dogbreeds/geocache.html.md"""
 

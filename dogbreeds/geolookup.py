@@ -1,4 +1,4 @@
-"""The place prior at a point, through the cache: `GeoLookup.lookup(lat, lon)`, single-flight queries, reverts seen by every process, and feedback votes.
+"""The place prior at a point through the cache: single-flight queries, reverts seen everywhere, feedback votes.
 
 Docs: https://dogbreeds.github.io/dogbreeds/geolookup.html.md"""
 

@@ -1,4 +1,4 @@
-"""Coordinates from a photo's EXIF GPS (or given explicitly), the H3 cells of that place, and how a place's breed frequencies adjust the photo's answer.
+"""Coordinates from a photo's EXIF GPS or the request, the H3 cells of that place, and the place prior's formula.
 
 Docs: https://dogbreeds.github.io/dogbreeds/location.html.md"""
 

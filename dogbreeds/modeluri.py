@@ -1,4 +1,4 @@
-"""The registry's errors, and the names it uses: model names, aliases, version ids, model URIs (`REGISTRY/NAME@REF`), and the version of a plain model folder.
+"""The registry's errors and names: model names, aliases, version ids, model URIs, a plain folder's version.
 
 Docs: https://dogbreeds.github.io/dogbreeds/modeluri.html.md"""
 
@@ -75,7 +75,8 @@ def check_alias(alias:str) -> str:
 def check_ref(ref:str) -> str:
     "`ref` if it is a version id or an alias name."
     if isinstance(ref, str) and (is_version(ref) or ALIAS_RE.match(ref)): return ref
-    raise RegistryError(f"{ref!r} is neither a version id (like 20261123T101500Z-3fa2c1) nor an alias (like production)")
+    raise RegistryError(f"{ref!r} is neither a version id (like 20261123T101500Z-3fa2c1) "
+                        "nor an alias (like production)")
 
 # %% ../nbs/05_modeluri.ipynb #797a451f
 def parse_model_uri(uri:str) -> tuple[str, str, str]:

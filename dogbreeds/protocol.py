@@ -1,4 +1,4 @@
-"""What a request may hold, the limits, what an answer looks like, and which HTTP status each kind of bad request gets: one definition for the Lambda handler, the SageMaker handlers and `dogbreeds serve`.
+"""What a request may hold, the limits, what an answer looks like, and the HTTP status of each bad request.
 
 Docs: https://dogbreeds.github.io/dogbreeds/protocol.html.md"""
 

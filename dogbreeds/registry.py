@@ -1,4 +1,4 @@
-"""Immutable model versions and movable aliases, in an S3 bucket or a local folder: push, list, promote, pull with sha256 verification of every file.
+"""Immutable model versions and movable aliases: push, list, promote, pull with every file's sha256 checked.
 
 Docs: https://dogbreeds.github.io/dogbreeds/registry.html.md"""
 
@@ -53,12 +53,14 @@ class Registry:
     def versions(self, name:str) -> list:
         "The ids of `name`'s complete versions, oldest first."
         check_name(name)
-        return sorted(f[:-5] for f in self.backend.list_dir(f"{name}/versions")[1] if f.endswith('.json') and is_version(f[:-5]))
+        files = self.backend.list_dir(f"{name}/versions")[1]
+        return sorted(f[:-5] for f in files if f.endswith('.json') and is_version(f[:-5]))
 
     def incomplete(self, name:str) -> list:
         "Version folders with no record: pushes that were killed before they could clean up. `delete` removes them."
         dirs, files = self.backend.list_dir(f"{name}/versions")
-        # an emptied folder can linger as a prefix on S3-compatible servers that keep folders: count only folders with files
+        # an emptied folder can linger as a prefix on S3-compatible servers that keep folders:
+        # count only folders with files
         return sorted(d for d in dirs if is_version(d) and f"{d}.json" not in files
                       and any(self.backend.list_dir(self._vdir(name, d))))
 
@@ -116,7 +118,8 @@ def _not_found(self:Registry, name:str, what:str) -> NotFoundError:
     versions = self.versions(name)
     if not versions:
         names = self.names()
-        return NotFoundError(f"no model {name!r} in {self.uri}: " + (f"it holds {_short(names)}" if names else "the registry is empty"))
+        holds = f"it holds {_short(names)}" if names else "the registry is empty"
+        return NotFoundError(f"no model {name!r} in {self.uri}: {holds}")
     aliases = {a: r.get('version') for a, r in self.aliases(name).items()}
     return NotFoundError(f"no {what} of {name} in {self.uri}; aliases: "
                          f"{_short(f'{a} -> {v}' for a, v in aliases.items())}; "
@@ -341,8 +344,9 @@ def _keep_cached(dest:Path, fresh:Path, files:list):
 
 # %% ../nbs/07_registry.ipynb #2fc1fdc7
 def pull_model(uri:str, dest_root=None, files=None, **registry_kwargs) -> Path:
-    """The verified local folder of the model that `REGISTRY/NAME@REF` names, pulled unless already cached. `files`: only
-    these of its files (and its manifest), or a function of the manifest that names them; None: every file."""
+    """The verified local folder of the model that `REGISTRY/NAME@REF` names, pulled unless already cached.
+    `files`: only these of its files (and its manifest), or a function of the manifest that names them; None: every
+    file."""
     reg_uri, name, ref = parse_model_uri(uri)
     reg = Registry(reg_uri, **{'progress': False, **registry_kwargs})
     version, sha = reg._resolve(name, ref)

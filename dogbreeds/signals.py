@@ -1,4 +1,4 @@
-"""What a window of predictions looks like, as three distributions (which breed, how sure, dog or not), and how far apart two such windows are: PSI and Jensen–Shannon. The baseline the export records, the server's metrics and `dogbreeds monitor` all use these.
+"""A window of predictions as three distributions (breed, top-1 probability, dog or not), and PSI/JS between two.
 
 Docs: https://dogbreeds.github.io/dogbreeds/signals.html.md"""
 

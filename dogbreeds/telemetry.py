@@ -1,4 +1,4 @@
-"""One JSON log line per request, Prometheus metrics, and CloudWatch Embedded Metric Format lines on Lambda: what every entry point (`dogbreeds serve`, the SageMaker handlers, Lambda) records about each request.
+"""One JSON log line per request, Prometheus metrics, and CloudWatch Embedded Metric Format lines on Lambda.
 
 Docs: https://dogbreeds.github.io/dogbreeds/telemetry.html.md"""
 

@@ -1,4 +1,4 @@
-"""A model folder made in milliseconds, and real servers (`dogbreeds serve`, SeaweedFS's S3) started on free local ports and stopped for sure: for the notebooks' examples, the test suite and the benchmarks.
+"""A toy model folder in milliseconds, and real servers on free local ports, for examples, tests and benchmarks.
 
 Docs: https://dogbreeds.github.io/dogbreeds/testing.html.md"""
 
@@ -220,7 +220,8 @@ class SeaweedFS(ServerProcess):
 # %% ../nbs/19_testing.ipynb #e83a295c
 def _pg_bin(name:str) -> str:
     import glob
-    found = sorted(glob.glob(f'/usr/lib/postgresql/*/bin/{name}')) or ([shutil.which(name)] if shutil.which(name) else [])
+    on_path = [shutil.which(name)] if shutil.which(name) else []
+    found = sorted(glob.glob(f'/usr/lib/postgresql/*/bin/{name}')) or on_path
     if not found: raise RuntimeError(f"no PostgreSQL `{name}`: install Debian's postgresql (make system-packages)")
     return found[-1]
 
@@ -285,7 +286,8 @@ class PrometheusServer(ServerProcess):
     name = 'Prometheus'
     def __init__(self, root, targets:list, interval:str='1s', rule_files:list|None=None):
         super().__init__()
-        self.root, self.targets, self.interval, self.rule_files = Path(root), list(targets), interval, list(rule_files or [])
+        self.root, self.targets = Path(root), list(targets)
+        self.interval, self.rule_files = interval, list(rule_files or [])
 
     @property
     def url(self) -> str: return f'http://127.0.0.1:{self.port}'

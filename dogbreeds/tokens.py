@@ -1,4 +1,4 @@
-"""Proof that feedback is about a real answer: an HMAC-SHA256 signature over the answer's request id, photo id, place cells, model version and expiry, in a short URL-safe string.
+"""Proof that feedback is about a real answer: an HMAC over its request, photo, place, model and expiry.
 
 Docs: https://dogbreeds.github.io/dogbreeds/tokens.html.md"""
 
