@@ -31,86 +31,96 @@ class GeoLookup:
     @staticmethod
     def key(cell:str) -> str: return f'geo:{cell}'
 
-    def _fetch(self, point_cells):
-        "One database query per set of cells, however many threads ask at once."
-        k = tuple(point_cells)
-        with self.lock:
-            fut, owner = self.inflight.get(k), False
-            if fut is None: fut, owner = self.inflight.setdefault(k, Future()), True
-        if not owner: return fut.result()
-        try:
-            # the request that made the query (its log line; dogbreeds_geo_db_queries_total)
-            telemetry.note(geo_db_query=True)
-            rows = self.store.fetch(point_cells)
-            fut.set_result(rows)
-            return rows
-        except BaseException as e:
-            fut.set_exception(e); raise
-        finally:
-            with self.lock: self.inflight.pop(k, None)
+# %% ../nbs/15_geolookup.ipynb #b581e35c
+@patch
+def _fetch(self:GeoLookup, point_cells):
+    "One database query per set of cells, however many threads ask at once."
+    k = tuple(point_cells)
+    with self.lock:
+        fut, owner = self.inflight.get(k), False
+        if fut is None: fut, owner = self.inflight.setdefault(k, Future()), True
+    if not owner: return fut.result()
+    try:
+        # the request that made the query (its log line; dogbreeds_geo_db_queries_total)
+        telemetry.note(geo_db_query=True)
+        rows = self.store.fetch(point_cells)
+        fut.set_result(rows)
+        return rows
+    except BaseException as e:
+        fut.set_exception(e); raise
+    finally:
+        with self.lock: self.inflight.pop(k, None)
 
-    def _watch(self):
-        """Every `audit_poll` s, read the revert audit trail of the last day: the cells of reverts this process has not
-        seen (all of them, the first time: a shared cache may hold entries from before) leave the cache."""
-        now = time.monotonic()
-        if now < self.audit_next: return
-        self.audit_next = now + self.audit_poll
-        try:
-            # a day back: reverts made on machines whose clocks disagree
-            trail = self.store.audit(self.store.clock() - 86400)
-            if new := [a for a in trail if a['id'] not in (self.audit_seen or set())]:
-                self.cache.delete([self.key(c) for a in new for c in a['cells']])
-            self.audit_seen = (self.audit_seen or set()) | {a['id'] for a in trail}
-        # the cache entries still expire with their TTL
-        except Exception as e: log.warning("geo revert audit not read: %s", e)
+# %% ../nbs/15_geolookup.ipynb #a93c92ff
+@patch
+def _watch(self:GeoLookup):
+    """Every `audit_poll` s, read the revert audit trail of the last day: the cells of reverts this process has not
+    seen (all of them, the first time: a shared cache may hold entries from before) leave the cache."""
+    now = time.monotonic()
+    if now < self.audit_next: return
+    self.audit_next = now + self.audit_poll
+    try:
+        # a day back: reverts made on machines whose clocks disagree
+        trail = self.store.audit(self.store.clock() - 86400)
+        if new := [a for a in trail if a['id'] not in (self.audit_seen or set())]:
+            self.cache.delete([self.key(c) for a in new for c in a['cells']])
+        self.audit_seen = (self.audit_seen or set()) | {a['id'] for a in trail}
+    # the cache entries still expire with their TTL
+    except Exception as e: log.warning("geo revert audit not read: %s", e)
 
-    def lookup(self, lat:float, lon:float):
-        if self.audit_poll is not None: self._watch()
-        cs = cells(lat, lon, self.store.resolutions)
-        keys = [self.key(c) for c in [*cs, GLOBAL]]
-        info, rows = {}, None
-        try:
-            got = self.cache.get_many(keys)
-            if all(v is not None for v in got):
-                rows, info['source'] = dict(zip([*cs, GLOBAL], got)), 'cache'
-        except Exception as e:
-            info['note'] = f"cache unavailable ({type(e).__name__}); read the database"
-            log.warning("geo cache unavailable: %s", e)
-        if rows is None:
-            try: rows = self._fetch(cs)
-            except StoreUnavailable as e:
-                log.warning("%s", e)
-                telemetry.note(geo_source='none')
-                return None, dict(source='none', note=f"database unavailable; no prior "
-                                                      f"used{'; ' + info['note'] if 'note' in info else ''}")
-            info['source'] = 'db'
-            if 'note' not in info:
-                try: self.cache.set_many({self.key(c): v for c, v in rows.items()})
-                except Exception as e:
-                    info['note'] = f"cache unavailable ({type(e).__name__}); read the database"
-        telemetry.note(geo_source=info['source'])
-        return choose(rows, cs, self.store.resolutions, self.min_obs), info
+# %% ../nbs/15_geolookup.ipynb #e10561a2
+@patch
+def lookup(self:GeoLookup, lat:float, lon:float):
+    if self.audit_poll is not None: self._watch()
+    cs = cells(lat, lon, self.store.resolutions)
+    keys = [self.key(c) for c in [*cs, GLOBAL]]
+    info, rows = {}, None
+    try:
+        got = self.cache.get_many(keys)
+        if all(v is not None for v in got):
+            rows, info['source'] = dict(zip([*cs, GLOBAL], got)), 'cache'
+    except Exception as e:
+        info['note'] = f"cache unavailable ({type(e).__name__}); read the database"
+        log.warning("geo cache unavailable: %s", e)
+    if rows is None:
+        try: rows = self._fetch(cs)
+        except StoreUnavailable as e:
+            log.warning("%s", e)
+            telemetry.note(geo_source='none')
+            return None, dict(source='none', note=f"database unavailable; no prior "
+                                                  f"used{'; ' + info['note'] if 'note' in info else ''}")
+        info['source'] = 'db'
+        if 'note' not in info:
+            try: self.cache.set_many({self.key(c): v for c, v in rows.items()})
+            except Exception as e:
+                info['note'] = f"cache unavailable ({type(e).__name__}); read the database"
+    telemetry.note(geo_source=info['source'])
+    return choose(rows, cs, self.store.resolutions, self.min_obs), info
 
-    def _forget(self, changed) -> dict:
-        try: self.cache.delete([self.key(c) for c in changed]); return {}
-        except Exception as e:
-            return dict(note=f"cache unavailable ({type(e).__name__}); its entries expire with their TTL")
+# %% ../nbs/15_geolookup.ipynb #1895fc77
+@patch
+def _forget(self:GeoLookup, changed) -> dict:
+    try: self.cache.delete([self.key(c) for c in changed]); return {}
+    except Exception as e:
+        return dict(note=f"cache unavailable ({type(e).__name__}); its entries expire with their TTL")
 
-    def vote(self,
-             grant,       # the checked feedback token
-             breed:str,   # the breed it votes for
-             source:str,  # who sent it
-             breeds=None  # the model's breeds, or None
-             ) -> dict:
-        """Count the vote of the checked token `grant` (see `FeatureStore.vote`) and forget the cells it changed:
-        `{applied, note?}`."""
-        return dict(applied=True, **self._forget(self.store.vote(grant, breed, source, breeds)))
+@patch
+def vote(self:GeoLookup,
+         grant,       # the checked feedback token
+         breed:str,   # the breed it votes for
+         source:str,  # who sent it
+         breeds=None  # the model's breeds, or None
+         ) -> dict:
+    """Count the vote of the checked token `grant` (see `FeatureStore.vote`) and forget the cells it changed:
+    `{applied, note?}`."""
+    return dict(applied=True, **self._forget(self.store.vote(grant, breed, source, breeds)))
 
-    def revert(self, since:float, source:str|None=None, who:str|None=None) -> dict:
-        """Take back the votes since `since` (from `source`; see `FeatureStore.revert`) and forget the cells they
-        changed."""
-        out = self.store.revert(since, source, who)
-        return dict(out, **self._forget(out['cells']))
+@patch
+def revert(self:GeoLookup, since:float, source:str|None=None, who:str|None=None) -> dict:
+    """Take back the votes since `since` (from `source`; see `FeatureStore.revert`) and forget the cells they
+    changed."""
+    out = self.store.revert(since, source, who)
+    return dict(out, **self._forget(out['cells']))
 
 # %% ../nbs/15_geolookup.ipynb #405b855a
 def _agree(g, obj:dict, resolutions):

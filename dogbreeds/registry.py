@@ -46,67 +46,78 @@ class Registry:
     def _akey(self, name, alias): return f"{name}/aliases/{alias}.json"
     def _get_json(self, key): return json.loads(self.backend.get_bytes(key))
 
-    def names(self) -> list:
-        "The models in the registry (each with at least one version)."
-        return [n for n in self.backend.list_dir('')[0] if MODEL_NAME_RE.match(n) and self.versions(n)]
+# %% ../nbs/07_registry.ipynb #f830eeed
+@patch
+def names(self:Registry) -> list:
+    "The models in the registry (each with at least one version)."
+    return [n for n in self.backend.list_dir('')[0] if MODEL_NAME_RE.match(n) and self.versions(n)]
 
-    def versions(self, name:str) -> list:
-        "The ids of `name`'s complete versions, oldest first."
-        check_name(name)
-        files = self.backend.list_dir(f"{name}/versions")[1]
-        return sorted(f[:-5] for f in files if f.endswith('.json') and is_version(f[:-5]))
+@patch
+def versions(self:Registry, name:str) -> list:
+    "The ids of `name`'s complete versions, oldest first."
+    check_name(name)
+    files = self.backend.list_dir(f"{name}/versions")[1]
+    return sorted(f[:-5] for f in files if f.endswith('.json') and is_version(f[:-5]))
 
-    def incomplete(self, name:str) -> list:
-        "Version folders with no record: pushes that were killed before they could clean up. `delete` removes them."
-        dirs, files = self.backend.list_dir(f"{name}/versions")
-        # an emptied folder can linger as a prefix on S3-compatible servers that keep folders:
-        # count only folders with files
-        return sorted(d for d in dirs if is_version(d) and f"{d}.json" not in files
-                      and any(self.backend.list_dir(self._vdir(name, d))))
+@patch
+def incomplete(self:Registry, name:str) -> list:
+    "Version folders with no record: pushes that were killed before they could clean up. `delete` removes them."
+    dirs, files = self.backend.list_dir(f"{name}/versions")
+    # an emptied folder can linger as a prefix on S3-compatible servers that keep folders:
+    # count only folders with files
+    return sorted(d for d in dirs if is_version(d) and f"{d}.json" not in files
+                  and any(self.backend.list_dir(self._vdir(name, d))))
 
-    def aliases(self, name:str) -> dict:
-        "`{alias: alias record}` for `name`; each record names its `version`."
-        check_name(name)
-        out = {}
-        for f in self.backend.list_dir(f"{name}/aliases")[1]:
-            if f.endswith('.json') and ALIAS_RE.match(f[:-5]):
-                with contextlib.suppress(Missing): out[f[:-5]] = self._get_json(self._akey(name, f[:-5]))
-        return out
+@patch
+def aliases(self:Registry, name:str) -> dict:
+    "`{alias: alias record}` for `name`; each record names its `version`."
+    check_name(name)
+    out = {}
+    for f in self.backend.list_dir(f"{name}/aliases")[1]:
+        if f.endswith('.json') and ALIAS_RE.match(f[:-5]):
+            with contextlib.suppress(Missing): out[f[:-5]] = self._get_json(self._akey(name, f[:-5]))
+    return out
 
-    def list(self, name:str) -> list:
-        "The version records of `name`, oldest first, each with the `aliases` that name it."
-        by_version = {}
-        for a, rec in self.aliases(name).items(): by_version.setdefault(rec.get('version'), []).append(a)
-        recs = []
-        for v in self.versions(name):
-            with contextlib.suppress(Missing):
-                recs.append({**self._get_json(self._vrec(name, v)), 'aliases': by_version.get(v, [])})
-        return sorted(recs, key=lambda r: (str(r.get('created')), r['version']))
+@patch
+def list(self:Registry, name:str) -> list:
+    "The version records of `name`, oldest first, each with the `aliases` that name it."
+    by_version = {}
+    for a, rec in self.aliases(name).items(): by_version.setdefault(rec.get('version'), []).append(a)
+    recs = []
+    for v in self.versions(name):
+        with contextlib.suppress(Missing):
+            recs.append({**self._get_json(self._vrec(name, v)), 'aliases': by_version.get(v, [])})
+    return sorted(recs, key=lambda r: (str(r.get('created')), r['version']))
 
-    def log(self, name:str, limit:int|None=None) -> list:
-        "The audit log of `name`, oldest first (the last `limit` entries)."
-        files = sorted(f for f in self.backend.list_dir(f"{name}/log")[1] if f.endswith('.json'))
-        return [self._get_json(f"{name}/log/{f}") for f in (files[-limit:] if limit else files)]
+# %% ../nbs/07_registry.ipynb #cf4dbdf9
+@patch
+def log(self:Registry, name:str, limit:int|None=None) -> list:
+    "The audit log of `name`, oldest first (the last `limit` entries)."
+    files = sorted(f for f in self.backend.list_dir(f"{name}/log")[1] if f.endswith('.json'))
+    return [self._get_json(f"{name}/log/{f}") for f in (files[-limit:] if limit else files)]
 
-    def log_event(self, name:str, action:str, **info):
-        """Add an entry to the audit log of `name`: `action` (push, promote, delete, decision, ...), who, when, and
-        `info`."""
-        now = _now()
-        entry = dict(time=now.isoformat(timespec='microseconds'), action=action, name=name, by=config.who(), **info)
-        self.backend.put_bytes(f"{name}/log/{now:%Y%m%dT%H%M%S.%fZ}-{action}-{secrets.token_hex(3)}.json",
-                               _json_bytes(entry))
+@patch
+def log_event(self:Registry, name:str, action:str, **info):
+    """Add an entry to the audit log of `name`: `action` (push, promote, delete, decision, ...), who, when, and
+    `info`."""
+    now = _now()
+    entry = dict(time=now.isoformat(timespec='microseconds'), action=action, name=name, by=config.who(), **info)
+    self.backend.put_bytes(f"{name}/log/{now:%Y%m%dT%H%M%S.%fZ}-{action}-{secrets.token_hex(3)}.json",
+                           _json_bytes(entry))
 
-    @contextlib.contextmanager
-    def _bar(self, total:int, desc:str):
-        "A progress callback (bytes done) for a transfer of `total` bytes, or None when bars are off."
-        if not self.progress: yield None; return
-        try: from tqdm.auto import tqdm
-        except ImportError: yield None; return
-        lock = threading.Lock()
-        with tqdm(total=total, desc=desc, unit='B', unit_scale=True, unit_divisor=1024) as bar:
-            def update(n):
-                with lock: bar.update(n)
-            yield update
+# %% ../nbs/07_registry.ipynb #971473bd
+@patch
+@contextlib.contextmanager
+def _bar(self:Registry, total:int, desc:str):
+    "A progress callback (bytes done) for a transfer of `total` bytes, or None when bars are off."
+    if not self.progress: yield None; return
+    try: from tqdm.auto import tqdm
+    except ImportError: yield None; return
+    lock = threading.Lock()
+    with tqdm(total=total, desc=desc, unit='B', unit_scale=True, unit_divisor=1024) as bar:
+        def update(n):
+            with lock: bar.update(n)
+        yield update
 
 # %% ../nbs/07_registry.ipynb #09cb24ac
 def _short(items, n:int=8) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os, secrets, shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+from fastcore.basics import patch
 from .aws import NO_CREDENTIALS, aws_errors, client as aws_client, parse_s3_uri, sse_args
 from .modeluri import MiB, BucketNotFoundError, RegistryAccessError, RegistryError
 
@@ -130,55 +131,65 @@ class S3Backend:
         from boto3.s3.transfer import ProgressCallbackInvoker
         return [ProgressCallbackInvoker(callback)] if callback else None
 
-    def put_file(self, src, key:str, callback=None):
-        from boto3.s3.transfer import create_transfer_manager
-        with self._errors(key), create_transfer_manager(self.client, self.transfer_config) as tm:
-            tm.upload(str(src), self.bucket, self._key(key), extra_args=dict(self.extra_args),
-                      subscribers=self._subscribers(callback)).result()
+# %% ../nbs/06_registry_store.ipynb #7f34edfe
+@patch
+def put_file(self:S3Backend, src, key:str, callback=None):
+    from boto3.s3.transfer import create_transfer_manager
+    with self._errors(key), create_transfer_manager(self.client, self.transfer_config) as tm:
+        tm.upload(str(src), self.bucket, self._key(key), extra_args=dict(self.extra_args),
+                  subscribers=self._subscribers(callback)).result()
 
-    def put_bytes(self, key:str, data:bytes, exclusive:bool=False):
-        args = dict(Bucket=self.bucket, Key=self._key(key), Body=data, **self.extra_args)
-        if key.endswith('.json'): args['ContentType'] = 'application/json'
-        if exclusive: args['IfNoneMatch'] = '*'
-        with self._errors(key): self.client.put_object(**args)
+@patch
+def put_bytes(self:S3Backend, key:str, data:bytes, exclusive:bool=False):
+    args = dict(Bucket=self.bucket, Key=self._key(key), Body=data, **self.extra_args)
+    if key.endswith('.json'): args['ContentType'] = 'application/json'
+    if exclusive: args['IfNoneMatch'] = '*'
+    with self._errors(key): self.client.put_object(**args)
 
-    def get_file(self, key:str, dst, callback=None):
-        from boto3.s3.transfer import create_transfer_manager
-        with self._errors(key), create_transfer_manager(self.client, self.transfer_config) as tm:
-            tm.download(self.bucket, self._key(key), str(dst), subscribers=self._subscribers(callback)).result()
+@patch
+def get_file(self:S3Backend, key:str, dst, callback=None):
+    from boto3.s3.transfer import create_transfer_manager
+    with self._errors(key), create_transfer_manager(self.client, self.transfer_config) as tm:
+        tm.download(self.bucket, self._key(key), str(dst), subscribers=self._subscribers(callback)).result()
 
-    def get_bytes(self, key:str) -> bytes:
-        with self._errors(key): return self.client.get_object(Bucket=self.bucket, Key=self._key(key))['Body'].read()
+@patch
+def get_bytes(self:S3Backend, key:str) -> bytes:
+    with self._errors(key): return self.client.get_object(Bucket=self.bucket, Key=self._key(key))['Body'].read()
 
-    def _pages(self, prefix:str, delimiter:str|None):
-        base = self._key(prefix).rstrip('/')
-        args = dict(Bucket=self.bucket, Prefix=f"{base}/" if base else '',
-                    **({'Delimiter': delimiter} if delimiter else {}))
+# %% ../nbs/06_registry_store.ipynb #8349039d
+@patch
+def _pages(self:S3Backend, prefix:str, delimiter:str|None):
+    base = self._key(prefix).rstrip('/')
+    args = dict(Bucket=self.bucket, Prefix=f"{base}/" if base else '',
+                **({'Delimiter': delimiter} if delimiter else {}))
+    with self._errors(prefix):
+        yield from self.client.get_paginator('list_objects_v2').paginate(**args)
+
+@patch
+def list_dir(self:S3Backend, prefix:str) -> tuple[list, list]:
+    "The sub-folder names and the object names directly under `prefix`."
+    dirs, files = [], []
+    for page in self._pages(prefix, '/'):
+        dirs += [p['Prefix'].rstrip('/').rsplit('/', 1)[-1] for p in page.get('CommonPrefixes', [])]
+        files += [o['Key'].rsplit('/', 1)[-1] for o in page.get('Contents', [])]
+    return sorted(filter(None, dirs)), sorted(filter(None, files))  # some servers list a folder as an empty name
+
+@patch
+def delete(self:S3Backend, key:str):
+    with self._errors(key): self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+@patch
+def delete_prefix(self:S3Backend, prefix:str):
+    keys = [o['Key'] for page in self._pages(prefix, None) for o in page.get('Contents', [])]
+    for i in range(0, len(keys), 1000):
         with self._errors(prefix):
-            yield from self.client.get_paginator('list_objects_v2').paginate(**args)
-
-    def list_dir(self, prefix:str) -> tuple[list, list]:
-        "The sub-folder names and the object names directly under `prefix`."
-        dirs, files = [], []
-        for page in self._pages(prefix, '/'):
-            dirs += [p['Prefix'].rstrip('/').rsplit('/', 1)[-1] for p in page.get('CommonPrefixes', [])]
-            files += [o['Key'].rsplit('/', 1)[-1] for o in page.get('Contents', [])]
-        return sorted(filter(None, dirs)), sorted(filter(None, files))  # some servers list a folder as an empty name
-
-    def delete(self, key:str):
-        with self._errors(key): self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
-
-    def delete_prefix(self, prefix:str):
-        keys = [o['Key'] for page in self._pages(prefix, None) for o in page.get('Contents', [])]
-        for i in range(0, len(keys), 1000):
-            with self._errors(prefix):
-                r = self.client.delete_objects(Bucket=self.bucket,
-                                               Delete={'Objects': [{'Key': k} for k in keys[i:i+1000]],
-                                                                          'Quiet': True})
-            if r.get('Errors'):
-                e = r['Errors'][0]
-                raise RegistryError(f"could not delete s3://{self.bucket}/{e.get('Key')}: {e.get('Code')} "
-                                    f"{e.get('Message', '')}")
+            r = self.client.delete_objects(Bucket=self.bucket,
+                                           Delete={'Objects': [{'Key': k} for k in keys[i:i+1000]],
+                                                                      'Quiet': True})
+        if r.get('Errors'):
+            e = r['Errors'][0]
+            raise RegistryError(f"could not delete s3://{self.bucket}/{e.get('Key')}: {e.get('Code')} "
+                                f"{e.get('Message', '')}")
 
 # %% ../nbs/06_registry_store.ipynb #063dfd1b
 def backend_for(uri:str, **s3_kwargs):
