@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from fastcore.basics import patch
 from . import config
-from .core import DataError, DogbreedsError, package_root
+from .core import DataError, DogbreedsError, is_number, package_root
 from .protocol import RequestError
 from .tokens import TokenUsed
 from .location import GLOBAL, RESOLUTIONS, cells, check_coords
@@ -67,7 +67,7 @@ def _number(name:str, given, kind, ok):
     v = config.get(name) if given is None else given
     try: out = kind(v)
     except (TypeError, ValueError): out = None
-    if out is None or not math.isfinite(out) or not ok(out):
+    if not is_number(out) or not ok(out):
         raise DataError(f"{name}={v!r} is out of range (see the settings table)")
     return out
 
