@@ -68,6 +68,7 @@ def incomplete(self:Registry, name:str) -> list:
     return sorted(d for d in dirs if is_version(d) and f"{d}.json" not in files
                   and any(self.backend.list_dir(self._vdir(name, d))))
 
+# %% ../nbs/07_registry.ipynb #6a9cdabf
 @patch
 def aliases(self:Registry, name:str) -> dict:
     "`{alias: alias record}` for `name`; each record names its `version`."

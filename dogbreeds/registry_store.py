@@ -146,6 +146,7 @@ def put_bytes(self:S3Backend, key:str, data:bytes, exclusive:bool=False):
     if exclusive: args['IfNoneMatch'] = '*'
     with self._errors(key): self.client.put_object(**args)
 
+# %% ../nbs/06_registry_store.ipynb #1fbf5ae4
 @patch
 def get_file(self:S3Backend, key:str, dst, callback=None):
     from boto3.s3.transfer import create_transfer_manager
@@ -174,6 +175,7 @@ def list_dir(self:S3Backend, prefix:str) -> tuple[list, list]:
         files += [o['Key'].rsplit('/', 1)[-1] for o in page.get('Contents', [])]
     return sorted(filter(None, dirs)), sorted(filter(None, files))  # some servers list a folder as an empty name
 
+# %% ../nbs/06_registry_store.ipynb #1bb0a789
 @patch
 def delete(self:S3Backend, key:str):
     with self._errors(key): self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
