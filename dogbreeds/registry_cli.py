@@ -1,4 +1,4 @@
-"""`dogbreeds push | pull | list | promote | delete`: the model registry from the command line.
+"""`dogbreeds push`, `pull`, `list`, `promote` and `delete`: the model registry from the command line.
 
 Docs: https://dogbreeds.github.io/dogbreeds/registry_cli.html.md"""
 
