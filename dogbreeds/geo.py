@@ -1,4 +1,4 @@
-"""`dogbreeds geo import | stats | feedback list|revert`: fill the geo feature store, look at it, undo feedback.
+"""`dogbreeds geo import`, `stats` and `feedback list`/`revert`: fill the geo store, look at it, undo feedback.
 
 Docs: https://dogbreeds.github.io/dogbreeds/geo.html.md"""
 
