@@ -22,7 +22,8 @@ from .core import DogbreedsError, ParameterError, IMAGE_EXTS, check_number, inte
 from .protocol import Request, RequestError
 from .location import check_coords
 from .featurestore import FeatureStore, StoreUnavailable
-from .geocache import GeoLookup, make_cache
+from .geocache import make_cache
+from .geolookup import GeoLookup
 from .registry import folder_version
 from .inference import Predictor
 from .place import PlacePrior

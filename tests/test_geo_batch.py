@@ -12,7 +12,7 @@ from dogbreeds.shards import merge_shards
 from dogbreeds.predict import batch_predict
 from dogbreeds.featurestore import FeatureStore
 from dogbreeds.location import GPS_IFD, cells, combine
-from dogbreeds.geocache import GeoLookup
+from dogbreeds.geolookup import GeoLookup
 from dogbreeds.place import PlacePrior
 from dogbreeds.inference import Predictor
 from dogbreeds.testing import toy_model
