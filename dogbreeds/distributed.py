@@ -19,10 +19,9 @@ from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.torch_core import find_bs
 from torch.nn.parallel import DistributedDataParallel
 
-from . import config, train as _train
+from . import config
 from .core import DogbreedsError, ParameterError, read_json
-from .learner import default_out_dir
-from .train import TrainResult, train, train_cli
+from .fit import TrainResult, fit_run, run_folder
 
 # %% auto #0
 __all__ = ['FAULT', 'DEFAULT_MASTER_PORT', 'fault_point', 'CPUSafeDL', 'DDPTrainer', 'Distrib', 'worker', 'wait_for_ranks',
@@ -103,10 +102,10 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 @record  # an exception in a rank goes to torchrun's failure summary, with its traceback
 def worker(spec_file:str):
-    "One process of a data-parallel run (started by torchrun): join the process group, train, and say where the run is."
+    "One process of a data-parallel run (started by torchrun): join the process group, run `fit_run`, say where the run is."
     spec = json.loads(Path(spec_file).read_text())
-    rank, world, local = int(os.environ['RANK']), int(os.environ['WORLD_SIZE']), int(os.environ['LOCAL_RANK'])
-    local_world = int(os.environ.get('LOCAL_WORLD_SIZE') or world)
+    rank, world, local = (int(config.platform(k)) for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK'))  # set by torchrun
+    local_world = int(config.platform('LOCAL_WORLD_SIZE') or world)
     gpu = torch.cuda.is_available()
     if gpu: torch.cuda.set_device(local)
     backend = 'nccl' if gpu else 'gloo'
@@ -114,8 +113,9 @@ def worker(spec_file:str):
     pid.write_text(str(os.getpid()))
     dist.init_process_group(backend, timeout=timedelta(seconds=spec['timeout']))
     try:
-        kw = spec['train'] if rank == 0 else dict(spec['train'], out_dir=str(Path(spec['scratch'])/f'rank{rank}'), export=False, quiet=True)
-        r = train(**kw, distrib=Distrib(rank, world, local, backend, local_world))
+        p = spec['train'] if rank == 0 else dict(spec['train'], out_dir=str(Path(spec['scratch'])/f'rank{rank}'),
+                                                 export=False, quiet=True)
+        r = fit_run(p, distrib=Distrib(rank, world, local, backend, local_world))
         fault_point(rank, 'end')
         if rank == 0: Path(spec['result']).write_text(json.dumps(dict(run_dir=str(r.run_dir))))
     finally:
@@ -152,7 +152,7 @@ def wait_for_ranks(p:subprocess.Popen, result:Path, pids:Path, grace:float, poll
 class DistributedError(DogbreedsError):
     "A data-parallel run failed: the message says which rank, and how."
 
-def _failure(lines:list[str]) -> str:
+def _torchrun_failure(lines:list[str]) -> str:
     "The lines of torchrun's failure summary that say which rank failed and how, and the last error raised."
     keep = [l.strip() for l in lines if l.strip().startswith(('rank', 'exitcode', 'traceback')) and ':' in l]
     errs = [l.strip() + (' ' + lines[i + 1].strip() if l.rstrip().endswith(':') and i + 1 < len(lines) else '')  # fastai puts the cause on the next line
@@ -182,17 +182,15 @@ def torchrun_args(nproc:int, nodes:dict|None=None) -> list[str]:
             f"--master-port={nodes['master_port']}", f'--nproc-per-node={nproc}',
             f"--rdzv-conf=timeout={config.get_int('DOGBREEDS_DDP_TIMEOUT')}"]  # how long the machines wait for each other to join
 
-def launch(params:dict, extra:dict|None=None) -> TrainResult:
-    """Run `train(**params, **extra)` on `params['nproc']` processes with torchrun; the run rank 0 wrote, with `learn` and `data` None.
-    On a machine other than node rank 0 of a run across machines (`ddp_nodes`), None: its processes trained, rank 0 writes the run."""
-    nproc, extra, nodes = params['nproc'], extra or {}, ddp_nodes()
-    if not isinstance(params['data'], (str, Path)): raise ParameterError("nproc > 1 needs data as a folder or a dataset name (each process loads it)")
-    kw = {**params, **extra}  # nproc too: each process's `train` records it in params.json (its `distrib` keeps it from launching again)
-    kw['data'] = str(kw['data'])
-    out_dir = Path(kw['out_dir']) if kw.get('out_dir') is not None else default_out_dir()
-    kw['out_dir'] = str(out_dir)
-    kw['run_name'] = kw.get('run_name') or f"{kw['arch'].replace('+', '_')}-{datetime.now():%Y%m%d-%H%M%S}"
-    if nodes['node_rank'] == 0 and (out_dir/kw['run_name']).exists(): raise ParameterError(f"run folder {out_dir/kw['run_name']} already exists: choose another run_name")
+def launch(p:dict) -> TrainResult|None:
+    """Run `fit_run(p)` on `p['nproc']` processes with torchrun (`p`: `train`'s checked parameters); the run rank 0
+    wrote, with `learn` and `data` None. On a machine other than node rank 0 of a run across machines (`ddp_nodes`),
+    None: its processes trained, rank 0 writes the run."""
+    nproc, nodes = p['nproc'], ddp_nodes()
+    if not isinstance(p['data'], (str, Path)):
+        raise ParameterError("nproc > 1 needs data as a folder or a dataset name (each process loads it)")
+    kw = dict(p, data=str(p['data']))  # nproc too: each process's `fit_run` records it in params.json
+    run_folder(kw, new=nodes['node_rank'] == 0)  # fills in out_dir and run_name; node 0 refuses a run folder that exists
     work = Path(tempfile.mkdtemp(prefix='dogbreeds-ddp-'))
     spec = dict(train=kw, timeout=config.get_int('DOGBREEDS_DDP_TIMEOUT'), scratch=str(work/'scratch'), result=str(work/'result.json'),
                 pids=str(work/'pids'))
@@ -203,26 +201,24 @@ def launch(params:dict, extra:dict|None=None) -> TrainResult:
     where = f"{nproc} processes" + (f" on node {nodes['node_rank']} of {nodes['nnodes']}" if nodes['nnodes'] > 1 else '')
     tail, grace = deque(maxlen=400), config.get_int('DOGBREEDS_DDP_EXIT_TIMEOUT')
     try:
-        p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        out = threading.Thread(target=_pump, args=(p.stdout, tail, extra.get('quiet', False)), daemon=True)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        out = threading.Thread(target=_pump, args=(proc.stdout, tail, kw['quiet']), daemon=True)
         out.start()
-        try: hung = wait_for_ranks(p, work/'result.json', work/'pids', grace)
-        except BaseException: p.terminate(); p.wait(); raise
+        try: hung = wait_for_ranks(proc, work/'result.json', work/'pids', grace)
+        except BaseException: proc.terminate(); proc.wait(); raise
         out.join()
         if hung:
             raise DistributedError(f"data-parallel training on {where}: rank 0 wrote the run "
                                    f"({json.loads((work/'result.json').read_text())['run_dir']}, complete), but rank {', '.join(map(str, hung))} "
                                    f"did not exit within {grace} s after it (DOGBREEDS_DDP_EXIT_TIMEOUT): stopped it (SIGKILL)")
-        if p.returncode != 0:
-            raise DistributedError(f"data-parallel training on {where} failed (torchrun exit {p.returncode}): "
-                                   f"{_failure(list(tail)) or ''.join(list(tail)[-5:]).strip()}")
+        if proc.returncode != 0:
+            raise DistributedError(f"data-parallel training on {where} failed (torchrun exit {proc.returncode}): "
+                                   f"{_torchrun_failure(list(tail)) or ''.join(list(tail)[-5:]).strip()}")
         if nodes['node_rank'] > 0: return None  # rank 0, on node 0, wrote the run
         run_dir = Path(json.loads((work/'result.json').read_text())['run_dir'])
     finally:
         import shutil; shutil.rmtree(work, ignore_errors=True)
     return TrainResult(None, None, run_dir, read_json(run_dir/'metrics.json'), read_json(run_dir/'params.json'))
-
-_train.LAUNCHER = launch
 
 # %% ../nbs/26_distributed.ipynb #d15main0
 if __name__ == '__main__': worker(sys.argv[1])  # torchrun's entry: python -m dogbreeds.distributed SPEC

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from .core import *
-from .datasets import DOG_CLASSES, LOADERS, load_data
+from .datasets import DOG_CLASSES, LOADERS, load_data, p_dog
 from .dataloaders import make_dls
 from .learner import build_learner, load_run_model, model_outputs
 
@@ -193,10 +193,10 @@ def evaluate_run(run_dir, tta:bool=False, quiet:bool=False) -> dict:
         raise DataError(f"the data of {run_dir} now has the breeds {d.breeds}, but the run was trained on {p['breeds']}")
     if p.get('recipe') == 'imagenet-head':  # the served model itself, in ONNX Runtime: what the run's evaluation ran
         model, _ = load_run_model(run_dir)
-        vi = [i for i, v in enumerate(d.is_valid) if v]
+        _, vi = d.splits
         items = [d.items[i] for i in vi]
         probs, imagenet = model_outputs(model, items, p['size'], progress=not quiet and interactive())
-        extra = dict(tta=p.get('tta', False), not_a_dog=not_a_dog_rates(imagenet[:, list(DOG_CLASSES)].sum(1), p['not_a_dog'])
+        extra = dict(tta=p.get('tta', False), not_a_dog=not_a_dog_rates(p_dog(imagenet), p['not_a_dog'])
                      if p.get('not_a_dog') else None)
         return evaluate_probs(probs, np.array([d.breeds.index(d.labels[i]) for i in vi]), d.breeds, run_dir, items, quiet, **extra)
     learn = build_learner(make_dls(d, size=p['size'], bs=p['bs'], seed=p.get('seed', 42)), p['arch'], d.imagenet_ids)
