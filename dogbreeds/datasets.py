@@ -60,7 +60,12 @@ class BreedData:
                     n_valid=self.n_valid, counts=self.count_table(),
                     skipped=[dict(path=str(p), reason=r) for p, r in self.skipped])
 
-    def subset(self, n_train:int|None=None, n_valid:int|None=None, breeds:list|None=None, seed:int=0) -> BreedData:
+    def subset(self,
+               n_train:int|None=None,  # at most this many train photos of each breed (None: all)
+               n_valid:int|None=None,  # at most this many validation photos of each breed (None: all)
+               breeds:list|None=None,  # the breeds kept (None: all)
+               seed:int=0,             # random seed of the draw
+              ) -> BreedData:
         "At most `n_train`/`n_valid` photos of each breed in `breeds`, drawn with `seed`: for quick experiments."
         breeds = breeds or self.breeds
         rng, keep = random.Random(seed), []

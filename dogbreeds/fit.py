@@ -45,12 +45,14 @@ class TrainResult:
     metrics: dict
     params: dict
     def __repr__(self):
-        return f"TrainResult({self.run_dir}: accuracy {self.metrics['accuracy']:.4f}, top-5 {self.metrics['top5_accuracy']:.4f})"
+        m = self.metrics
+        return f"TrainResult({self.run_dir}: accuracy {m['accuracy']:.4f}, top-5 {m['top5_accuracy']:.4f})"
 
 # %% ../nbs/25_fit.ipynb #9478114b
 class HistoryCSV(Callback):
-    """Append each epoch's losses and metrics to the CSV file `fname`, with the stage (1: frozen, 2: unfrozen). It reads the
-    Recorder's row after each epoch rather than taking over `learn.logger`, so loggers among `cbs` (fastai's `CSVLogger`) still work."""
+    """Append each epoch's losses and metrics to the CSV file `fname`, with the stage (1: frozen, 2: unfrozen). It
+    reads the Recorder's row after each epoch rather than taking over `learn.logger`, so loggers among `cbs` (fastai's
+    `CSVLogger`) still work."""
     order = 60  # after the Recorder (50): its `log` holds the epoch's row
     def __init__(self, fname): self.fname, self.stage = Path(fname), 0
     def _append(self, row):
@@ -86,8 +88,8 @@ def check_cbs(cbs, recipe:str, nproc:int):
             isinstance(c, Callback) or (isinstance(c, type) and issubclass(c, Callback)) for c in cbs):
         raise ParameterError(f"cbs must be a list of fastai callbacks, got {cbs!r}")
     if recipe != 'fine-tune':
-        raise ParameterError("cbs: the imagenet-head recipe has no training loop for fastai callbacks (it fits its heads "
-                             "by L-BFGS on frozen ImageNet features); use recipe='fine-tune', or leave cbs out")
+        raise ParameterError("cbs: the imagenet-head recipe has no training loop for fastai callbacks (it fits its "
+                             "heads by L-BFGS on frozen ImageNet features); use recipe='fine-tune', or leave cbs out")
     if nproc != 1 or config.get_int('DOGBREEDS_DDP_NODES') > 1:
         raise ParameterError("cbs with nproc > 1: the data-parallel processes are started afresh by torchrun and "
                              "callbacks cannot be sent to them; train with nproc=1, or leave cbs out")
@@ -108,11 +110,13 @@ def _track_start(tracker:Tracker, run_name:str, params:dict, d:BreedData, **extr
 def _track_metrics(tracker:Tracker, run_dir:Path, metrics:dict, lr):
     "The metric history (`history.csv`, one step per row) and, at its last step, the evaluation's figures; the lr."
     steps = history_steps(run_dir/'history.csv') if (run_dir/'history.csv').exists() else []
-    final = {k: metrics[k] for k in ('accuracy', 'top5_accuracy', 'loss', 'ece', 'macro_f1', 'not_a_dog') if k in metrics}
+    keys = ('accuracy', 'top5_accuracy', 'loss', 'ece', 'macro_f1', 'not_a_dog')
+    final = {k: metrics[k] for k in keys if k in metrics}
     tracker.log_steps([*steps, (steps[-1][0] if steps else 0, final)], params={'lr': lr})
 
 # %% ../nbs/25_fit.ipynb #bc88c0dd
-HISTORY = ['stage', 'epoch', 'train_loss', 'valid_loss', 'accuracy', 'top_k_accuracy', 'time']  # stage 0: the untrained start
+# stage 0: the untrained start
+HISTORY = ['stage', 'epoch', 'train_loss', 'valid_loss', 'accuracy', 'top_k_accuracy', 'time']
 
 def _write_csv(path:Path, rows:list):
     with open(path, 'w', newline='') as f: csv.writer(f).writerows(rows)
@@ -144,13 +148,22 @@ def _say_heads(say, rows:list, report:dict):
         f"weights {', '.join(f'{w:.2f}' for w in report['weights'])})")
     if report['kept_start']: say(f"kept ImageNet's rows: {report['kept_start']}")
 
-def fit_imagenet_heads(d:BreedData, arch:str, size:int, tta:bool, seed:int, bs:int, tmp:Path, progress:bool=False,
-                       say=print) -> Fitted:
+def fit_imagenet_heads(d:BreedData,           # the photos, with their split
+                       arch:str,              # the networks, 'a+b' for an ensemble (`arch_names`)
+                       size:int,              # image size in pixels
+                       tta:bool,              # average each photo with its mirror image (in the served graph too)
+                       seed:int,              # random seed of the cross-validation folds
+                       bs:int,                # photos per batch of the learner kept for notebooks
+                       tmp:Path,              # the run's staging folder: `history.csv` goes there
+                       progress:bool=False,   # show progress bars
+                       say=print,             # where the messages go
+                      ) -> Fitted:
     "The default recipe (see `dogbreeds.learner`): the heads fitted on frozen features; `history.csv` in `tmp`."
     model = build_model(arch, d.breeds, d.imagenet_ids)
     (ti, vi), y = d.splits, np.array([d.breeds.index(l) for l in d.labels])
     t = time.time()
-    say(f"features of {len(ti)} train and {len(vi)} validation photos at {size} px ({', '.join(model.archs)}, ONNX Runtime)")
+    say(f"features of {len(ti)} train and {len(vi)} validation photos at {size} px "
+        f"({', '.join(model.archs)}, ONNX Runtime)")
     Xtr = extract_features(model, [d.items[i] for i in ti], size, progress=progress)
     Xva = extract_features(model, [d.items[i] for i in vi], size, progress=progress)
     t_feat = time.time() - t
@@ -159,7 +172,8 @@ def fit_imagenet_heads(d:BreedData, arch:str, size:int, tta:bool, seed:int, bs:i
     t = time.time()
     report = fit_heads(model, Xtr, y[ti], seed=seed)
     model.tta = tta
-    probs, imagenet = model_outputs(model, [d.items[i] for i in vi], size, progress=progress) if tta else head_outputs(model, Xva)
+    probs, imagenet = (model_outputs(model, [d.items[i] for i in vi], size, progress=progress) if tta
+                       else head_outputs(model, Xva))
     rows.append(_history_row(1, 0, probs, y[vi], time.time() - t))
     _write_csv(tmp/'history.csv', [HISTORY, *rows])
     report.update(seconds_features=round(t_feat, 1), seconds_fit=round(time.time() - t, 1),
@@ -170,7 +184,7 @@ def fit_imagenet_heads(d:BreedData, arch:str, size:int, tta:bool, seed:int, bs:i
 
 # %% ../nbs/25_fit.ipynb #00df3b70
 def fine_tune_learner(d:BreedData, p:dict, distrib=None) -> Learner:
-    "The fastai learner of the fine-tune recipe for `train`'s parameters `p`; in a data-parallel rank, its share of `bs`."
+    "The fastai learner of the fine-tune recipe for `train`'s parameters `p` (a data-parallel rank: its share of `bs`)."
     bs = distrib.local_bs(p['bs']) if distrib else p['bs']
     dls = make_dls(d, size=p['size'], bs=bs, num_workers=p['num_workers'], seed=p['seed'])
     learn = build_learner(dls, p['arch'], d.imagenet_ids, head_init=p['head_init'])
@@ -179,15 +193,21 @@ def fine_tune_learner(d:BreedData, p:dict, distrib=None) -> Learner:
         learn.logger = (lambda row: None) if p['quiet'] else _plain_logger(learn)
     return learn
 
-def fit_fine_tune(learn:Learner, p:dict, tmp:Path, distrib=None, cbs=None) -> Fitted|None:
-    """fastai's `fine_tune` (mixed precision on a GPU), with epoch 0 (the untrained ImageNet rows) first in `history.csv`;
-    None in a data-parallel rank other than 0 (rank 0 alone evaluates, exports and writes the run)."""
+def fit_fine_tune(learn:Learner,      # from `fine_tune_learner`
+                  p:dict,              # `train`'s checked parameters
+                  tmp:Path,            # the run's staging folder: `history.csv` and `lr_find.png` go there
+                  distrib=None,        # a `dogbreeds.distributed.Distrib` in a data-parallel process
+                  cbs:list|None=None,  # more fastai callbacks for both stages
+                 ) -> Fitted|None:
+    """fastai's `fine_tune` (mixed precision on a GPU), with epoch 0 (the untrained ImageNet rows) first in
+    `history.csv`; None in a data-parallel rank other than 0 (rank 0 alone evaluates, exports and writes the run)."""
     gpu = torch.cuda.is_available()
     if gpu: learn.to_fp16()
     learn.path, learn.model_dir = tmp, '.'  # lr_find's scratch file goes in the run, not the cwd
     t = time.time()
     loss, acc, top5 = learn.validate()
-    _write_csv(tmp/'history.csv', [HISTORY, [0, 0, '', *(round(float(v), 6) for v in (loss, acc, top5)), _mmss(time.time() - t)]])
+    start = [0, 0, '', *(round(float(v), 6) for v in (loss, acc, top5)), _mmss(time.time() - t)]
+    _write_csv(tmp/'history.csv', [HISTORY, start])
     lr = p['lr'] if p['lr'] is not None else _find_lr(learn, tmp)
     with (distrib.ctx(learn) if distrib else contextlib.nullcontext()):  # data-parallel: dogbreeds.distributed
         learn.fine_tune(p['epochs'], base_lr=lr, freeze_epochs=p['freeze_epochs'],
@@ -197,8 +217,12 @@ def fit_fine_tune(learn:Learner, p:dict, tmp:Path, distrib=None, cbs=None) -> Fi
     return Fitted(from_learner(learn, p['arch']), learn, lr, learn.model.state_dict())
 
 # %% ../nbs/25_fit.ipynb #28f456cb
-def evaluate_fit(f:Fitted, d:BreedData, size:int, tta:bool) -> tuple[dict, np.ndarray, np.ndarray]:
-    "The evaluation of the fit `f` on the validation photos of `d`, and p(dog) of them and of (some of) the train photos."
+def evaluate_fit(f:Fitted,       # the fit of either recipe
+                 d:BreedData,    # its photos
+                 size:int,       # image size in pixels
+                 tta:bool,       # average each photo with its mirror image
+                ) -> tuple[dict, np.ndarray, np.ndarray]:
+    "The evaluation of the fit `f` on the validation photos of `d`; p(dog) of them and of (some of) the train photos."
     ti, vi = d.splits
     if f.heads is not None:  # imagenet-head: the fit's own probabilities
         metrics = evaluate_probs(f.probs, np.array([d.breeds.index(d.labels[i]) for i in vi]), d.breeds, None,
@@ -209,7 +233,11 @@ def evaluate_fit(f:Fitted, d:BreedData, size:int, tta:bool) -> tuple[dict, np.nd
     dog_val, dog_train = (p_dog(model_outputs(f.model, [d.items[i] for i in idx], size)[1]) for idx in (vi, ti))
     return metrics, dog_val, dog_train
 
-def not_a_dog(model, size:int, dog_val:np.ndarray, dog_train:np.ndarray) -> dict:
+def not_a_dog(model,                 # the served network: `(breed, ImageNet)` probabilities of a batch
+              size:int,              # image size in pixels
+              dog_val:np.ndarray,    # p(dog) of the validation photos
+              dog_train:np.ndarray,  # p(dog) of (some of) the train photos: they set the threshold
+             ) -> dict:
     "Is it a dog at all: the threshold from the train photos, and its rates on the validation dogs and on non-dogs."
     others = not_dog_photos()
     with torch.no_grad():
@@ -218,25 +246,28 @@ def not_a_dog(model, size:int, dog_val:np.ndarray, dog_train:np.ndarray) -> dict
     return not_a_dog_rates(dog_val, choose_dog_threshold(dog_train), dog_other, [f.name for f in others])
 
 # %% ../nbs/25_fit.ipynb #438731a6
-RECORDED = ('data', 'arch', 'size', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'bs', 'seed', 'valid_pct', 'tta', 'export',
-            'run_name', 'out_dir', 'nproc')  # `train`'s parameters that params.json records
+# `train`'s parameters that params.json records
+RECORDED = ('data', 'arch', 'size', 'recipe', 'epochs', 'freeze_epochs', 'lr', 'bs', 'seed', 'valid_pct', 'tta',
+            'export', 'run_name', 'out_dir', 'nproc')
 
 def recorded(p:dict) -> dict:
     "The parameters of `p` that the run records; the imagenet-head recipe has no epochs and no learning rate."
-    return {k: p[k] for k in RECORDED} | (dict(epochs=0, freeze_epochs=0, lr=None) if p['recipe'] == 'imagenet-head' else {})
+    heads = p['recipe'] == 'imagenet-head'
+    return {k: p[k] for k in RECORDED} | (dict(epochs=0, freeze_epochs=0, lr=None) if heads else {})
 
 def _write_run(tmp:Path, p:dict, d:BreedData, f:Fitted, metrics:dict, tracker:Tracker, t:list, distrib=None) -> dict:
     "Write the evaluated run into `tmp`: metrics and plots, the data report, params.json, the model and the learner."
     save_metrics(metrics, tmp)
     write_json(tmp/'data_report.json', d.report())
     gpu = p['recipe'] == 'fine-tune' and torch.cuda.is_available()
-    info = dict(recorded(p), lr=f.lr, data=str(d.root), data_source=d.source, out_dir=p['out_dir'], run_name=p['run_name'],
+    info = dict(recorded(p), lr=f.lr, data=str(d.root), data_source=d.source, out_dir=p['out_dir'],
+                run_name=p['run_name'],
                 breeds=list(d.breeds), n_train=d.n_train, n_valid=d.n_valid, device='cuda' if gpu else 'cpu',
                 mixed_precision=gpu, heads=f.heads, not_a_dog=metrics['not_a_dog'], versions=versions(),
                 **(distrib.record(p['bs'], f.lr) if distrib else {}), created=datetime.now(timezone.utc).isoformat(),
                 seconds=dict(load=round(t[1] - t[0], 1), fit=round(t[2] - t[1], 1), total=round(time.time() - t[0], 1)))
     _track_metrics(tracker, tmp, metrics, f.lr)
-    if mlflow := tracker.record(): info['mlflow'] = mlflow  # the run's id and where it is: in params.json and the manifest
+    if mlflow := tracker.record(): info['mlflow'] = mlflow  # the run's id and where: in params.json and the manifest
     write_json(tmp/'params.json', info)
     if p['export']:
         export_model(f.model, list(d.breeds), p['size'], tmp/'model', {**run_info(tmp), 'run': p['run_name']},
@@ -254,7 +285,7 @@ def _keep_failed(tmp:Path, final:Path, e:BaseException):
 
 # %% ../nbs/25_fit.ipynb #d780c87a
 def run_folder(p:dict, new:bool=True) -> Path:
-    "The run folder that `train`'s parameters `p` name (filling in `out_dir` and `run_name`); if `new`, refuse one that exists."
+    "The run folder `train`'s parameters `p` name (filling in `out_dir` and `run_name`); if `new`, it must not exist."
     p['out_dir'] = str(Path(p['out_dir']) if p['out_dir'] is not None else default_out_dir())
     p['run_name'] = p['run_name'] or f"{p['arch'].replace('+', '_')}-{datetime.now():%Y%m%d-%H%M%S}"
     final = Path(p['out_dir'])/p['run_name']
@@ -262,11 +293,11 @@ def run_folder(p:dict, new:bool=True) -> Path:
     return final
 
 def fit_run(p:dict, cbs:list|None=None, distrib=None) -> TrainResult|None:
-    """Train, evaluate and save the run that `train`'s checked parameters `p` describe, in this process: `train` calls it,
-    and so does each process of a data-parallel run (`distrib`: its rank; the ranks other than 0 get None back)."""
+    """Train, evaluate and save the run that `train`'s checked parameters `p` describe, in this process: `train` calls
+    it, and so does each process of a data-parallel run (`distrib`: its rank; the ranks other than 0 get None back)."""
     p = dict(p, lr=None) if p['recipe'] == 'imagenet-head' else dict(p)
     final, say = run_folder(p), (lambda msg: None) if p['quiet'] else (lambda msg: print(msg, flush=True))
-    tracker = Tracker(p['tracking_uri'], p['experiment'], enabled=distrib is None or distrib.main)  # DDP: rank 0 records
+    tracker = Tracker(p['tracking_uri'], p['experiment'], enabled=distrib is None or distrib.main)  # DDP: rank 0
     for a in arch_names(p['arch']): ensure_pretrained_weights(a, quiet=p['quiet'])
     progress, t = not p['quiet'] and interactive(), [time.time()]
     d = load_data(p['data'], valid_pct=p['valid_pct'], seed=p['seed'], verify=p['verify'], progress=progress)

@@ -1,4 +1,4 @@
-"""One `train` call that loads the data, fine-tunes, evaluates, exports and writes a complete run folder: from Python, from a shell, or as this notebook run by papermill.
+"""`train` and `dogbreeds train`: check the parameters, then train here or data-parallel; as a papermill job too.
 
 Docs: https://dogbreeds.github.io/dogbreeds/train.html.md"""
 
@@ -34,8 +34,10 @@ def _check_nproc(p:dict, recipe:str):
     what = 'nproc' if nodes == 1 else f"{nodes} machines (DOGBREEDS_DDP_NODES)"
     if recipe != 'fine-tune': raise ParameterError(
         f"{what}: the imagenet-head recipe runs each photo once through frozen networks and fits its heads by L-BFGS "
-        "in seconds: there is no training loop to spread over processes. Use nproc=1 on one machine, or recipe='fine-tune'")
-    if p['lr'] is None: raise ParameterError(f"{what} > 1 needs lr: lr_find runs in one process; run it once with nproc=1")
+        "in seconds: there is no training loop to spread over processes. Use nproc=1 on one machine, or "
+        "recipe='fine-tune'")
+    if p['lr'] is None:
+        raise ParameterError(f"{what} > 1 needs lr: lr_find runs in one process; run it once with nproc=1")
 
 def check_params(p:dict) -> dict:
     "Raise `ParameterError` naming the first bad parameter in `p` (as given to `train`)."
@@ -45,7 +47,8 @@ def check_params(p:dict) -> dict:
     if recipe not in RECIPES: _bad(p, 'recipe', f"one of {', '.join(RECIPES)}")
     names = arch_names(p['arch'])
     if recipe == 'fine-tune':
-        if p['epochs'] + p['freeze_epochs'] == 0: raise ParameterError("epochs and freeze_epochs are both 0: nothing to train")
+        if p['epochs'] + p['freeze_epochs'] == 0:
+            raise ParameterError("epochs and freeze_epochs are both 0: nothing to train")
         if len(names) > 1 or get_arch(names[0]).fn is None:
             raise ParameterError(f"the fine-tune recipe trains one torchvision model: arch must be one of "
                                  f"{', '.join(n for n, a in ARCHS.items() if a.fn)}, got {p['arch']!r}")
@@ -55,14 +58,15 @@ def check_params(p:dict) -> dict:
     for k in ('tta', 'export'):
         if k in p and not isinstance(p[k], bool): _bad(p, k, "True or False")
     if not isinstance(p['data'], (str, Path, BreedData)): _bad(p, 'data', "a path or a dataset name")
-    if p['run_name'] is not None and not (isinstance(p['run_name'], str) and re.fullmatch(r'[A-Za-z0-9][\w.-]*', p['run_name'])):
+    name = p['run_name']
+    if name is not None and not (isinstance(name, str) and re.fullmatch(r'[A-Za-z0-9][\w.-]*', name)):
         _bad(p, 'run_name', "letters, digits, '.', '_' and '-'")
     if p['out_dir'] is not None and not isinstance(p['out_dir'], (str, Path)): _bad(p, 'out_dir', "a path")
     _check_nproc(p, recipe)
     return p
 
 # %% ../nbs/27_train.ipynb #5b514c88
-def train(data='sample',                  # 'sample', 'imagewoof', a folder, a `BreedData`, or KIND:PATH (see `load_data`)
+def train(data='sample',                  # 'sample', 'imagewoof', a folder, a `BreedData`, or KIND:PATH (`load_data`)
           arch:str='mobilenet_v2+efficientnet_lite0',  # one of `ARCHS`, or an ensemble 'a+b' (imagenet-head)
           size:int=224,                   # image size in pixels
           recipe:str='imagenet-head',     # 'imagenet-head' (heads fitted on frozen ImageNet bodies) or 'fine-tune'
@@ -101,8 +105,8 @@ def params_from_file(path, given:dict|None=None) -> dict:
     for k in p:
         if k not in names:
             near = difflib.get_close_matches(k, names, n=1)
-            raise ParameterError(f"{path}: unknown parameter {k!r}" + (f" (did you mean {near[0]!r}?)" if near else '') +
-                                 f"; train takes {', '.join(names)}")
+            hint = f" (did you mean {near[0]!r}?)" if near else ''
+            raise ParameterError(f"{path}: unknown parameter {k!r}{hint}; train takes {', '.join(names)}")
     return {**(given or {}), **p, **{k: v for k, v in (given or {}).items() if k in sig and v != sig[k].default}}
 
 # %% ../nbs/27_train.ipynb #f46afcf7
@@ -111,7 +115,7 @@ def train_cli(
     data:str='sample',        # 'sample', 'imagewoof', a folder, or KIND:PATH
     arch:str='mobilenet_v2+efficientnet_lite0',  # architecture, or an ensemble a+b (imagenet-head recipe)
     size:int=224,             # image size in pixels
-    recipe:str='imagenet-head',  # imagenet-head (heads fitted on frozen ImageNet bodies: CPU) or fine-tune (fastai: GPU)
+    recipe:str='imagenet-head',  # imagenet-head (heads on frozen ImageNet bodies: CPU) or fine-tune (fastai: GPU)
     epochs:int=3,             # fine-tune: epochs with the whole network unfrozen
     freeze_epochs:int=1,      # fine-tune: epochs training only the classifier first
     lr:float=None,            # fine-tune: base learning rate (default: lr_find)
@@ -126,7 +130,7 @@ def train_cli(
     nproc:int=1,              # fine-tune: data-parallel processes (PyTorch DDP; one per GPU, or gloo on CPU)
     params_File:Annotated[str, "a YAML file of parameters (NAME: VALUE per line, as `retrain -f` reads); "
                                "options given override it"]=None,
-    tracking_uri:str=None,    # record the run in MLflow: a server URL, sqlite:///PATH or a SageMaker MLflow ARN ($MLFLOW_TRACKING_URI)
+    tracking_uri:str=None,    # record in MLflow: a URL, sqlite:///PATH or SageMaker ARN (default: $MLFLOW_TRACKING_URI)
     experiment:str=None,      # the MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else dogbreeds)
 ):
     "Train, evaluate and save a dog-breed classifier."
