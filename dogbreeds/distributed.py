@@ -45,6 +45,7 @@ class CPUSafeDL(DistributedDL):
         dist.broadcast(t, rank)
         return t.tolist()
 
+# %% ../nbs/26_distributed.ipynb #cb8b5a24
 class DDPTrainer(DistributedTrainer):
     "fastai's `DistributedTrainer` (DDP through Accelerate) with `CPUSafeDL`; it counts the photos this rank trains on."
     def __init__(self, sync_bn:bool=True, **kwargs):
@@ -61,6 +62,7 @@ class DDPTrainer(DistributedTrainer):
         self.seen += find_bs(self.learn.yb); self.batches += 1
         fault_point(dist.get_rank(), f'batch{self.batches}')
 
+# %% ../nbs/26_distributed.ipynb #de045d95
 class Distrib:
     "What `fit_run` needs in one process of a data-parallel run: its rank, the batch rule, the wrapper of the learner."
     def __init__(self, rank:int, world:int, local_rank:int, backend:str, local_world:int|None=None):

@@ -603,7 +603,6 @@ def train_kwargs(params:dict, nb_dir=None) -> dict:
 
 def train_on_worker_node(params:dict):
     "Train on an instance other than the leader: its processes join the run across instances; what they write is thrown away."
-    import dogbreeds.distributed  # registers train's launcher
     from dogbreeds.train import train
     with tempfile.TemporaryDirectory(prefix='dogbreeds-node-') as d:
         train(**train_kwargs(params), out_dir=d, run_name='node', export=False)

@@ -52,7 +52,7 @@ def flatten(d:dict, prefix:str='') -> dict:
 
 def numbers(d:dict) -> dict:
     "The entries of `flatten(d)` that are numbers (not True/False, not None): what MLflow takes as metrics."
-    return {k: float(v) for k, v in flatten(d).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: float(v) for k, v in flatten(d).items() if is_number(v)}
 
 # %% ../nbs/24_tracking.ipynb #c1bee578
 @contextlib.contextmanager
