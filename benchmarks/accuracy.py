@@ -49,7 +49,7 @@ def main():
 
     # top-1 on the photos that come from ImageNet's validation set (never seen in pretraining), from the saved predictions
     from dogbreeds.learner import load_run_model, model_outputs
-    vi = [i for i, v in enumerate(r.data.is_valid) if v]
+    _, vi = r.data.splits
     unseen = [i for i in vi if Path(r.data.items[i]).name.startswith('ILSVRC2012_val')]
     model, _ = load_run_model(r.run_dir)
     probs = model_outputs(model, [r.data.items[i] for i in unseen], a.size)[0] if unseen else None

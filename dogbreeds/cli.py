@@ -15,7 +15,7 @@ __all__ = ['COMMANDS', 'command', 'parser', 'main']
 
 # %% ../nbs/99_cli.ipynb #435c3452
 COMMANDS = {  # command: (module:function, one-line help)
-    'train': ('dogbreeds.distributed:train_cli', 'train, evaluate and save a model run (--nproc N: data-parallel)'),  # train's train_cli, with --nproc's launcher registered
+    'train': ('dogbreeds.train:train_cli', 'train, evaluate and save a model run (--nproc N: data-parallel)'),
     'export': ('dogbreeds.export:export_cli', 'export a run to TorchScript + ONNX with a manifest'),
     'classify': ('dogbreeds.inference:classify_cli', 'print the top breeds of a few photos'),
     'weights': ('dogbreeds.learner:weights_cli', 'make sure the ImageNet weights are in the torch hub cache'),

@@ -18,12 +18,13 @@ from pi_heif import register_heif_opener
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.\w+` is deprecated', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'MIN_SIDE', 'IMAGE_EXTS', 'MANIFEST', 'LAYERS', 'ALLOWED', 'SERVING_LAYERS', 'SERVING_DATA',
-           'DogbreedsError', 'DataError', 'ParameterError', 'ImageError', 'EmptyImageError', 'NotAnImageError',
-           'CorruptImageError', 'ImageTooLargeError', 'ImageTooSmallError', 'is_int', 'is_number', 'check_number',
-           'open_image', 'to_rgb', 'shrink', 'load_rgb', 'package_root', 'sample_path', 'staged_dir', 'write_json',
-           'read_json', 'sha256_file', 'IntegrityError', 'file_record', 'read_manifest', 'verify_files', 'short_errors',
-           'interactive', 'fail', 'layer_of', 'modules', 'serving_files']
+__all__ = ['MAX_BYTES', 'MAX_PIXELS', 'MIN_SIDE', 'IMAGE_EXTS', 'MANIFEST', 'DEMO', 'SKIPPED', 'LAYERS', 'ALLOWED',
+           'SERVING_LAYERS', 'SERVING_DATA', 'DogbreedsError', 'DataError', 'ParameterError', 'ImageError',
+           'EmptyImageError', 'NotAnImageError', 'CorruptImageError', 'ImageTooLargeError', 'ImageTooSmallError',
+           'is_int', 'is_number', 'check_number', 'open_image', 'to_rgb', 'shrink', 'load_rgb', 'package_root',
+           'sample_path', 'staged_dir', 'write_json', 'read_json', 'sha256_file', 'IntegrityError', 'file_record',
+           'read_manifest', 'verify_files', 'short_errors', 'skip_demos', 'interactive', 'fail', 'layer_of', 'modules',
+           'serving_files']
 
 # %% ../nbs/00_core.ipynb #7ee201bd
 class DogbreedsError(Exception):
@@ -271,6 +272,23 @@ def short_errors():
     def _handler(shell, etype, value, tb, tb_offset=None):
         shell._showtraceback(etype, value, [f"{etype.__name__}: {value}"])
     ip.set_custom_exc((DogbreedsError,), _handler)
+
+# %% ../nbs/00_core.ipynb #9aec9de9
+DEMO = '#| demo'  # the first line of a cell that only shows or tests its module
+SKIPPED = "skipped: a #| demo cell, in a production run"
+
+def skip_demos(production:bool|None=None) -> bool:
+    """In IPython, with `production` (None: unless nbdev-test runs the notebook), run each cell whose first line is
+    `DEMO` as `print(SKIPPED)`, before anything of it runs; without, run them all again. Returns `production`."""
+    if production is None: production = not os.environ.get('IN_TEST')
+    try: ip = get_ipython()  # noqa: F821
+    except NameError: return production
+    cleanup = ip.input_transformers_cleanup
+    cleanup[:] = [t for t in cleanup if getattr(t, '__name__', '') != '_skip_demo']
+    def _skip_demo(lines:list) -> list:
+        return [f"print({SKIPPED!r})\n"] if lines and lines[0].strip() == DEMO else lines
+    if production: cleanup.append(_skip_demo)
+    return production
 
 # %% ../nbs/00_core.ipynb #14786ab5
 def interactive() -> bool:

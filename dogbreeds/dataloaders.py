@@ -85,15 +85,23 @@ class DogImage(PILImage):
         return super().create(fn, **kwargs)
 
 # %% ../nbs/20_dataloaders.ipynb #385b6227
-def make_dls(data:BreedData, size:int=160, bs:int=64, presize:float=1.25, min_scale:float=0.35,
-             augment:bool=True, num_workers:int|None=None, device=None, seed:int=42, normalize:bool=True):
-    "fastai `DataLoaders` for `data`: presizing, batch augmentation on train, `center_square` on valid; ImageNet normalisation unless `normalize=False`."
+def make_dls(data:BreedData,             # the photos and their split
+             size:int=160,                # image size in pixels
+             bs:int=64,                   # photos per batch
+             presize:float=1.25,          # train photos are first resized to `presize * size` (fastai's presizing)
+             min_scale:float=0.35,        # the smallest share of a photo a random train crop keeps
+             augment:bool=True,           # batch augmentation on train
+             num_workers:int|None=None,   # data loading workers (None: fastai's default)
+             device=None,                 # where the batches go (None: fastai's default)
+             seed:int=42,                 # random seed of the shuffling and augmentation
+             normalize:bool=True):        # ImageNet normalisation (a `BreedModel` normalises inside itself)
+    "fastai `DataLoaders` for `data`: presizing, batch augmentation on train, `center_square` on valid."
     items = pd.DataFrame({'path': data.items, 'breed': data.labels})
     batch_tfms = [TrainOnly(t) if isinstance(t, AffineCoordTfm) else t
                   for t in aug_transforms(size=size)] if augment else []
     dblock = DataBlock(blocks=(ImageBlock(cls=DogImage), CategoryBlock(vocab=data.breeds, sort=False)),
                        get_x=ColReader('path'), get_y=ColReader('breed'),
-                       splitter=IndexSplitter([i for i, v in enumerate(data.is_valid) if v]),
+                       splitter=IndexSplitter(data.splits[1]),
                        item_tfms=SquareCrop(size, round(size * presize) if augment else size, min_scale),
                        batch_tfms=batch_tfms + ([Normalize.from_stats(*imagenet_stats)] if normalize else []))
     if num_workers is None: num_workers = 0 if not torch.cuda.is_available() else min(8, (os.cpu_count() or 1))

@@ -17,7 +17,7 @@ from .core import *
 # %% auto #0
 __all__ = ['VALID_DIRS', 'IMAGEWOOF_BREEDS', 'LOADERS', 'DOG_CLASSES', 'BreedData', 'check_data', 'image_files', 'humanize',
            'from_folder', 'from_imagewoof', 'from_oxford_pets', 'from_stanford_dogs', 'detect_layout', 'verify_images',
-           'load_data', 'imagenet_classes', 'imagenet_ids', 'not_dog_photos']
+           'load_data', 'imagenet_classes', 'imagenet_ids', 'p_dog', 'not_dog_photos']
 
 # %% ../nbs/03_datasets.ipynb #289dab39
 @dataclass
@@ -37,6 +37,10 @@ class BreedData:
     def n_valid(self): return sum(self.is_valid)
     @property
     def n_train(self): return len(self) - self.n_valid
+    @property
+    def splits(self) -> tuple[list[int], list[int]]:
+        "`(train indices, validation indices)` into `items`, as fastai's splitters give them."
+        return [i for i, v in enumerate(self.is_valid) if not v], [i for i, v in enumerate(self.is_valid) if v]
 
     def count_table(self) -> dict:
         "`{breed: {'train': n, 'valid': n}}`: photos per breed in each split, breeds in display order."
@@ -56,7 +60,12 @@ class BreedData:
                     n_valid=self.n_valid, counts=self.count_table(),
                     skipped=[dict(path=str(p), reason=r) for p, r in self.skipped])
 
-    def subset(self, n_train:int|None=None, n_valid:int|None=None, breeds:list|None=None, seed:int=0) -> BreedData:
+    def subset(self,
+               n_train:int|None=None,  # at most this many train photos of each breed (None: all)
+               n_valid:int|None=None,  # at most this many validation photos of each breed (None: all)
+               breeds:list|None=None,  # the breeds kept (None: all)
+               seed:int=0,             # random seed of the draw
+              ) -> BreedData:
         "At most `n_train`/`n_valid` photos of each breed in `breeds`, drawn with `seed`: for quick experiments."
         breeds = breeds or self.breeds
         rng, keep = random.Random(seed), []
@@ -291,9 +300,16 @@ def imagenet_ids(breeds) -> dict:
     cats = {_norm(c): i for i, c in enumerate(imagenet_classes())}
     return {b: cats[_norm(b)] for b in breeds if _norm(b) in cats}
 
-# %% ../nbs/03_datasets.ipynb #f86b661e
+# %% ../nbs/03_datasets.ipynb #c2b489a6
 DOG_CLASSES = tuple(range(151, 281))  # ImageNet's dogs (151-268) and wild dogs, foxes and hyena (269-280)
 
+def p_dog(imagenet, classes=DOG_CLASSES):
+    """p(dog) of each photo: the ImageNet probabilities `imagenet` (photos x 1000, numpy or torch) summed over `classes`,
+    in float64 and clipped to [0, 1]. Training, evaluation and serving all call it (it needs numpy only)."""
+    import numpy as np
+    return np.clip(np.asarray(imagenet)[:, list(classes)].sum(1, dtype=np.float64), 0, 1)
+
+# %% ../nbs/03_datasets.ipynb #f86b661e
 def not_dog_photos() -> list[Path]:
     "Photos without a dog that installed packages ship (scikit-image, scikit-learn, matplotlib), sorted by name."
     import importlib.util

@@ -1,4 +1,4 @@
-"""`dogbreeds train --recipe fine-tune --nproc N`: the fastai fine-tuning loop on N processes with PyTorch DDP, launched by torchrun; NCCL on GPUs, gloo on CPU.
+"""`train(nproc=N)`: the fastai fine-tuning loop on N processes with PyTorch DDP, started by torchrun.
 
 Docs: https://dogbreeds.github.io/dogbreeds/distributed.html.md"""
 
@@ -8,7 +8,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/distributed.html.md"""
 from __future__ import annotations
 import contextlib, json, os, signal, subprocess, sys, tempfile, threading, time
 from collections import deque
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -19,10 +19,9 @@ from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.torch_core import find_bs
 from torch.nn.parallel import DistributedDataParallel
 
-from . import config, train as _train
+from . import config
 from .core import DogbreedsError, ParameterError, read_json
-from .learner import default_out_dir
-from .train import TrainResult, train, train_cli
+from .fit import TrainResult, fit_run, run_folder
 
 # %% auto #0
 __all__ = ['FAULT', 'DEFAULT_MASTER_PORT', 'fault_point', 'CPUSafeDL', 'DDPTrainer', 'Distrib', 'worker', 'wait_for_ranks',
@@ -32,28 +31,30 @@ __all__ = ['FAULT', 'DEFAULT_MASTER_PORT', 'fault_point', 'CPUSafeDL', 'DDPTrain
 FAULT = 'DOGBREEDS_DDP_FAULT'
 
 def fault_point(rank:int, where:str):
-    "Test hook: send this process the signal `$DOGBREEDS_DDP_FAULT` (`RANK:WHERE:SIGNAL`) names, if it names `rank` and `where`."
+    "Test hook: send this process the signal `$DOGBREEDS_DDP_FAULT` (`RANK:WHERE:SIGNAL`) names for `rank` at `where`."
     if not (spec := os.environ.get(FAULT)): return
     r, w, sig = spec.split(':')
     if int(r) == rank and w == where: os.kill(os.getpid(), getattr(signal, f'SIG{sig}'))
 
 # %% ../nbs/26_distributed.ipynb #d1500006
 class CPUSafeDL(DistributedDL):
-    "fastai's `DistributedDL`, whose broadcast of the epoch's indices also runs on gloo (fastai's moves them to CUDA for NCCL)."
+    "fastai's `DistributedDL`, whose broadcast of the epoch's indices also runs on gloo (fastai's moves them to CUDA)."
     def _broadcast(self, t, rank):
         if dist.get_backend() == 'nccl': return super()._broadcast(t, rank)
         t = torch.tensor(t, dtype=torch.long)
         dist.broadcast(t, rank)
         return t.tolist()
 
+# %% ../nbs/26_distributed.ipynb #cb8b5a24
 class DDPTrainer(DistributedTrainer):
     "fastai's `DistributedTrainer` (DDP through Accelerate) with `CPUSafeDL`; it counts the photos this rank trains on."
     def __init__(self, sync_bn:bool=True, **kwargs):
         super().__init__(sync_bn=sync_bn, **kwargs); self.seen = self.batches = 0
     def before_fit(self):
         super().before_fit()
-        if not isinstance(self.learn.model, DistributedDataParallel):  # Accelerate wraps only when it sees the process group
-            raise DistributedError(f"Accelerate did not wrap the model in DistributedDataParallel ({self.accelerator.distributed_type})")
+        if not isinstance(self.learn.model, DistributedDataParallel):  # Accelerate wraps only if it sees the group
+            raise DistributedError("Accelerate did not wrap the model in DistributedDataParallel "
+                                   f"({self.accelerator.distributed_type})")
     def _wrap_dl(self, dl):  # fastai asks the model for `.device`, which a plain module lacks: ask its parameters
         return dl if isinstance(dl, DistributedDL) else CPUSafeDL(dl, device=next(self.learn.model.parameters()).device)
     def after_batch(self):
@@ -61,8 +62,9 @@ class DDPTrainer(DistributedTrainer):
         self.seen += find_bs(self.learn.yb); self.batches += 1
         fault_point(dist.get_rank(), f'batch{self.batches}')
 
+# %% ../nbs/26_distributed.ipynb #de045d95
 class Distrib:
-    "What `train` needs in one process of a data-parallel run: its rank, the batch rule, and the wrapper of the learner."
+    "What `fit_run` needs in one process of a data-parallel run: its rank, the batch rule, the wrapper of the learner."
     def __init__(self, rank:int, world:int, local_rank:int, backend:str, local_world:int|None=None):
         store_attr(); self.local_world = local_world or world; self.seen = []
     @property
@@ -72,13 +74,15 @@ class Distrib:
 
     def local_bs(self, bs:int) -> int:
         "Photos per step in each process: the global batch `bs` split over the processes."
-        if bs < self.world: raise ParameterError(f"bs {bs} is smaller than nproc {self.world}: each process needs a photo per step")
+        if bs < self.world:
+            raise ParameterError(f"bs {bs} is smaller than nproc {self.world}: each process needs a photo per step")
         return bs // self.world
 
     @contextlib.contextmanager
     def ctx(self, learn):
         "Train `learn` data-parallel inside this context (fastai's `distrib_ctx`, CPU-safe)."
-        cb = DDPTrainer(sync_bn=self.backend == 'nccl', cpu=self.backend != 'nccl')  # SyncBatchNorm: GPUs only; Accelerate: cpu=True for gloo DDP
+        # SyncBatchNorm: GPUs only; Accelerate: cpu=True for gloo DDP
+        cb = DDPTrainer(sync_bn=self.backend == 'nccl', cpu=self.backend != 'nccl')
         learn.add_cb(cb)
         if self.rank: learn.remove_cb(ProgressCallback)
         try: yield learn
@@ -86,7 +90,7 @@ class Distrib:
             learn.remove_cb(cb)
             self.seen = [None] * self.world
             dist.all_gather_object(self.seen, cb.seen)  # the photos each rank trained on
-            os.environ['WORLD_SIZE'] = '1'  # rank 0 goes on alone: fastai's gathers (`num_distrib`) must not wait for the others
+            os.environ['WORLD_SIZE'] = '1'  # rank 0 goes on alone: fastai's gathers (`num_distrib`) must not wait
 
     def record(self, bs:int, lr) -> dict:
         "The `distributed` entry of `params.json`."
@@ -103,10 +107,10 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 @record  # an exception in a rank goes to torchrun's failure summary, with its traceback
 def worker(spec_file:str):
-    "One process of a data-parallel run (started by torchrun): join the process group, train, and say where the run is."
+    "One process of a data-parallel run (started by torchrun): join the process group, run `fit_run`, say where it is."
     spec = json.loads(Path(spec_file).read_text())
-    rank, world, local = int(os.environ['RANK']), int(os.environ['WORLD_SIZE']), int(os.environ['LOCAL_RANK'])
-    local_world = int(os.environ.get('LOCAL_WORLD_SIZE') or world)
+    rank, world, local = (int(config.platform(k)) for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK'))  # set by torchrun
+    local_world = int(config.platform('LOCAL_WORLD_SIZE') or world)
     gpu = torch.cuda.is_available()
     if gpu: torch.cuda.set_device(local)
     backend = 'nccl' if gpu else 'gloo'
@@ -114,8 +118,9 @@ def worker(spec_file:str):
     pid.write_text(str(os.getpid()))
     dist.init_process_group(backend, timeout=timedelta(seconds=spec['timeout']))
     try:
-        kw = spec['train'] if rank == 0 else dict(spec['train'], out_dir=str(Path(spec['scratch'])/f'rank{rank}'), export=False, quiet=True)
-        r = train(**kw, distrib=Distrib(rank, world, local, backend, local_world))
+        p = spec['train'] if rank == 0 else dict(spec['train'], out_dir=str(Path(spec['scratch'])/f'rank{rank}'),
+                                                 export=False, quiet=True)
+        r = fit_run(p, distrib=Distrib(rank, world, local, backend, local_world))
         fault_point(rank, 'end')
         if rank == 0: Path(spec['result']).write_text(json.dumps(dict(run_dir=str(r.run_dir))))
     finally:
@@ -133,7 +138,12 @@ def _kill(pid:int) -> bool:
     try: os.kill(pid, signal.SIGKILL); return True
     except ProcessLookupError: return False  # it has just exited
 
-def wait_for_ranks(p:subprocess.Popen, result:Path, pids:Path, grace:float, poll:float=0.2) -> list[int]:
+def wait_for_ranks(p:subprocess.Popen,  # torchrun
+                   result:Path,         # the file rank 0 writes when the run is complete
+                   pids:Path,           # the folder of the ranks' pid files
+                   grace:float,         # seconds the other ranks have to exit after rank 0's result
+                   poll:float=0.2,      # seconds between looks
+                  ) -> list[int]:
     """Wait for torchrun `p` to end; once rank 0 has written `result`, at most `grace` seconds more: then kill the ranks
     whose pid file is still in `pids`. The ranks killed (none when all exited by themselves)."""
     done = None
@@ -152,77 +162,84 @@ def wait_for_ranks(p:subprocess.Popen, result:Path, pids:Path, grace:float, poll
 class DistributedError(DogbreedsError):
     "A data-parallel run failed: the message says which rank, and how."
 
-def _failure(lines:list[str]) -> str:
+def _torchrun_failure(lines:list[str]) -> str:
     "The lines of torchrun's failure summary that say which rank failed and how, and the last error raised."
     keep = [l.strip() for l in lines if l.strip().startswith(('rank', 'exitcode', 'traceback')) and ':' in l]
-    errs = [l.strip() + (' ' + lines[i + 1].strip() if l.rstrip().endswith(':') and i + 1 < len(lines) else '')  # fastai puts the cause on the next line
-            for i, l in enumerate(lines) if l.strip() and l.split(':')[0].strip().endswith(('Error', 'Exception', 'Timeout'))]
+    def nxt(i, l): return ' ' + lines[i + 1].strip() if l.rstrip().endswith(':') and i + 1 < len(lines) else ''
+    errs = [l.strip() + nxt(i, l) for i, l in enumerate(lines)  # fastai puts the cause on the next line
+            if l.strip() and l.split(':')[0].strip().endswith(('Error', 'Exception', 'Timeout'))]
     return '; '.join(' '.join(k.split()) for k in keep[:6]) + (f"; last error: {errs[-1][:400]}" if errs else '')
 
+# %% ../nbs/26_distributed.ipynb #bb72d41f
 DEFAULT_MASTER_PORT = 29500  # torchrun's own default
 
 def ddp_nodes() -> dict:
-    "The machines a data-parallel run spans, from `DOGBREEDS_DDP_NODES`, `_NODE_RANK` and `_MASTER` (one machine when unset)."
+    "The machines a data-parallel run spans, from `DOGBREEDS_DDP_NODES`, `_NODE_RANK` and `_MASTER` (unset: this one)."
     n, r = config.get_int('DOGBREEDS_DDP_NODES'), config.get_int('DOGBREEDS_DDP_NODE_RANK')
     if n < 1: raise ParameterError(f"DOGBREEDS_DDP_NODES must be a whole number >= 1, got {n}")
-    if not 0 <= r < n: raise ParameterError(f"DOGBREEDS_DDP_NODE_RANK must be in 0..{n - 1} (DOGBREEDS_DDP_NODES={n}), got {r}")
+    if not 0 <= r < n:
+        raise ParameterError(f"DOGBREEDS_DDP_NODE_RANK must be in 0..{n - 1} (DOGBREEDS_DDP_NODES={n}), got {r}")
     if n == 1: return dict(nnodes=1, node_rank=0, master_addr=None, master_port=None)
     master = config.get('DOGBREEDS_DDP_MASTER')
-    if not master: raise ParameterError(f"DOGBREEDS_DDP_NODES={n} needs DOGBREEDS_DDP_MASTER=HOST:PORT, where node rank 0 listens")
+    if not master:
+        raise ParameterError(f"DOGBREEDS_DDP_NODES={n} needs DOGBREEDS_DDP_MASTER=HOST:PORT, where node rank 0 listens")
     host, _, port = master.rpartition(':') if ':' in master else (master, ':', str(DEFAULT_MASTER_PORT))
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ParameterError(f"DOGBREEDS_DDP_MASTER must be HOST:PORT, got {master!r}")
     return dict(nnodes=n, node_rank=r, master_addr=host, master_port=int(port))
 
+# %% ../nbs/26_distributed.ipynb #0316d017
 def torchrun_args(nproc:int, nodes:dict|None=None) -> list[str]:
-    "torchrun's arguments for `nproc` processes on this machine: alone (`--standalone`), or node `node_rank` of `nnodes`."
+    "torchrun's arguments for `nproc` processes on this machine: alone (`--standalone`), or node `node_rank` of many."
     nodes = nodes or ddp_nodes()
     if nodes['nnodes'] == 1: return ['--standalone', f'--nproc-per-node={nproc}']
     return [f"--nnodes={nodes['nnodes']}", f"--node-rank={nodes['node_rank']}", f"--master-addr={nodes['master_addr']}",
             f"--master-port={nodes['master_port']}", f'--nproc-per-node={nproc}',
-            f"--rdzv-conf=timeout={config.get_int('DOGBREEDS_DDP_TIMEOUT')}"]  # how long the machines wait for each other to join
+            f"--rdzv-conf=timeout={config.get_int('DOGBREEDS_DDP_TIMEOUT')}"]  # how long machines wait for each other
 
-def launch(params:dict, extra:dict|None=None) -> TrainResult:
-    """Run `train(**params, **extra)` on `params['nproc']` processes with torchrun; the run rank 0 wrote, with `learn` and `data` None.
-    On a machine other than node rank 0 of a run across machines (`ddp_nodes`), None: its processes trained, rank 0 writes the run."""
-    nproc, extra, nodes = params['nproc'], extra or {}, ddp_nodes()
-    if not isinstance(params['data'], (str, Path)): raise ParameterError("nproc > 1 needs data as a folder or a dataset name (each process loads it)")
-    kw = {**params, **extra}  # nproc too: each process's `train` records it in params.json (its `distrib` keeps it from launching again)
-    kw['data'] = str(kw['data'])
-    out_dir = Path(kw['out_dir']) if kw.get('out_dir') is not None else default_out_dir()
-    kw['out_dir'] = str(out_dir)
-    kw['run_name'] = kw.get('run_name') or f"{kw['arch'].replace('+', '_')}-{datetime.now():%Y%m%d-%H%M%S}"
-    if nodes['node_rank'] == 0 and (out_dir/kw['run_name']).exists(): raise ParameterError(f"run folder {out_dir/kw['run_name']} already exists: choose another run_name")
+# %% ../nbs/26_distributed.ipynb #371ddfe6
+def launch(p:dict) -> TrainResult|None:
+    """Run `fit_run(p)` on `p['nproc']` processes with torchrun (`p`: `train`'s checked parameters); the run rank 0
+    wrote, with `learn` and `data` None. On a machine other than node rank 0 of a run across machines (`ddp_nodes`),
+    None: its processes trained, rank 0 writes the run."""
+    nproc, nodes = p['nproc'], ddp_nodes()
+    if not isinstance(p['data'], (str, Path)):
+        raise ParameterError("nproc > 1 needs data as a folder or a dataset name (each process loads it)")
+    kw = dict(p, data=str(p['data']))  # nproc too: each process's `fit_run` records it in params.json
+    run_folder(kw, new=nodes['node_rank'] == 0)  # fills in out_dir and run_name; node 0 refuses one that exists
     work = Path(tempfile.mkdtemp(prefix='dogbreeds-ddp-'))
-    spec = dict(train=kw, timeout=config.get_int('DOGBREEDS_DDP_TIMEOUT'), scratch=str(work/'scratch'), result=str(work/'result.json'),
-                pids=str(work/'pids'))
+    spec = dict(train=kw, timeout=config.get_int('DOGBREEDS_DDP_TIMEOUT'), scratch=str(work/'scratch'),
+                result=str(work/'result.json'), pids=str(work/'pids'))
     (work/'spec.json').write_text(json.dumps(spec)); (work/'pids').mkdir()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parent.parent), os.environ.get('PYTHONPATH', '')]).rstrip(os.pathsep))
-    if not torch.cuda.is_available(): env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // nproc)))  # the cores shared out
-    cmd = [sys.executable, '-m', 'torch.distributed.run', *torchrun_args(nproc, nodes), '-m', 'dogbreeds.distributed', str(work/'spec.json')]
-    where = f"{nproc} processes" + (f" on node {nodes['node_rank']} of {nodes['nnodes']}" if nodes['nnodes'] > 1 else '')
+    path = [str(Path(__file__).resolve().parent.parent), os.environ.get('PYTHONPATH', '')]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path).rstrip(os.pathsep))
+    if not torch.cuda.is_available():  # the cores shared out
+        env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // nproc)))
+    cmd = [sys.executable, '-m', 'torch.distributed.run', *torchrun_args(nproc, nodes), '-m', 'dogbreeds.distributed',
+           str(work/'spec.json')]
+    node = f" on node {nodes['node_rank']} of {nodes['nnodes']}" if nodes['nnodes'] > 1 else ''
+    where = f"{nproc} processes{node}"
     tail, grace = deque(maxlen=400), config.get_int('DOGBREEDS_DDP_EXIT_TIMEOUT')
     try:
-        p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        out = threading.Thread(target=_pump, args=(p.stdout, tail, extra.get('quiet', False)), daemon=True)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        out = threading.Thread(target=_pump, args=(proc.stdout, tail, kw['quiet']), daemon=True)
         out.start()
-        try: hung = wait_for_ranks(p, work/'result.json', work/'pids', grace)
-        except BaseException: p.terminate(); p.wait(); raise
+        try: hung = wait_for_ranks(proc, work/'result.json', work/'pids', grace)
+        except BaseException: proc.terminate(); proc.wait(); raise
         out.join()
         if hung:
             raise DistributedError(f"data-parallel training on {where}: rank 0 wrote the run "
-                                   f"({json.loads((work/'result.json').read_text())['run_dir']}, complete), but rank {', '.join(map(str, hung))} "
-                                   f"did not exit within {grace} s after it (DOGBREEDS_DDP_EXIT_TIMEOUT): stopped it (SIGKILL)")
-        if p.returncode != 0:
-            raise DistributedError(f"data-parallel training on {where} failed (torchrun exit {p.returncode}): "
-                                   f"{_failure(list(tail)) or ''.join(list(tail)[-5:]).strip()}")
+                                   f"({json.loads((work/'result.json').read_text())['run_dir']}, complete), but rank "
+                                   f"{', '.join(map(str, hung))} did not exit within {grace} s after it "
+                                   "(DOGBREEDS_DDP_EXIT_TIMEOUT): stopped it (SIGKILL)")
+        if proc.returncode != 0:
+            raise DistributedError(f"data-parallel training on {where} failed (torchrun exit {proc.returncode}): "
+                                   f"{_torchrun_failure(list(tail)) or ''.join(list(tail)[-5:]).strip()}")
         if nodes['node_rank'] > 0: return None  # rank 0, on node 0, wrote the run
         run_dir = Path(json.loads((work/'result.json').read_text())['run_dir'])
     finally:
         import shutil; shutil.rmtree(work, ignore_errors=True)
     return TrainResult(None, None, run_dir, read_json(run_dir/'metrics.json'), read_json(run_dir/'params.json'))
-
-_train.LAUNCHER = launch
 
 # %% ../nbs/26_distributed.ipynb #d15main0
 if __name__ == '__main__': worker(sys.argv[1])  # torchrun's entry: python -m dogbreeds.distributed SPEC

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from .core import *
-from .datasets import DOG_CLASSES, LOADERS, load_data
+from .datasets import DOG_CLASSES, LOADERS, load_data, p_dog
 from .dataloaders import make_dls
 from .learner import build_learner, load_run_model, model_outputs
 
@@ -40,7 +40,13 @@ def calibration(probs:np.ndarray, targs:np.ndarray, n_bins:int=15) -> dict:
     return dict(ece=float(ece), n_bins=n_bins, bins=bins)
 
 # %% ../nbs/22_evaluate.ipynb #37f3e86a
-def compute_metrics(probs, targs, breeds:list, k:int=5, n_top_losses:int=9, items:list|None=None) -> dict:
+def compute_metrics(probs,                  # `[n, n_breeds]` probabilities
+                    targs,                  # `[n]` true breed indices
+                    breeds:list,            # the breed names, in column order
+                    k:int=5,                # top-k accuracy
+                    n_top_losses:int=9,     # how many of the most confident errors to keep
+                    items:list|None=None,   # the photos, to name the top losses
+                   ) -> dict:
     "All the evaluation figures for `probs` (`[n, n_breeds]`) against `targs`, as JSON-ready data."
     probs, targs = np.asarray(probs, dtype=np.float64), np.asarray(targs)
     n, c = probs.shape
@@ -71,12 +77,19 @@ def choose_dog_threshold(dog_train:np.ndarray, quantile:float=0.01, floor:float=
     "The not-a-dog threshold: the `quantile` of p(dog) over the train photos (which all show dogs), at least `floor`."
     q = float(np.quantile(dog_train, quantile))
     return dict(dog_classes=list(DOG_CLASSES), threshold=max(q, floor),
-                chosen_on=f"the {quantile:.1%} quantile of p(dog) over {len(dog_train)} train photos ({q:.3g}), at least {floor}")
+                chosen_on=f"the {quantile:.1%} quantile of p(dog) over {len(dog_train)} train photos ({q:.3g}), "
+                          f"at least {floor}")
 
-def not_a_dog_rates(dog_val:np.ndarray, chosen:dict, dog_other:np.ndarray|None=None, other_names:list|None=None) -> dict:
-    "`chosen` (see `choose_dog_threshold`) with the shares of validation dogs and of photos without a dog that it flags."
+def not_a_dog_rates(dog_val:np.ndarray,              # p(dog) of the validation photos (all dogs)
+                    chosen:dict,                     # from `choose_dog_threshold`
+                    dog_other:np.ndarray|None=None,  # p(dog) of photos without a dog
+                    other_names:list|None=None,      # their names, to list the ones taken for dogs
+                   ) -> dict:
+    """`chosen` (see `choose_dog_threshold`) with the shares of validation dogs and of photos without a dog that it
+    flags."""
     th, out = chosen['threshold'], dict(chosen)
-    out.update(val_dogs_flagged=float((np.asarray(dog_val) < th).mean()) if len(dog_val) else None, n_val=int(len(dog_val)))
+    flagged = float((np.asarray(dog_val) < th).mean()) if len(dog_val) else None
+    out.update(val_dogs_flagged=flagged, n_val=int(len(dog_val)))
     if dog_other is not None:
         dog_other = np.asarray(dog_other)
         out.update(non_dogs_flagged=float((dog_other < th).mean()), n_non_dogs=int(len(dog_other)),
@@ -138,26 +151,40 @@ def predictions(learn, dl=None, tta:bool=False):
     items = list(dl.items.path) if hasattr(dl.items, 'path') else list(dl.items)
     return probs.float().numpy(), targs.numpy(), items
 
+# %% ../nbs/22_evaluate.ipynb #0e699c60
 def save_metrics(m:dict, out_dir):
     "Write `m` (from `compute_metrics`) and its plots into `out_dir`."
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     with open(out/'per_breed.csv', 'w', newline='') as f:
         w = csv.writer(f); w.writerow(['breed', 'precision', 'recall', 'f1', 'support'])
-        for b, r in m['per_breed'].items(): w.writerow([b, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", r['support']])
+        for b, r in m['per_breed'].items():
+            w.writerow([b, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1']:.4f}", r['support']])
     figs = dict(confusion_matrix=lambda: plot_confusion(m['confusion_matrix'], m['breeds']),
                 calibration=lambda: plot_calibration(m['calibration']), top_losses=lambda: plot_top_losses(m['top_losses']))
     for k, make in figs.items():
         fig = make(); fig.savefig(out/PLOTS[k], dpi=72 if k == 'top_losses' else 100); plt.close(fig)
     write_json(out/'metrics.json', {**m, 'plots': PLOTS})
 
-def evaluate_probs(probs, targs, breeds:list, out_dir=None, items:list|None=None, quiet:bool=False, **extra) -> dict:
-    "The metrics of the probabilities `probs` against `targs` (and `extra` figures); metrics and plots written to `out_dir` if given."
+# %% ../nbs/22_evaluate.ipynb #4f35a36a
+def evaluate_probs(probs,                 # `[n, n_breeds]` probabilities
+                   targs,                 # `[n]` true breed indices
+                   breeds:list,           # the breed names, in column order
+                   out_dir=None,          # where the metrics and plots go (None: nowhere)
+                   items:list|None=None,  # the photos, to name the top losses
+                   quiet:bool=False,      # do not print the summary
+                   **extra) -> dict:
+    "The metrics of `probs` against `targs` (and `extra` figures); metrics and plots written to `out_dir` if given."
     m = {**compute_metrics(probs, targs, list(breeds), items=items), **extra}
     if out_dir is not None: save_metrics(m, out_dir)
     if not quiet: print(summary(m))
     return m
 
-def evaluate(learn, out_dir=None, tta:bool=False, dl=None, quiet:bool=False) -> dict:
+def evaluate(learn,              # a fastai learner
+             out_dir=None,       # where the metrics and plots go (None: nowhere)
+             tta:bool=False,     # average each photo with its mirror image
+             dl=None,            # the photos (None: the learner's validation set)
+             quiet:bool=False,   # do not print the summary
+            ) -> dict:
     "Evaluate `learn` on its validation set (or `dl`); write metrics and plots to `out_dir` if given."
     probs, targs, items = predictions(learn, dl, tta)
     return evaluate_probs(probs, targs, list(learn.dls.vocab), out_dir, items, quiet, tta=tta)
@@ -171,7 +198,8 @@ def summary(m:dict) -> str:
         lines.append(f"not a dog below p(dog) {nd['threshold']:.3f}: {nd['val_dogs_flagged']:.2%} of the validation dogs flagged, "
                      f"{nd['non_dogs_flagged']:.1%} of {nd['n_non_dogs']} photos without a dog")
     if m['most_confused']:
-        lines.append('most confused: ' + ', '.join(f"{c['actual']} → {c['predicted']} ({c['count']})" for c in m['most_confused'][:3]))
+        pairs = (f"{c['actual']} → {c['predicted']} ({c['count']})" for c in m['most_confused'][:3])
+        lines.append('most confused: ' + ', '.join(pairs))
     return '\n'.join(lines)
 
 # %% ../nbs/22_evaluate.ipynb #db8e01ce
@@ -187,18 +215,20 @@ def evaluate_run(run_dir, tta:bool=False, quiet:bool=False) -> dict:
     "Evaluate the trained model of the run folder `run_dir` on its validation data; write metrics and plots there."
     from fastai.callback.progress import ProgressCallback
     run_dir = Path(run_dir)
-    if not (run_dir/'model_state.pth').is_file(): raise DogbreedsError(f"{run_dir} is not a run folder: it has no model_state.pth")
+    if not (run_dir/'model_state.pth').is_file():
+        raise DogbreedsError(f"{run_dir} is not a run folder: it has no model_state.pth")
     d, p = load_run_data(run_dir), read_json(run_dir/'params.json')
     if list(d.breeds) != list(p['breeds']):
         raise DataError(f"the data of {run_dir} now has the breeds {d.breeds}, but the run was trained on {p['breeds']}")
     if p.get('recipe') == 'imagenet-head':  # the served model itself, in ONNX Runtime: what the run's evaluation ran
         model, _ = load_run_model(run_dir)
-        vi = [i for i, v in enumerate(d.is_valid) if v]
+        _, vi = d.splits
         items = [d.items[i] for i in vi]
         probs, imagenet = model_outputs(model, items, p['size'], progress=not quiet and interactive())
-        extra = dict(tta=p.get('tta', False), not_a_dog=not_a_dog_rates(imagenet[:, list(DOG_CLASSES)].sum(1), p['not_a_dog'])
+        extra = dict(tta=p.get('tta', False), not_a_dog=not_a_dog_rates(p_dog(imagenet), p['not_a_dog'])
                      if p.get('not_a_dog') else None)
-        return evaluate_probs(probs, np.array([d.breeds.index(d.labels[i]) for i in vi]), d.breeds, run_dir, items, quiet, **extra)
+        targs = np.array([d.breeds.index(d.labels[i]) for i in vi])
+        return evaluate_probs(probs, targs, d.breeds, run_dir, items, quiet, **extra)
     learn = build_learner(make_dls(d, size=p['size'], bs=p['bs'], seed=p.get('seed', 42)), p['arch'], d.imagenet_ids)
     learn.model.load_state_dict(torch.load(run_dir/'model_state.pth', map_location='cpu', weights_only=True))
     learn.remove_cb(ProgressCallback)

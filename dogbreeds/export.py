@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.meta import delegates
 from fastcore.script import call_parse
 
 from .datasets import DOG_CLASSES
@@ -24,7 +25,7 @@ from .evaluate import load_run_data
 from .signals import baseline_from_metrics  # the drift baseline
 
 # %% auto #0
-__all__ = ['ONNX_OPSET', 'OUTPUTS', 'ONNX_DATA', 'ServingModel', 'git_commit', 'join_onnx', 'check_photos', 'share_weights',
+__all__ = ['ONNX_OPSET', 'OUTPUTS', 'ONNX_DATA', 'ServingModel', 'git_commit', 'join_onnx', 'parity_photos', 'share_weights',
            'export_model', 'export_learner', 'run_info', 'train_counts', 'export_run', 'export_cli']
 
 # %% ../nbs/23_export.ipynb #251bf8a9
@@ -71,7 +72,8 @@ def _export_onnx(module, example, path, image:bool=True, outputs=OUTPUTS):
     "Export `module` to ONNX at `path`: dynamic batch, and dynamic height and width when `image` (NHWC photos)."
     import onnx
     dims = {0: torch.export.Dim('batch', min=1, max=4096)}
-    if image: dims.update({1: torch.export.Dim('height', min=8, max=16384), 2: torch.export.Dim('width', min=8, max=16384)})
+    if image: dims.update({1: torch.export.Dim('height', min=8, max=16384),
+                           2: torch.export.Dim('width', min=8, max=16384)})
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         prog = torch.onnx.export(module, (example,), dynamo=True, opset_version=ONNX_OPSET, verbose=False,
@@ -91,18 +93,20 @@ def join_onnx(pre:Path, cls:Path, dest:Path):
     onnx.checker.check_model(model)
     onnx.save(model, str(dest))
 
-def check_photos(n:int=4) -> list[np.ndarray]:
-    "A few real photos from the bundled sample, of different sizes, as uint8 `[H, W, 3]` arrays."
+def parity_photos(n:int=4) -> list[np.ndarray]:
+    """A few real photos from the bundled sample, of different sizes, as uint8 `[H, W, 3]` arrays: the export checks
+    parity on them."""
     files = sorted(sample_path().rglob('*.JPEG'))[::max(1, 280 // n)][:n]
     return [np.asarray(load_rgb(f)) for f in files]
 
-def _check(sm:ServingModel, d:Path, formats, tol:float):
+def _check_parity(sm:ServingModel, d:Path, formats, tol:float):
     "Run every written graph on real photos and compare both of its outputs with the PyTorch module."
     outs = {}
     if 'torchscript' in formats:
         ts = torch.jit.load(str(d/'model.pt'))
         outs['model.pt'] = lambda x: [o.numpy() for o in ts(torch.from_numpy(x))]
-        outs['model.pt (preprocess, classify)'] = lambda x: [o.numpy() for o in ts.classify(ts.preprocess(torch.from_numpy(x)))]
+        outs['model.pt (preprocess, classify)'] = lambda x: [
+            o.numpy() for o in ts.classify(ts.preprocess(torch.from_numpy(x)))]
     if 'onnx' in formats:
         import onnxruntime as ort
         s = {f: ort.InferenceSession(str(d/f), providers=['CPUExecutionProvider'])
@@ -110,7 +114,7 @@ def _check(sm:ServingModel, d:Path, formats, tol:float):
         run = lambda f, x: s[f].run(None, {'input': x})
         outs['model.onnx'] = lambda x: run('model.onnx', x)
         outs['preprocess.onnx + classifier.onnx'] = lambda x: run('classifier.onnx', run('preprocess.onnx', x)[0])
-    for img in check_photos():
+    for img in parity_photos():
         x = img[None].copy()
         want = [o.numpy() for o in sm(torch.from_numpy(x))]
         for k, f in outs.items():
@@ -122,7 +126,11 @@ def _check(sm:ServingModel, d:Path, formats, tol:float):
 # %% ../nbs/23_export.ipynb #8c1d2e3f
 ONNX_DATA = 'model.onnx.data'  # the ONNX graphs' weights, stored once
 
-def share_weights(d:Path, graphs=('model.onnx', 'classifier.onnx'), data:str=ONNX_DATA, min_bytes:int=1024) -> dict:
+def share_weights(d:Path,                                 # the model folder
+                  graphs=('model.onnx', 'classifier.onnx'),  # the ONNX graphs whose weights are stored once
+                  data:str=ONNX_DATA,                      # the file beside them that holds the weights
+                  min_bytes:int=1024,                      # smaller tensors stay inside the graphs
+                 ) -> dict:
     """Store the weights of the ONNX graphs `graphs` in the folder `d` once, in the file `data` beside them (ONNX external
     data): each graph keeps its nodes, and each initializer of at least `min_bytes` points into `data`, the same bytes for
     the same tensor whichever graph holds it. Returns `{'bytes': size of data, 'tensors': how many are stored}`."""
@@ -146,77 +154,107 @@ def share_weights(d:Path, graphs=('model.onnx', 'classifier.onnx'), data:str=ONN
     (d/data).write_bytes(bytes(blob))
     return dict(bytes=len(blob), tensors=len(at))
 
-# %% ../nbs/23_export.ipynb #1eae36e9
-def export_model(model, breeds:list, size:int, dest, info:dict|None=None, formats=('torchscript', 'onnx'),
-                 overwrite:bool=False, tol:float=1e-4, not_a_dog:dict|None=None) -> Path:
-    """Write the model folder `dest` for `model` (a `BreedModel`, or a fastai body+head of `info['arch']`) trained on
-    `breeds` at `size` px. `not_a_dog`: the threshold and its measured rates (see `dogbreeds.evaluate`)."""
-    formats = tuple(formats)
-    if bad := set(formats) - {'torchscript', 'onnx'}: raise ParameterError(f"unknown export formats {sorted(bad)}: use torchscript, onnx")
-    info = dict(info or {})
-    if 'train_counts' in info: info['train_counts'] = _check_train_counts(info['train_counts'], breeds)
-    model = copy.deepcopy(model).float().cpu().eval()  # leave the caller's model where and as it was
-    if not isinstance(model, BreedModel): model = from_learner(model, info.get('arch', 'mobilenet_v2'))
-    sm = ServingModel(model, size).eval().requires_grad_(False)  # an inference graph: no autograd
-    example = torch.from_numpy(check_photos(1)[0].copy())[None].repeat(2, 1, 1, 1)  # a batch of 1 would be specialised
-    nd = dict(not_a_dog or dict(dog_classes=list(DOG_CLASSES), threshold=0.5, chosen_on='a default: not measured'))
-    nd['output'] = 'imagenet'
-    t0 = time.time()
-    with staged_dir(dest, overwrite=overwrite) as tmp, torch.no_grad():
-        if 'torchscript' in formats:
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore', FutureWarning)  # torch.jit.script is deprecated, still supported
-                torch.jit.script(sm).save(str(tmp/'model.pt'))
-        if 'onnx' in formats:
-            _export_onnx(_Part(sm, 'preprocess'), example, tmp/'preprocess.onnx', outputs=['output'])
-            _export_onnx(_Part(sm, 'classify'), sm.preprocess(example), tmp/'classifier.onnx', image=False)
-            join_onnx(tmp/'preprocess.onnx', tmp/'classifier.onnx', tmp/'model.onnx')  # the whole graph: one export less
-            share_weights(tmp)  # model.onnx and classifier.onnx point into one copy of the weights
-        _check(sm, tmp, formats, tol)
-        fmts = {f: ('model.pt' if f == 'torchscript' else 'model.onnx') for f in ('torchscript', 'onnx') if f in formats}
-        parts = {'onnx': dict(preprocess='preprocess.onnx', classifier='classifier.onnx')} if 'onnx' in formats else {}
-        serving = {**({'onnx': ['model.onnx', ONNX_DATA, 'preprocess.onnx', 'classifier.onnx']} if 'onnx' in formats else {}),
-                   **({'torchscript': ['model.pt']} if 'torchscript' in formats else {})}
-        files = {f.name: file_record(f) for f in sorted(tmp.iterdir())}
-        members = [dict(arch=a, mean=[float(v) for v in m.mean.flatten()], std=[float(v) for v in m.std.flatten()])
-                   for a, m in zip(model.archs or [info.get('arch')] * len(model.members), model.members)]
-        m = dict(format='dogbreeds-model/3', name=info.pop('name', 'dogbreeds'), breeds=list(breeds),
-                 input=dict(layout='NHWC', dtype='uint8', channels='RGB', shape=['batch', 'height', 'width', 3],
-                            note='any height and width, the same within a batch; decode with EXIF orientation applied'),
-                 output=dict(kind='probabilities', shape=['batch', len(breeds)], order='breeds', name='output'),
-                 outputs={'output': 'breed probabilities [batch, n_breeds]', 'imagenet': 'ImageNet-1k probabilities [batch, 1000]'},
-                 preprocessing=dict(crop='central square', resize=dict(size=size, mode='bilinear', antialias=True,
-                                    align_corners=False), scale=1/255, normalisation='per member, inside the graph', members=members),
-                 ensemble=dict(archs=[x['arch'] for x in members], weights=[float(w) for w in model.weights], tta=bool(model.tta)),
-                 not_a_dog=nd, formats=fmts, parts=parts, serving_files=serving, onnx_opset=ONNX_OPSET if 'onnx' in formats else None,
-                 parity_tolerance=tol, **info,
-                 versions={**versions(), 'onnx': _version('onnx'), 'onnxscript': _version('onnxscript'), 'onnxruntime': _version('onnxruntime')},
-                 git_commit=git_commit(), created=datetime.now(timezone.utc).isoformat(),
-                 export_seconds=round(time.time() - t0, 1), files=files)
-        write_json(tmp/MANIFEST, m)
-    return Path(dest)
+# %% ../nbs/23_export.ipynb #ec62ab50
+def _write_graphs(sm:ServingModel, tmp:Path, formats):
+    """Write the TorchScript graph and the ONNX graphs (whole, and its two parts sharing one copy of the weights) to
+    `tmp`."""
+    if 'torchscript' in formats:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', FutureWarning)  # torch.jit.script is deprecated, still supported
+            torch.jit.script(sm).save(str(tmp/'model.pt'))
+    if 'onnx' in formats:
+        # a batch of 1 would be specialised
+        example = torch.from_numpy(parity_photos(1)[0].copy())[None].repeat(2, 1, 1, 1)
+        _export_onnx(_Part(sm, 'preprocess'), example, tmp/'preprocess.onnx', outputs=['output'])
+        _export_onnx(_Part(sm, 'classify'), sm.preprocess(example), tmp/'classifier.onnx', image=False)
+        join_onnx(tmp/'preprocess.onnx', tmp/'classifier.onnx', tmp/'model.onnx')  # the whole graph: one export less
+        share_weights(tmp)  # model.onnx and classifier.onnx point into one copy of the weights
 
-def _check_train_counts(tc, breeds) -> dict:
-    "`{breed: training photos}` for every breed of the model, in its order; a `ParameterError` if `tc` is not that."
-    if not isinstance(tc, dict) or set(tc) - set(breeds) or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in tc.values()):
-        raise ParameterError(f"train_counts must map the model's breeds to photo counts ≥ 0, got {str(tc)[:200]}")
-    return {b: int(tc.get(b, 0)) for b in breeds}
-
+# %% ../nbs/23_export.ipynb #4eadd004
 def _version(pkg):
     from importlib.metadata import version, PackageNotFoundError
     try: return version(pkg)
     except PackageNotFoundError: return None
 
+def _manifest(model:BreedModel, breeds:list, size:int, info:dict, formats, tol:float, nd:dict, tmp:Path,
+              t0:float) -> dict:
+    "The manifest of the model folder being written in `tmp`: what the graphs take and give, and everything about them."
+    fmts = {f: ('model.pt' if f == 'torchscript' else 'model.onnx') for f in ('torchscript', 'onnx') if f in formats}
+    parts = {'onnx': dict(preprocess='preprocess.onnx', classifier='classifier.onnx')} if 'onnx' in formats else {}
+    onnx_files = ['model.onnx', ONNX_DATA, 'preprocess.onnx', 'classifier.onnx']
+    serving = {**({'onnx': onnx_files} if 'onnx' in formats else {}),
+               **({'torchscript': ['model.pt']} if 'torchscript' in formats else {})}
+    files = {f.name: file_record(f) for f in sorted(tmp.iterdir())}
+    members = [dict(arch=a, mean=[float(v) for v in m.mean.flatten()], std=[float(v) for v in m.std.flatten()])
+               for a, m in zip(model.archs or [info.get('arch')] * len(model.members), model.members)]
+    m = dict(format='dogbreeds-model/3', name=info.pop('name', 'dogbreeds'), breeds=list(breeds),
+             input=dict(layout='NHWC', dtype='uint8', channels='RGB', shape=['batch', 'height', 'width', 3],
+                        note='any height and width, the same within a batch; decode with EXIF orientation applied'),
+             output=dict(kind='probabilities', shape=['batch', len(breeds)], order='breeds', name='output'),
+             outputs={'output': 'breed probabilities [batch, n_breeds]',
+                      'imagenet': 'ImageNet-1k probabilities [batch, 1000]'},
+             preprocessing=dict(crop='central square', resize=dict(size=size, mode='bilinear', antialias=True,
+                                align_corners=False), scale=1/255, normalisation='per member, inside the graph',
+                                members=members),
+             ensemble=dict(archs=[x['arch'] for x in members], weights=[float(w) for w in model.weights],
+                           tta=bool(model.tta)),
+             not_a_dog=nd, formats=fmts, parts=parts, serving_files=serving,
+             onnx_opset=ONNX_OPSET if 'onnx' in formats else None,
+             parity_tolerance=tol, **info,
+             versions={**versions(), **{k: _version(k) for k in ('onnx', 'onnxscript', 'onnxruntime')}},
+             git_commit=git_commit(), created=datetime.now(timezone.utc).isoformat(),
+             export_seconds=round(time.time() - t0, 1), files=files)
+    return m
+
+# %% ../nbs/23_export.ipynb #1eae36e9
+def export_model(model,                          # a `BreedModel`, or a fastai body+head of `info['arch']`
+                 breeds:list,                    # the breeds it was trained on, in its output order
+                 size:int,                       # the image size it was trained at, in pixels
+                 dest,                           # the model folder to write
+                 info:dict|None=None,            # more for the manifest: the run, its params, `train_counts`
+                 formats=('torchscript', 'onnx'),  # the graphs to write
+                 overwrite:bool=False,           # replace `dest` if it exists
+                 tol:float=1e-4,                 # the largest difference a graph may have from PyTorch
+                 not_a_dog:dict|None=None,       # the not-a-dog threshold and its rates (`dogbreeds.evaluate`)
+                ) -> Path:
+    """Write the model folder `dest` for `model` (a `BreedModel`, or a fastai body+head of `info['arch']`) trained on
+    `breeds` at `size` px. `not_a_dog`: the threshold and its measured rates (see `dogbreeds.evaluate`)."""
+    formats = tuple(formats)
+    if bad := set(formats) - {'torchscript', 'onnx'}:
+        raise ParameterError(f"unknown export formats {sorted(bad)}: use torchscript, onnx")
+    info = dict(info or {})
+    if 'train_counts' in info: info['train_counts'] = _check_train_counts(info['train_counts'], breeds)
+    model = copy.deepcopy(model).float().cpu().eval()  # leave the caller's model where and as it was
+    if not isinstance(model, BreedModel): model = from_learner(model, info.get('arch', 'mobilenet_v2'))
+    sm = ServingModel(model, size).eval().requires_grad_(False)  # an inference graph: no autograd
+    nd = dict(not_a_dog or dict(dog_classes=list(DOG_CLASSES), threshold=0.5, chosen_on='a default: not measured'))
+    nd['output'] = 'imagenet'
+    t0 = time.time()
+    with staged_dir(dest, overwrite=overwrite) as tmp, torch.no_grad():
+        _write_graphs(sm, tmp, formats)
+        _check_parity(sm, tmp, formats, tol)
+        write_json(tmp/MANIFEST, _manifest(model, breeds, size, info, formats, tol, nd, tmp, t0))
+    return Path(dest)
+
+def _check_train_counts(tc, breeds) -> dict:
+    "`{breed: training photos}` for every breed of the model, in its order; a `ParameterError` if `tc` is not that."
+    if not isinstance(tc, dict) or set(tc) - set(breeds) or any(not is_int(n) or n < 0 for n in tc.values()):
+        raise ParameterError(f"train_counts must map the model's breeds to photo counts ≥ 0, got {str(tc)[:200]}")
+    return {b: int(tc.get(b, 0)) for b in breeds}
+
 # %% ../nbs/23_export.ipynb #3b60a405
 def _learner_size(learn) -> int:
     crops = [t for t in learn.dls.valid.after_item.fs if isinstance(t, SquareCrop)]
-    if not crops: raise DogbreedsError("this learner's DataLoaders were not made by dogbreeds.dataloaders.make_dls: size unknown")
+    if not crops:
+        raise DogbreedsError("this learner's DataLoaders were not made by dogbreeds.dataloaders.make_dls: size unknown")
     return crops[0].size
 
+@delegates(export_model, but=['model', 'breeds', 'size', 'dest', 'info'])
 def export_learner(learn, dest, info:dict|None=None, **kwargs) -> Path:
     "Export the fastai learner `learn` (made by `build_learner` for `info['arch']`) to the model folder `dest`."
     return export_model(learn.model, list(learn.dls.vocab), _learner_size(learn), dest, info, **kwargs)
 
+# %% ../nbs/23_export.ipynb #5248a1fa
 def run_info(run_dir) -> dict:
     "What a run folder says about its model, for the manifest."
     run_dir = Path(run_dir)
@@ -230,15 +268,19 @@ def run_info(run_dir) -> dict:
                 data=dict(source=p.get('data_source'), path=p.get('data'), n_train=p.get('n_train'), n_valid=p.get('n_valid')),
                 baseline=baseline_from_metrics(m),  # what the validation predictions look like: `dogbreeds monitor` compares with it
                 **({'mlflow': p['mlflow']} if p.get('mlflow') else {}),  # the run in MLflow (dogbreeds.tracking), when it was tracked
-                **({'train_counts': tc} if (tc := train_counts(run_dir)) else {}))  # p(breed | train) for the place prior
+                # p(breed | train) for the place prior
+                **({'train_counts': tc} if (tc := train_counts(run_dir)) else {}))
 
 def train_counts(run_dir) -> dict|None:
-    "Training photos per breed of the run folder `run_dir` (from its `data_report.json`, which both recipes write), or None."
+    """Training photos per breed of the run folder `run_dir` (from its `data_report.json`, which both recipes write), or
+    None."""
     f = Path(run_dir)/'data_report.json'
     if not f.is_file(): return None
     counts = read_json(f).get('counts') or {}
     return {b: int(c['train']) for b, c in counts.items()} or None
 
+# %% ../nbs/23_export.ipynb #25cb70a8
+@delegates(export_model, but=['model', 'breeds', 'size', 'dest', 'info', 'overwrite'])
 def export_run(run_dir, dest=None, overwrite:bool=False, **kwargs) -> Path:
     "Export the run folder `run_dir` to `dest` (default `<run_dir>/model`)."
     model, p = load_run_model(run_dir)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fastcore.basics import patch
 
 from .core import *
-from .datasets import imagenet_classes
+from .datasets import imagenet_classes, p_dog
 
 # %% auto #0
 __all__ = ['pick_backend', 'serving_files', 'Prediction', 'Predictor', 'peak_rss_mb', 'measure', 'classify_cli']
@@ -167,7 +167,7 @@ def _read(self:Predictor, outs:list) -> tuple:
     "`(probabilities, dog, imagenet_top)` from the graph's outputs; the last two None without ImageNet's head."
     if len(outs) < 2 or self.dog_classes is None: return outs[0], None, None
     imagenet = outs[1]
-    return outs[0], np.clip(imagenet[:, self.dog_classes].sum(1, dtype=np.float64), 0, 1), imagenet.argmax(1)
+    return outs[0], p_dog(imagenet, self.dog_classes), imagenet.argmax(1)
 
 @patch
 def _predictions(self:Predictor, outs:list, k:int) -> list[Prediction]:

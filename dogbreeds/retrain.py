@@ -40,7 +40,7 @@ class Step:
     name: str
     notebook: str
 
-PIPELINE = (Step('train', '25_train.ipynb'), Step('evaluate', '22_evaluate.ipynb'), Step('export', '23_export.ipynb'))
+PIPELINE = (Step('train', '27_train.ipynb'), Step('evaluate', '22_evaluate.ipynb'), Step('export', '23_export.ipynb'))
 TRAIN_DIR = 'train'   # the training run's folder inside a retraining run folder
 
 # what retrain sets itself, and what to do instead
@@ -288,7 +288,7 @@ def validation_set(run_dir) -> tuple[list, list]:
     "The validation photos of the training run folder `run_dir` and their breeds, as the run split its data."
     from dogbreeds.evaluate import load_run_data
     d = load_run_data(run_dir)
-    idx = [i for i, v in enumerate(d.is_valid) if v]
+    _, idx = d.splits
     return [d.items[i] for i in idx], [d.labels[i] for i in idx]
 
 def score_model(model_dir, items:list, labels:list, breeds:list|None=None, bs:int=32) -> dict:
@@ -603,7 +603,6 @@ def train_kwargs(params:dict, nb_dir=None) -> dict:
 
 def train_on_worker_node(params:dict):
     "Train on an instance other than the leader: its processes join the run across instances; what they write is thrown away."
-    import dogbreeds.distributed  # registers train's launcher
     from dogbreeds.train import train
     with tempfile.TemporaryDirectory(prefix='dogbreeds-node-') as d:
         train(**train_kwargs(params), out_dir=d, run_name='node', export=False)

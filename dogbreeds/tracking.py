@@ -52,7 +52,7 @@ def flatten(d:dict, prefix:str='') -> dict:
 
 def numbers(d:dict) -> dict:
     "The entries of `flatten(d)` that are numbers (not True/False, not None): what MLflow takes as metrics."
-    return {k: float(v) for k, v in flatten(d).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: float(v) for k, v in flatten(d).items() if is_number(v)}
 
 # %% ../nbs/24_tracking.ipynb #c1bee578
 @contextlib.contextmanager
@@ -79,14 +79,17 @@ def mlflow_client(uri:str):
     "An `MlflowClient` for `uri`, or a `TrackingError` that says what to install."
     try: from mlflow.tracking import MlflowClient
     except ImportError:
-        raise TrackingError(f"tracking to {public_uri(uri)} needs MLflow's client: pip install 'dogbreeds[tracking]'") from None
+        raise TrackingError(f"tracking to {public_uri(uri)} needs MLflow's client: "
+                            "pip install 'dogbreeds[tracking]'") from None
     if uri.startswith('arn:') and importlib.util.find_spec('sagemaker_mlflow') is None:
-        raise TrackingError("a SageMaker MLflow tracking server (an ARN) needs AWS's plugin: pip install sagemaker-mlflow")
+        raise TrackingError("a SageMaker MLflow tracking server (an ARN) needs AWS's plugin: "
+                            "pip install sagemaker-mlflow")
     return MlflowClient(tracking_uri=uri)
 
 # %% ../nbs/24_tracking.ipynb #7e8b223d
 class Tracker:
-    "One MLflow run of a training or retraining run; every method does nothing when off (no URI, or after a failed call)."
+    """One MLflow run of a training or retraining run; every method does nothing when off (no URI, or after a failed
+    call)."""
     def __init__(self, uri:str|None=None, experiment:str|None=None, enabled:bool=True):
         self.uri = tracking_uri(uri) if enabled else None
         self.experiment = experiment or config.get('MLFLOW_EXPERIMENT_NAME')
@@ -119,7 +122,8 @@ def start(self:Tracker, run_name:str, tags:dict|None=None, run_id:str|None=None)
             r = c.create_run(exp.experiment_id if exp else c.create_experiment(self.experiment), run_name=run_name,
                              tags={k: str(v) for k, v in flatten(tags or {}).items()})
         self.run_id, self.experiment_id = r.info.run_id, r.info.experiment_id
-        if run_id and tags: self.log(tags={k: v for k, v in flatten(tags).items() if k not in r.data.tags})  # its starter's win
+        # its starter's win
+        if run_id and tags: self.log(tags={k: v for k, v in flatten(tags).items() if k not in r.data.tags})
     self._do('start', go)
     return self
 
@@ -152,10 +156,12 @@ HISTORY_METRICS = {'valid_loss': 'loss', 'accuracy': 'accuracy', 'top_k_accuracy
 def history_steps(csv_file) -> list:
     "`[(step, metrics)]` of the rows of the `history.csv` file `csv_file`, in order."
     with open(csv_file, newline='') as f: rows = list(csv.DictReader(f))
-    return [(i, {n: float(r[k]) for k, n in HISTORY_METRICS.items() if r.get(k) not in (None, '')}) for i, r in enumerate(rows)]
+    return [(i, {n: float(r[k]) for k, n in HISTORY_METRICS.items() if r.get(k) not in (None, '')})
+            for i, r in enumerate(rows)]
 
 # %% ../nbs/24_tracking.ipynb #028064aa
-ARTIFACTS = ('*.png', '*.json', '*.csv', '*.yaml', '*.log', 'model/manifest.json')  # plots, JSON and CSV files: no weights
+# plots, JSON and CSV files: no weights
+ARTIFACTS = ('*.png', '*.json', '*.csv', '*.yaml', '*.log', 'model/manifest.json')
 
 @patch
 def log_files(self:Tracker, folder, patterns=ARTIFACTS, artifact_path:str|None=None) -> list:
@@ -173,7 +179,8 @@ def log_files(self:Tracker, folder, patterns=ARTIFACTS, artifact_path:str|None=N
 @patch
 def end(self:Tracker, ok:bool=True):
     "Mark the run finished (or failed), if this tracker started it."
-    if self.owned and self.run_id: self._do('end', lambda c: c.set_terminated(self.run_id, 'FINISHED' if ok else 'FAILED'))
+    if self.owned and self.run_id:
+        self._do('end', lambda c: c.set_terminated(self.run_id, 'FINISHED' if ok else 'FAILED'))
 
 @patch
 def record(self:Tracker) -> dict|None:
@@ -181,14 +188,17 @@ def record(self:Tracker) -> dict|None:
     if not self.run_id: return None
     uri = public_uri(self.uri)
     r = dict(run_id=self.run_id, experiment_id=self.experiment_id, tracking_uri=uri)
-    if uri.startswith(('http://', 'https://')): r['url'] = f"{uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+    if uri.startswith(('http://', 'https://')):
+        r['url'] = f"{uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
     if self.failed: r['incomplete'] = self.failed
     return r
 
 # %% ../nbs/24_tracking.ipynb #d61a6680
 @patch
 def child_env(self:Tracker) -> dict:
-    "The environment of a child process (a notebook's kernel) that logs into this run; when this tracker is off, one that does not track."
+    """The environment of a child process (a notebook's kernel) that logs into this run; when this tracker is off, one
+    that does not track."""
     if self.on and self.run_id:
-        return {'MLFLOW_TRACKING_URI': self.uri, 'MLFLOW_RUN_ID': self.run_id, 'MLFLOW_EXPERIMENT_NAME': self.experiment}
+        return {'MLFLOW_TRACKING_URI': self.uri, 'MLFLOW_RUN_ID': self.run_id,
+                'MLFLOW_EXPERIMENT_NAME': self.experiment}
     return {'MLFLOW_TRACKING_URI': '', 'MLFLOW_RUN_ID': ''}  # a server that failed here is not asked again there

@@ -1,4 +1,4 @@
-"""The MLflow screenshot in docs/ (shown in nbs/25_train.ipynb), and the time tracking adds to a run.
+"""The MLflow screenshot in docs/ (shown in nbs/27_train.ipynb), and the time tracking adds to a run.
 
     python scripts/mlflow_screenshot.py                    # the sample: quick
     python scripts/mlflow_screenshot.py --data ../shared/datasets/imagewoof2-160 --arch mobilenet_v2+efficientnet_lite0 --size 224

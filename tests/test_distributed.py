@@ -13,7 +13,7 @@ RUN = dict(recipe='fine-tune', arch='mobilenet_v2', size=64, epochs=1, freeze_ep
 
 
 def test_nproc_is_for_the_fine_tune_recipe(capsys):
-    from dogbreeds.distributed import train
+    from dogbreeds.train import train
     with pytest.raises(ParameterError, match='L-BFGS'): train('sample', nproc=2)
     with pytest.raises(ParameterError, match='needs lr'): train('sample', **{**RUN, 'lr': None})
     with pytest.raises(ParameterError, match='nproc must be'): train('sample', **{**RUN, 'nproc': 0})
@@ -24,7 +24,7 @@ def test_nproc_is_for_the_fine_tune_recipe(capsys):
 
 @pytest.mark.slow
 def test_two_cpu_processes_train_one_run(tmp_path):
-    from dogbreeds.distributed import train
+    from dogbreeds.train import train
     r = train('sample', **RUN, out_dir=tmp_path, run_name='ddp', quiet=True)
     assert [p.name for p in tmp_path.iterdir()] == ['ddp'], "rank 0 alone writes a run folder"
     p = json.loads((r.run_dir / 'params.json').read_text())
@@ -50,7 +50,7 @@ FAULTS = {  # DOGBREEDS_DDP_FAULT (dogbreeds.distributed.fault_point): rank 1 st
 def test_a_rank_that_dies_or_hangs_fails_the_run(tmp_path, how):
     """A rank stops at a point the test chooses (not after a sleep): the run fails in bounded time with an error naming
     the rank. The timeouts are generous against load, far below the test's own."""
-    code = (f"from dogbreeds.distributed import train\n"
+    code = (f"from dogbreeds.train import train\n"
             f"train('sample', **{dict(RUN)!r}, out_dir={str(tmp_path)!r}, run_name='ddp', quiet=True)")
     env = dict(os.environ, PYTHONPATH=str(ROOT), DOGBREEDS_DDP_FAULT=FAULTS[how], DOGBREEDS_DDP_TIMEOUT='30',
                DOGBREEDS_DDP_EXIT_TIMEOUT='5')
@@ -78,7 +78,7 @@ def test_two_machines_one_run(tmp_path):
     instances are): one process each, one run (not exported: that is the one-machine test's), written by node 0 alone; node 1's launcher returns None and leaves nothing."""
     from dogbreeds.testing import free_ports
     [port] = free_ports(1)
-    code = ("import sys\nfrom dogbreeds.distributed import train\n"
+    code = ("import sys\nfrom dogbreeds.train import train\n"
             f"r = train('sample', **{dict(RUN, nproc=1, export=False)!r}, out_dir=sys.argv[1], run_name='ddp', quiet=True)\n"
             "print('RESULT', r.run_dir if r is not None else None)")
     procs = []

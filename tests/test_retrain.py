@@ -77,7 +77,7 @@ def tiny_pipeline(folder, fail_in_train: bool) -> Path:
                    "out_dir = None\nrun_name = None\ntta = False\nexport = True"
     body = ("from dogbreeds.core import DataError\nprint('loading', data)\n" +
             ("raise DataError(f'only one breed under {data}')" if fail_in_train else "print('trained')"))
-    for nb, params, code in [('25_train.ipynb', train_params, body), ('22_evaluate.ipynb', "run_dir = None\ntta = False", "print(run_dir)"),
+    for nb, params, code in [('27_train.ipynb', train_params, body), ('22_evaluate.ipynb', "run_dir = None\ntta = False", "print(run_dir)"),
                              ('23_export.ipynb', "run_dir = None\npush = True\nname = 'dogbreeds'", "print(run_dir)")]:
         cells = [new_code_cell('import os'), new_code_cell(params, metadata={'tags': ['parameters']}), new_code_cell(code)]
         nbformat.write(new_notebook(cells=cells, metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}}),
@@ -93,12 +93,12 @@ def test_failing_cell_marks_run_failed(tmp_path, monkeypatch):
         retrain(dict(TINY, data=str(SAMPLE)), registry=str(reg_dir), runs_dir=tmp_path/'runs', run_id='bad', quiet=True)
     msg = str(e.value)
     # cell 5 of the executed notebook: papermill adds an error banner and the injected parameters before it
-    assert msg.startswith("run bad failed in 25_train.ipynb, cell 5 [4] `from dogbreeds.core import DataError`: "
+    assert msg.startswith("run bad failed in 27_train.ipynb, cell 5 [4] `from dogbreeds.core import DataError`: "
                           f"DataError: only one breed under {SAMPLE}; nothing was pushed or promoted"), msg
     run = tmp_path/'runs'/'bad'
     st = read_json(run/'status.json')
     assert st['state'] == 'failed' and st['failed_step'] == 'train' and st['error']['ename'] == 'DataError'
-    nb = json.loads((run/'25_train.ipynb').read_text())  # the executed notebook keeps the outputs and the error, in that cell
+    nb = json.loads((run/'27_train.ipynb').read_text())  # the executed notebook keeps the outputs and the error, in that cell
     outs = nb['cells'][st['error']['cell']]['outputs']
     assert any(o['output_type'] == 'error' and o['ename'] == 'DataError' for o in outs)
     assert f'loading {SAMPLE}' in (run/'retrain.log').read_text()  # what the notebook printed is in the log
@@ -121,12 +121,12 @@ def test_retrain_end_to_end_promotion_and_refusal(tmp_path, s3_server, make_tree
     r = cli('retrain', '-f', str(tmp_path/'params.yaml'), '-p', 'bs', '16', '--registry', registry, '--runs-dir', str(runs),
             '--run-id', 'first', '--endpoint-url', s3_server.endpoint)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert '[1/3] 25_train.ipynb' in r.stdout and '[3/3] 23_export.ipynb ok' in r.stdout and 'promoted to dogbreeds@production' in r.stdout
+    assert '[1/3] 27_train.ipynb' in r.stdout and '[3/3] 23_export.ipynb ok' in r.stdout and 'promoted to dogbreeds@production' in r.stdout
     first = runs/'first'
     st = read_json(first/'status.json')
     assert st['state'] == 'ok' and st['decision']['promoted'] and st['decision']['champion'] is None
     assert st['params'] == dict(data=str(data), size=64, epochs=0, freeze_epochs=1, lr=2e-3, bs=16)
-    for nb in ('25_train.ipynb', '22_evaluate.ipynb', '23_export.ipynb'):  # executed, with their outputs and plots
+    for nb in ('27_train.ipynb', '22_evaluate.ipynb', '23_export.ipynb'):  # executed, with their outputs and plots
         cells = json.loads((first/nb).read_text())['cells']
         assert any(c.get('outputs') for c in cells if c['cell_type'] == 'code'), nb
     assert any('image/png' in o.get('data', {}) for c in json.loads((first/'22_evaluate.ipynb').read_text())['cells']
@@ -187,7 +187,7 @@ def test_sagemaker_job_created(s3_server):
     assert src == f"s3://{s3_server.bucket}/retrain-jobs/{name}/source/sourcedir.tar.gz"
     body = s3.get_object(Bucket=s3_server.bucket, Key=src.split('/', 3)[3])['Body']
     with tarfile.open(fileobj=body, mode='r|gz') as tar: names = tar.getnames()
-    assert ENTRY in names and 'nbs/25_train.ipynb' in names and 'dogbreeds/retrain.py' in names
+    assert ENTRY in names and 'nbs/27_train.ipynb' in names and 'dogbreeds/retrain.py' in names
 
 
 # What `pip install 'dogbreeds[aws]'` does not bring: the training stack, the notebook runners, the front ends.
@@ -416,11 +416,11 @@ def test_container_main_leader_runs_the_pipeline_worker_only_trains(tmp_path, mo
 
 
 def test_worker_node_trains_with_the_notebooks_arguments():
-    "`train_kwargs` gives `train` what 25_train.ipynb's run cell gives it: every parameter its parameters cell declares, nproc too."
+    "`train_kwargs` gives `train` what 27_train.ipynb's run cell gives it: every parameter its parameters cell declares, nproc too."
     import ast, papermill as pm
     from dogbreeds.retrain import managed_params, train_kwargs
-    nb = json.loads((ROOT/'nbs'/'25_train.ipynb').read_text())
-    declared = set(pm.inspect_notebook(str(ROOT/'nbs'/'25_train.ipynb')))
+    nb = json.loads((ROOT/'nbs'/'27_train.ipynb').read_text())
+    declared = set(pm.inspect_notebook(str(ROOT/'nbs'/'27_train.ipynb')))
     assert 'nproc' in declared
     run = next(''.join(c['source']) for c in nb['cells'] if 'result = train(' in ''.join(c['source']))
     call = next(n for n in ast.walk(ast.parse(run)) if isinstance(n, ast.Call) and getattr(n.func, 'id', '') == 'train')

@@ -234,7 +234,7 @@ def test_retrain_records_decision_and_registry_version(mlflow_server, tmp_path, 
     assert (p['size'], p['recipe'], p['data.n_train']) == ('64', 'imagenet-head', '32')  # from the training notebook's kernel
     assert sorted({x.step for x in c.get_metric_history(run.info.run_id, 'accuracy')}) == [0, 1]  # the start, then the fitted heads
     files = artifact_paths(c, run.info.run_id)
-    assert {'retrain/status.json', 'retrain/decision.json', 'retrain/params.yaml', 'retrain/25_train.ipynb', 'metrics.json',
+    assert {'retrain/status.json', 'retrain/decision.json', 'retrain/params.yaml', 'retrain/27_train.ipynb', 'metrics.json',
             'model/manifest.json'} <= files
     assert read_manifest(res.run_dir/'train'/'model')['mlflow']['run_id'] == run.info.run_id
 

@@ -4,7 +4,7 @@ import csv
 import pytest
 import torch
 
-import dogbreeds.train as T  # train() calls evaluate as dogbreeds.train.evaluate
+import dogbreeds.fit as T  # train() calls evaluate as dogbreeds.fit.evaluate
 from dogbreeds.core import ParameterError, read_json
 from dogbreeds.datasets import load_data
 from dogbreeds.train import train
