@@ -13,18 +13,23 @@ from pathlib import Path
 
 from . import config
 from .core import *
-from .datasets import LOADERS
+from .datasets import parse_data_spec
 
 # %% auto #0
-__all__ = ['DLC_IMAGES', 'JOB_PREFIX', 'ENTRY', 'JOB_LEAVES_OUT', 'OPTION_KEYS', 'DATA_DISTRIBUTIONS', 'RDZV_PORT', 'TERMINAL',
-           'LOG_GROUP', 'SCHEDULER_TARGET', 'dlc_images', 'is_gpu_instance', 'default_image_uri', 'job_name',
-           'requirements', 'source_bundle', 'training_job_request', 'container_args', 'node_rendezvous',
-           'rendezvous_env', 'instance_gpus', 'JobLogs', 'wait_for_job', 'schedule_request']
+__all__ = ['DLC_IMAGES', 'JOB_PREFIX', 'ENTRY', 'ENTRY_SCRIPT', 'JOB_LEAVES_OUT', 'OPTION_KEYS', 'DATA_DISTRIBUTIONS',
+           'RDZV_PORT', 'TERMINAL', 'LOG_GROUP', 'SCHEDULER_TARGET', 'dlc_images', 'is_gpu_instance',
+           'default_image_uri', 'job_name', 'requirements', 'source_bundle', 'training_job_request', 'container_args',
+           'node_rendezvous', 'rendezvous_env', 'instance_gpus', 'JobLogs', 'wait_for_job', 'schedule_request']
 
 # %% ../nbs/44_jobs.ipynb #a36dae60
 DLC_IMAGES = 'pytorch_training_images.json'  # package data: AWS's PyTorch training image registry per region, dated
 JOB_PREFIX = 'dogbreeds-retrain'
 ENTRY = 'dogbreeds_entry.py'
+ENTRY_SCRIPT = '''"""Entry point of a dogbreeds retraining job in SageMaker's PyTorch training container."""
+import sys
+from dogbreeds.container import container_main
+sys.exit(container_main())
+'''  # the job's entry script, `ENTRY` in its source bundle: it runs `dogbreeds.container.container_main`
 
 def dlc_images() -> dict:
     "AWS's table of its PyTorch training images: `registries` (region -> ECR account), `version`, `source`, `date`."
@@ -94,28 +99,43 @@ def source_bundle(dest, entry_script:str, extras=('train', 'aws')) -> Path:
 
 # %% ../nbs/44_jobs.ipynb #bbfe9b76
 OPTION_KEYS = ('name', 'alias', 'metric', 'margin', 'force', 'push', 'timeout')
-DATA_DISTRIBUTIONS = ('FullyReplicated', 'ShardedByS3Key')  # S3DataDistributionType: every instance gets all photos, or a share of the files
+DATA_DISTRIBUTIONS = ('FullyReplicated', 'ShardedByS3Key')  # every instance gets all photos, or a share of the files
 
-def training_job_request(name:str, params:dict, data_uri:str, registry_uri:str, role:str, image_uri:str, source_uri:str,
-                         output_path:str, region:str, instance_type:str='ml.g4dn.xlarge', options:dict|None=None,
-                         volume_gb:int=50, max_runtime:int=24*3600, environment:dict|None=None, tags:dict|None=None,
-                         instance_count:int=1, data_distribution:str='FullyReplicated') -> dict:
+def training_job_request(name:str,                      # the job's name
+                         params:dict,                   # the notebook parameters
+                         data_uri:str,                  # the data: s3://BUCKET/PREFIX, or KIND:s3://...
+                         registry_uri:str,              # the registry the job pushes to
+                         role:str,                      # the job's execution role ARN
+                         image_uri:str,                 # the training container image
+                         source_uri:str,                # the source bundle's s3:// URI
+                         output_path:str,               # the s3:// folder of the job's outputs
+                         region:str,                    # the AWS region
+                         instance_type:str='ml.g4dn.xlarge',  # the instance type
+                         options:dict|None=None,        # `retrain`'s options (`OPTION_KEYS`)
+                         volume_gb:int=50,              # the instance's disk
+                         max_runtime:int=24*3600,       # seconds before the job is stopped
+                         environment:dict|None=None,    # more environment variables for the container
+                         tags:dict|None=None,           # more tags
+                         instance_count:int=1,          # instances
+                         data_distribution:str='FullyReplicated',  # `DATA_DISTRIBUTIONS`
+                        ) -> dict:
     "The `CreateTrainingJob` request of a retraining job named `name`, on `instance_count` instances."
-    if isinstance(instance_count, bool) or not isinstance(instance_count, int) or instance_count < 1:
+    if not is_int(instance_count) or instance_count < 1:
         raise ParameterError(f"instance count must be a whole number >= 1, got {instance_count!r}")
     if data_distribution not in DATA_DISTRIBUTIONS:
         raise ParameterError(f"data distribution must be {' or '.join(DATA_DISTRIBUTIONS)}, got {data_distribution!r}")
-    kind, sep, _ = data_uri.partition(':')
-    data_kind = kind if sep and kind in LOADERS else None
-    if data_kind: data_uri = data_uri[len(kind) + 1:]
+    data_kind, data_uri = parse_data_spec(data_uri)
     opts = {k: v for k, v in (options or {}).items() if k in OPTION_KEYS}
     if data_kind: opts['data_kind'] = data_kind
     hp = {'sagemaker_program': json.dumps(ENTRY), 'sagemaker_submit_directory': json.dumps(source_uri),
           'sagemaker_region': json.dumps(region), 'sagemaker_container_log_level': '20',
           **{k: json.dumps(v) for k, v in params.items() if k != 'data'}, 'dogbreeds_options': json.dumps(opts)}
     if len(hp) > 100 or any(len(v) > 2500 for v in hp.values()):
-        raise ParameterError("too many parameters, or a value over 2,500 characters: SageMaker hyperparameters cannot carry them")
-    env = {'DOGBREEDS_REGISTRY': registry_uri, 'DOGBREEDS_USER': f"{config.who()} via SageMaker job {name}", **(environment or {})}
+        raise ParameterError("too many parameters, or a value over 2,500 characters: SageMaker hyperparameters cannot "
+                             "carry them")
+    env = {'DOGBREEDS_REGISTRY': registry_uri, 'DOGBREEDS_USER': f"{config.who()} via SageMaker job {name}",
+           **(environment or {})}
+    tags = {'project': 'dogbreeds', 'dogbreeds:model': opts.get('name', 'dogbreeds'), **(tags or {})}
     return dict(
         TrainingJobName=name, RoleArn=role, HyperParameters=hp, Environment=env,
         AlgorithmSpecification=dict(TrainingImage=image_uri, TrainingInputMode='File'),
@@ -124,9 +144,9 @@ def training_job_request(name:str, params:dict, data_uri:str, registry_uri:str, 
         OutputDataConfig=dict(S3OutputPath=output_path.rstrip('/')),
         ResourceConfig=dict(InstanceType=instance_type, InstanceCount=instance_count, VolumeSizeInGB=volume_gb),
         StoppingCondition=dict(MaxRuntimeInSeconds=max_runtime),
-        Tags=[dict(Key=k, Value=str(v)) for k, v in {'project': 'dogbreeds', 'dogbreeds:model': opts.get('name', 'dogbreeds'),
-                                                       **(tags or {})}.items()])
+        Tags=[dict(Key=k, Value=str(v)) for k, v in tags.items()])
 
+# %% ../nbs/44_jobs.ipynb #a40f679e
 def _decode(v):
     try: return json.loads(v)
     except (TypeError, ValueError): return v
