@@ -21,7 +21,8 @@ def capture_config(percent:float, s3_uri:str) -> dict:
     "The DataCaptureConfig that saves `percent` % of requests and answers under `s3_uri` (Model Monitor's format)."
     if not (is_number(percent) and 0 < percent <= 100):
         raise ParameterError(f"--capture-percent is a percentage from 1 to 100, got {percent}")
-    if not str(s3_uri).startswith('s3://'): raise ParameterError(f"data capture needs an s3:// destination, got {s3_uri!r}")
+    if not str(s3_uri).startswith('s3://'):
+        raise ParameterError(f"data capture needs an s3:// destination, got {s3_uri!r}")
     return dict(EnableCapture=True, InitialSamplingPercentage=int(round(percent)), DestinationS3Uri=str(s3_uri),
                 CaptureOptions=[dict(CaptureMode='Input'), dict(CaptureMode='Output')],
                 CaptureContentTypeHeader=dict(JsonContentTypes=['application/json']))

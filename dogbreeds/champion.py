@@ -79,7 +79,8 @@ def check_decision_options(metric:str, margin):
     "Raise a `ParameterError` unless `metric` is one of `METRICS` and `margin` a number >= 0."
     if metric not in METRICS: raise ParameterError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if not (is_number(margin) and margin >= 0):
-        raise ParameterError(f"margin must be a number >= 0 (promote only when better by at least this), got {margin!r}")
+        raise ParameterError(f"margin must be a number >= 0 (promote only when better by at least this), "
+                             f"got {margin!r}")
 
 # %% ../nbs/45_champion.ipynb #909fbbb4
 def champion_challenger(run_dir,                   # the retraining run folder

@@ -57,7 +57,7 @@ def node_plan(rdzv:dict, params:dict, gpus:int) -> dict:
 
 # %% ../nbs/50_container.ipynb #da226c9d
 def train_kwargs(params:dict, nb_dir=None) -> dict:
-    "The arguments the training notebook's last cell gives `train` for `params`: the notebook's defaults, then `params`."
+    "The arguments the training notebook's last cell gives `train` for `params`: its defaults, then `params`."
     decl = declared_parameters(nb_dir)
     given = check_retrain_params(params, nb_dir)['train']
     managed = managed_params('.')['train']

@@ -64,7 +64,8 @@ def _check_deploy(name, image, role_arn, model_uri, model_data, instance_type, i
         raise DeployError(f"{name!r} is not an endpoint name: letters, digits and hyphens, at most 42, starting with "
                           "a letter or digit")
     if not image: raise DeployError("name the container image (an ECR image URI)")
-    if not is_role_arn(role_arn): raise DeployError(f"{role_arn!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+    if not is_role_arn(role_arn):
+        raise DeployError(f"{role_arn!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
     if not (model_uri or model_data):
         raise DeployError("name the model: model_uri (a registry URI, for our container) or model_data "
                           "(s3://.../model.tar.gz)")
@@ -298,7 +299,7 @@ def deploy_cli(
     capture_percent:float=None,   # data capture: save this percentage of requests and answers to S3
     capture_uri:str=None,         # where captured data goes (s3://BUCKET/PREFIX)
 ):
-    "Create or update a SageMaker endpoint (serverless, or real-time with autoscaling); optionally alarms, data capture."
+    "Create or update a SageMaker endpoint (serverless, or real-time with autoscaling); alarms, data capture."
     if capture_percent is not None and not capture_uri:
         raise ParameterError("--capture-percent needs --capture-uri s3://BUCKET/PREFIX")
     dc = capture_config(capture_percent, capture_uri) if capture_percent is not None else None

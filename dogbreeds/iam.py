@@ -139,7 +139,7 @@ def _ecr(region, account, repository, partition='aws'):
                       [f"arn:{partition}:ecr:{region}:{account}:repository/{repository}"]),
             statement('EcrLoginAwsAllowsOnlyOnStar', ['ecr:GetAuthorizationToken'], '*')]
 
-def _metrics(namespace:str):
+def _put_metrics_statement(namespace:str):
     return statement('MetricsAwsAllowsOnlyOnStar', ['cloudwatch:PutMetricData'], '*',
                      {'StringEquals': {'cloudwatch:namespace': namespace}})
 
@@ -157,7 +157,7 @@ def sagemaker_policy(endpoint:str, region:str, account:str, model_uri:str|None=N
     g = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
     st += [statement('EndpointLogGroup', ['logs:CreateLogGroup', 'logs:DescribeLogStreams'], [f"{g}:*"]),
            statement('EndpointLogStreams', ['logs:CreateLogStream', 'logs:PutLogEvents'], [f"{g}:log-stream:*"]),
-           _metrics('/aws/sagemaker/Endpoints')]
+           _put_metrics_statement('/aws/sagemaker/Endpoints')]
     return policy(*st, *_ecr(region, account, ecr_repository, partition), _kms(kms_key_arn),
                   *_vpc(region, account, subnets, security_groups, sagemaker=True, partition=partition))
 
@@ -177,7 +177,7 @@ def training_policy(data_uri:str, registry_uri:str, region:str, account:str, nam
     g = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/TrainingJobs"
     st += [statement('JobLogGroup', ['logs:CreateLogGroup', 'logs:DescribeLogStreams'], [f"{g}:*"]),
            statement('JobLogStreams', ['logs:CreateLogStream', 'logs:PutLogEvents'], [f"{g}:log-stream:*"]),
-           _metrics('/aws/sagemaker/TrainingJobs')]
+           _put_metrics_statement('/aws/sagemaker/TrainingJobs')]
     return policy(*st, *_mlflow(tracking_arn, tracking_artifacts, partition), *_ecr(region, account, ecr_repository, partition),
                   _kms(kms_key_arn, ('kms:Decrypt', 'kms:GenerateDataKey')))
 
@@ -253,7 +253,7 @@ def transform_policy(src:str, out:str, model_uri:str, region:str, account:str, e
     g = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/TransformJobs"
     st += [statement('JobLogGroup', ['logs:CreateLogGroup', 'logs:DescribeLogStreams'], [f"{g}:*"]),
            statement('JobLogStreams', ['logs:CreateLogStream', 'logs:PutLogEvents'], [f"{g}:log-stream:*"]),
-           _metrics('/aws/sagemaker/TransformJobs')]
+           _put_metrics_statement('/aws/sagemaker/TransformJobs')]
     return policy(*st, *_ecr(region, account, ecr_repository, partition), _kms(kms_key_arn, ('kms:Decrypt', 'kms:GenerateDataKey')))
 
 # %% ../nbs/42_iam.ipynb #d9c2df63

@@ -27,16 +27,18 @@ def check_instance_count(instance_count, data_distribution:str='FullyReplicated'
     if not is_int(instance_count) or instance_count < 1:
         raise ParameterError(f"--instance-count must be a whole number >= 1, got {instance_count!r}")
     if data_distribution not in DATA_DISTRIBUTIONS:
-        raise ParameterError(f"--data-distribution must be {' or '.join(DATA_DISTRIBUTIONS)}, got {data_distribution!r}")
+        raise ParameterError(f"--data-distribution must be {' or '.join(DATA_DISTRIBUTIONS)}, "
+                             f"got {data_distribution!r}")
     if instance_count == 1: return
     decl, params, n = declared_parameters(nb_dir), params or {}, instance_count
     value = lambda k: params.get(k, decl.get(k, {}).get('default'))
     if value('recipe') != 'fine-tune':
-        raise ParameterError(f"--instance-count {n} trains data-parallel, which the {value('recipe')} recipe cannot: "
-                             "it fits its heads on frozen networks by L-BFGS in seconds, with no training loop to spread. "
-                             "Pass -p recipe fine-tune (and -p lr), or --instance-count 1")
+        raise ParameterError(f"--instance-count {n} trains data-parallel, which the {value('recipe')} recipe "
+                             "cannot: it fits its heads on frozen networks by L-BFGS in seconds, with no training loop "
+                             "to spread. Pass -p recipe fine-tune (and -p lr), or --instance-count 1")
     if value('lr') is None:
-        raise ParameterError(f"--instance-count {n} needs -p lr: lr_find runs in one process; run it once on one instance")
+        raise ParameterError(f"--instance-count {n} needs -p lr: lr_find runs in one process; run it once on one "
+                             "instance")
     if 'nproc' in params:
         raise ParameterError(f"with --instance-count {n}, each instance runs one process per GPU: leave -p nproc out")
     if is_int(value('bs')) and value('bs') < n:
@@ -49,7 +51,7 @@ def check_instance_count(instance_count, data_distribution:str='FullyReplicated'
 
 # %% ../nbs/46_launch.ipynb #94ac8671
 def job_tracking_env(uri:str|None=None, experiment:str|None=None) -> dict:
-    "The environment that makes a job's run record itself in MLflow at `uri` (default `MLFLOW_TRACKING_URI`); {} when off."
+    "The environment that makes a job's run record itself in MLflow at `uri` (default `MLFLOW_TRACKING_URI`)."
     uri = tracking.tracking_uri(uri)
     if not uri: return {}
     if not uri.startswith(('http://', 'https://', 'arn:')):
@@ -63,12 +65,16 @@ def job_extras(env:dict) -> tuple:
     return ('train', 'aws', *(('tracking',) if uri else ()), *(('sagemaker-mlflow',) if uri.startswith('arn:') else ()))
 
 # %% ../nbs/46_launch.ipynb #b549f237
-def _job_setup(registry, role_arn, instance_type:str, schedule, scheduler_role_arn, region, endpoint_url, session):
-    "The job's execution role, its registry (in S3), the boto3 session and the region, each checked."
+def _check_job(params:dict, instance_count, data_distribution, registry, role_arn, instance_type:str, schedule,
+               scheduler_role_arn, region, endpoint_url, session):
+    "The job's execution role, its registry (in S3), the boto3 session and the region, each checked, and its instances."
+    check_instance_count(instance_count, data_distribution, params)
     role = role_arn or config.get('DOGBREEDS_SAGEMAKER_ROLE')
     if not role:
-        raise ParameterError("a SageMaker job needs an execution role: pass --role-arn ARN or set DOGBREEDS_SAGEMAKER_ROLE")
-    if not aws.is_role_arn(role): raise ParameterError(f"{role!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+        raise ParameterError("a SageMaker job needs an execution role: pass --role-arn ARN or set "
+                             "DOGBREEDS_SAGEMAKER_ROLE")
+    if not aws.is_role_arn(role):
+        raise ParameterError(f"{role!r} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
     if not aws.INSTANCE_RE.match(instance_type):
         raise ParameterError(f"{instance_type!r} is not a SageMaker instance type (like ml.g4dn.xlarge)")
     registry = registry or config.get('DOGBREEDS_REGISTRY')
@@ -76,7 +82,8 @@ def _job_setup(registry, role_arn, instance_type:str, schedule, scheduler_role_a
         raise ParameterError("a SageMaker job pushes to a registry in S3: pass --registry s3://BUCKET/PREFIX or set "
                              "DOGBREEDS_REGISTRY")
     if schedule and not aws.is_role_arn(scheduler_role_arn):
-        raise ParameterError("a schedule needs --scheduler-role-arn ARN: the role EventBridge Scheduler uses to start the job")
+        raise ParameterError("a schedule needs --scheduler-role-arn ARN: the role EventBridge Scheduler uses to start "
+                             "the job")
     session = aws.boto3_session(session, region, what='--on sagemaker')
     region = region or session.region_name
     if not region: raise ParameterError("no AWS region: pass --region or set AWS_DEFAULT_REGION")
@@ -88,7 +95,14 @@ def _job_paths(output_path, reg:Registry, schedule_name:str|None) -> tuple[str, 
     output_path = (output_path or f"s3://{aws.parse_s3_uri(reg.uri)[0]}/retrain-jobs").rstrip('/')
     if not output_path.startswith('s3://'):
         raise ParameterError(f"--output-path must be s3://BUCKET/PREFIX, got {output_path!r}")
-    return jname, output_path, f"{output_path}/{'schedules/' + schedule_name if schedule_name else jname}/source/sourcedir.tar.gz"
+    return jname, output_path, f"{output_path}/{'schedules/' + schedule_name if schedule_name else jname}/source/" \
+                               "sourcedir.tar.gz"
+
+def _job_env(endpoint_url:str|None, tracking_uri:str|None, experiment:str|None, schedule_name:str|None) -> dict:
+    "The job container's environment: the S3 endpoint, MLflow's settings, and who starts the job (a schedule)."
+    return {**({'AWS_ENDPOINT_URL_S3': endpoint_url} if endpoint_url else {}),
+            **job_tracking_env(tracking_uri, experiment),
+            **({'DOGBREEDS_USER': f"EventBridge schedule {schedule_name}"} if schedule_name else {})}
 
 # %% ../nbs/46_launch.ipynb #f2426d89
 def _upload_source(reg:Registry, name:str, data_uri:str, source_uri:str, env:dict, session, endpoint_url):
@@ -105,8 +119,8 @@ def _create_schedule(request:dict, source_uri:str, session, region:str, quiet:bo
     "Create the EventBridge schedule `request`; the request, with the schedule's ARN."
     with aws.aws_errors('SageMaker refused'):
         arn = aws.client('scheduler', session=session, region=region).create_schedule(**request)['ScheduleArn']
-    if not quiet: print(f"created schedule {arn} ({request['ScheduleExpression']}): it starts {JOB_PREFIX}-<execution-id> "
-                        f"jobs with code {source_uri}")
+    if not quiet: print(f"created schedule {arn} ({request['ScheduleExpression']}): it starts "
+                        f"{JOB_PREFIX}-<execution-id> jobs with code {source_uri}")
     return dict(request, ScheduleArn=arn)
 
 def _start_job(request:dict, session, region:str, wait:bool, poll:float, quiet:bool) -> dict:
@@ -142,11 +156,11 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,  # notebook par
     endpoint_url:str=None,               # S3 endpoint URL (default: $AWS_ENDPOINT_URL, else AWS)
     quiet:bool=False,                    # no progress
     instance_type:str='ml.g4dn.xlarge',  # sagemaker: the instance type
-    instance_count:int=1,                # sagemaker: instances; N > 1 trains data-parallel across them (fine-tune recipe)
+    instance_count:int=1,                # sagemaker: instances; N > 1 trains data-parallel (fine-tune recipe)
     data_distribution:Annotated[str, _DIST, {'choices': list(DATA_DISTRIBUTIONS)}]='FullyReplicated',
     role_arn:str=None,                   # sagemaker: the job's execution role ARN (default: $DOGBREEDS_SAGEMAKER_ROLE)
     image_uri:str=None,                  # sagemaker: the container image (default: AWS's PyTorch training image)
-    output_path:str=None,                # sagemaker: s3:// folder for the job's code and outputs (default: the registry's bucket)
+    output_path:str=None,                # sagemaker: s3:// folder of the job's code and outputs (default: in the registry's)
     region:str=None,                     # sagemaker: AWS region (default: boto3's)
     volume_gb:int=50,                    # sagemaker: the instance's disk
     max_runtime:int=24*3600,             # sagemaker: seconds before the job is stopped
@@ -156,7 +170,7 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,  # notebook par
     scheduler_role_arn:str=None,         # sagemaker: the role EventBridge Scheduler starts the job with (its ARN)
     schedule_name:str=JOB_PREFIX,        # sagemaker: the schedule's name
     dry_run:bool=False,                  # sagemaker: print the request, change nothing
-    tracking_uri:str=None,               # record the run in MLflow: a server URL or a SageMaker MLflow ARN (default: $MLFLOW_TRACKING_URI)
+    tracking_uri:str=None,               # MLflow: a server URL or a SageMaker MLflow ARN (default: $MLFLOW_TRACKING_URI)
     experiment:str=None,                 # the MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else dogbreeds)
     session=None,                        # a boto3 session (default: boto3's credential chain)
 ) -> dict:
@@ -164,13 +178,11 @@ def launch_sagemaker(params:dict|None=None, params_file=None, *,  # notebook par
     # 1. every check, before anything is uploaded or started
     params = run_params(check_run(params, params_file, on='sagemaker', name=name, alias=alias, metric=metric,
                                   margin=margin, timeout=timeout))
-    check_instance_count(instance_count, data_distribution, params)
-    role, reg, session, region = _job_setup(registry, role_arn, instance_type, schedule, scheduler_role_arn, region,
-                                            endpoint_url, session)
+    role, reg, session, region = _check_job(params, instance_count, data_distribution, registry, role_arn,
+                                            instance_type, schedule, scheduler_role_arn, region, endpoint_url, session)
     # 2. the request: a training job's, or a schedule's that starts one
     jname, output_path, source_uri = _job_paths(output_path, reg, schedule and schedule_name)
-    env = {**({'AWS_ENDPOINT_URL_S3': endpoint_url} if endpoint_url else {}), **job_tracking_env(tracking_uri, experiment),
-           **({'DOGBREEDS_USER': f"EventBridge schedule {schedule_name}"} if schedule else {})}
+    env = _job_env(endpoint_url, tracking_uri, experiment, schedule and schedule_name)
     opts = dict(name=name, alias=alias, metric=metric, margin=margin, force=force, push=push, timeout=timeout)
     request = training_job_request(jname, params, params['data'], reg.uri, role, image_uri or default_image_uri(
         region, instance_type), source_uri, output_path, region, instance_type, opts, volume_gb, max_runtime, env,

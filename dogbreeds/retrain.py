@@ -89,10 +89,22 @@ class _Run:
         self.say(msg)
         self.log.close()
         raise RetrainFailed(msg, self.dir, self.status) from e
+    def fail_on(self, e:Exception):
+        "Fail the run with the error `e`, raised outside the notebooks, in the step the run is in."
+        step = self.status.get('step', 'compare')
+        self.fail(step, failure_info(step, e), e)
+    def interrupted(self):
+        self.save(state='failed', finished=_now(), error=dict(notebook=self.status.get('step'), cell=None,
+                  ename='KeyboardInterrupt', evalue='interrupted'))
+    def keep(self):
+        "End the run without a push (`--no-push`): the model stays in the run folder."
+        self.save(state='ok', step='done', finished=_now())
+        self.say(f"run {self.dir.name} ok in {self.status['seconds']:.0f} s; not pushed (--no-push). "
+                 f"Model: {self.dir/TRAIN_DIR/'model'}")
 
 # %% ../nbs/47_retrain.ipynb #08ae936d
 def _track_start(tracker:tracking.Tracker, run:_Run):
-    "Start the retraining run's MLflow run, named by the run id: `retrain`'s options as parameters; its id in status.json."
+    "Start the run's MLflow run, named by the run id: `retrain`'s options as parameters; its id in status.json."
     if not tracker.on: return
     tags = {'mlflow.source.name': 'dogbreeds retrain', 'mlflow.user': run.status['by'],
             'mlflow.source.git.commit': _git_commit() or 'unknown', 'dogbreeds.kind': 'retrain'}
@@ -211,7 +223,7 @@ def _compare_and_publish(run:_Run, reg:Registry, tracker:tracking.Tracker, endpo
 def retrain(params:dict|None=None,        # notebook parameters, NAME: VALUE (they win over `params_file`'s)
             params_file=None,             # a YAML file of notebook parameters
             *,
-            registry:str|None=None,       # where to push: s3://BUCKET/PREFIX, file:///PATH or a folder (default: $DOGBREEDS_REGISTRY)
+            registry:str|None=None,       # where to push: s3://..., file:///PATH or a folder (default: $DOGBREEDS_REGISTRY)
             name:str='dogbreeds',         # the model's name in the registry
             alias:str=DEFAULT_ALIAS,      # the alias the new model challenges, and takes if better
             metric:str='accuracy',        # the figure champion/challenger compares
@@ -230,7 +242,8 @@ def retrain(params:dict|None=None,        # notebook parameters, NAME: VALUE (th
     "Run the training, evaluation and export notebooks into `runs/<run-id>/`; push, and promote if better than `alias`."
     # 1. everything is checked before any work starts
     nb_dir = notebooks_dir()
-    steps = check_run(params, params_file, nb_dir, name=name, alias=alias, metric=metric, margin=margin, timeout=timeout)
+    steps = check_run(params, params_file, nb_dir, name=name, alias=alias, metric=metric, margin=margin,
+                      timeout=timeout)
     check_kernel(kernel)
     tracker = tracking.Tracker(tracking_uri, experiment)  # MLflow's client missing when asked for: an error now
     reg = _open_registry(registry, name, push, endpoint_url)
@@ -244,17 +257,11 @@ def retrain(params:dict|None=None,        # notebook parameters, NAME: VALUE (th
         _run_notebooks(run, nb_dir, kernel, timeout, tracker)
         # 4. champion/challenger, push, promotion
         if push: _compare_and_publish(run, reg, tracker, endpoint_url)
-        else:
-            run.save(state='ok', step='done', finished=_now())
-            run.say(f"run {run_dir.name} ok in {run.status['seconds']:.0f} s; not pushed (--no-push). "
-                    f"Model: {run_dir/TRAIN_DIR/'model'}")
+        else: run.keep()
         return RetrainResult(run_dir, run.status)
     except RetrainFailed: raise
-    except KeyboardInterrupt:
-        run.save(state='failed', finished=_now(), error=dict(notebook=run.status.get('step'), cell=None,
-                 ename='KeyboardInterrupt', evalue='interrupted'))
-        raise
-    except Exception as e: run.fail(run.status.get('step', 'compare'), failure_info(run.status.get('step', 'compare'), e), e)
+    except KeyboardInterrupt: run.interrupted(); raise
+    except Exception as e: run.fail_on(e)
     finally:
         _track_end(tracker, run_dir, run.status.get('state') == 'ok')
         if not run.log.closed: run.log.close()
@@ -268,7 +275,8 @@ _F = "a YAML file of parameters (NAME: VALUE per line); -p overrides it"
 def retrain_cli(
     Param:Annotated[str, _P, {'nargs': 2, 'action': 'append', 'metavar': ('NAME', 'VALUE')}]=None,
     params_File:Annotated[str, _F]=None,
-    on:Annotated[str, "where to run: local (here) or sagemaker (a training job)", {'choices': ['local', 'sagemaker']}]='local',
+    on:Annotated[str, "where to run: local (here) or sagemaker (a training job)",
+                 {'choices': ['local', 'sagemaker']}]='local',
     no_push:bool=False,            # only run and archive: no push, no promotion
     runs_dir:str=None,             # local: where run folders go (default: runs/ at the project root)
     run_id:str=None,               # local: the run folder's name (default: UTC time and random hex)

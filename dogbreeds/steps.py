@@ -94,7 +94,8 @@ def declared_parameters(nb_dir=None) -> dict:
     for step, managed in managed_params('.').items():
         if missing := [k for k in managed if step not in out.get(k, {}).get('steps', [])]:
             nb = next(s.notebook for s in PIPELINE if s.name == step)
-            raise DogbreedsError(f"{nb} does not declare {', '.join(missing)} in its parameters cell; retrain needs them")
+            raise DogbreedsError(f"{nb} does not declare {', '.join(missing)} in its parameters cell; retrain "
+                                 "needs them")
     return out
 
 # %% ../nbs/43_steps.ipynb #ed7ae741
@@ -117,7 +118,8 @@ def _kind(default) -> str:
 def _check_like_default(k:str, v, default):
     "Raise a `ParameterError` unless `v` is a plain value of the kind of the notebook's `default` for `k`."
     if not isinstance(v, _LITERALS):
-        raise ParameterError(f"{k} must be a plain value (text, number, True/False, None, list), got {type(v).__name__}")
+        raise ParameterError(f"{k} must be a plain value (text, number, True/False, None, list), "
+                             f"got {type(v).__name__}")
     if default is None or default is NOT_LITERAL: return
     if isinstance(default, bool): ok = isinstance(v, bool)
     elif is_int(default): ok = is_int(v)
@@ -205,7 +207,8 @@ def pipeline_kernel(kernel:str|None=None):
         write_json(spec/'kernel.json', dict(
             argv=[sys.executable, '-m', 'ipykernel_launcher', '-f', '{connection_file}'],
             display_name=f"Python {sys.version_info.major}.{sys.version_info.minor} (dogbreeds retrain)",
-            language='python', env={'PYTHONPATH': pythonpath, 'MPLBACKEND': 'module://matplotlib_inline.backend_inline'}))
+            language='python',
+            env={'PYTHONPATH': pythonpath, 'MPLBACKEND': 'module://matplotlib_inline.backend_inline'}))
         old = os.environ.get('JUPYTER_PATH')
         os.environ['JUPYTER_PATH'] = os.pathsep.join([d, *filter(None, [old])])
         try: yield KERNEL_NAME
