@@ -51,7 +51,12 @@ def alarm_specs(endpoint:str,         # the endpoint's name
     ]
 
 @delegates(alarm_specs, but='endpoint')
-def put_alarms(endpoint:str, topic_arn:str|None=None, region:str|None=None, session=None, **thresholds) -> list[str]:
+def put_alarms(endpoint:str,            # the endpoint's name
+               topic_arn:str|None=None, # an SNS topic the alarms notify
+               region:str|None=None,    # AWS region (default: boto3's)
+               session=None,            # a boto3 session (default: boto3's credential chain)
+               **thresholds,            # to alarm_specs: p99_ms, errors_5xx, errors_4xx, period
+              ) -> list[str]:
     "Create (or update) the endpoint's alarms, notifying the SNS topic `topic_arn` if given; returns their names."
     cw = aws_client('cloudwatch', session=boto3_session(session, region, what='creating alarms'), region=region)
     names = []

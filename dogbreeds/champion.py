@@ -110,7 +110,11 @@ def champion_challenger(run_dir,                   # the retraining run folder
                 figures=dict(challenger=challenger, champion=champion))
 
 # %% ../nbs/45_champion.ipynb #2c11b2f7
-def publish(run_dir, decision:dict, reg:Registry, note:str='') -> dict:
+def publish(run_dir,       # the retraining run folder
+            decision:dict, # what champion_challenger decided
+            reg:Registry,  # the registry to push to
+            note:str='',   # the version's note in the registry
+           ) -> dict:
     "Push the run's model, promote it if `decision` says so (and the alias has not moved), log the decision; return it."
     run_dir, name, alias = Path(run_dir), decision['name'], decision['alias']
     version = reg.push(run_dir/TRAIN_DIR/'model', name, note=note)

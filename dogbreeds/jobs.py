@@ -39,6 +39,7 @@ def is_gpu_instance(instance_type:str) -> bool:
     "Whether a SageMaker instance type has a GPU (the g and p families)."
     return instance_type.split('.')[1][:1] in ('g', 'p')
 
+# %% ../nbs/44_jobs.ipynb #54df7fa5
 def default_image_uri(region:str, instance_type:str='ml.g4dn.xlarge') -> str:
     "AWS's PyTorch training container for `region`, GPU or CPU as `instance_type` needs; refused where AWS lists none."
     t = dlc_images()
@@ -76,6 +77,7 @@ def requirements(extras=('train', 'aws'), leave_out=()) -> list[str]:
             if not marker.strip() or (m and m[1] in extras): out.append(spec.strip())
     return [r for r in out if _dist_name(r) not in leave_out]
 
+# %% ../nbs/44_jobs.ipynb #0fd97f63
 def _bundle_files(root:Path) -> list[Path]:
     files = [root/'pyproject.toml', root/'README.md']
     files += sorted(p for ext in ('*.py', '*.json', '*.txt') for p in (root/'dogbreeds').glob(ext))  # code and package data
@@ -229,7 +231,13 @@ def _job_state(waiter, sm, name:str) -> dict:
         return d  # still running (its one attempt spent), or failed (the waiter's failure state)
     return sm.describe_training_job(TrainingJobName=name)  # completed or stopped
 
-def wait_for_job(sm, name:str, poll:float=30, timeout:float|None=None, quiet:bool=False, logs=None) -> dict:
+def wait_for_job(sm,                      # a SageMaker client
+                 name:str,                # the training job's name
+                 poll:float=30,           # seconds between two looks
+                 timeout:float|None=None, # seconds to follow it at most (None: until it ends)
+                 quiet:bool=False,        # print nothing
+                 logs=None,               # a CloudWatch Logs client: print the job's log lines
+                ) -> dict:
     """Follow the training job `name` until it ends (at most `timeout` seconds), printing its status changes and, with
     `logs` (a CloudWatch Logs client), its log lines as they come; its description, or an error unless it completed."""
     deadline, last = (time.monotonic() + timeout) if timeout else None, None
@@ -253,7 +261,12 @@ def wait_for_job(sm, name:str, poll:float=30, timeout:float|None=None, quiet:boo
 # %% ../nbs/44_jobs.ipynb #78831b83
 SCHEDULER_TARGET = 'arn:aws:scheduler:::aws-sdk:sagemaker:createTrainingJob'
 
-def schedule_request(name:str, expression:str, training_request:dict, role:str, timezone_:str='UTC') -> dict:
+def schedule_request(name:str,              # the schedule's name
+                     expression:str,        # when: cron(...), rate(...) or at(...)
+                     training_request:dict, # the CreateTrainingJob request each run sends
+                     role:str,              # the role EventBridge Scheduler starts the job with
+                     timezone_:str='UTC',   # the time zone of the expression
+                    ) -> dict:
     "The EventBridge Scheduler `CreateSchedule` request that starts the training job `training_request` on `expression`."
     if not re.match(r'^(cron|rate|at)\(.+\)$', expression):
         raise ParameterError(f"{expression!r} is not a schedule expression: use cron(0 3 ? * MON *) or rate(7 days)")

@@ -22,7 +22,11 @@ from .steps import declared_parameters
 from .champion import METRICS, check_run, run_params
 
 # %% ../nbs/46_launch.ipynb #30abe205
-def check_instance_count(instance_count, data_distribution:str='FullyReplicated', params:dict|None=None, nb_dir=None):
+def check_instance_count(instance_count,                          # the job's instances
+                         data_distribution:str='FullyReplicated', # one of DATA_DISTRIBUTIONS
+                         params:dict|None=None,                   # the run's notebook parameters
+                         nb_dir=None,                             # the notebooks' folder (default: `notebooks_dir()`)
+                        ):
     "Raise a `ParameterError` unless the job's parameters can run on `instance_count` instances."
     if not is_int(instance_count) or instance_count < 1:
         raise ParameterError(f"--instance-count must be a whole number >= 1, got {instance_count!r}")
