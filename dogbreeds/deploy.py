@@ -32,10 +32,12 @@ def _add(tar:tarfile.TarFile, name:str, data:bytes, mtime:float):
     tar.addfile(info, io.BytesIO(data))
 
 def package_model(model_dir, dest='model.tar.gz', overwrite:bool=False) -> Path:
-    "Write `model.tar.gz` for SageMaker's PyTorch container: the model files, `code/inference.py`, `code/requirements.txt`."
+    """Write `model.tar.gz` for SageMaker's PyTorch container: the model files, `code/inference.py`,
+    `code/requirements.txt`."""
     model_dir, dest = Path(model_dir), Path(dest)
     m = verify_files(model_dir)
-    if dest.exists() and not overwrite: raise DogbreedsError(f"{dest} already exists: choose another name, or overwrite it")
+    if dest.exists() and not overwrite: raise DogbreedsError(f"{dest} already exists: choose another name, or "
+                                                             f"overwrite it")
     import dogbreeds
     pkg, now = Path(dogbreeds.__file__).parent, time.time()
     dest.parent.mkdir(parents=True, exist_ok=True)

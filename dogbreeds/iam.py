@@ -121,7 +121,8 @@ def lambda_policy(function:str,                 # the Lambda function's name
                  ) -> dict:
     "The Lambda function's policy: its model (or, in proxy mode, its endpoint), its inputs and results, its logs."
     _where(region, account)
-    if not (model_uri or endpoint): raise PolicyError("give the model the function serves (model_uri) or the endpoint it fronts (endpoint)")
+    if not (model_uri or endpoint): raise PolicyError("give the model the function serves (model_uri) or the "
+                                                      "endpoint it fronts (endpoint)")
     st = _logs('OwnLogs', region, account, f"/aws/lambda/{function}", partition)
     if endpoint: st.append(statement('InvokeTheOneEndpoint', ['sagemaker:InvokeEndpoint'],
                                      [f"arn:{partition}:sagemaker:{region}:{account}:endpoint/{endpoint.lower()}"]))
@@ -137,12 +138,15 @@ MLFLOW_ACTIONS = ('sagemaker-mlflow:GetExperimentByName', 'sagemaker-mlflow:Crea
 MLFLOW_SERVER_RE = re.compile(r'^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/[A-Za-z0-9-]+$')
 
 def _mlflow(tracking_arn:str|None, artifacts:str|None, partition:str='aws') -> list:
-    "Logging runs to the SageMaker MLflow tracking server `tracking_arn`, and writing their files to its artifact store `artifacts`."
+    """Logging runs to the SageMaker MLflow tracking server `tracking_arn`, and writing their files to its artifact
+    store `artifacts`."""
     if not tracking_arn:
-        if artifacts: raise PolicyError("--tracking-artifacts goes with --tracking-arn: the tracking server whose artifact store it is")
+        if artifacts: raise PolicyError("--tracking-artifacts goes with --tracking-arn: the tracking server whose "
+                                        "artifact store it is")
         return []
     if not MLFLOW_SERVER_RE.match(tracking_arn):
-        raise PolicyError(f"{tracking_arn!r} is not a SageMaker MLflow tracking server ARN (arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME)")
+        raise PolicyError(f"{tracking_arn!r} is not a SageMaker MLflow tracking server ARN "
+                          f"(arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME)")
     st = [statement('LogToTheTrackingServer', MLFLOW_ACTIONS, [tracking_arn])]
     if artifacts: st.append(statement('WriteTheRunsArtifacts', ['s3:PutObject'], [s3_prefix_arn(artifacts, partition)]))
     return st
@@ -170,9 +174,11 @@ def sagemaker_policy(endpoint:str,                 # the endpoint's name
                      security_groups=(),           # their security groups
                      partition:str='aws',          # the ARN partition (aws, aws-cn, aws-us-gov)
                     ) -> dict:
-    "The endpoint's execution role: read its model (registry URI and/or model.tar.gz), pull its image, its logs and metrics."
+    """The endpoint's execution role: read its model (registry URI and/or model.tar.gz), pull its image, its logs and
+    metrics."""
     _where(region, account)
-    if not (model_uri or model_data): raise PolicyError("give the model: model_uri (registry) and/or model_data (s3://.../model.tar.gz)")
+    if not (model_uri or model_data): raise PolicyError("give the model: model_uri (registry) and/or model_data "
+                                                        "(s3://.../model.tar.gz)")
     arns = model_read_arns(model_uri, partition) if model_uri else []
     if model_data:
         b, k = _s3(model_data)
@@ -197,7 +203,8 @@ def training_policy(data_uri:str,                     # the s3:// data prefix th
                     tracking_artifacts:str|None=None, # that server's s3:// artifact store
                     partition:str='aws',              # the ARN partition (aws, aws-cn, aws-us-gov)
                    ) -> dict:
-    "The training job's role: read the data prefix, push model `name` to the registry, its logs and metrics. No deletes."
+    """The training job's role: read the data prefix, push model `name` to the registry, its logs and metrics. No
+    deletes."""
     _where(region, account)
     db, dp = _s3(data_uri)
     rb, rp = _s3(registry_uri)
@@ -222,7 +229,8 @@ def deployer_policy(endpoint:str,           # the endpoint's name
                     autoscaling:bool=True,  # may set up autoscaling
                     partition:str='aws',    # the ARN partition (aws, aws-cn, aws-us-gov)
                    ) -> dict:
-    "What `dogbreeds deploy`/`undeploy` need for the endpoint `endpoint`: its models, configurations, scaling, and passing its role."
+    """What `dogbreeds deploy`/`undeploy` need for the endpoint `endpoint`: its models, configurations, scaling, and
+    passing its role."""
     _where(region, account)
     if not re.match(r'^arn:aws[a-z-]*:iam::\d{12}:role/.+$', execution_role_arn or ''):
         raise PolicyError(f"{execution_role_arn!r} is not an IAM role ARN")
@@ -256,7 +264,8 @@ BATCH_PREFIX = 'dogbreeds-batch'  # the names of the models and transform jobs `
 def _results_arns(out:str, partition:str='aws') -> tuple[str, str]:
     "The results file `out` (s3://b/results.csv) and its answers' prefix (s3://b/results-transform/), as object ARNs."
     b, k = _s3(out)
-    if not k or k.endswith('/'): raise PolicyError(f"the results file must be s3://BUCKET/KEY.csv or .parquet, got {out!r}")
+    if not k or k.endswith('/'): raise PolicyError(f"the results file must be s3://BUCKET/KEY.csv or .parquet, got "
+                                                   f"{out!r}")
     return f"arn:{partition}:s3:::{b}/{k}", f"arn:{partition}:s3:::{b}/{k.rsplit('.', 1)[0] if '.' in k.rsplit('/', 1)[-1] else k}-transform/*"
 
 def batch_policy(execution_role_arn:str,    # the transform job's execution role
@@ -267,7 +276,8 @@ def batch_policy(execution_role_arn:str,    # the transform job's execution role
                  kms_key_arn:str|None=None, # the KMS key of encrypted objects, if any
                  partition:str='aws',       # the ARN partition (aws, aws-cn, aws-us-gov)
                 ) -> dict:
-    "What `dogbreeds predict SRC --out OUT --on sagemaker [--wait]` needs: its transform jobs and models, passing their role, the S3 it reads and writes."
+    """What `dogbreeds predict SRC --out OUT --on sagemaker [--wait]` needs: its transform jobs and models, passing
+    their role, the S3 it reads and writes."""
     _where(region, account)
     if not re.match(r'^arn:aws[a-z-]*:iam::\d{12}:role/.+$', execution_role_arn or ''):
         raise PolicyError(f"{execution_role_arn!r} is not an IAM role ARN")
@@ -294,7 +304,8 @@ def transform_policy(src:str,                      # the s3:// prefix of the pho
                      kms_key_arn:str|None=None,    # the KMS key of encrypted objects, if any
                      partition:str='aws',          # the ARN partition (aws, aws-cn, aws-us-gov)
                     ) -> dict:
-    "The transform job's execution role: read the photos and the model, write the answers, pull the image, logs and metrics."
+    """The transform job's execution role: read the photos and the model, write the answers, pull the image, logs and
+    metrics."""
     _where(region, account)
     _, answers = _results_arns(out, partition)
     st = [statement('ReadThePhotos', ['s3:GetObject'], [s3_prefix_arn(src, partition)]),
@@ -317,14 +328,16 @@ def feedback_policy(function:str,            # the Lambda function's name
                     stage:str='*',           # the API's stage
                     partition:str='aws',     # the ARN partition (aws, aws-cn, aws-us-gov)
                    ) -> dict:
-    "A feedback sender's policy: the function's `AWS_IAM` URL (of alias `qualifier`), and API Gateway's `POST /feedback` of `api_id`."
+    """A feedback sender's policy: the function's `AWS_IAM` URL (of alias `qualifier`), and API Gateway's `POST
+    /feedback` of `api_id`."""
     _where(region, account)
     if not re.fullmatch(r'[\w-]{1,64}', str(function)): raise PolicyError(f"{function!r} is not a Lambda function name")
     fn = f"arn:{partition}:lambda:{region}:{account}:function:{function}" + (f":{qualifier}" if qualifier else '')
     st = [statement('InvokeTheFeedbackUrl', ['lambda:InvokeFunctionUrl'], [fn],
                     {'StringEquals': {'lambda:FunctionUrlAuthType': 'AWS_IAM'}})]
     if api_id:
-        if not re.fullmatch(r'[a-z0-9]{10}', api_id): raise PolicyError(f"{api_id!r} is not an API Gateway API id (10 characters)")
+        if not re.fullmatch(r'[a-z0-9]{10}', api_id): raise PolicyError(f"{api_id!r} is not an API Gateway API id "
+                                                                        f"(10 characters)")
         st.append(statement('PostFeedbackOnly', ['execute-api:Invoke'],
                             [f"arn:{partition}:execute-api:{region}:{account}:{api_id}/{stage}/POST/feedback"]))
     return policy(*st)
@@ -401,10 +414,12 @@ def iam_cli(
     subnets:str=None,             # lambda, sagemaker in a VPC: subnet ids, comma-separated
     security_groups:str=None,     # lambda, sagemaker in a VPC: security group ids, comma-separated
 ):
-    "Print the least-privilege IAM policy (JSON) of a role: lambda, sagemaker, training, deployer, batch, transform or feedback."
+    """Print the least-privilege IAM policy (JSON) of a role: lambda, sagemaker, training, deployer, batch, transform
+    or feedback."""
     if trust:
         svc = {'lambda': 'lambda', 'sagemaker': 'sagemaker', 'training': 'sagemaker', 'transform': 'sagemaker'}.get(role)
-        if not svc: raise PolicyError(f"--trust is for a service role: lambda, sagemaker, training or transform, not {role!r}")
+        if not svc: raise PolicyError(f"--trust is for a service role: lambda, sagemaker, training or transform, not "
+                                      f"{role!r}")
         print(json.dumps(trust_policy(svc), indent=2)); return
     split = lambda s: tuple(x.strip() for x in s.split(',') if x.strip()) if s else ()
     doc = role_policy(role, region=region, account=account, function=function, model_uri=model_uri, endpoint=endpoint,

@@ -86,10 +86,12 @@ def _bundle_files(root:Path) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 def source_bundle(dest, entry_script:str, extras=('train', 'aws')) -> Path:
-    "Write the job's source bundle, `sourcedir.tar.gz`, to `dest`, with `entry_script` as `ENTRY` and the requirements of `extras`."
+    """Write the job's source bundle, `sourcedir.tar.gz`, to `dest`, with `entry_script` as `ENTRY` and the
+    requirements of `extras`."""
     root, dest = package_root(), Path(dest)
     if not (root/'nbs').is_dir():
-        raise DogbreedsError(f"no notebooks in {root/'nbs'}: a job's source bundle is made from a git checkout of dogbreeds, not from a wheel")
+        raise DogbreedsError(f"no notebooks in {root/'nbs'}: a job's source bundle is made from a git checkout of "
+                             f"dogbreeds, not from a wheel")
     def add_bytes(tar, name, data:bytes):
         info = tarfile.TarInfo(name); info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
         tar.addfile(info, io.BytesIO(data))
@@ -154,7 +156,8 @@ def _decode(v):
     except (TypeError, ValueError): return v
 
 def container_args(hyperparameters:dict, env) -> tuple[dict, dict]:
-    "The notebook parameters and `retrain` options a job carries (its hyperparameters, and the container's environment)."
+    """The notebook parameters and `retrain` options a job carries (its hyperparameters, and the container's
+    environment)."""
     vals = {k: _decode(v) for k, v in hyperparameters.items() if not k.startswith('sagemaker_')}
     opts = vals.pop('dogbreeds_options', None) or {}
     data = env.get('SM_CHANNEL_TRAIN', '/opt/ml/input/data/train')
@@ -165,11 +168,13 @@ def container_args(hyperparameters:dict, env) -> tuple[dict, dict]:
 RDZV_PORT = 29500  # where node rank 0's torchrun listens for the others (torchrun's default port)
 
 def node_rendezvous(config_dir, env, port:int=RDZV_PORT) -> dict:
-    "This instance's place in a SageMaker training job: `nnodes`, `node_rank`, `master_addr`, `master_port`, `leader`, `hosts`."
+    """This instance's place in a SageMaker training job: `nnodes`, `node_rank`, `master_addr`, `master_port`,
+    `leader`, `hosts`."""
     f = Path(config_dir)/'resourceconfig.json'
     if f.is_file():
         try: rc = json.loads(f.read_text()); hosts, current = rc['hosts'], rc['current_host']
-        except (ValueError, KeyError, TypeError) as e: raise DogbreedsError(f"{f} is not SageMaker's resource config: {e!r}") from None
+        except (ValueError, KeyError, TypeError) as e: raise DogbreedsError(f"{f} is not SageMaker's resource "
+                                                                            f"config: {e!r}") from None
     elif env.get('SM_HOSTS') and env.get('SM_CURRENT_HOST'):
         try: hosts, current = json.loads(env['SM_HOSTS']), env['SM_CURRENT_HOST']
         except ValueError: raise DogbreedsError(f"SM_HOSTS is not a JSON list of hosts: {env['SM_HOSTS']!r}") from None
@@ -267,7 +272,8 @@ def schedule_request(name:str,              # the schedule's name
                      role:str,              # the role EventBridge Scheduler starts the job with
                      timezone_:str='UTC',   # the time zone of the expression
                     ) -> dict:
-    "The EventBridge Scheduler `CreateSchedule` request that starts the training job `training_request` on `expression`."
+    """The EventBridge Scheduler `CreateSchedule` request that starts the training job `training_request` on
+    `expression`."""
     if not re.match(r'^(cron|rate|at)\(.+\)$', expression):
         raise ParameterError(f"{expression!r} is not a schedule expression: use cron(0 3 ? * MON *) or rate(7 days)")
     return dict(Name=name, ScheduleExpression=expression, ScheduleExpressionTimezone=timezone_, State='ENABLED',

@@ -143,7 +143,8 @@ def _open_registry(registry:str|None, name:str, push:bool, endpoint_url:str|None
     return reg
 
 def _new_run_dir(runs_dir, run_id:str|None) -> Path:
-    "The folder of the new run, `runs_dir/run_id` (a fresh id by default); refused if the id is odd or the folder exists."
+    """The folder of the new run, `runs_dir/run_id` (a fresh id by default); refused if the id is odd or the folder
+    exists."""
     run_id = run_id or new_run_id()
     if not RUN_ID_RE.match(run_id): raise ParameterError(f"run id {run_id!r}: use letters, digits, '.', '_' and '-'")
     run_dir = (Path(runs_dir) if runs_dir else default_runs_dir()).absolute()/run_id

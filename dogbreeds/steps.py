@@ -104,7 +104,6 @@ def parse_value(text:str):
     try: return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError): return text
 
-
 # %% ../nbs/43_steps.ipynb #86bb6b27
 _LITERALS = (str, int, float, bool, type(None), list, dict)
 
