@@ -1,4 +1,4 @@
-"""`model.tar.gz` for SageMaker's own containers, and `deploy`/`undeploy` of serverless and real-time endpoints with plain boto3.
+"""`model.tar.gz` for SageMaker's own containers, and `deploy`/`undeploy` of serverless and real-time endpoints with plain boto3, and `dogbreeds deploy` with its alarms and data capture.
 
 Docs: https://dogbreeds.github.io/dogbreeds/deploy.html.md"""
 
