@@ -7,7 +7,7 @@ Rows:
   onnxruntime floor     bare `session.run` of model.onnx on ready uint8 tensors, batches of 64: the
                         photos decoded beforehand, resized to one common shape, stacked (no decoding,
                         no files, no output)
-  batch_predict         `dogbreeds.batch.batch_predict` (the work of `dogbreeds predict`) on a folder
+  batch_predict         `dogbreeds.predict.batch_predict` (the work of `dogbreeds predict`) on a folder
                         of the same photos into a fresh CSV: listing, reading, decoding, preprocessing,
                         classifying and writing included; model loaded beforehand
   dogbreeds predict     the command in a fresh process, wall time: start, imports and model load included
@@ -72,7 +72,7 @@ def main():
     from PIL import Image
     from dogbreeds.core import load_rgb
     from dogbreeds.inference import Predictor
-    from dogbreeds.batch import batch_predict
+    from dogbreeds.predict import batch_predict
 
     photos = sorted(SAMPLE.rglob('*.JPEG'))[:a.photos]
     work = Path(tempfile.mkdtemp(prefix='bench-batch-'))
@@ -132,7 +132,7 @@ def main():
 
 def shard_bench(model, a):
     import json, platform
-    from dogbreeds.batch import merge_shards
+    from dogbreeds.shards import merge_shards
     photos = sorted(SAMPLE.rglob('*.JPEG'))[:a.photos]
     work = Path(tempfile.mkdtemp(prefix='bench-shard-'))
     try:

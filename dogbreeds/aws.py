@@ -1,4 +1,4 @@
-"""S3 URIs, boto3 clients with retries, and botocore's errors turned into one-line messages: written once for the registry, the Lambda handler, batch prediction, deployment, IAM and retraining.
+"""S3 URIs, boto3 clients with retries, and botocore's errors as one-line messages, written once for every caller.
 
 Docs: https://dogbreeds.github.io/dogbreeds/aws.html.md"""
 
@@ -18,7 +18,8 @@ __all__ = ['ROLE_RE', 'INSTANCE_RE', 'SERVERLESS_MEMORY_MB', 'LAMBDA_MEMORY_MB',
 
 # %% ../nbs/02_aws.ipynb #cc55db8b
 def parse_s3_uri(uri, error:type=ParameterError) -> tuple[str, str]:
-    "`s3://bucket/some/key` -> `('bucket', 'some/key')`; raise `error` unless `uri` is an s3:// URI that names a bucket."
+    """`s3://bucket/some/key` -> `('bucket', 'some/key')`; raise `error` unless `uri` is an s3:// URI that names a
+    bucket."""
     u = urlparse(str(uri))
     if u.scheme != 's3' or not u.netloc:
         raise error(f"{str(uri)[:200]!r} is not an s3://BUCKET/KEY URI (it must start with s3:// and name a bucket)")
@@ -44,8 +45,17 @@ def boto3_session(session=None, region:str|None=None, what:str='this'):
     except ImportError: raise DogbreedsError(f"{what} needs boto3: pip install 'dogbreeds[aws]'") from None
     return boto3.session.Session(region_name=region)
 
-def client(service:str, *, session=None, region:str|None=None, endpoint_url:str|None=None, max_attempts:int=5,
-           connect_timeout:float=10, read_timeout:float=60, pool:int=10, what:str|None=None):
+def client(service:str,                # the AWS service ('s3', 'sagemaker', ...)
+           *,
+           session=None,               # a boto3 session (default: a new one)
+           region:str|None=None,       # the region (default: the session's)
+           endpoint_url:str|None=None, # another endpoint (SeaweedFS, MinIO, a local stack)
+           max_attempts:int=5,         # tries of each request (standard retries)
+           connect_timeout:float=10,   # seconds to connect
+           read_timeout:float=60,      # seconds to wait for an answer
+           pool:int=10,                # connections kept open
+           what:str|None=None          # what needs boto3, for the error when it is missing
+           ):
     "A boto3 client for `service` with standard retries (`max_attempts`), timeouts and a pool of `pool` connections."
     s = boto3_session(session, region, what or f"AWS ({service})")
     from botocore.config import Config
@@ -79,6 +89,7 @@ class Problem:
     code: str
     message: str
 
+# %% ../nbs/02_aws.ipynb #b3e2c2ed
 def problem(e:BaseException) -> Problem|None:
     "The `Problem` of the botocore exception `e`; None if `e` is not one."
     exc = sys.modules.get('botocore.exceptions')
@@ -87,27 +98,38 @@ def problem(e:BaseException) -> Problem|None:
         err = e.response.get('Error', {})
         code, msg = str(err.get('Code', '')), str(err.get('Message', '') or '')
         return Problem(next((k for k, codes in _KINDS.items() if code in codes), 'failed'), code, msg)
-    if isinstance(e, (exc.NoCredentialsError, exc.PartialCredentialsError)): return Problem('no-credentials', type(e).__name__, str(e))
+    if isinstance(e, (exc.NoCredentialsError, exc.PartialCredentialsError)):
+        return Problem('no-credentials', type(e).__name__, str(e))
     if isinstance(e, exc.ConnectionError): return Problem('unreachable', type(e).__name__, str(e))
     if isinstance(e, exc.BotoCoreError): return Problem('client', type(e).__name__, str(e))
     return None
 
+# %% ../nbs/02_aws.ipynb #3da1b6c2
 class AwsError(DogbreedsError):
     "An AWS call that failed; `kind` and `code` say how (see `problem`)."
     kind, code = 'failed', ''
 
-_MESSAGES = {'no-credentials': '{what}: ' + NO_CREDENTIALS, 'unreachable': '{what}: {message}', 'client': '{what}: {message}'}
+# %% ../nbs/02_aws.ipynb #9a41d814
+_MESSAGES = {'no-credentials': '{what}: ' + NO_CREDENTIALS, 'unreachable': '{what}: {message}',
+             'client': '{what}: {message}'}
 
 @contextlib.contextmanager
-def aws_errors(what:str, error:type=AwsError, classes:dict|None=None, messages:dict|None=None, **context):
+def aws_errors(what:str,                # what the block does, for the messages
+               error:type=AwsError,     # the error class raised
+               classes:dict|None=None,  # `{kind: error class}` for the kinds that get their own
+               messages:dict|None=None, # `{kind: message template}`
+               **context                # more fields for the templates
+               ):
     """Turn botocore's exceptions inside the block into one-line `error`s (`classes[kind]` for a kind listed there).
-    The message is `messages[kind]`, else '{what}: {code}: {message}', formatted with `what`, `code`, `message` and `context`."""
+    The message is `messages[kind]`, else '{what}: {code}: {message}', formatted with `what`, `code`, `message` and
+    `context`."""
     try: yield
     except Exception as e:
         p = problem(e)
         if p is None: raise
         template = (messages or {}).get(p.kind) or _MESSAGES.get(p.kind, '{what}: {code}: {message}')
-        exc = (classes or {}).get(p.kind, error)(template.format(what=what, code=p.code, message=p.message, **context).rstrip(': '))
+        exc = (classes or {}).get(p.kind, error)(template.format(what=what, code=p.code, message=p.message,
+                                                                 **context).rstrip(': '))
         exc.kind, exc.code = p.kind, p.code
         raise exc from (e if p.kind in ('failed', 'client') else None)
 
@@ -120,7 +142,11 @@ def has_objects(s3, uri:str) -> bool:
         r = s3.list_objects_v2(Bucket=bucket, Prefix=prefix + '/' if prefix else '', MaxKeys=1)
     return r.get('KeyCount', 0) > 0
 
-def upload_file(s3, path, uri:str, extra_args:dict|None=None):
+def upload_file(s3,                        # a boto3 S3 client
+                path,                      # the local file
+                uri:str,                   # the object: s3://BUCKET/KEY
+                extra_args:dict|None=None  # put-object arguments, e.g. encryption (see `sse_args`)
+                ):
     "Upload the file `path` to the S3 object `uri` (multipart when large), with `extra_args` (see `sse_args`)."
     bucket, key = parse_s3_uri(uri)
     with aws_errors(f"upload {uri}"): s3.upload_file(str(path), bucket, key, ExtraArgs=dict(extra_args or {}))

@@ -19,12 +19,12 @@ COMMANDS = {  # command: (module:function, one-line help)
     'export': ('dogbreeds.export:export_cli', 'export a run to TorchScript + ONNX with a manifest'),
     'classify': ('dogbreeds.inference:classify_cli', 'print the top breeds of a few photos'),
     'weights': ('dogbreeds.learner:weights_cli', 'make sure the ImageNet weights are in the torch hub cache'),
-    'push': ('dogbreeds.registry:push_cli', 'push an exported model folder to the registry as a new version'),
-    'pull': ('dogbreeds.registry:pull_cli', 'pull a model version (or alias) from the registry, verified'),
-    'list': ('dogbreeds.registry:list_cli', "list the registry's models, a model's versions, or its audit log"),
-    'promote': ('dogbreeds.registry:promote_cli', 'point an alias (default production) at a model version'),
-    'delete': ('dogbreeds.registry:delete_cli', 'delete a model version that no alias names'),
-    'predict': ('dogbreeds.batch:predict_cli', 'classify a folder, glob or s3:// prefix of photos into a CSV or Parquet file, resumably'),
+    'push': ('dogbreeds.registry_cli:push_cli', 'push an exported model folder to the registry as a new version'),
+    'pull': ('dogbreeds.registry_cli:pull_cli', 'pull a model version (or alias) from the registry, verified'),
+    'list': ('dogbreeds.registry_cli:list_cli', "list the registry's models, a model's versions, or its audit log"),
+    'promote': ('dogbreeds.registry_cli:promote_cli', 'point an alias (default production) at a model version'),
+    'delete': ('dogbreeds.registry_cli:delete_cli', 'delete a model version that no alias names'),
+    'predict': ('dogbreeds.predict:predict_cli', 'classify a folder, glob or s3:// prefix of photos into a CSV or Parquet file, resumably'),
     'cost': ('dogbreeds.cost:cost_cli', 'monthly cost on Lambda, SageMaker and EC2 from measured latency, with break-evens'),
     'retrain': ('dogbreeds.retrain:retrain_cli', 'retrain with the notebooks (papermill), here or on SageMaker; promote if better'),
     'serve': ('dogbreeds.serve:serve_cli', 'serve the model over HTTP: GET /ping, POST /invocations (the SageMaker container)'),
@@ -36,7 +36,7 @@ COMMANDS = {  # command: (module:function, one-line help)
 }
 
 # %% ../nbs/99_cli.ipynb #4ceffd7a
-COMMANDS['geo'] = ('dogbreeds.featurestore:geo_cli', 'build the geo feature store from a CSV of observations (import), summarise it (stats), '
+COMMANDS['geo'] = ('dogbreeds.geo:geo_cli', 'build the geo feature store from a CSV of observations (import), summarise it (stats), '
                    'list or revert feedback votes (feedback list|revert --since T)')
 
 # %% ../nbs/99_cli.ipynb #13a33b68

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os, re
 from dataclasses import dataclass
 from pathlib import Path
-from .core import DogbreedsError, ParameterError
+from .core import DogbreedsError, ParameterError, is_int
 
 # %% auto #0
 __all__ = ['SETTINGS', 'PLATFORM', 'Setting', 'get', 'get_int', 'put', 'names', 'who', 'platform', 'settings_table',
@@ -29,33 +29,49 @@ class Setting:
     def names(self) -> tuple: return (self.name, *self.also)
 
 SETTINGS = {s.name: s for s in [
-    Setting('MODEL_URI', None, 'the model: a model folder or a registry URI (`s3://bucket/models/dogbreeds@production`)',
+    Setting('MODEL_URI', None,
+            'the model: a model folder or a registry URI (`s3://bucket/models/dogbreeds@production`)',
             'Lambda, SageMaker handlers, `dogbreeds serve`, `dogbreeds predict`, the demo', also=('DOGBREEDS_MODEL',)),
     Setting('DOGBREEDS_REGISTRY', None, 'the model registry: `s3://BUCKET/PREFIX`, `file:///PATH` or a folder',
             'push, pull, list, promote, delete, retrain, the export notebook, the demo'),
-    Setting('DOGBREEDS_CACHE', None, 'where pulled models are kept (default `~/.cache/dogbreeds/models`, `/tmp/dogbreeds-models` on Lambda)',
+    Setting('DOGBREEDS_CACHE', None,
+            'where pulled models are kept (default `~/.cache/dogbreeds/models`, `/tmp/dogbreeds-models` on Lambda)',
             '`pull_model`, every entry point that serves a registry model'),
-    Setting('DOGBREEDS_USER', None, 'who acts, for the registry audit log (default user@host)', 'push, promote, delete, retrain'),
-    Setting('DOGBREEDS_THREADS', None, 'ONNX Runtime threads per inference (default: its own choice)', 'SageMaker handlers, `dogbreeds serve`'),
-    Setting('DOGBREEDS_SAGEMAKER_ROLE', None, 'execution role ARN of SageMaker training jobs', '`dogbreeds retrain --on sagemaker`'),
-    Setting('MAX_PAYLOAD_BYTES', 6 * 2**20, 'largest request body accepted, in bytes (Lambda and SageMaker allow 6 MiB)',
+    Setting('DOGBREEDS_USER', None, 'who acts, for the registry audit log (default user@host)',
+            'push, promote, delete, retrain'),
+    Setting('DOGBREEDS_THREADS', None, 'ONNX Runtime threads per inference (default: its own choice)',
+            'SageMaker handlers, `dogbreeds serve`'),
+    Setting('DOGBREEDS_SAGEMAKER_ROLE', None, 'execution role ARN of SageMaker training jobs',
+            '`dogbreeds retrain --on sagemaker`'),
+    Setting('MAX_PAYLOAD_BYTES', 6 * 2**20,
+            'largest request body accepted, in bytes (Lambda and SageMaker allow 6 MiB)',
             'Lambda, SageMaker handlers, `dogbreeds serve`'),
-    Setting('SAGEMAKER_ENDPOINT', None, 'proxy mode: forward photos to this SageMaker endpoint instead of loading a model', 'Lambda'),
+    Setting('SAGEMAKER_ENDPOINT', None,
+            'proxy mode: forward photos to this SageMaker endpoint instead of loading a model', 'Lambda'),
     Setting('RESULTS_PREFIX', None, '`s3://BUCKET/PREFIX` where results of S3-upload events go', 'Lambda'),
-    Setting('INPUT_PREFIXES', None, 'comma-separated `s3://` prefixes a direct invocation may read with `"s3_uri"`', 'Lambda'),
-    Setting('SERVE_HOST', '127.0.0.1', 'address `dogbreeds serve` listens on (the containers set 0.0.0.0)', '`dogbreeds serve`'),
-    Setting('SERVE_PORT', 8080, 'port of `dogbreeds serve` (SageMaker sets `SAGEMAKER_BIND_TO_PORT`, which wins)', '`dogbreeds serve`'),
-    Setting('SERVE_WORKERS', 1, 'worker processes of `dogbreeds serve` (SageMaker sets `SAGEMAKER_MODEL_SERVER_WORKERS`, which wins)',
+    Setting('INPUT_PREFIXES', None, 'comma-separated `s3://` prefixes a direct invocation may read with `"s3_uri"`',
+            'Lambda'),
+    Setting('SERVE_HOST', '127.0.0.1', 'address `dogbreeds serve` listens on (the containers set 0.0.0.0)',
             '`dogbreeds serve`'),
-    Setting('DOGBREEDS_DDP_TIMEOUT', 600, 'seconds a data-parallel training process waits on the others before failing (the process group timeout)',
+    Setting('SERVE_PORT', 8080, 'port of `dogbreeds serve` (SageMaker sets `SAGEMAKER_BIND_TO_PORT`, which wins)',
+            '`dogbreeds serve`'),
+    Setting('SERVE_WORKERS', 1,
+            'worker processes of `dogbreeds serve` (SageMaker sets `SAGEMAKER_MODEL_SERVER_WORKERS`, which wins)',
+            '`dogbreeds serve`'),
+    Setting('DOGBREEDS_DDP_TIMEOUT', 600,
+            'seconds a data-parallel training process waits on the others before failing (the process group timeout)',
             '`dogbreeds train --nproc N`'),
-    Setting('DOGBREEDS_METRICS', 'on', 'count Prometheus metrics (`on`/`off`); on SageMaker `/metrics` is served only on `METRICS_PORT`',
+    Setting('DOGBREEDS_METRICS', 'on',
+            'count Prometheus metrics (`on`/`off`); on SageMaker `/metrics` is served only on `METRICS_PORT`',
             '`dogbreeds serve`, the SageMaker handlers'),
-    Setting('METRICS_PORT', None, 'serve `/metrics` on this port of its own instead of the serving port (set it on SageMaker)', '`dogbreeds serve`'),
-    Setting('LOG_FORMAT', 'json', 'request logs as one JSON line per request (`json`) or plain text (`text`)', 'every serving entry point'),
+    Setting('METRICS_PORT', None, 'serve `/metrics` on this port of its own instead of the serving port (set it on '
+                                  'SageMaker)', '`dogbreeds serve`'),
+    Setting('LOG_FORMAT', 'json', 'request logs as one JSON line per request (`json`) or plain text (`text`)',
+            'every serving entry point'),
     Setting('EMF_NAMESPACE', 'dogbreeds', 'CloudWatch namespace of the Embedded Metric Format lines', 'Lambda'),
     Setting('DOGBREEDS_EMF', 'on', 'write CloudWatch Embedded Metric Format lines on Lambda (`on`/`off`)', 'Lambda'),
-    Setting('PROMETHEUS_URL', None, 'the Prometheus server whose query API `dogbreeds monitor --from-prometheus` reads', '`dogbreeds monitor`'),
+    Setting('PROMETHEUS_URL', None, 'the Prometheus server whose query API `dogbreeds monitor --from-prometheus` reads',
+            '`dogbreeds monitor`'),
 ]}
 
 # set by the platform, read where the code runs on it: the value says what it tells us
@@ -87,26 +103,30 @@ def get(key:str, default=None):
         if v := os.environ.get(n): return v
     return default if default is not None else s.default
 
+# %% ../nbs/01_config.ipynb #87494552
 def get_int(key:str) -> int|None:
     "`get(key)` as a whole number; a `ParameterError` naming the variable if it is not one."
     v = get(key)
-    if v is None or isinstance(v, int): return v
+    if v is None or is_int(v): return v
     try: return int(v)
     except ValueError:
         name = next(n for n in (*_FIRST.get(key, ()), *_setting(key).names) if os.environ.get(n))
         raise ParameterError(f"{name}={v!r} is not a whole number") from None
 
+# %% ../nbs/01_config.ipynb #8cca56a2
 def put(key:str, value):
     "Set `key` to `value` in this process's environment (inherited by the processes it starts); clear its older names."
     s = _setting(key)
     for n in s.also: os.environ.pop(n, None)
     os.environ[s.name] = str(value)
 
+# %% ../nbs/01_config.ipynb #0f4adb5b
 def names(key:str) -> str:
     "The names of `key` for a message: 'MODEL_URI (or DOGBREEDS_MODEL)'."
     s = _setting(key)
     return s.name + (f" (or {' or '.join(s.also)})" if s.also else '')
 
+# %% ../nbs/01_config.ipynb #c59b7b6d
 def who() -> str:
     "Who is acting, for audit logs: `DOGBREEDS_USER`, else user@host."
     if u := get('DOGBREEDS_USER'): return u
@@ -115,6 +135,7 @@ def who() -> str:
     except Exception: user = 'unknown'
     return f"{user}@{socket.gethostname()}"
 
+# %% ../nbs/01_config.ipynb #eb6fa6f7
 def platform(name:str) -> str|None:
     "The value of a variable the platform sets (see `PLATFORM`), or None."
     if name not in PLATFORM: raise KeyError(f"{name} is not a platform variable dogbreeds reads")
@@ -134,24 +155,35 @@ def settings_table() -> str:
 
 # %% ../nbs/01_config.ipynb #9ec283a2
 SETTINGS.update({s.name: s for s in [
-    Setting('GEO_DB', None, 'the geo feature store: a SQLite file path (or `sqlite:///PATH`) or a `postgresql://` URL; unset: no place prior',
+    Setting('GEO_DB', None, 'the geo feature store: a SQLite file path (or `sqlite:///PATH`) or a `postgresql://` '
+                            'URL; unset: no place prior',
             '`dogbreeds serve`, Lambda, `dogbreeds geo`, `dogbreeds predict`, the demo'),
-    Setting('GEO_CACHE', 'lru', "the geo cache: `lru` (in process), a `redis://` URL (shared), or `none` (every lookup queries the database)", '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
-    Setting('GEO_CACHE_TTL', 300, 'seconds a cached cell lives', '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
-    Setting('GEO_MIN_OBS', 20, 'observations a cell needs before its prior is used (else a coarser cell, else global)', '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
-    Setting('GEO_ALPHA', 1.0, "the prior's weight α (0: the photo alone); the manifest's `geo.alpha` wins", '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
-    Setting('GEO_SMOOTHING', 1.0, "additive smoothing of the place's counts; the manifest's `geo.smoothing` wins", '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
+    Setting('GEO_CACHE', 'lru', "the geo cache: `lru` (in process), a `redis://` URL (shared), or `none` (every "
+                                "lookup queries the database)",
+            '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
+    Setting('GEO_CACHE_TTL', 300, 'seconds a cached cell lives',
+            '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
+    Setting('GEO_MIN_OBS', 20, 'observations a cell needs before its prior is used (else a coarser cell, else global)',
+            '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
+    Setting('GEO_ALPHA', 1.0, "the prior's weight α (0: the photo alone); the manifest's `geo.alpha` wins",
+            '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
+    Setting('GEO_SMOOTHING', 1.0, "additive smoothing of the place's counts; the manifest's `geo.smoothing` wins",
+            '`dogbreeds serve`, Lambda, `dogbreeds predict`, the demo'),
 ]})
 
 # %% ../nbs/01_config.ipynb #cf15n0d1
 SETTINGS.update({s.name: s for s in [
-    Setting('DOGBREEDS_DDP_NODES', 1, 'machines a data-parallel training run spans (torchrun --nnodes); 1: this machine alone',
+    Setting('DOGBREEDS_DDP_NODES', 1,
+            'machines a data-parallel training run spans (torchrun --nnodes); 1: this machine alone',
             '`dogbreeds train --nproc N`, SageMaker training jobs'),
-    Setting('DOGBREEDS_DDP_NODE_RANK', 0, "this machine's rank among them (torchrun --node-rank); rank 0 writes the run",
+    Setting('DOGBREEDS_DDP_NODE_RANK', 0,
+            "this machine's rank among them (torchrun --node-rank); rank 0 writes the run",
             '`dogbreeds train --nproc N`, SageMaker training jobs'),
-    Setting('DOGBREEDS_DDP_MASTER', None, '`HOST:PORT` of node rank 0, where the others join (torchrun --master-addr/--master-port)',
+    Setting('DOGBREEDS_DDP_MASTER', None,
+            '`HOST:PORT` of node rank 0, where the others join (torchrun --master-addr/--master-port)',
             '`dogbreeds train --nproc N`, SageMaker training jobs'),
-    Setting('DOGBREEDS_DDP_EXIT_TIMEOUT', 60, 'seconds the other processes of a data-parallel run have to exit once rank 0 has '
+    Setting('DOGBREEDS_DDP_EXIT_TIMEOUT', 60,
+            'seconds the other processes of a data-parallel run have to exit once rank 0 has '
             'written the run; then they are stopped and the run fails', '`dogbreeds train --nproc N`'),
 ]})
 PLATFORM.update({
@@ -164,25 +196,36 @@ PLATFORM.update({
 # %% ../nbs/01_config.ipynb #b8e2f833
 _FB = '`dogbreeds serve`, Lambda, SageMaker handlers, the demo'
 SETTINGS.update({s.name: s for s in [
-    Setting('FEEDBACK_KEY', None, 'the secret (≥ 32 characters) that signs feedback tokens (HMAC-SHA256); unset: answers carry no token '
+    Setting('FEEDBACK_KEY', None,
+            'the secret (≥ 32 characters) that signs feedback tokens (HMAC-SHA256); unset: answers carry no token '
             'and feedback is off. Keep it in Secrets Manager or SSM (README, "Feedback")', _FB),
-    Setting('FEEDBACK_KEY_PREVIOUS', None, 'the key before the last rotation: tokens it signed are accepted until they expire', _FB),
+    Setting('FEEDBACK_KEY_PREVIOUS', None,
+            'the key before the last rotation: tokens it signed are accepted until they expire', _FB),
     Setting('FEEDBACK_TOKEN_TTL', 86400, "seconds an answer's `feedback_token` is valid", _FB),
-    Setting('FEEDBACK_CAP', 0.05, "feedback's weight in a cell is at most this fraction of the cell's curated observations "
-            "(a breed's share there moves by at most cap/(1+cap)); the global counts likewise", _FB + ', `dogbreeds geo`'),
-    Setting('FEEDBACK_HALF_LIFE', 30, 'days after which a feedback vote counts half (it fades; curated observations do not)',
+    Setting('FEEDBACK_CAP', 0.05,
+            "feedback's weight in a cell is at most this fraction of the cell's curated observations "
+            "(a breed's share there moves by at most cap/(1+cap)); the global counts likewise",
             _FB + ', `dogbreeds geo`'),
-    Setting('FEEDBACK_SOURCE_LIMIT', 100, 'feedback votes one source (API key, IAM caller or address) may cast in 24 h; 429 beyond (0: no limit)', _FB),
-    Setting('FEEDBACK_API_KEYS', None, 'comma-separated keys, one of which `POST /feedback` must present (`X-Api-Key` or '
+    Setting('FEEDBACK_HALF_LIFE', 30,
+            'days after which a feedback vote counts half (it fades; curated observations do not)',
+            _FB + ', `dogbreeds geo`'),
+    Setting('FEEDBACK_SOURCE_LIMIT', 100, 'feedback votes one source (API key, IAM caller or address) may cast in 24 '
+                                          'h; 429 beyond (0: no limit)', _FB),
+    Setting('FEEDBACK_API_KEYS', None,
+            'comma-separated keys, one of which `POST /feedback` must present (`X-Api-Key` or '
             '`Authorization: Bearer`); unset: none asked. Answers stay open', '`dogbreeds serve`'),
 ]})
 
 # %% ../nbs/01_config.ipynb #69839d9a
 SETTINGS.update({s.name: s for s in [
-    Setting('MLFLOW_TRACKING_URI', None, 'record training and retraining runs in MLflow: a server URL, `sqlite:///PATH` or a SageMaker '
-            'MLflow tracking server ARN; unset: not recorded', '`dogbreeds train`, `dogbreeds retrain` (and the SageMaker jobs it starts)'),
-    Setting('MLFLOW_EXPERIMENT_NAME', 'dogbreeds', 'the MLflow experiment runs are recorded in', '`dogbreeds train`, `dogbreeds retrain`'),
-    Setting('MLFLOW_RUN_ID', None, 'log into this MLflow run instead of starting one (`retrain` sets it for its notebooks)',
+    Setting('MLFLOW_TRACKING_URI', None,
+            'record training and retraining runs in MLflow: a server URL, `sqlite:///PATH` or a SageMaker '
+            'MLflow tracking server ARN; unset: not recorded',
+            '`dogbreeds train`, `dogbreeds retrain` (and the SageMaker jobs it starts)'),
+    Setting('MLFLOW_EXPERIMENT_NAME', 'dogbreeds', 'the MLflow experiment runs are recorded in',
+            '`dogbreeds train`, `dogbreeds retrain`'),
+    Setting('MLFLOW_RUN_ID', None,
+            'log into this MLflow run instead of starting one (`retrain` sets it for its notebooks)',
             'the training notebook, `train`'),
 ]})
 
@@ -190,14 +233,16 @@ SETTINGS.update({s.name: s for s in [
 def _yaml_loader():
     import yaml
     class Loader(yaml.SafeLoader): "SafeLoader that reads 1e-3 as a float (YAML 1.2), not as text (YAML 1.1)."
-    Loader.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(r'^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'),
+    Loader.add_implicit_resolver('tag:yaml.org,2002:float',
+                                 re.compile(r'^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'),
                                  list('-+0123456789'))
     return Loader
 
 def read_params_file(path) -> dict:
     "The parameters in the YAML file `path` (a mapping of names to values)."
     try: import yaml
-    except ImportError: raise DogbreedsError("a parameters file is read with PyYAML: pip install 'dogbreeds[aws]'") from None
+    except ImportError:
+        raise DogbreedsError("a parameters file is read with PyYAML: pip install 'dogbreeds[aws]'") from None
     p = Path(path)
     if not p.is_file(): raise ParameterError(f"parameters file {p} not found")
     try: d = yaml.load(p.read_text(), Loader=_yaml_loader())

@@ -35,11 +35,14 @@ class DataError(DogbreedsError, ValueError):
 class ParameterError(DogbreedsError, ValueError):
     "A run parameter has the wrong type or value."
 
+# %% ../nbs/00_core.ipynb #4199f495
 class ImageError(DogbreedsError, ValueError):
     "An image that is refused. Subclasses say why."
 
 class EmptyImageError(ImageError): "The file or payload holds no bytes."
 class NotAnImageError(ImageError): "The bytes are not in any image format Pillow can read."
+
+# %% ../nbs/00_core.ipynb #bba35680
 class CorruptImageError(ImageError): "The image header is readable but its data is truncated or corrupt."
 class ImageTooLargeError(ImageError): "Too many bytes, or too many pixels (a decompression bomb)."
 class ImageTooSmallError(ImageError): "Too few pixels to classify."
@@ -97,8 +100,13 @@ def _check_size(im, max_pixels, min_side, name):
         raise ImageTooSmallError(f"{name}: {w}x{h} is too small to classify (each side needs at least {min_side} px)")
 
 # %% ../nbs/00_core.ipynb #36631e5b
-def open_image(src, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, min_side:int=MIN_SIDE,
-               name:str|None=None, shrink_to:int|None=None) -> Image.Image:
+def open_image(src,                       # a path, bytes, a file object or a PIL image
+               max_bytes:int=MAX_BYTES,   # refuse more bytes than this
+               max_pixels:int=MAX_PIXELS, # refuse more pixels than this (a decompression bomb)
+               min_side:int=MIN_SIDE,     # refuse a shorter side than this
+               name:str|None=None,        # what to call the image in errors (default: the path)
+               shrink_to:int|None=None    # decode a large photo reduced, its short side at least this
+               ) -> Image.Image:
     """Open and decode `src` (path, bytes, file object or PIL image), refusing bad input with an `ImageError`.
     With `shrink_to`, a large JPEG is decoded at reduced scale (DCT scaling), a large HEIC reduced as soon as it is
     decoded, each side still at least `shrink_to`."""
@@ -119,7 +127,8 @@ def open_image(src, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, min_side
     _check_size(im, max_pixels, min_side, name)
     if shrink_to and im.format == 'JPEG' and min(im.size) >= 2 * shrink_to:
         try:
-            im.draft(im.mode, (shrink_to, shrink_to))  # decode at 1/2, 1/4 or 1/8 scale: far less work for a phone photo
+            # decode at 1/2, 1/4 or 1/8 scale: far less work for a phone photo
+            im.draft(im.mode, (shrink_to, shrink_to))
             im.load()
             return im
         except Exception: im = Image.open(io.BytesIO(data))  # a reduced decode that fails gets a full one, or its error
@@ -151,15 +160,23 @@ def to_rgb(im:Image.Image) -> Image.Image:
 
 # %% ../nbs/00_core.ipynb #4563a42a
 def shrink(im:Image.Image, shrink_to:int) -> Image.Image:
-    "`im` reduced by a whole factor (a box filter) while its short side stays at least `shrink_to`; `im` itself if it is not twice that."
+    """`im` reduced by a whole factor (a box filter) while its short side stays at least `shrink_to`; `im` itself if it
+    is not twice that."""
     k = min(im.size) // shrink_to
     return im.reduce(k) if k >= 2 else im
 
-def load_rgb(src, max_bytes:int=MAX_BYTES, max_pixels:int=MAX_PIXELS, min_side:int=MIN_SIDE,
-             name:str|None=None, shrink_to:int|None=None) -> Image.Image:
+def load_rgb(src,                       # a path, bytes, a file object or a PIL image
+             max_bytes:int=MAX_BYTES,   # refuse more bytes than this
+             max_pixels:int=MAX_PIXELS, # refuse more pixels than this (a decompression bomb)
+             min_side:int=MIN_SIDE,     # refuse a shorter side than this
+             name:str|None=None,        # what to call the image in errors (default: the path)
+             shrink_to:int|None=None    # decode a large photo reduced, its short side at least this
+             ) -> Image.Image:
     """Decode `src` safely (see `open_image`) into an upright 8-bit RGB PIL image; with `shrink_to`, a large photo
-    comes out reduced (decoded at reduced scale, then reduced by a whole factor), its short side at least `shrink_to`."""
-    im = to_rgb(open_image(src, max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side, name=name, shrink_to=shrink_to))
+    comes out reduced (decoded at reduced scale, then reduced by a whole factor), its short side at least
+    `shrink_to`."""
+    im = to_rgb(open_image(src, max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side, name=name,
+                           shrink_to=shrink_to))
     return shrink(im, shrink_to) if shrink_to else im
 
 # %% ../nbs/00_core.ipynb #21c4d1cf
@@ -172,7 +189,8 @@ def sample_path() -> Path:
     "The bundled sample dataset, `data/sample` in the repository."
     p = package_root()/'data'/'sample'
     if not p.is_dir():
-        raise DataError(f"the bundled sample is not at {p}: it ships with the git checkout, not the wheel; pass a data path instead")
+        raise DataError(f"the bundled sample is not at {p}: it ships with the git checkout, not the wheel; pass a "
+                        f"data path instead")
     return p
 
 # %% ../nbs/00_core.ipynb #1201cd17
@@ -217,6 +235,7 @@ def file_record(path) -> dict:
     "The manifest entry of the file at `path`: its sha256 and size."
     return dict(sha256=sha256_file(path), bytes=Path(path).stat().st_size)
 
+# %% ../nbs/00_core.ipynb #980c54f8
 def read_manifest(model_dir) -> dict:
     "The manifest of the model folder `model_dir`."
     f = Path(model_dir)/MANIFEST
@@ -227,8 +246,10 @@ def read_manifest(model_dir) -> dict:
         raise IntegrityError(f"{f} lists no files")
     return m
 
+# %% ../nbs/00_core.ipynb #bce40650
 def verify_files(model_dir, manifest:dict|None=None, only:list|None=None) -> dict:
-    "Check every file the manifest lists (or the files `only` of them) against its sha256 and size; return the manifest."
+    """Check every file the manifest lists (or the files `only` of them) against its sha256 and size; return the
+    manifest."""
     m = manifest or read_manifest(model_dir)
     if only is not None and (unknown := set(only) - set(m['files'])):
         raise IntegrityError(f"the manifest of {model_dir} does not list {', '.join(sorted(unknown))}")
@@ -238,7 +259,8 @@ def verify_files(model_dir, manifest:dict|None=None, only:list|None=None) -> dic
         got = file_record(p)
         if got['bytes'] != rec.get('bytes') or got['sha256'] != rec.get('sha256'):
             raise IntegrityError(f"{name} in {model_dir} does not match the manifest: sha256 {got['sha256'][:12]}..., "
-                                 f"{got['bytes']:,} bytes; expected {str(rec.get('sha256'))[:12]}..., {rec.get('bytes')} bytes")
+                                 f"{got['bytes']:,} bytes; expected {str(rec.get('sha256'))[:12]}..., "
+                                 f"{rec.get('bytes')} bytes")
     return m
 
 # %% ../nbs/00_core.ipynb #8674e96f
@@ -252,7 +274,8 @@ def short_errors():
 
 # %% ../nbs/00_core.ipynb #14786ab5
 def interactive() -> bool:
-    "True in a running Jupyter kernel or a terminal: where progress bars render instead of filling a log with control characters."
+    """True in a running Jupyter kernel or a terminal: where progress bars render instead of filling a log with control
+    characters."""
     ipy = sys.modules.get('IPython')
     shell = ipy.get_ipython() if ipy is not None else None
     in_kernel = shell is not None and any(c.__name__ == 'ZMQInteractiveShell' for c in type(shell).__mro__)
@@ -276,7 +299,8 @@ def layer_of(number:int) -> str:
     return next(k for k, r in LAYERS.items() if number in r)
 
 def modules(pkg=None) -> dict:
-    "`{module: notebook number}` of every module the notebooks generate, read from the modules' headers in `pkg` (default: this package)."
+    """`{module: notebook number}` of every module the notebooks generate, read from the modules' headers in `pkg`
+    (default: this package)."""
     import importlib.util, re
     pkg = Path(pkg) if pkg else Path(importlib.util.find_spec('dogbreeds').origin).parent
     out = {}
@@ -288,5 +312,7 @@ def modules(pkg=None) -> dict:
 SERVING_DATA = ('imagenet_classes.txt', 'geo_schema.sql')  # package data the serving layers read
 
 def serving_files(pkg=None) -> list[str]:
-    "The files of the package (in `pkg`, default this one) that serving needs: `__init__.py`, the modules of `SERVING_LAYERS`, their data."
-    return ['__init__.py', *[f"{m}.py" for m, n in modules(pkg).items() if layer_of(n) in SERVING_LAYERS], *SERVING_DATA]
+    """The files of the package (in `pkg`, default this one) that serving needs: `__init__.py`, the modules of
+    `SERVING_LAYERS`, their data."""
+    return ['__init__.py', *[f"{m}.py" for m, n in modules(pkg).items() if layer_of(n) in SERVING_LAYERS],
+            *SERVING_DATA]

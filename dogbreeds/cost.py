@@ -708,7 +708,7 @@ def cache_entry_bytes(breeds, count:int=ENTRY_COUNT) -> int:
 def cache_keys(lat:float=48.8566, lon:float=2.3522) -> list[str]:
     "The cache keys one lookup reads at a point, as `GeoLookup` makes them: one per H3 resolution, then the global one."
     from dogbreeds.location import GLOBAL, cells
-    from dogbreeds.geocache import GeoLookup
+    from dogbreeds.geolookup import GeoLookup
     return [GeoLookup.key(c) for c in [*cells(lat, lon), GLOBAL]]
 
 def cache_stored_bytes(hot_cells:int, keys:list, entry_bytes:int, overhead:int=KEY_OVERHEAD_BYTES) -> int:

@@ -1,4 +1,4 @@
-"""Coordinates from a photo's EXIF GPS (or given explicitly), the H3 cells of that place, and how a place's breed frequencies adjust the photo's answer.
+"""Coordinates from a photo's EXIF GPS or the request, the H3 cells of that place, and the place prior's formula.
 
 Docs: https://dogbreeds.github.io/dogbreeds/location.html.md"""
 
@@ -12,6 +12,7 @@ __all__ = ['GPS_IFD', 'RESOLUTIONS', 'GLOBAL', 'Location', 'gps_from_exif', 'che
 import io, math, os
 from dataclasses import dataclass, asdict
 from PIL import Image
+from .core import is_number
 from .protocol import RequestError
 
 # %% ../nbs/09_location.ipynb #57547053
@@ -28,6 +29,7 @@ class Location:
     def cells(self, resolutions=RESOLUTIONS) -> list: return cells(self.lat, self.lon, resolutions)
     def to_dict(self) -> dict: return dict(asdict(self), cells=self.cells())
 
+# %% ../nbs/09_location.ipynb #967d7d9a
 def _dms(v) -> float:
     "Degrees from EXIF's (degrees, minutes, seconds) rationals."
     if len(v) != 3: raise ValueError(f"expected 3 rationals, got {len(v)}")
@@ -36,13 +38,17 @@ def _dms(v) -> float:
     return d + m / 60 + s / 3600
 
 def gps_from_exif(img) -> tuple:
-    "`(Location or None, note or None)` from the EXIF GPS of `img` (a PIL image, bytes or a file path). Malformed GPS is ignored, with a note."
-    if isinstance(img, (bytes, bytearray, str, os.PathLike)):  # not an image at all: no coordinates (reading it fails elsewhere)
+    """`(Location or None, note or None)` from the EXIF GPS of `img` (a PIL image, bytes or a file path). Malformed GPS
+    is ignored, with a note."""
+    # not an image at all: no coordinates (reading it fails elsewhere)
+    if isinstance(img, (bytes, bytearray, str, os.PathLike)):
         try:
-            with Image.open(io.BytesIO(img) if isinstance(img, (bytes, bytearray)) else img) as im: return gps_from_exif(im)
+            with Image.open(io.BytesIO(img) if isinstance(img, (bytes, bytearray)) else img) as im:
+                return gps_from_exif(im)
         except Exception: return None, None
     try: gps = img.getexif().get_ifd(GPS_IFD)
-    except Exception as e: return None, f"the photo's EXIF could not be read ({type(e).__name__}); no coordinates taken from it"
+    except Exception as e:
+        return None, f"the photo's EXIF could not be read ({type(e).__name__}); no coordinates taken from it"
     if not gps: return None, None
     try:
         lat_ref, lat, lon_ref, lon = gps.get(1), gps.get(2), gps.get(3), gps.get(4)
@@ -58,8 +64,10 @@ def gps_from_exif(img) -> tuple:
     except Exception as e:
         return None, f"the photo's EXIF GPS is malformed ({e}); ignored"
 
+# %% ../nbs/09_location.ipynb #db78da0d
 def check_coords(lat, lon) -> tuple:
-    "`(lat, lon)` as floats, or a 400 `RequestError` saying what is wrong (one given without the other, not numbers, out of range)."
+    """`(lat, lon)` as floats, or a 400 `RequestError` saying what is wrong (one given without the other, not numbers,
+    out of range)."""
     if lat is None and lon is None: return None
     if lat is None or lon is None: raise RequestError('give both "lat" and "lon", or neither')
     out = []
@@ -67,24 +75,33 @@ def check_coords(lat, lon) -> tuple:
         if isinstance(v, bool): raise RequestError(f'"{name}" must be a number, got {v!r}')
         try: f = float(v)
         except (TypeError, ValueError): raise RequestError(f'"{name}" must be a number, got {str(v)[:50]!r}') from None
-        if not math.isfinite(f) or not -lim <= f <= lim: raise RequestError(f'"{name}" must be between -{lim} and {lim}, got {str(v)[:50]}')
+        if not math.isfinite(f) or not -lim <= f <= lim:
+            raise RequestError(f'"{name}" must be between -{lim} and {lim}, got {str(v)[:50]}')
         out.append(f)
     return tuple(out)
 
+# %% ../nbs/09_location.ipynb #4e2f7899
 def locate(image=None, lat=None, lon=None) -> tuple:
     "`(Location or None, note or None)`: explicit coordinates win over EXIF; bad explicit ones are a 400."
     c = check_coords(lat, lon)
     if c: return Location(*c, 'explicit'), None
     return gps_from_exif(image) if image is not None else (None, None)
 
+# %% ../nbs/09_location.ipynb #8043a7a3
 def cells(lat:float, lon:float, resolutions=RESOLUTIONS) -> list:
     "The H3 cells of `(lat, lon)` at `resolutions`, finest first."
     import h3
     return [h3.latlng_to_cell(lat, lon, r) for r in resolutions]
 
 # %% ../nbs/09_location.ipynb #539f6710
-def combine(probs:dict, counts:dict, alpha:float=1.0, smoothing:float=1.0, train:dict|None=None) -> dict:
-    "`probs` (breed → p(breed|photo), every breed) adjusted by the place's `counts` (breed → count); normalised, best first."
+def combine(probs:dict,           # breed -> p(breed|photo), every breed
+            counts:dict,          # breed -> count at the place
+            alpha:float=1.0,      # how much the place weighs (0: not at all)
+            smoothing:float=1.0,  # added to every count
+            train:dict|None=None  # breed -> its share of the training set (divided out), or None
+            ) -> dict:
+    """`probs` (breed → p(breed|photo), every breed) adjusted by the place's `counts` (breed → count); normalised, best
+    first."""
     breeds = list(probs)
     B, n = len(breeds), sum(counts.get(b, 0) for b in breeds)
     train = train or {b: 1 / B for b in breeds}
@@ -97,12 +114,15 @@ def combine(probs:dict, counts:dict, alpha:float=1.0, smoothing:float=1.0, train
 
 # %% ../nbs/09_location.ipynb #f27b8d05
 def train_distribution(counts:dict, breeds:list, smoothing:float=1.0) -> dict:
-    "p(breed | train) from the training photos per breed `counts`: `(n_b + smoothing) / (N + smoothing · B)` over `breeds`."
-    if not isinstance(counts, dict): raise ValueError(f"train_counts must be a mapping of breed to count, got {type(counts).__name__}")
-    bad = [b for b, n in counts.items() if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or n < 0]
+    """p(breed | train) from the training photos per breed `counts`: `(n_b + smoothing) / (N + smoothing · B)` over
+    `breeds`."""
+    if not isinstance(counts, dict):
+        raise ValueError(f"train_counts must be a mapping of breed to count, got {type(counts).__name__}")
+    bad = [b for b, n in counts.items() if not is_number(n) or n < 0]
     if bad: raise ValueError(f"train_counts must be counts ≥ 0: bad for {bad[:3]}")
     n = {b: float(counts.get(b, 0)) for b in breeds}
     z = sum(n.values()) + smoothing * len(breeds)
     out = {b: (v + smoothing) / z if z > 0 else 0.0 for b, v in n.items()}
-    if zero := [b for b, p in out.items() if p <= 0]: raise ValueError(f"no training photos of {zero[:3]} and no smoothing: p(breed | train) would be 0")
+    if zero := [b for b, p in out.items() if p <= 0]:
+        raise ValueError(f"no training photos of {zero[:3]} and no smoothing: p(breed | train) would be 0")
     return out

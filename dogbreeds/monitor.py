@@ -1,4 +1,4 @@
-"""Is this week's traffic still like the validation photos? Compare a window of live answers — from a Prometheus server, a `dogbreeds predict` results file, the JSON request logs or SageMaker's captured data — with the baseline in the model's manifest; exit non-zero on drift.
+"""The drift check: is this week's traffic still like the validation photos? Live answers against the baseline.
 
 Docs: https://dogbreeds.github.io/dogbreeds/monitor.html.md"""
 
@@ -11,31 +11,112 @@ from pathlib import Path
 
 from fastcore.script import call_parse
 from . import config
-from .core import DogbreedsError, ParameterError, read_manifest
-from .signals import TOP1_EDGES, add_answer, empty_signals, signals_from
-from .drift import MIN_ANSWERS, PSI_MAX, compare, format_report, plot_report
+from .core import MANIFEST, DogbreedsError, ParameterError, read_manifest
+from .signals import SIGNALS, TOP1_EDGES, add_answer, aligned, empty_signals, js, psi, signals_from
+from .registry import is_model_uri, pull_model
+from .results import read_results
 
 # %% auto #0
-__all__ = ['model_baseline', 'window_from_predictions', 'window_from_logs', 'window_from_capture', 'window_from_prometheus',
+__all__ = ['PSI_MAX', 'MIN_ANSWERS', 'LABELS', 'compare', 'format_report', 'plot_report', 'baseline_counts', 'model_baseline',
+           'window_from_predictions', 'window_from_logs', 'window_from_capture', 'window_from_prometheus',
            'write_textfile', 'monitor', 'monitor_cli']
+
+# %% ../nbs/67_monitor.ipynb #a467c70d
+PSI_MAX = 0.25
+MIN_ANSWERS = 30
+LABELS = dict(breeds='breed distribution', top1='top-1 probability', not_a_dog='not-a-dog rate')
+
+def _signal_report(baseline:dict, window:dict, s:str, psi_max:float, min_answers:int) -> dict|None:
+    "PSI, Jensen–Shannon, noise floor and verdict of the signal `s`; None when the window has none of it."
+    counted = lambda sig: (sig.get('not_a_dog') or {}).get('n')
+    if s == 'not_a_dog' and not (counted(baseline) and counted(window)): return None
+    labels, b, w = aligned(baseline, window, s)
+    n = sum(w)
+    if not n: return None
+    bins = sum(1 for x, y in zip(b, w) if x or y)
+    p, noise = psi(b, w), (bins - 1) / n
+    return dict(signal=s, psi=round(p, 4), js=round(js(b, w), 4), noise=round(noise, 4), n=n, bins=bins,
+                drift=bool(n >= min_answers and p > psi_max + noise))
+
+# %% ../nbs/67_monitor.ipynb #26bdd9ae
+def compare(baseline:dict,                # the signals of the baseline (the manifest's)
+            window:dict,                  # the signals of the live window
+            psi_max:float=PSI_MAX,        # the PSI threshold above the noise floor
+            min_answers:int=MIN_ANSWERS,  # below this many answers nothing is flagged
+           ) -> dict:
+    "The drift report of the signals `window` against `baseline`: PSI, Jensen–Shannon, noise floor, verdict per signal."
+    if not baseline or not baseline.get('n'):
+        raise DogbreedsError("the baseline is empty: export the model from a run with validation metrics")
+    out = [r for s in SIGNALS if (r := _signal_report(baseline, window, s, psi_max, min_answers))]
+    drift = any(r['drift'] for r in out)
+    verdict = 'drift' if drift else 'too few answers' if window.get('n', 0) < min_answers else 'stable'
+    return dict(verdict=verdict, drift=drift, n=window.get('n', 0), baseline_n=baseline['n'], psi_max=psi_max,
+                min_answers=min_answers, signals=out)
+
+# %% ../nbs/67_monitor.ipynb #fdb8c3cc
+def format_report(r:dict) -> str:
+    "The report as a few lines of text."
+    lines = [f"{'signal':<20} {'PSI':>7} {'JS':>7} {'noise':>7}  verdict"]
+    for s in r['signals']:
+        lines.append(f"{LABELS[s['signal']]:<20} {s['psi']:>7.3f} {s['js']:>7.3f} {s['noise']:>7.3f}  "
+                     f"{'DRIFT' if s['drift'] else 'ok'}")
+    lines.append(f"{r['n']} live answers against {r['baseline_n']} baseline answers: {r['verdict'].upper()} "
+                 f"(PSI above {r['psi_max']} + noise, from {r['min_answers']} answers on)")
+    return '\n'.join(lines)
+
+# %% ../nbs/67_monitor.ipynb #1be948ad
+def plot_report(baseline:dict,  # the signals of the baseline
+                window:dict,    # the signals of the live window
+                report:dict,    # their `compare` report
+                path=None,      # save the figure to this PNG
+               ):
+    "A figure of baseline against live, one panel per signal (saved as PNG to `path` if given)."
+    import matplotlib
+    if path is not None: matplotlib.use('Agg', force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+    sigs = report['signals']
+    if not sigs: raise DogbreedsError("nothing to plot: the window has no answers")
+    fig, axes = plt.subplots(1, len(sigs), figsize=(5.5 * len(sigs), 4), squeeze=False)
+    for ax, s in zip(axes[0], sigs):
+        labels, b, w = aligned(baseline, window, s['signal'])
+        if s['signal'] == 'breeds':  # the breeds that matter most on either side
+            keep = sorted(range(len(labels)), key=lambda i: -(b[i] / max(sum(b), 1) + w[i] / max(sum(w), 1)))[:15]
+            labels, b, w = [labels[i] for i in keep], [b[i] for i in keep], [w[i] for i in keep]
+        x = np.arange(len(labels))
+        bb, ww = np.array(b, float), np.array(w, float)
+        ax.bar(x - 0.2, bb / max(sum(baseline_counts(baseline, s['signal'])), 1), 0.4, label='baseline')
+        ax.bar(x + 0.2, ww / max(s['n'], 1), 0.4, label='live')
+        many = len(labels) > 3
+        ax.set_xticks(x, labels, rotation=60 if many else 0, ha='right' if many else 'center', fontsize=7)
+        ax.set_title(f"{LABELS[s['signal']]}: PSI {s['psi']:.2f}, JS {s['js']:.2f}{' DRIFT' if s['drift'] else ''}",
+                     color='firebrick' if s['drift'] else 'black', fontsize=10)
+        ax.set_ylabel('share'); ax.legend(fontsize=8)
+    fig.tight_layout()
+    if path is not None: fig.savefig(path, dpi=80); plt.close(fig)
+    return fig
+
+def baseline_counts(baseline:dict, signal:str) -> list:
+    "The baseline's counts of `signal`, bin by bin."
+    return aligned(baseline, baseline, signal)[1]
 
 # %% ../nbs/67_monitor.ipynb #5e7d18f3
 def model_baseline(model:str) -> dict:
     "The drift baseline in the manifest of `model` (a model folder, its manifest.json, or a registry URI)."
-    p = Path(model)
-    if p.name == 'manifest.json': p = p.parent
-    from dogbreeds.registry import is_model_uri, pull_model
-    if is_model_uri(model):
-        p = pull_model(str(model))
+    if is_model_uri(model): p = pull_model(str(model))
+    else: p = Path(model).parent if Path(model).name == MANIFEST else Path(model)
     b = read_manifest(p).get('baseline')
-    if not b: raise DogbreedsError(f"the manifest of {model} has no drift baseline: export it again from a run with validation metrics")
+    if not b: raise DogbreedsError(f"the manifest of {model} has no drift baseline: export it again from a run with "
+                                   "validation metrics")
     return b
 
+# %% ../nbs/67_monitor.ipynb #f26621dc
 def window_from_predictions(path) -> dict:
     "The signals of a `dogbreeds predict` results file (rows with an error are left out)."
-    from dogbreeds.batch import read_results
-    return signals_from((r['breed'], r['probability'], r.get('is_dog')) for r in read_results(path) if not r.get('error'))
+    rows = read_results(path)
+    return signals_from((r['breed'], r['probability'], r.get('is_dog')) for r in rows if not r.get('error'))
 
+# %% ../nbs/67_monitor.ipynb #76e7fba3
 def _json_lines(path):
     files = sorted(f for f in Path(path).rglob('*') if f.is_file()) if Path(path).is_dir() else [Path(path)]
     for f in files:
@@ -46,15 +127,18 @@ def _json_lines(path):
             try: yield json.loads(line[i:])
             except ValueError: continue
 
+# %% ../nbs/67_monitor.ipynb #c8da12ca
 def window_from_logs(path) -> dict:
     "The signals of the JSON request log lines (or EMF lines) in the file or folder `path`: successful answers only."
     s = empty_signals()
     for d in _json_lines(path):
-        if d.get('event') == 'request' and d.get('status') == 200: add_answer(s, d.get('breed'), d.get('probability'), d.get('is_dog'))
+        if d.get('event') == 'request' and d.get('status') == 200:
+            add_answer(s, d.get('breed'), d.get('probability'), d.get('is_dog'))
         elif '_aws' in d and d.get('status') == 200 and 'Breed' in d:
             add_answer(s, d['Breed'], d.get('Top1Probability'), None if 'NotADog' not in d else not d['NotADog'])
     return s
 
+# %% ../nbs/67_monitor.ipynb #15c652d0
 def window_from_capture(path) -> dict:
     "The signals of SageMaker data-capture files (JSON lines; each answer in `captureData.endpointOutput`)."
     answers = []
@@ -77,7 +161,8 @@ def _query(url:str, q:str) -> list:
     return out['data']['result']
 
 def window_from_prometheus(url:str, window:str='24h', selector:str='') -> dict:
-    "The signals of the answers counted over the last `window` by the servers Prometheus scrapes (`selector`: extra label matchers)."
+    """The signals of the answers counted over the last `window` by the servers Prometheus scrapes (`selector`: extra
+    label matchers)."""
     sel = '{' + selector + '}' if selector else ''
     val = lambda r: float(r['value'][1])
     s = empty_signals()
@@ -98,32 +183,53 @@ def window_from_prometheus(url:str, window:str='24h', selector:str='') -> dict:
 
 # %% ../nbs/67_monitor.ipynb #d68f4917
 def write_textfile(report:dict, path):
-    "Write the drift gauges (`dogbreeds_drift_psi{signal}`, `dogbreeds_drift_detected`) for node_exporter's textfile collector."
+    "Write the drift gauges (`dogbreeds_drift_psi{signal}`, `dogbreeds_drift_detected`) for node_exporter."
     from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
     reg = CollectorRegistry()
-    g = Gauge('dogbreeds_drift_psi', 'PSI of live answers against the export baseline, by signal', ['signal'], registry=reg)
+    g = Gauge('dogbreeds_drift_psi', 'PSI of live answers against the export baseline, by signal', ['signal'],
+              registry=reg)
     for s in report['signals']: g.labels(s['signal']).set(s['psi'])
     Gauge('dogbreeds_drift_detected', '1 when dogbreeds monitor found drift', registry=reg).set(int(report['drift']))
     write_to_textfile(str(path), reg)
 
-def monitor(model:str, predictions=None, logs=None, capture=None, prometheus=None, window:str='24h', selector:str='',
-            plot=None, textfile=None, psi_max:float=PSI_MAX, min_answers:int=MIN_ANSWERS) -> dict:
-    "The drift report of one window of live answers against the baseline of `model`; see the CLI below."
-    sources = {k: v for k, v in dict(predictions=predictions, logs=logs, capture=capture, prometheus=prometheus).items() if v}
-    if len(sources) != 1: raise ParameterError("give exactly one window: --prometheus URL, --predictions FILE, --logs FILE or --capture PATH")
+# %% ../nbs/67_monitor.ipynb #60d2f97a
+def _window(predictions, logs, capture, prometheus, window:str, selector:str) -> dict:
+    "The signals of the one window source given."
+    given = dict(predictions=predictions, logs=logs, capture=capture, prometheus=prometheus)
+    sources = {k: v for k, v in given.items() if v}
+    if len(sources) != 1:
+        raise ParameterError("give exactly one window: --prometheus URL, --predictions FILE, --logs FILE "
+                             "or --capture PATH")
     (kind, src), = sources.items()
+    if kind == 'prometheus': return window_from_prometheus(src, window, selector)
+    return dict(predictions=window_from_predictions, logs=window_from_logs, capture=window_from_capture)[kind](src)
+
+# %% ../nbs/67_monitor.ipynb #987c3231
+def monitor(model:str,               # the model folder or registry URI whose manifest holds the baseline
+            predictions=None,        # the window: a `dogbreeds predict` results file
+            logs=None,               # ... or JSON request logs (a file or a folder)
+            capture=None,            # ... or SageMaker data-capture files
+            prometheus=None,         # ... or a Prometheus server's URL
+            window:str='24h',        # with `prometheus`: how far back
+            selector:str='',         # with `prometheus`: extra label matchers
+            plot=None,               # draw baseline against live to this PNG
+            textfile=None,           # write the drift gauges to this .prom file
+            psi_max:float=PSI_MAX,   # the PSI threshold above the noise floor
+            min_answers:int=MIN_ANSWERS, # below this many answers nothing is flagged
+           ) -> dict:
+    "The drift report of one window of live answers against the baseline of `model`; see the CLI below."
+    w = _window(predictions, logs, capture, prometheus, window, selector)
     baseline = model_baseline(model)
-    w = dict(predictions=window_from_predictions, logs=window_from_logs, capture=window_from_capture)[kind](src) if kind != 'prometheus' \
-        else window_from_prometheus(src, window, selector)
     r = compare(baseline, w, psi_max, min_answers)
     if plot and r['signals']: plot_report(baseline, w, r, plot)
     if textfile: write_textfile(r, textfile)
     return dict(r, window=w)
 
+# %% ../nbs/67_monitor.ipynb #6af888cc
 @call_parse
 def monitor_cli(
     model:str=None,           # the model folder or registry URI whose manifest holds the baseline (default: $MODEL_URI)
-    prometheus:str=None,      # read the window from this Prometheus server's query API (or $PROMETHEUS_URL with --from-prometheus)
+    prometheus:str=None,      # read the window from this Prometheus server's query API (see --from-prometheus)
     window:str='24h',         # with --prometheus: how far back (a Prometheus duration)
     selector:str='',          # with --prometheus: extra label matchers, such as 'job="dogbreeds"'
     predictions:str=None,     # read the window from a `dogbreeds predict` results file

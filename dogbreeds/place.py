@@ -13,7 +13,8 @@ from . import config
 from . import telemetry
 from .location import Location, combine, locate, train_distribution
 from .featurestore import FeatureStore, StoreUnavailable
-from .geocache import GeoLookup, feedback_fields, make_cache, photo_id
+from .geocache import feedback_fields, make_cache, photo_id
+from .geolookup import GeoLookup
 from .protocol import RequestError, ServiceUnavailableError
 
 # %% auto #0

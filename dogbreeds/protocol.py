@@ -1,4 +1,4 @@
-"""What a request may hold, the limits, what an answer looks like, and which HTTP status each kind of bad request gets: one definition for the Lambda handler, the SageMaker handlers and `dogbreeds serve`.
+"""What a request may hold, the limits, what an answer looks like, and the HTTP status of each bad request.
 
 Docs: https://dogbreeds.github.io/dogbreeds/protocol.html.md"""
 
@@ -12,7 +12,7 @@ from http import HTTPStatus
 
 from . import config
 from .core import (CorruptImageError, DogbreedsError, EmptyImageError, ImageError, ImageTooLargeError,
-                            ImageTooSmallError, NotAnImageError)
+                            ImageTooSmallError, NotAnImageError, is_int)
 
 log = logging.getLogger('dogbreeds.serve')
 
@@ -37,10 +37,12 @@ class RequestError(DogbreedsError):
         if status: self.status = status
         self.kind = kind or type(self).__name__
 
+# %% ../nbs/04_protocol.ipynb #eb610207
 class ServiceUnavailableError(RequestError):
     "The service cannot answer now (no model, a busy or missing endpoint); the log has the details."
     status = 503
 
+# %% ../nbs/04_protocol.ipynb #7b65e15b
 IMAGE_ERROR_STATUS = {ImageTooLargeError: 413, NotAnImageError: 415, EmptyImageError: 400, CorruptImageError: 400,
                       ImageTooSmallError: 400}
 
@@ -51,8 +53,10 @@ def status_of(e:BaseException) -> int:
         if isinstance(e, cls): return status
     return 400 if isinstance(e, ImageError) else 500
 
+# %% ../nbs/04_protocol.ipynb #71f032b9
 def error_response(e:BaseException, request_id:str|None=None) -> tuple[int, dict]:
-    "`(status, body)` for the error `e`: its message for a refused request; for anything else a 500 that says nothing of its cause (logged with its traceback)."
+    """`(status, body)` for the error `e`: its message for a refused request; for anything else a 500 that says nothing
+    of its cause (logged with its traceback)."""
     status = status_of(e)
     if status == 500:
         log.error("internal error%s", f" (request {request_id})" if request_id else '', exc_info=e)
@@ -65,6 +69,7 @@ def error_response(e:BaseException, request_id:str|None=None) -> tuple[int, dict
     if request_id: body['request_id'] = request_id
     return status, body
 
+# %% ../nbs/04_protocol.ipynb #b6d3773d
 def reason(status:int) -> str:
     "The reason phrase of an HTTP status: 404 -> 'Not Found'."
     try: return HTTPStatus(status).phrase
@@ -84,6 +89,7 @@ class Request:
     feedback: object = None  # a feedback object: the request is feedback, not a photo
     source: str|None = None  # who sent it (API key, IAM caller, address): set by the entry point, never by the client
 
+# %% ../nbs/04_protocol.ipynb #4288c21d
 def max_payload() -> int:
     "The payload limit in bytes: `MAX_PAYLOAD_BYTES` if set, else 6 MiB."
     return config.get_int('MAX_PAYLOAD_BYTES') or MAX_PAYLOAD
@@ -94,30 +100,35 @@ def media_type(content_type:str|None) -> str:
 
 def is_raw_type(mt:str) -> bool: return mt.startswith('image/') or mt in RAW_TYPES
 
+# %% ../nbs/04_protocol.ipynb #9611fbff
 def _too_large(n:int, limit:int, what:str='the photo') -> RequestError:
     return RequestError(f"{what} is {n:,} bytes, over the limit of {limit:,}", 413, 'PayloadTooLargeError')
 
-def _b64_limit(limit:int) -> int: return (limit + 2) // 3 * 4 + 1024  # base64 of a photo at the limit, plus JSON around it
+# base64 of a photo at the limit, plus JSON around it
+def _b64_limit(limit:int) -> int: return (limit + 2) // 3 * 4 + 1024
 
 # %% ../nbs/04_protocol.ipynb #b72aa43f
 def _check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+    if not is_int(k) or not 1 <= k <= MAX_K:
         raise RequestError(f'"k" must be a whole number from 1 to {MAX_K}, got {k!r}')
     return k
 
 def request_from_dict(obj, max_bytes:int|None=None, allow_s3_uri:bool=False) -> Request:
-    'A `Request` from parsed JSON: `{"image": BASE64, "k", "lat", "lon"}`, `{"feedback": {...}}`, `{"s3_uri"}` where allowed.'
+    """A `Request` from parsed JSON: `{"image": BASE64, "k", "lat", "lon"}`, `{"feedback": {...}}`, `{"s3_uri"}` where
+    allowed."""
     limit = max_bytes or max_payload()
     if not isinstance(obj, dict): raise RequestError('the JSON must be an object: {"image": "<base64 of the photo>"}')
     if 'feedback' in obj:
         if len(obj) > 1: raise RequestError('send a photo or {"feedback": {...}}, not both')
         return Request(feedback=obj['feedback'])
     if any(key in obj for key in ('url', 'image_url', 'uri')):
-        raise RequestError('photos are not fetched from URLs: send the photo itself, base64-encoded, as {"image": "..."}')
+        raise RequestError('photos are not fetched from URLs: send the photo itself, base64-encoded, as {"image": '
+                           '"..."}')
     k = _check_k(obj.get('k', DEFAULT_K))
     if 's3_uri' in obj:
         if not allow_s3_uri:
-            raise RequestError('"s3_uri" is accepted only by a directly invoked Lambda function: send the photo as {"image": "..."}')
+            raise RequestError('"s3_uri" is accepted only by a directly invoked Lambda function: send the photo as '
+                               '{"image": "..."}')
         if 'image' in obj: raise RequestError('send "image" or "s3_uri", not both')
         uri = obj['s3_uri']
         if not isinstance(uri, str) or not uri.startswith('s3://'):
@@ -133,6 +144,7 @@ def request_from_dict(obj, max_bytes:int|None=None, allow_s3_uri:bool=False) -> 
     if len(data) > limit: raise _too_large(len(data), limit)
     return Request(image=data, k=k, lat=obj.get('lat'), lon=obj.get('lon'))
 
+# %% ../nbs/04_protocol.ipynb #17c9a54e
 def parse_request(body:bytes|str|None, content_type:str|None, max_bytes:int|None=None) -> Request:
     "A `Request` from an HTTP body and its `Content-Type` (none: the body is taken to be the photo)."
     limit = max_bytes or max_payload()
@@ -144,18 +156,21 @@ def parse_request(body:bytes|str|None, content_type:str|None, max_bytes:int|None
         except (ValueError, UnicodeDecodeError) as e: raise RequestError(f"the body is not valid JSON ({e})") from None
         return request_from_dict(obj, limit)
     if mt and not is_raw_type(mt):
-        raise RequestError(f"content type {mt!r} is not supported: send the photo as image/jpeg, image/png (any image/*) "
+        raise RequestError(f"content type {mt!r} is not supported: send the photo as image/jpeg, image/png (any "
+                           f"image/*) "
                            "or application/x-image, or as JSON {\"image\": \"<base64>\"} with application/json",
                            415, 'UnsupportedMediaTypeError')
     if len(body) > limit: raise _too_large(len(body), limit)
     return Request(image=body, content_type=mt or 'application/x-image')
 
+# %% ../nbs/04_protocol.ipynb #bf395ea7
 def check_accept(accept:str|None):
     "Refuse (406) an `Accept` header that JSON does not satisfy."
     if not accept: return
     if any(media_type(p) in ('*/*', 'application/*', JSON_TYPE) for p in accept.split(',')): return
     raise RequestError(f"cannot answer in {accept[:100]!r}: answers are application/json", 406, 'NotAcceptableError')
 
+# %% ../nbs/04_protocol.ipynb #f0dc73af
 def feedback_request(body:bytes|str|None, max_bytes:int=64 * 1024) -> Request:
     "A feedback `Request` from the JSON body of a `/feedback` route: the feedback object itself."
     body = body.encode() if isinstance(body, str) else bytes(body or b'')
@@ -163,6 +178,7 @@ def feedback_request(body:bytes|str|None, max_bytes:int=64 * 1024) -> Request:
     try: return Request(feedback=json.loads(body))
     except (ValueError, UnicodeDecodeError): raise RequestError('the feedback is not valid JSON') from None
 
+# %% ../nbs/04_protocol.ipynb #8ccbda03
 def with_query(req:Request, query:dict|None) -> Request:
     "`req` with the coordinates of a URL's query (`?lat=&lon=`), which win over the body's; feedback is left as it is."
     q = query or {}
@@ -170,7 +186,12 @@ def with_query(req:Request, query:dict|None) -> Request:
     return req
 
 # %% ../nbs/04_protocol.ipynb #02253065
-def make_answer(top:list, model:dict, dog:float|None=None, is_dog:bool|None=None, looks_like:str|None=None) -> dict:
+def make_answer(top:list,                 # `(breed, probability)` pairs, best first
+                model:dict,               # the model's fields (name, version)
+                dog:float|None=None,      # p(dog), when the model knows
+                is_dog:bool|None=None,    # whether that is over the threshold
+                looks_like:str|None=None  # the ImageNet class a non-dog looks like
+                ) -> dict:
     "The JSON answer: `top` `(breed, probability)` pairs, best first; whether it is a dog, when known; and `model`."
     a = dict(predictions=[dict(breed=b, probability=float(p)) for b, p in top])
     if dog is not None: a.update(dog=float(dog), is_dog=bool(is_dog))

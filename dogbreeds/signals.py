@@ -1,4 +1,4 @@
-"""What a window of predictions looks like, as three distributions (which breed, how sure, dog or not), and how far apart two such windows are: PSI and Jensen–Shannon. The baseline the export records, the server's metrics and `dogbreeds monitor` all use these.
+"""A window of predictions as three distributions (breed, top-1 probability, dog or not), and PSI/JS between two.
 
 Docs: https://dogbreeds.github.io/dogbreeds/signals.html.md"""
 
@@ -15,17 +15,25 @@ __all__ = ['N_TOP1_BINS', 'TOP1_EDGES', 'SIGNALS', 'top1_bin', 'empty_signals', 
 
 # %% ../nbs/10_signals.ipynb #9100f1b4
 N_TOP1_BINS = 15
-TOP1_EDGES = tuple(float(x) for x in np.linspace(0, 1, N_TOP1_BINS + 1))  # bin i holds (edge[i], edge[i+1]]; the first also 0
+# bin i holds (edge[i], edge[i+1]]; the first also 0
+TOP1_EDGES = tuple(float(x) for x in np.linspace(0, 1, N_TOP1_BINS + 1))
 SIGNALS = ('breeds', 'top1', 'not_a_dog')
 
 def top1_bin(p:float) -> int:
-    "The `TOP1_EDGES` bin of the top-1 probability `p`: (lo, hi], the first bin holding 0 too (as `evaluate.calibration`)."
+    """The `TOP1_EDGES` bin of the top-1 probability `p`: (lo, hi], the first bin holding 0 too (as
+    `evaluate.calibration`)."""
     return min(max(int(math.ceil(float(p) * N_TOP1_BINS)) - 1, 0), N_TOP1_BINS - 1)
 
 def empty_signals() -> dict:
-    return dict(n=0, breeds={}, top1=dict(edges=list(TOP1_EDGES), counts=[0] * N_TOP1_BINS), not_a_dog=dict(count=0, n=0))
+    return dict(n=0, breeds={}, top1=dict(edges=list(TOP1_EDGES), counts=[0] * N_TOP1_BINS),
+                not_a_dog=dict(count=0, n=0))
 
-def add_answer(s:dict, breed:str|None, probability:float|None, is_dog:bool|None=None) -> dict:
+# %% ../nbs/10_signals.ipynb #4b59f5f7
+def add_answer(s:dict,                 # the signals (`empty_signals`)
+               breed:str|None,         # the top breed
+               probability:float|None, # its probability
+               is_dog:bool|None=None   # whether the model says it is a dog, when it says
+               ) -> dict:
     "Count one answer (its top breed and probability, and `is_dog` when the model says it) into the signals `s`."
     if breed is None or probability is None or (isinstance(probability, float) and math.isnan(probability)): return s
     s['n'] += 1
@@ -36,8 +44,10 @@ def add_answer(s:dict, breed:str|None, probability:float|None, is_dog:bool|None=
         s['not_a_dog']['count'] += int(not is_dog)
     return s
 
+# %% ../nbs/10_signals.ipynb #19bf3cb1
 def signals_from(answers) -> dict:
-    "The signals of `answers`: `(breed, probability, is_dog)` tuples, or answer dicts as `dogbreeds.protocol.make_answer` writes them."
+    """The signals of `answers`: `(breed, probability, is_dog)` tuples, or answer dicts as
+    `dogbreeds.protocol.make_answer` writes them."""
     s = empty_signals()
     for a in answers:
         if isinstance(a, dict):
@@ -48,14 +58,16 @@ def signals_from(answers) -> dict:
 
 # %% ../nbs/10_signals.ipynb #bd731c25
 def baseline_from_metrics(m:dict) -> dict|None:
-    "The signals of a run's validation predictions, from its metrics (`dogbreeds.evaluate.compute_metrics`); None without them."
+    """The signals of a run's validation predictions, from its metrics (`dogbreeds.evaluate.compute_metrics`); None
+    without them."""
     if not m or not m.get('confusion_matrix') or not m.get('calibration'): return None
     cm, breeds, cal = np.asarray(m['confusion_matrix']), m['breeds'], m['calibration']
     if cal.get('n_bins') != N_TOP1_BINS: return None
     counts = [0] * N_TOP1_BINS
     for b in cal['bins']: counts[int(round(b['lo'] * N_TOP1_BINS))] += int(b['count'])
     s = dict(n=int(cm.sum()), breeds={b: int(c) for b, c in zip(breeds, cm.sum(0))},
-             top1=dict(edges=list(TOP1_EDGES), counts=counts), not_a_dog=None, source='validation predictions (metrics.json)')
+             top1=dict(edges=list(TOP1_EDGES), counts=counts), not_a_dog=None,
+             source='validation predictions (metrics.json)')
     nd = m.get('not_a_dog') or {}
     if nd.get('val_dogs_flagged') is not None and nd.get('n_val'):
         s['not_a_dog'] = dict(count=int(round(nd['val_dogs_flagged'] * nd['n_val'])), n=int(nd['n_val']))
@@ -74,6 +86,7 @@ def psi(expected, actual, eps:float=1e-4) -> float:
     p, q = _dist(expected, eps), _dist(actual, eps)
     return float(np.sum((q - p) * np.log(q / p)))
 
+# %% ../nbs/10_signals.ipynb #3669c51b
 def js(expected, actual) -> float:
     "Jensen–Shannon divergence (base 2, in [0, 1]) between the counts `expected` and `actual`."
     p, q = _dist(expected), _dist(actual)
@@ -83,6 +96,7 @@ def js(expected, actual) -> float:
         return float(np.sum(a[nz] * np.log2(a[nz] / b[nz])))
     return max(0.0, (kl(p, m) + kl(q, m)) / 2)
 
+# %% ../nbs/10_signals.ipynb #b00a586e
 def aligned(baseline:dict, window:dict, signal:str) -> tuple[list, list, list]:
     "`(labels, baseline counts, window counts)` of one signal on the same bins."
     if signal == 'breeds':
@@ -90,7 +104,8 @@ def aligned(baseline:dict, window:dict, signal:str) -> tuple[list, list, list]:
         return labels, [baseline['breeds'].get(b, 0) for b in labels], [window['breeds'].get(b, 0) for b in labels]
     if signal == 'top1':
         e = baseline['top1']['edges']
-        return [f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(e[:-1], e[1:])], list(baseline['top1']['counts']), list(window['top1']['counts'])
+        return [f"{lo:.2f}-{hi:.2f}" for lo,
+                hi in zip(e[:-1], e[1:])], list(baseline['top1']['counts']), list(window['top1']['counts'])
     if signal == 'not_a_dog':
         b, w = baseline['not_a_dog'], window['not_a_dog']
         return ['not a dog', 'dog'], [b['count'], b['n'] - b['count']], [w['count'], w['n'] - w['count']]

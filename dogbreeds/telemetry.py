@@ -1,4 +1,4 @@
-"""One JSON log line per request, Prometheus metrics, and CloudWatch Embedded Metric Format lines on Lambda: what every entry point (`dogbreeds serve`, the SageMaker handlers, Lambda) records about each request.
+"""One JSON log line per request, Prometheus metrics, and CloudWatch Embedded Metric Format lines on Lambda.
 
 Docs: https://dogbreeds.github.io/dogbreeds/telemetry.html.md"""
 
@@ -33,13 +33,15 @@ LOGGER = 'dogbreeds'
 request_log = logging.getLogger('dogbreeds.request')
 
 def setup_logging(fmt:str|None=None, stream=None, level=logging.INFO) -> logging.Logger:
-    "Log the `dogbreeds` loggers as JSON lines (or `fmt='text'`) to `stream` (default stderr), once; returns the logger."
+    """Log the `dogbreeds` loggers as JSON lines (or `fmt='text'`) to `stream` (default stderr), once; returns the
+    logger."""
     fmt = (fmt or config.get('LOG_FORMAT') or 'json').lower()
     if fmt not in ('json', 'text'): raise ValueError(f"LOG_FORMAT must be json or text, got {fmt!r}")
     lg = logging.getLogger(LOGGER)
     for h in [h for h in lg.handlers if getattr(h, '_dogbreeds', False)]: lg.removeHandler(h)
     h = logging.StreamHandler(stream or sys.stderr)
-    h.setFormatter(JsonFormatter() if fmt == 'json' else logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
+    h.setFormatter(JsonFormatter() if fmt == 'json' else logging.Formatter('%(asctime)s %(levelname)s %(name)s: '
+                                                                           '%(message)s'))
     h._dogbreeds = True
     lg.addHandler(h); lg.setLevel(level); lg.propagate = False
     return lg
@@ -72,16 +74,27 @@ class Record:
                    timings_ms={k: round(v * 1000, 3) for k, v in self.timings.items()})
         return {**out, **self.extra}
 
+# %% ../nbs/12_telemetry.ipynb #547e93c6
 current: contextvars.ContextVar = contextvars.ContextVar('dogbreeds_request', default=None)
 
-def begin(entry:str, route:str='', nbytes:int|None=None, model=None, request_id:str|None=None, owner:str='') -> Record|None:
-    "Open the record of a request at entry point `entry`; None if a request is already being recorded here (an outer entry point owns it)."
-    if (c := current.get()) is not None and c.owner != (owner or entry): return None  # one of its own left open: a new request
-    rec = Record(entry, route, bytes=nbytes, owner=owner or entry, **(dict(request_id=request_id) if request_id else {}))
+def begin(entry:str,                # the entry point ('serve', 'lambda', 'sagemaker', ...)
+          route:str='',             # the route asked for
+          nbytes:int|None=None,     # the request body's size
+          model=None,               # the model being served
+          request_id:str|None=None, # the id to use (default: a new one)
+          owner:str=''              # who closes the record (default: `entry`)
+          ) -> Record | None:
+    """Open the record of a request at entry point `entry`; None if a request is already being recorded here (an outer
+    entry point owns it)."""
+    # one of its own left open: a new request
+    if (c := current.get()) is not None and c.owner != (owner or entry): return None
+    rec = Record(entry, route, bytes=nbytes, owner=owner or entry,
+                 **(dict(request_id=request_id) if request_id else {}))
     if model is not None: note_model(model, rec)
     current.set(rec)
     return rec
 
+# %% ../nbs/12_telemetry.ipynb #04a05272
 @contextlib.contextmanager
 def stage(name:str):
     "Time the block as stage `name` of the current request (if one is being recorded)."
@@ -90,22 +103,28 @@ def stage(name:str):
     finally:
         if (rec := current.get()) is not None: rec.timings[name] = rec.timings.get(name, 0.0) + time.perf_counter() - t
 
+# %% ../nbs/12_telemetry.ipynb #36d98faa
 def note(**fields):
-    "Add `fields` to the current request's record (if one is being recorded): its log line, and counters such as `geo_source`."
+    """Add `fields` to the current request's record (if one is being recorded): its log line, and counters such as
+    `geo_source`."""
     if (rec := current.get()) is not None: rec.extra.update(fields)
 
 def server_timing(rec:Record|None) -> str:
-    "The request's stage timings as an HTTP `Server-Timing` header value (milliseconds), e.g. `decode;dur=1.2, geo;dur=0.03`."
+    """The request's stage timings as an HTTP `Server-Timing` header value (milliseconds), e.g. `decode;dur=1.2,
+    geo;dur=0.03`."""
     if rec is None: return ''
     return ', '.join(f"{k};dur={v * 1000:.3f}" for k, v in rec.timings.items())
 
+# %% ../nbs/12_telemetry.ipynb #62ad63bc
 def note_model(pred, rec:Record|None=None):
     "Record which model answers (a `Predictor`, or a `{'name', 'version'}` dict)."
     rec = rec or current.get()
     if rec is None or pred is None: return
-    info = pred if isinstance(pred, dict) else dict(name=getattr(pred, 'name', None), version=getattr(pred, 'version', None))
+    info = pred if isinstance(pred, dict) else dict(name=getattr(pred, 'name', None),
+                                                    version=getattr(pred, 'version', None))
     rec.model, rec.model_version = info.get('name'), info.get('version')
 
+# %% ../nbs/12_telemetry.ipynb #00dc49b2
 def note_answer(answer:dict):
     "Record the answer's top breed, its probability, whether it is a dog, and the model that gave it."
     rec = current.get()
@@ -114,6 +133,7 @@ def note_answer(answer:dict):
     rec.breed, rec.probability, rec.is_dog = top.get('breed'), top.get('probability'), answer.get('is_dog')
     if answer.get('model'): note_model(answer['model'], rec)
 
+# %% ../nbs/12_telemetry.ipynb #eb854eeb
 def finish(rec:Record|None, status:int, error_type:str|None=None):
     "Close the request: time it, write its log line, count its metrics, and (on Lambda) write its EMF line."
     if rec is None: return
@@ -124,6 +144,7 @@ def finish(rec:Record|None, status:int, error_type:str|None=None):
     if metrics_enabled(): record_metrics(rec)
     if rec.extra.pop('_emf', False): write_emf(rec)
 
+# %% ../nbs/12_telemetry.ipynb #5bd538a8
 def finish_owned(owner:str, status:int, error_type:str|None=None):
     "Close the current record if `owner` opened it (the SageMaker handlers open in `input_fn`, close in `output_fn`)."
     rec = current.get()
@@ -133,8 +154,8 @@ def finish_owned(owner:str, status:int, error_type:str|None=None):
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BYTES_BUCKETS = tuple(float(2**i) for i in range(10, 26, 2))  # 1 KiB to 32 MiB
 TOP1_BUCKETS = tuple(TOP1_EDGES[1:])
-_lock = threading.Lock()
-_metrics = {}
+_metrics_lock = threading.Lock()
+_prometheus_metrics = {}
 
 _have_client = []
 
@@ -142,40 +163,57 @@ def metrics_enabled() -> bool:
     """Whether requests are counted into Prometheus metrics: `DOGBREEDS_METRICS` (default on), not on Lambda (EMF
     instead), and prometheus_client installed (the Lambda package and SageMaker's PyTorch container go without)."""
     v = (config.get('DOGBREEDS_METRICS') or 'on').lower()
-    if v not in ('on', 'off', '1', '0', 'true', 'false'): raise ValueError(f"DOGBREEDS_METRICS must be on or off, got {v!r}")
+    if v not in ('on', 'off', '1', '0', 'true', 'false'):
+        raise ValueError(f"DOGBREEDS_METRICS must be on or off, got {v!r}")
     if v not in ('on', '1', 'true') or config.platform('AWS_LAMBDA_FUNCTION_NAME'): return False
     if not _have_client:
         import importlib.util
         _have_client.append(importlib.util.find_spec('prometheus_client') is not None)
     return _have_client[0]
 
+# %% ../nbs/12_telemetry.ipynb #fc785f32
 def metrics() -> dict:
     "The metric objects, made on first use (in the default registry, or prometheus_client's multiprocess files)."
-    if _metrics: return _metrics
-    with _lock:
-        if _metrics: return _metrics
+    if _prometheus_metrics: return _prometheus_metrics
+    with _metrics_lock:
+        if _prometheus_metrics: return _prometheus_metrics
         try: from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-        except ImportError: raise RuntimeError("metrics need prometheus_client: pip install 'dogbreeds[serve-http]', or set DOGBREEDS_METRICS=off") from None
-        reg = CollectorRegistry()  # ours, so that a second copy of this module (a notebook) does not clash in the default one
+        except ImportError:
+            raise RuntimeError("metrics need prometheus_client: pip install 'dogbreeds[serve-http]', or set "
+                               "DOGBREEDS_METRICS=off") from None
+        # ours, so that a second copy of this module (a notebook) does not clash in the default one
+        reg = CollectorRegistry()
         m = dict(
-            requests=Counter('dogbreeds_requests', 'Requests answered, by route, status and model version', ['route', 'status', 'model_version'], registry=reg),
-            duration=Histogram('dogbreeds_request_duration_seconds', 'Time spent per request stage (decode, inference, geo, total)',
+            requests=Counter('dogbreeds_requests', 'Requests answered, by route, status and model version',
+                             ['route', 'status', 'model_version'], registry=reg),
+            duration=Histogram('dogbreeds_request_duration_seconds',
+                               'Time spent per request stage (decode, inference, geo, total)',
                                ['stage'], buckets=LATENCY_BUCKETS, registry=reg),
-            bytes=Histogram('dogbreeds_request_bytes', 'Size of the request bodies', buckets=BYTES_BUCKETS, registry=reg),
-            predictions=Counter('dogbreeds_predictions', 'Top-1 answers, by breed and model version', ['breed', 'model_version'], registry=reg),
-            top1=Histogram('dogbreeds_top1_probability', 'Probability of the top-1 breed', ['model_version'], buckets=TOP1_BUCKETS, registry=reg),
-            dog_checked=Counter('dogbreeds_dog_checked', 'Answers that say whether the photo shows a dog', ['model_version'], registry=reg),
-            not_a_dog=Counter('dogbreeds_not_a_dog', 'Answers that say the photo shows no dog', ['model_version'], registry=reg),
+            bytes=Histogram('dogbreeds_request_bytes', 'Size of the request bodies', buckets=BYTES_BUCKETS,
+                            registry=reg),
+            predictions=Counter('dogbreeds_predictions', 'Top-1 answers, by breed and model version',
+                                ['breed', 'model_version'], registry=reg),
+            top1=Histogram('dogbreeds_top1_probability', 'Probability of the top-1 breed', ['model_version'],
+                           buckets=TOP1_BUCKETS, registry=reg),
+            dog_checked=Counter('dogbreeds_dog_checked', 'Answers that say whether the photo shows a dog',
+                                ['model_version'], registry=reg),
+            not_a_dog=Counter('dogbreeds_not_a_dog', 'Answers that say the photo shows no dog', ['model_version'],
+                              registry=reg),
             errors=Counter('dogbreeds_errors', 'Refused or failed requests, by error type', ['type'], registry=reg),
-            model_info=Gauge('dogbreeds_model_info', 'The model being served (value 1)', ['name', 'version', 'arch', 'sha256'],
+            model_info=Gauge('dogbreeds_model_info', 'The model being served (value 1)',
+                             ['name', 'version', 'arch', 'sha256'],
                              multiprocess_mode='max', registry=reg),
-            model_load=Gauge('dogbreeds_model_load_seconds', 'Time to pull and load the model', multiprocess_mode='max', registry=reg),
-            geo_lookups=Counter('dogbreeds_geo_lookups', 'Place-prior lookups, by where the prior came from (cache, db, none)', ['source'], registry=reg),
-            geo_db_queries=Counter('dogbreeds_geo_db_queries', 'Feature-store queries (one per cold set of cells, however many requests waited on it)', registry=reg),
+            model_load=Gauge('dogbreeds_model_load_seconds', 'Time to pull and load the model', multiprocess_mode='max',
+                             registry=reg),
+            geo_lookups=Counter('dogbreeds_geo_lookups', 'Place-prior lookups, by where the prior came from (cache, '
+                                                         'db, none)', ['source'], registry=reg),
+            geo_db_queries=Counter('dogbreeds_geo_db_queries', 'Feature-store queries (one per cold set of cells, '
+                                                               'however many requests waited on it)', registry=reg),
         )
-        _metrics.update(m, _registry=reg)
-    return _metrics
+        _prometheus_metrics.update(m, _registry=reg)
+    return _prometheus_metrics
 
+# %% ../nbs/12_telemetry.ipynb #bb0e3afc
 def record_metrics(rec:Record):
     "Count the finished request `rec` into the metrics."
     m, v = metrics(), rec.model_version or ''
@@ -192,34 +230,43 @@ def record_metrics(rec:Record):
     if rec.extra.get('geo_source'): m['geo_lookups'].labels(rec.extra['geo_source']).inc()
     if rec.extra.get('geo_db_query'): m['geo_db_queries'].inc()
 
+# %% ../nbs/12_telemetry.ipynb #172657c3
 def model_details(pred) -> dict:
     "name, version, arch and the sha256 of the model file of the `Predictor` `pred`: the model info gauge's labels."
     man = getattr(pred, 'manifest', None) or {}
     archs = (man.get('ensemble') or {}).get('archs') or [man.get('arch')]
     fmts = man.get('formats') or {}
     f = (man.get('files') or {}).get(fmts.get('onnx', 'model.onnx')) or {}
-    return dict(name=str(getattr(pred, 'name', None) or man.get('name') or ''), version=str(getattr(pred, 'version', None) or ''),
+    return dict(name=str(getattr(pred, 'name', None) or man.get('name') or ''),
+                version=str(getattr(pred, 'version', None) or ''),
                 arch='+'.join(str(a) for a in archs if a) or 'unknown', sha256=str(f.get('sha256', '')))
 
-_loads = {}
+# %% ../nbs/12_telemetry.ipynb #a85635cb
+_model_loads = {}
 
 def model_loaded(pred, seconds:float):
-    "Record that the model `pred` was pulled and loaded in `seconds` (the info gauge; the pull time for EMF's cold start)."
-    _loads['last'] = float(seconds)
+    """Record that the model `pred` was pulled and loaded in `seconds` (the info gauge; the pull time for EMF's cold
+    start)."""
+    _model_loads['last'] = float(seconds)
     log = logging.getLogger('dogbreeds.model')
-    log.info('model loaded', extra=dict(fields=dict(event='model_loaded', seconds=round(seconds, 3), **model_details(pred))))
+    log.info('model loaded',
+             extra=dict(fields=dict(event='model_loaded', seconds=round(seconds, 3), **model_details(pred))))
     if metrics_enabled():
         m = metrics()
         m['model_info'].labels(**model_details(pred)).set(1)
         m['model_load'].set(seconds)
         v = str(getattr(pred, 'version', None) or '')
-        for b in getattr(pred, 'breeds', None) or []: m['predictions'].labels(b, v)  # every series exists from the start (at 0),
-        for k in ('top1', 'dog_checked', 'not_a_dog'): m[k].labels(v)                # so that increase() counts their first answers
+        # every series exists from the start (at 0),
+        for b in getattr(pred, 'breeds', None) or []: m['predictions'].labels(b, v)
+        # so that increase() counts their first answers
+        for k in ('top1', 'dog_checked', 'not_a_dog'): m[k].labels(v)
 
+# %% ../nbs/12_telemetry.ipynb #e4d309a5
 def multiprocess_dir() -> str|None:
     "prometheus_client's multiprocess folder, when the server runs several workers."
     return os.environ.get('PROMETHEUS_MULTIPROC_DIR') or None
 
+# %% ../nbs/12_telemetry.ipynb #c3d7a28b
 class _Joined:
     "The metrics of several registries as one (ours and the default one, with the process and Python collectors)."
     def __init__(self, *regs): self.regs = regs
@@ -240,6 +287,7 @@ def exposition() -> tuple[bytes, str]:
     metrics()  # the families exist (at zero) before the first request
     return generate_latest(_source()), CONTENT_TYPE_LATEST
 
+# %% ../nbs/12_telemetry.ipynb #5d46d485
 def start_metrics_server(port:int, host:str='127.0.0.1'):
     "Serve `/metrics` on a port of its own (prometheus_client's server): SageMaker routes only /ping and /invocations."
     from prometheus_client import start_http_server
@@ -247,13 +295,16 @@ def start_metrics_server(port:int, host:str='127.0.0.1'):
 
 # %% ../nbs/12_telemetry.ipynb #9fa07e20
 def log_batch_rows(rows:list, seconds:float|None=None):
-    "One request log line per result row of `dogbreeds predict` (entry `batch`); `seconds`: the chunk's time, shared out."
+    """One request log line per result row of `dogbreeds predict` (entry `batch`); `seconds`: the chunk's time, shared
+    out."""
     if not request_log.isEnabledFor(logging.INFO): return
     per = round(seconds * 1000 / max(len(rows), 1), 3) if seconds is not None else None
     for r in rows:
         err = r.get('error') or None
-        f = dict(event='request', entry='batch', route='predict', request_id=str(r.get('source')), status=400 if err else 200,
-                 error_type=err.split(':')[0] if err else None, model=r.get('model'), model_version=r.get('model_version'),
+        f = dict(event='request', entry='batch', route='predict', request_id=str(r.get('source')),
+                 status=400 if err else 200,
+                 error_type=err.split(':')[0] if err else None, model=r.get('model'),
+                 model_version=r.get('model_version'),
                  breed=r.get('breed'), probability=r.get('probability'), is_dog=r.get('is_dog'),
                  timings_ms={'total': per} if per is not None else {})
         request_log.info('request', extra=dict(fields=f))
@@ -261,15 +312,22 @@ def log_batch_rows(rows:list, seconds:float|None=None):
 # %% ../nbs/12_telemetry.ipynb #1ccaea4e
 emf_log = logging.getLogger('dogbreeds.emf')
 
-def emf_document(rec:Record, function:str, cold_start:bool=False, pull_seconds:float|None=None, namespace:str|None=None) -> dict:
+def emf_document(rec:Record,                   # the finished request
+                 function:str,                 # the Lambda function's name
+                 cold_start:bool=False,        # the request started the instance
+                 pull_seconds:float|None=None, # time to pull and load the model, on a cold start
+                 namespace:str|None=None       # the CloudWatch namespace (default: $EMF_NAMESPACE, else dogbreeds)
+                 ) -> dict:
     "The EMF JSON object of the finished request `rec` on the Lambda function `function`."
     ns = namespace or config.get('EMF_NAMESPACE') or 'dogbreeds'
     ms = lambda s: round(s * 1000, 3)
-    values = dict(Requests=(1, 'Count'), Errors=(int(rec.status >= 500), 'Count'), ClientErrors=(int(400 <= rec.status < 500), 'Count'),
+    values = dict(Requests=(1, 'Count'), Errors=(int(rec.status >= 500), 'Count'),
+                  ClientErrors=(int(400 <= rec.status < 500), 'Count'),
                   ColdStart=(int(cold_start), 'Count'))
     for k, t in rec.timings.items(): values[f"{k.title().replace('_', '')}Latency"] = (ms(t), 'Milliseconds')
     if rec.bytes is not None: values['RequestBytes'] = (rec.bytes, 'Bytes')
-    if rec.probability is not None and rec.status < 400: values['Top1Probability'] = (round(float(rec.probability), 6), 'None')
+    if rec.probability is not None and rec.status < 400:
+        values['Top1Probability'] = (round(float(rec.probability), 6), 'None')
     if rec.is_dog is not None and rec.status < 400: values['NotADog'] = (int(not rec.is_dog), 'Count')
     if cold_start and pull_seconds is not None: values['ModelPullTime'] = (ms(pull_seconds), 'Milliseconds')
     dims = [['FunctionName']] + ([['FunctionName', 'ModelVersion']] if rec.model_version else [])
@@ -277,9 +335,11 @@ def emf_document(rec:Record, function:str, cold_start:bool=False, pull_seconds:f
     doc = dict(FunctionName=function, **({'ModelVersion': rec.model_version} if rec.model_version else {}),
                **{k: v for k, (v, _) in values.items()})
     if rec.breed is not None and rec.status < 400:
-        directives.append(dict(Namespace=ns, Dimensions=[['FunctionName', 'Breed']], Metrics=[dict(Name='Prediction', Unit='Count')]))
+        directives.append(dict(Namespace=ns, Dimensions=[['FunctionName', 'Breed']],
+                               Metrics=[dict(Name='Prediction', Unit='Count')]))
         doc.update(Breed=rec.breed, Prediction=1)
-    doc.update(request_id=rec.request_id, status=rec.status, **({'error_type': rec.error_type} if rec.error_type else {}))
+    doc.update(request_id=rec.request_id, status=rec.status,
+               **({'error_type': rec.error_type} if rec.error_type else {}))
     doc['_aws'] = dict(Timestamp=int(time.time() * 1000), CloudWatchMetrics=directives)
     return doc
 
@@ -292,5 +352,5 @@ def want_emf(rec:Record|None, cold_start:bool=False):
 def write_emf(rec:Record, stream=None):
     "Write the EMF line of `rec` to stdout (CloudWatch Logs reads it from the function's log)."
     doc = emf_document(rec, config.platform('AWS_LAMBDA_FUNCTION_NAME') or 'local', rec.extra.get('cold_start', False),
-                       _loads.get('last') if rec.extra.get('cold_start') else None)
+                       _model_loads.get('last') if rec.extra.get('cold_start') else None)
     (stream or sys.stdout).write(json.dumps(doc) + '\n'); (stream or sys.stdout).flush()

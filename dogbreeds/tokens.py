@@ -1,4 +1,4 @@
-"""Proof that feedback is about a real answer: an HMAC-SHA256 signature over the answer's request id, photo id, place cells, model version and expiry, in a short URL-safe string.
+"""Proof that feedback is about a real answer: an HMAC over its request, photo, place, model and expiry.
 
 Docs: https://dogbreeds.github.io/dogbreeds/tokens.html.md"""
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64, binascii, hashlib, hmac, json, secrets, time
 from dataclasses import dataclass
 from . import config
+from .core import is_int
 from .protocol import RequestError
 
 # %% auto #0
@@ -29,6 +30,7 @@ class TokenUsed(TokenError):
     "A genuine feedback token whose vote was already counted (409): one vote per token."
     status = 409
 
+# %% ../nbs/08_tokens.ipynb #ebfeb66f
 class FeedbackOff(RequestError):
     "Feedback is off on this service: no usable `FEEDBACK_KEY` (503, saying why)."
     status = 503
@@ -55,7 +57,7 @@ class Grant:
     @classmethod
     def from_payload(cls, b:bytes) -> Grant:
         v, tid, rid, pid, cells, model, exp = json.loads(b)
-        if v != VERSION or not all(isinstance(x, str) for x in (tid, rid, model, *cells)) or not isinstance(exp, int):
+        if v != VERSION or not all(isinstance(x, str) for x in (tid, rid, model, *cells)) or not is_int(exp):
             raise ValueError
         return cls(tid, rid, pid, tuple(cells), model, exp)
 
@@ -73,7 +75,13 @@ class Signer:
         enc = lambda k: k.encode() if isinstance(k, str) else bytes(k)
         self.keys, self.ttl = [enc(key), *(enc(k) for k in previous if k)], float(ttl)
 
-    def sign(self, request_id:str, photo_id:str|None, cells, model:str, now:float|None=None) -> str:
+    def sign(self,
+             request_id:str,      # the id of the answer
+             photo_id:str|None,   # the photo's id, or None
+             cells,               # the H3 cells of the place, finest first
+             model:str,           # the model version that answered
+             now:float|None=None  # the time it was signed (default: now)
+             ) -> str:
         """A token for the answer `request_id` (photo `photo_id`, at `cells`, by `model`), valid `ttl` seconds from
         `now`."""
         g = Grant(secrets.token_urlsafe(9), str(request_id), photo_id, tuple(cells), str(model),

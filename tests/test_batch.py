@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE
-from dogbreeds.batch import (ResultsError, SourceError, batch_predict, model_id, open_results,
-                             read_results, result_columns)
+from dogbreeds.sources import SourceError
+from dogbreeds.results import ResultsError, open_results, read_results, result_columns
+from dogbreeds.predict import batch_predict, model_id
 from dogbreeds.inference import Predictor
 
 K = 3
@@ -158,7 +159,7 @@ def test_csv_cut_mid_row_is_repaired(pred, folder, expected, tmp_path, capsys):
 
 def test_parquet_killed_before_merge(pred, folder, expected, tmp_path):
     "A run killed mid-way leaves complete part files (and perhaps a half-written one): the next run keeps and merges them."
-    from dogbreeds.batch import predict_rows
+    from dogbreeds.predict import predict_rows
     out = tmp_path / 'results.parquet'
     items = sorted(str(p) for p in (folder / 'b').glob('*.JPEG'))
     res = open_results(out, K, model_id(pred))
@@ -242,7 +243,7 @@ def test_killed_run_keeps_its_rows(model_dir, folder, expected, tmp_path, fmt):
     "A run killed with SIGKILL mid-way (no cleanup at all) leaves an output that the next run reads, keeps and completes."
     import signal, subprocess, time
     out = tmp_path / f'results.{fmt}'
-    code = ("import sys, time\nfrom dogbreeds.inference import Predictor\nfrom dogbreeds.batch import batch_predict\n"
+    code = ("import sys, time\nfrom dogbreeds.inference import Predictor\nfrom dogbreeds.predict import batch_predict\n"
             f"p = Predictor.load({str(model_dir)!r}); c = p.classify_prepared\n"
             "def slow(x, k): time.sleep(0.5); return c(x, k)\n"  # slow enough to be killed between chunks, or in one
             f"p.classify_prepared = slow\nbatch_predict({str(folder)!r}, {str(out)!r}, p, k={K}, batch_size=2, progress=False)\n")

@@ -317,7 +317,8 @@ def test_geo_no_cache_costs_more_database():
 def test_geo_cache_entry_and_keys_are_what_the_cache_uses():
     "The keys priced are the keys GeoLookup reads, and the entry size is the bytes RedisCache writes for one cell."
     from dogbreeds.location import RESOLUTIONS
-    from dogbreeds.geocache import GeoLookup, RedisCache
+    from dogbreeds.geocache import RedisCache
+    from dogbreeds.geolookup import GeoLookup
     counts = {b: 99_999 for b in C.breed_names()}
     read, written = [], {}
 

@@ -5,9 +5,11 @@ import time
 
 import pytest
 
-from dogbreeds.featurestore import DAY, FeatureStore, bounded, parse_since
+from dogbreeds.featurestore import DAY, FeatureStore, bounded
+from dogbreeds.geo import parse_since
 from dogbreeds.location import cells, combine
-from dogbreeds.geocache import GeoLookup, LRUCache, RedisCache
+from dogbreeds.geocache import LRUCache, RedisCache
+from dogbreeds.geolookup import GeoLookup
 from dogbreeds.protocol import RequestError
 from dogbreeds.testing import BREEDS
 from dogbreeds.tokens import Signer, TokenUsed

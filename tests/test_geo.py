@@ -9,7 +9,8 @@ from PIL.TiffImagePlugin import IFDRational
 
 from dogbreeds.location import GPS_IFD, cells, check_coords, combine, gps_from_exif, locate
 from dogbreeds.featurestore import FeatureStore, StoreUnavailable
-from dogbreeds.geocache import GeoLookup, LRUCache, RedisCache
+from dogbreeds.geocache import LRUCache, RedisCache
+from dogbreeds.geolookup import GeoLookup
 from dogbreeds.protocol import RequestError
 from dogbreeds.testing import PostgreSQL, Redis
 from dogbreeds.tokens import Signer, TokenUsed

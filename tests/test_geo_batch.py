@@ -7,10 +7,12 @@ import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
-from dogbreeds.batch import (GEO_COLUMNS, ResultsError, batch_predict, merge_shards, read_results, result_columns)
+from dogbreeds.results import GEO_COLUMNS, ResultsError, read_results, result_columns
+from dogbreeds.shards import merge_shards
+from dogbreeds.predict import batch_predict
 from dogbreeds.featurestore import FeatureStore
 from dogbreeds.location import GPS_IFD, cells, combine
-from dogbreeds.geocache import GeoLookup
+from dogbreeds.geolookup import GeoLookup
 from dogbreeds.place import PlacePrior
 from dogbreeds.inference import Predictor
 from dogbreeds.testing import toy_model

@@ -9,7 +9,8 @@ import pytest
 
 from dogbreeds.featurestore import FeatureStore
 from dogbreeds.location import cells, combine
-from dogbreeds.geocache import GeoLookup, LRUCache, RedisCache
+from dogbreeds.geocache import LRUCache, RedisCache
+from dogbreeds.geolookup import GeoLookup
 from dogbreeds.place import PlacePrior
 from dogbreeds.testing import BREEDS, Redis, ServeProcess, toy_model
 from test_geo import LONDON, SYDNEY, gps, photo

@@ -163,7 +163,7 @@ def test_serve_over_http(model, heic_photo, heic_sydney, tmp_path):
 
 
 def test_batch_on_a_folder(model, heic_photo, rgb, photo, tmp_path):
-    from dogbreeds.batch import batch_predict, read_results
+    from dogbreeds.predict import batch_predict, read_results
     src = tmp_path / 'phone'; src.mkdir()
     (src / 'IMG_0001.HEIC').write_bytes(heic_photo)
     (src / 'IMG_0002.heif').write_bytes(heic(rgb.rotate(90, expand=True)))

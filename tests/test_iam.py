@@ -205,7 +205,7 @@ def test_batch_policy_allows_the_calls_predict_on_sagemaker_makes(s3_server, mon
     read what it must and write where its answers are gathered from."""
     import moto
     from botocore.client import BaseClient
-    from dogbreeds.batch import transform_predict
+    from dogbreeds.predict import transform_predict
     b, run = s3_server.bucket, f'iam-bt-{uuid.uuid4().hex[:8]}'
     c = s3_server.client()
     photos = sorted((Path(__file__).resolve().parent.parent / 'data/sample/val').rglob('*.JPEG'))[:3]

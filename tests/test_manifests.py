@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import SAMPLE
-from dogbreeds.batch import batch_predict, merge_shards, read_results
+from dogbreeds.predict import batch_predict, merge_shards, read_results
 from dogbreeds.testing import toy_model
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dogbreeds.batch import batch_predict
+from dogbreeds.predict import batch_predict
 from dogbreeds.core import write_json
 from dogbreeds.handlers import load_model
 from dogbreeds.monitor import monitor, window_from_capture

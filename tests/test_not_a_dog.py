@@ -62,7 +62,7 @@ def test_serve(head_model_dir, cat):
 @pytest.mark.slow
 @pytest.mark.parametrize('ext', ['csv', 'parquet'])
 def test_batch(head_model_dir, cat, dog, tmp_path, ext):
-    from dogbreeds.batch import batch_predict, read_results
+    from dogbreeds.predict import batch_predict, read_results
     folder = tmp_path / 'photos'; folder.mkdir()
     shutil.copy(cat, folder / 'cat.png'); shutil.copy(dog, folder / 'dog.jpg')
     r = batch_predict(folder, tmp_path / f'out.{ext}', str(head_model_dir), progress=False)

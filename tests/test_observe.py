@@ -231,7 +231,7 @@ print('ok')
 
 
 def test_batch_logs_one_line_per_photo(model, photos, tmp_path, log_lines):
-    from dogbreeds.batch import batch_predict
+    from dogbreeds.predict import batch_predict
     src = tmp_path / 'in'; src.mkdir()
     for i, p in enumerate(photos[:3]): (src / f'{i}.jpg').write_bytes(p)
     (src / 'bad.jpg').write_bytes(b'not a photo')

@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 
 from conftest import SAMPLE
-from dogbreeds.batch import (ResultsError, batch_predict, job_file, merge_shards, open_source, parse_shard, read_results,
-                             shard_file, shard_key, shard_of)
+from dogbreeds.sources import open_source, shard_key
+from dogbreeds.results import ResultsError, open_results, read_results
+from dogbreeds.shards import job_file, merge_shards, parse_shard, shard_file, shard_of
+from dogbreeds.predict import batch_predict
 from dogbreeds.cli import main
 from dogbreeds.core import ParameterError
 from dogbreeds.inference import Predictor
@@ -146,20 +148,21 @@ def test_merge_streams_unsorted_shards_into_the_same_file(pred, photos, tmp_path
     """The merge sorts each shard and merges them as streams: shards whose rows are out of order (a resumed
     or retried shard appends where it can) give the very file the in-memory sort-everything merge wrote, row groups
     included; a photo in two shards is refused and leaves no output."""
-    import dogbreeds.batch as batch
-    monkeypatch.setattr(batch, 'ROW_GROUP', 7)  # several row groups, and a chunk boundary inside a shard
+    import dogbreeds.results, dogbreeds.shards
+    for m in (dogbreeds.results, dogbreeds.shards):  # several row groups, and a chunk boundary inside a shard
+        monkeypatch.setattr(m, 'ROW_GROUP', 7)
     out = tmp_path / 'job' / f'results.{fmt}'
     for i in range(3): run(photos, out, pred, shard=f'{i}/3')
     job = json.loads(job_file(out).read_text())
     def rewrite(f, rows):
         f.unlink()
-        with batch.open_results(f, job['k'], tuple(job['model'])) as r: r.append(rows)
+        with open_results(f, job['k'], tuple(job['model'])) as r: r.append(rows)
     for i in range(3):  # every shard's rows in reverse order
         f = shard_file(out, i, 3); rewrite(f, read_results(f)[::-1])
     # what the former merge wrote: every row in memory, sorted, appended a row group at a time
     ref = tmp_path / f'reference.{fmt}'
     rows = sorted((r for i in range(3) for r in read_results(shard_file(out, i, 3))), key=lambda r: r['source'])
-    with batch.open_results(ref, job['k'], tuple(job['model'])) as r:
+    with open_results(ref, job['k'], tuple(job['model'])) as r:
         for j in range(0, len(rows), 7): r.append(rows[j:j + 7])
     m = merge_shards(out)
     assert (m['rows'], m['errors']) == (61, 1)

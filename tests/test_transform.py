@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SAMPLE
-from dogbreeds.batch import batch_predict, gather_transform, read_results, result_columns, transform_prefix
+from dogbreeds.results import read_results, result_columns
+from dogbreeds.predict import batch_predict, gather_transform, transform_prefix
 from dogbreeds.testing import ServeProcess, toy_model
 
 ROLE = 'arn:aws:iam::123456789012:role/dogbreeds-sagemaker'
