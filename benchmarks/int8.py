@@ -23,7 +23,8 @@ alone`, `fp32 efficientnet_lite0 alone`: the graph cut at that network's own out
 Speed: median ms of a forward of a ready `[N, 3, S, S]` tensor at N = 1 (`-n` runs per repetition) and N = 64 (one run
 per repetition), every graph in turn within each repetition, so that a change of load hits all of them alike; the
 ratio is fp32's time over the variant's (above 1: faster). Accuracy: top-1 on `--val` val photos (all by default),
-each preprocessed once by the model's own `preprocess.onnx`. Calibration: `--calib` train photos. The goal for INT8:
+each decoded as serving decodes it (`Predictor.decode`, the decode `dogbreeds.champion.score_model` uses)
+and preprocessed once by the model's own `preprocess.onnx`. Calibration: `--calib` train photos. The goal for INT8:
 >= 1.5x at both batch sizes and <= 0.5 pt of top-1 lost.
 """
 import argparse, statistics, tempfile, time, warnings
@@ -145,10 +146,12 @@ def top1(sess, ready:list, labels:list, breeds:list) -> float:
 
 def run(model, variants=None, n_val:int|None=None, n_calib:int=100, reps:int=5, n:int=20, threads:int|None=None,
         data=None, members:bool=True) -> dict:
-    from dogbreeds.core import load_rgb, read_manifest
+    from dogbreeds.core import read_manifest
+    from dogbreeds.inference import Predictor
     d, m = Path(model), read_manifest(model)
     pre = session(d / 'preprocess.onnx')
-    prep = lambda f: pre.run(None, {'input': np.asarray(load_rgb(f))[None]})[0]
+    decode = Predictor.load(d).decode  # as serving decodes (a phone photo reduced), as champion/challenger does
+    prep = lambda f: pre.run(None, {'input': decode(f)[None]})[0]
     val = photos('val', n_val, data)
     ready, labels = [prep(f) for f, _ in val], [l for _, l in val]
     calib_files = photos('train', n_calib * 4, data)

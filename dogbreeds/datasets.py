@@ -17,7 +17,7 @@ from .core import *
 # %% auto #0
 __all__ = ['VALID_DIRS', 'IMAGEWOOF_BREEDS', 'LOADERS', 'DOG_CLASSES', 'BreedData', 'check_data', 'image_files', 'humanize',
            'from_folder', 'from_imagewoof', 'from_oxford_pets', 'from_stanford_dogs', 'detect_layout', 'verify_images',
-           'load_data', 'imagenet_classes', 'imagenet_ids', 'p_dog', 'not_dog_photos']
+           'parse_data_spec', 'load_data', 'imagenet_classes', 'imagenet_ids', 'p_dog', 'not_dog_photos']
 
 # %% ../nbs/03_datasets.ipynb #289dab39
 @dataclass
@@ -263,15 +263,20 @@ def verify_images(d:BreedData, n_workers:int=8, progress:bool=True) -> BreedData
     return replace(d, items=[d.items[i] for i in keep], labels=[d.labels[i] for i in keep],
                    is_valid=[d.is_valid[i] for i in keep], skipped=d.skipped + [(d.items[i], e) for i, e in bad.items()])
 
+# %% ../nbs/03_datasets.ipynb #144effb4
+def parse_data_spec(spec) -> tuple:
+    "`(KIND, PATH)` of a data spec `KIND:PATH` whose KIND is one of `LOADERS`; `(None, spec)` for any other spec."
+    kind, sep, path = str(spec).partition(':')
+    return (kind, path) if sep and kind in LOADERS else (None, str(spec))
+
 # %% ../nbs/03_datasets.ipynb #200308a3
 def load_data(source='sample', valid_pct:float=0.2, seed:int=42, verify:bool=True, progress:bool=True) -> BreedData:
     "Read, check and verify a dataset: `'sample'`, `'imagewoof'`, a path, or `KIND:PATH` with KIND in `LOADERS`."
     if isinstance(source, BreedData): return source
-    s, kind = str(source), None
+    s = str(source)
+    kind, path = parse_data_spec(s)
     if s == 'sample': path = sample_path()
     elif s == 'imagewoof': kind, path = 'imagewoof', None
-    elif ':' in s and s.split(':', 1)[0] in LOADERS: kind, path = s.split(':', 1)
-    else: path = s
     if path is not None:
         path = Path(path).expanduser()
         if not path.is_dir():

@@ -42,7 +42,12 @@ def _where(region:str, account:str):
     if not REGION_RE.match(str(region)): raise PolicyError(f"{region!r} is not an AWS region (like us-east-1)")
     if not ACCOUNT_RE.match(str(account)): raise PolicyError(f"{account!r} is not an AWS account id (12 digits)")
 
-def statement(sid:str, actions, resources, condition:dict|None=None) -> dict:
+# %% ../nbs/42_iam.ipynb #a8622174
+def statement(sid:str,                  # the statement's id
+              actions,                  # the actions allowed
+              resources,                # their ARNs
+              condition:dict|None=None, # an IAM condition
+             ) -> dict:
     "One Allow statement."
     s = dict(Sid=sid, Effect='Allow', Action=sorted(set(actions)), Resource=sorted(set(resources)) if not isinstance(resources, str) else resources)
     if condition: s['Condition'] = condition
@@ -76,6 +81,7 @@ def model_read_arns(model_uri:str, partition:str='aws') -> list:
     if is_version(ref): return [f"{base}/versions/{ref}.json", f"{base}/versions/{ref}/*"]
     return [f"{base}/aliases/{ref}.json", f"{base}/versions/*"]
 
+# %% ../nbs/42_iam.ipynb #8d7baa39
 def _kms(kms_key_arn, actions=('kms:Decrypt',)):
     if not kms_key_arn: return None
     if not re.match(r'^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[\w-]+$', kms_key_arn): raise PolicyError(f"{kms_key_arn!r} is not a KMS key ARN")
@@ -101,12 +107,22 @@ def _vpc(region, account, subnets, security_groups, sagemaker=False, partition='
     return out + [statement('VpcLookupsAwsAllowsOnlyOnStar', looks, '*')]
 
 # %% ../nbs/42_iam.ipynb #0ead5c96
-def lambda_policy(function:str, region:str, account:str, model_uri:str|None=None, endpoint:str|None=None,
-                  input_prefixes=(), results_prefix:str|None=None, kms_key_arn:str|None=None,
-                  subnets=(), security_groups=(), partition:str='aws') -> dict:
+def lambda_policy(function:str,                 # the Lambda function's name
+                  region:str,                   # the AWS region
+                  account:str,                  # the AWS account id (12 digits)
+                  model_uri:str|None=None,      # the registry URI the function serves
+                  endpoint:str|None=None,       # a SageMaker endpoint it calls (proxy mode)
+                  input_prefixes=(),            # s3:// prefixes of photos it reads
+                  results_prefix:str|None=None, # the s3:// prefix it writes results to
+                  kms_key_arn:str|None=None,    # the KMS key of encrypted objects, if any
+                  subnets=(),                   # VPC subnets the role attaches to
+                  security_groups=(),           # their security groups
+                  partition:str='aws',          # the ARN partition (aws, aws-cn, aws-us-gov)
+                 ) -> dict:
     "The Lambda function's policy: its model (or, in proxy mode, its endpoint), its inputs and results, its logs."
     _where(region, account)
-    if not (model_uri or endpoint): raise PolicyError("give the model the function serves (model_uri) or the endpoint it fronts (endpoint)")
+    if not (model_uri or endpoint): raise PolicyError("give the model the function serves (model_uri) or the "
+                                                      "endpoint it fronts (endpoint)")
     st = _logs('OwnLogs', region, account, f"/aws/lambda/{function}", partition)
     if endpoint: st.append(statement('InvokeTheOneEndpoint', ['sagemaker:InvokeEndpoint'],
                                      [f"arn:{partition}:sagemaker:{region}:{account}:endpoint/{endpoint.lower()}"]))
@@ -122,12 +138,15 @@ MLFLOW_ACTIONS = ('sagemaker-mlflow:GetExperimentByName', 'sagemaker-mlflow:Crea
 MLFLOW_SERVER_RE = re.compile(r'^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/[A-Za-z0-9-]+$')
 
 def _mlflow(tracking_arn:str|None, artifacts:str|None, partition:str='aws') -> list:
-    "Logging runs to the SageMaker MLflow tracking server `tracking_arn`, and writing their files to its artifact store `artifacts`."
+    """Logging runs to the SageMaker MLflow tracking server `tracking_arn`, and writing their files to its artifact
+    store `artifacts`."""
     if not tracking_arn:
-        if artifacts: raise PolicyError("--tracking-artifacts goes with --tracking-arn: the tracking server whose artifact store it is")
+        if artifacts: raise PolicyError("--tracking-artifacts goes with --tracking-arn: the tracking server whose "
+                                        "artifact store it is")
         return []
     if not MLFLOW_SERVER_RE.match(tracking_arn):
-        raise PolicyError(f"{tracking_arn!r} is not a SageMaker MLflow tracking server ARN (arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME)")
+        raise PolicyError(f"{tracking_arn!r} is not a SageMaker MLflow tracking server ARN "
+                          f"(arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME)")
     st = [statement('LogToTheTrackingServer', MLFLOW_ACTIONS, [tracking_arn])]
     if artifacts: st.append(statement('WriteTheRunsArtifacts', ['s3:PutObject'], [s3_prefix_arn(artifacts, partition)]))
     return st
@@ -139,16 +158,27 @@ def _ecr(region, account, repository, partition='aws'):
                       [f"arn:{partition}:ecr:{region}:{account}:repository/{repository}"]),
             statement('EcrLoginAwsAllowsOnlyOnStar', ['ecr:GetAuthorizationToken'], '*')]
 
-def _metrics(namespace:str):
+def _put_metrics_statement(namespace:str):
     return statement('MetricsAwsAllowsOnlyOnStar', ['cloudwatch:PutMetricData'], '*',
                      {'StringEquals': {'cloudwatch:namespace': namespace}})
 
-def sagemaker_policy(endpoint:str, region:str, account:str, model_uri:str|None=None, model_data:str|None=None,
-                     ecr_repository:str|None=None, kms_key_arn:str|None=None, subnets=(), security_groups=(),
-                     partition:str='aws') -> dict:
-    "The endpoint's execution role: read its model (registry URI and/or model.tar.gz), pull its image, its logs and metrics."
+# %% ../nbs/42_iam.ipynb #b07528db
+def sagemaker_policy(endpoint:str,                 # the endpoint's name
+                     region:str,                   # the AWS region
+                     account:str,                  # the AWS account id (12 digits)
+                     model_uri:str|None=None,      # the registry URI of its model
+                     model_data:str|None=None,     # the s3:// URI of its model.tar.gz
+                     ecr_repository:str|None=None, # the ECR repository the image is pulled from, if ECR
+                     kms_key_arn:str|None=None,    # the KMS key of encrypted objects, if any
+                     subnets=(),                   # VPC subnets the role attaches to
+                     security_groups=(),           # their security groups
+                     partition:str='aws',          # the ARN partition (aws, aws-cn, aws-us-gov)
+                    ) -> dict:
+    """The endpoint's execution role: read its model (registry URI and/or model.tar.gz), pull its image, its logs and
+    metrics."""
     _where(region, account)
-    if not (model_uri or model_data): raise PolicyError("give the model: model_uri (registry) and/or model_data (s3://.../model.tar.gz)")
+    if not (model_uri or model_data): raise PolicyError("give the model: model_uri (registry) and/or model_data "
+                                                        "(s3://.../model.tar.gz)")
     arns = model_read_arns(model_uri, partition) if model_uri else []
     if model_data:
         b, k = _s3(model_data)
@@ -157,14 +187,24 @@ def sagemaker_policy(endpoint:str, region:str, account:str, model_uri:str|None=N
     g = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
     st += [statement('EndpointLogGroup', ['logs:CreateLogGroup', 'logs:DescribeLogStreams'], [f"{g}:*"]),
            statement('EndpointLogStreams', ['logs:CreateLogStream', 'logs:PutLogEvents'], [f"{g}:log-stream:*"]),
-           _metrics('/aws/sagemaker/Endpoints')]
+           _put_metrics_statement('/aws/sagemaker/Endpoints')]
     return policy(*st, *_ecr(region, account, ecr_repository, partition), _kms(kms_key_arn),
                   *_vpc(region, account, subnets, security_groups, sagemaker=True, partition=partition))
 
-def training_policy(data_uri:str, registry_uri:str, region:str, account:str, name:str='dogbreeds',
-                    ecr_repository:str|None=None, kms_key_arn:str|None=None, tracking_arn:str|None=None,
-                    tracking_artifacts:str|None=None, partition:str='aws') -> dict:
-    "The training job's role: read the data prefix, push model `name` to the registry, its logs and metrics. No deletes."
+# %% ../nbs/42_iam.ipynb #2fc933f5
+def training_policy(data_uri:str,                     # the s3:// data prefix the job reads
+                    registry_uri:str,                 # the registry it pushes to
+                    region:str,                       # the AWS region
+                    account:str,                      # the AWS account id (12 digits)
+                    name:str='dogbreeds',             # the model's name in the registry
+                    ecr_repository:str|None=None,     # the ECR repository the image is pulled from, if ECR
+                    kms_key_arn:str|None=None,        # the KMS key of encrypted objects, if any
+                    tracking_arn:str|None=None,       # a SageMaker MLflow tracking server ARN
+                    tracking_artifacts:str|None=None, # that server's s3:// artifact store
+                    partition:str='aws',              # the ARN partition (aws, aws-cn, aws-us-gov)
+                   ) -> dict:
+    """The training job's role: read the data prefix, push model `name` to the registry, its logs and metrics. No
+    deletes."""
     _where(region, account)
     db, dp = _s3(data_uri)
     rb, rp = _s3(registry_uri)
@@ -177,13 +217,20 @@ def training_policy(data_uri:str, registry_uri:str, region:str, account:str, nam
     g = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/TrainingJobs"
     st += [statement('JobLogGroup', ['logs:CreateLogGroup', 'logs:DescribeLogStreams'], [f"{g}:*"]),
            statement('JobLogStreams', ['logs:CreateLogStream', 'logs:PutLogEvents'], [f"{g}:log-stream:*"]),
-           _metrics('/aws/sagemaker/TrainingJobs')]
+           _put_metrics_statement('/aws/sagemaker/TrainingJobs')]
     return policy(*st, *_mlflow(tracking_arn, tracking_artifacts, partition), *_ecr(region, account, ecr_repository, partition),
                   _kms(kms_key_arn, ('kms:Decrypt', 'kms:GenerateDataKey')))
 
-def deployer_policy(endpoint:str, execution_role_arn:str, region:str, account:str, autoscaling:bool=True,
-                    partition:str='aws') -> dict:
-    "What `dogbreeds deploy`/`undeploy` need for the endpoint `endpoint`: its models, configurations, scaling, and passing its role."
+# %% ../nbs/42_iam.ipynb #a8e67a72
+def deployer_policy(endpoint:str,           # the endpoint's name
+                    execution_role_arn:str, # the endpoint's execution role, passed to SageMaker
+                    region:str,             # the AWS region
+                    account:str,            # the AWS account id (12 digits)
+                    autoscaling:bool=True,  # may set up autoscaling
+                    partition:str='aws',    # the ARN partition (aws, aws-cn, aws-us-gov)
+                   ) -> dict:
+    """What `dogbreeds deploy`/`undeploy` need for the endpoint `endpoint`: its models, configurations, scaling, and
+    passing its role."""
     _where(region, account)
     if not re.match(r'^arn:aws[a-z-]*:iam::\d{12}:role/.+$', execution_role_arn or ''):
         raise PolicyError(f"{execution_role_arn!r} is not an IAM role ARN")
@@ -217,12 +264,20 @@ BATCH_PREFIX = 'dogbreeds-batch'  # the names of the models and transform jobs `
 def _results_arns(out:str, partition:str='aws') -> tuple[str, str]:
     "The results file `out` (s3://b/results.csv) and its answers' prefix (s3://b/results-transform/), as object ARNs."
     b, k = _s3(out)
-    if not k or k.endswith('/'): raise PolicyError(f"the results file must be s3://BUCKET/KEY.csv or .parquet, got {out!r}")
+    if not k or k.endswith('/'): raise PolicyError(f"the results file must be s3://BUCKET/KEY.csv or .parquet, got "
+                                                   f"{out!r}")
     return f"arn:{partition}:s3:::{b}/{k}", f"arn:{partition}:s3:::{b}/{k.rsplit('.', 1)[0] if '.' in k.rsplit('/', 1)[-1] else k}-transform/*"
 
-def batch_policy(execution_role_arn:str, src:str, out:str, region:str, account:str, kms_key_arn:str|None=None,
-                 partition:str='aws') -> dict:
-    "What `dogbreeds predict SRC --out OUT --on sagemaker [--wait]` needs: its transform jobs and models, passing their role, the S3 it reads and writes."
+def batch_policy(execution_role_arn:str,    # the transform job's execution role
+                 src:str,                   # the s3:// prefix of the photos
+                 out:str,                   # the s3:// results file
+                 region:str,                # the AWS region
+                 account:str,               # the AWS account id (12 digits)
+                 kms_key_arn:str|None=None, # the KMS key of encrypted objects, if any
+                 partition:str='aws',       # the ARN partition (aws, aws-cn, aws-us-gov)
+                ) -> dict:
+    """What `dogbreeds predict SRC --out OUT --on sagemaker [--wait]` needs: its transform jobs and models, passing
+    their role, the S3 it reads and writes."""
     _where(region, account)
     if not re.match(r'^arn:aws[a-z-]*:iam::\d{12}:role/.+$', execution_role_arn or ''):
         raise PolicyError(f"{execution_role_arn!r} is not an IAM role ARN")
@@ -240,9 +295,17 @@ def batch_policy(execution_role_arn:str, src:str, out:str, region:str, account:s
           statement('WriteTheResults', ['s3:PutObject'], [results])]
     return policy(*st, _kms(kms_key_arn, ('kms:Decrypt', 'kms:GenerateDataKey')))
 
-def transform_policy(src:str, out:str, model_uri:str, region:str, account:str, ecr_repository:str|None=None,
-                     kms_key_arn:str|None=None, partition:str='aws') -> dict:
-    "The transform job's execution role: read the photos and the model, write the answers, pull the image, logs and metrics."
+def transform_policy(src:str,                      # the s3:// prefix of the photos
+                     out:str,                      # the s3:// results file
+                     model_uri:str,                # the registry URI of the model
+                     region:str,                   # the AWS region
+                     account:str,                  # the AWS account id (12 digits)
+                     ecr_repository:str|None=None, # the ECR repository the image is pulled from, if ECR
+                     kms_key_arn:str|None=None,    # the KMS key of encrypted objects, if any
+                     partition:str='aws',          # the ARN partition (aws, aws-cn, aws-us-gov)
+                    ) -> dict:
+    """The transform job's execution role: read the photos and the model, write the answers, pull the image, logs and
+    metrics."""
     _where(region, account)
     _, answers = _results_arns(out, partition)
     st = [statement('ReadThePhotos', ['s3:GetObject'], [s3_prefix_arn(src, partition)]),
@@ -253,20 +316,28 @@ def transform_policy(src:str, out:str, model_uri:str, region:str, account:str, e
     g = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/TransformJobs"
     st += [statement('JobLogGroup', ['logs:CreateLogGroup', 'logs:DescribeLogStreams'], [f"{g}:*"]),
            statement('JobLogStreams', ['logs:CreateLogStream', 'logs:PutLogEvents'], [f"{g}:log-stream:*"]),
-           _metrics('/aws/sagemaker/TransformJobs')]
+           _put_metrics_statement('/aws/sagemaker/TransformJobs')]
     return policy(*st, *_ecr(region, account, ecr_repository, partition), _kms(kms_key_arn, ('kms:Decrypt', 'kms:GenerateDataKey')))
 
 # %% ../nbs/42_iam.ipynb #d9c2df63
-def feedback_policy(function:str, region:str, account:str, qualifier:str|None=None, api_id:str|None=None, stage:str='*',
-                    partition:str='aws') -> dict:
-    "A feedback sender's policy: the function's `AWS_IAM` URL (of alias `qualifier`), and API Gateway's `POST /feedback` of `api_id`."
+def feedback_policy(function:str,            # the Lambda function's name
+                    region:str,              # the AWS region
+                    account:str,             # the AWS account id (12 digits)
+                    qualifier:str|None=None, # its alias
+                    api_id:str|None=None,    # an API Gateway API id
+                    stage:str='*',           # the API's stage
+                    partition:str='aws',     # the ARN partition (aws, aws-cn, aws-us-gov)
+                   ) -> dict:
+    """A feedback sender's policy: the function's `AWS_IAM` URL (of alias `qualifier`), and API Gateway's `POST
+    /feedback` of `api_id`."""
     _where(region, account)
     if not re.fullmatch(r'[\w-]{1,64}', str(function)): raise PolicyError(f"{function!r} is not a Lambda function name")
     fn = f"arn:{partition}:lambda:{region}:{account}:function:{function}" + (f":{qualifier}" if qualifier else '')
     st = [statement('InvokeTheFeedbackUrl', ['lambda:InvokeFunctionUrl'], [fn],
                     {'StringEquals': {'lambda:FunctionUrlAuthType': 'AWS_IAM'}})]
     if api_id:
-        if not re.fullmatch(r'[a-z0-9]{10}', api_id): raise PolicyError(f"{api_id!r} is not an API Gateway API id (10 characters)")
+        if not re.fullmatch(r'[a-z0-9]{10}', api_id): raise PolicyError(f"{api_id!r} is not an API Gateway API id "
+                                                                        f"(10 characters)")
         st.append(statement('PostFeedbackOnly', ['execute-api:Invoke'],
                             [f"arn:{partition}:execute-api:{region}:{account}:{api_id}/{stage}/POST/feedback"]))
     return policy(*st)
@@ -287,6 +358,7 @@ def problems(doc:dict) -> list:
         out += [f"{sid}: resource {r} names no resource" for r in res if r != '*' and r.split(':', 5)[-1] in ('*', '')]
     return out
 
+# %% ../nbs/42_iam.ipynb #ac8afd01
 def _match(pattern:str, value:str, case:bool=True) -> bool:
     pat = re.escape(pattern).replace(r'\*', '.*').replace(r'\?', '.')
     return re.fullmatch(pat, value, 0 if case else re.IGNORECASE) is not None
@@ -342,10 +414,12 @@ def iam_cli(
     subnets:str=None,             # lambda, sagemaker in a VPC: subnet ids, comma-separated
     security_groups:str=None,     # lambda, sagemaker in a VPC: security group ids, comma-separated
 ):
-    "Print the least-privilege IAM policy (JSON) of a role: lambda, sagemaker, training, deployer, batch, transform or feedback."
+    """Print the least-privilege IAM policy (JSON) of a role: lambda, sagemaker, training, deployer, batch, transform
+    or feedback."""
     if trust:
         svc = {'lambda': 'lambda', 'sagemaker': 'sagemaker', 'training': 'sagemaker', 'transform': 'sagemaker'}.get(role)
-        if not svc: raise PolicyError(f"--trust is for a service role: lambda, sagemaker, training or transform, not {role!r}")
+        if not svc: raise PolicyError(f"--trust is for a service role: lambda, sagemaker, training or transform, not "
+                                      f"{role!r}")
         print(json.dumps(trust_policy(svc), indent=2)); return
     split = lambda s: tuple(x.strip() for x in s.split(',') if x.strip()) if s else ()
     doc = role_policy(role, region=region, account=account, function=function, model_uri=model_uri, endpoint=endpoint,

@@ -13,18 +13,23 @@ from pathlib import Path
 
 from . import config
 from .core import *
-from .datasets import LOADERS
+from .datasets import parse_data_spec
 
 # %% auto #0
-__all__ = ['DLC_IMAGES', 'JOB_PREFIX', 'ENTRY', 'JOB_LEAVES_OUT', 'OPTION_KEYS', 'DATA_DISTRIBUTIONS', 'RDZV_PORT', 'TERMINAL',
-           'LOG_GROUP', 'SCHEDULER_TARGET', 'dlc_images', 'is_gpu_instance', 'default_image_uri', 'job_name',
-           'requirements', 'source_bundle', 'training_job_request', 'container_args', 'node_rendezvous',
-           'rendezvous_env', 'instance_gpus', 'JobLogs', 'wait_for_job', 'schedule_request']
+__all__ = ['DLC_IMAGES', 'JOB_PREFIX', 'ENTRY', 'ENTRY_SCRIPT', 'JOB_LEAVES_OUT', 'OPTION_KEYS', 'DATA_DISTRIBUTIONS',
+           'RDZV_PORT', 'TERMINAL', 'LOG_GROUP', 'SCHEDULER_TARGET', 'dlc_images', 'is_gpu_instance',
+           'default_image_uri', 'job_name', 'requirements', 'source_bundle', 'training_job_request', 'container_args',
+           'node_rendezvous', 'rendezvous_env', 'instance_gpus', 'JobLogs', 'wait_for_job', 'schedule_request']
 
 # %% ../nbs/44_jobs.ipynb #a36dae60
 DLC_IMAGES = 'pytorch_training_images.json'  # package data: AWS's PyTorch training image registry per region, dated
 JOB_PREFIX = 'dogbreeds-retrain'
 ENTRY = 'dogbreeds_entry.py'
+ENTRY_SCRIPT = '''"""Entry point of a dogbreeds retraining job in SageMaker's PyTorch training container."""
+import sys
+from dogbreeds.container import container_main
+sys.exit(container_main())
+'''  # the job's entry script, `ENTRY` in its source bundle: it runs `dogbreeds.container.container_main`
 
 def dlc_images() -> dict:
     "AWS's table of its PyTorch training images: `registries` (region -> ECR account), `version`, `source`, `date`."
@@ -34,6 +39,7 @@ def is_gpu_instance(instance_type:str) -> bool:
     "Whether a SageMaker instance type has a GPU (the g and p families)."
     return instance_type.split('.')[1][:1] in ('g', 'p')
 
+# %% ../nbs/44_jobs.ipynb #54df7fa5
 def default_image_uri(region:str, instance_type:str='ml.g4dn.xlarge') -> str:
     "AWS's PyTorch training container for `region`, GPU or CPU as `instance_type` needs; refused where AWS lists none."
     t = dlc_images()
@@ -71,6 +77,7 @@ def requirements(extras=('train', 'aws'), leave_out=()) -> list[str]:
             if not marker.strip() or (m and m[1] in extras): out.append(spec.strip())
     return [r for r in out if _dist_name(r) not in leave_out]
 
+# %% ../nbs/44_jobs.ipynb #0fd97f63
 def _bundle_files(root:Path) -> list[Path]:
     files = [root/'pyproject.toml', root/'README.md']
     files += sorted(p for ext in ('*.py', '*.json', '*.txt') for p in (root/'dogbreeds').glob(ext))  # code and package data
@@ -79,10 +86,12 @@ def _bundle_files(root:Path) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 def source_bundle(dest, entry_script:str, extras=('train', 'aws')) -> Path:
-    "Write the job's source bundle, `sourcedir.tar.gz`, to `dest`, with `entry_script` as `ENTRY` and the requirements of `extras`."
+    """Write the job's source bundle, `sourcedir.tar.gz`, to `dest`, with `entry_script` as `ENTRY` and the
+    requirements of `extras`."""
     root, dest = package_root(), Path(dest)
     if not (root/'nbs').is_dir():
-        raise DogbreedsError(f"no notebooks in {root/'nbs'}: a job's source bundle is made from a git checkout of dogbreeds, not from a wheel")
+        raise DogbreedsError(f"no notebooks in {root/'nbs'}: a job's source bundle is made from a git checkout of "
+                             f"dogbreeds, not from a wheel")
     def add_bytes(tar, name, data:bytes):
         info = tarfile.TarInfo(name); info.size, info.mtime, info.mode = len(data), int(time.time()), 0o644
         tar.addfile(info, io.BytesIO(data))
@@ -94,28 +103,43 @@ def source_bundle(dest, entry_script:str, extras=('train', 'aws')) -> Path:
 
 # %% ../nbs/44_jobs.ipynb #bbfe9b76
 OPTION_KEYS = ('name', 'alias', 'metric', 'margin', 'force', 'push', 'timeout')
-DATA_DISTRIBUTIONS = ('FullyReplicated', 'ShardedByS3Key')  # S3DataDistributionType: every instance gets all photos, or a share of the files
+DATA_DISTRIBUTIONS = ('FullyReplicated', 'ShardedByS3Key')  # every instance gets all photos, or a share of the files
 
-def training_job_request(name:str, params:dict, data_uri:str, registry_uri:str, role:str, image_uri:str, source_uri:str,
-                         output_path:str, region:str, instance_type:str='ml.g4dn.xlarge', options:dict|None=None,
-                         volume_gb:int=50, max_runtime:int=24*3600, environment:dict|None=None, tags:dict|None=None,
-                         instance_count:int=1, data_distribution:str='FullyReplicated') -> dict:
+def training_job_request(name:str,                      # the job's name
+                         params:dict,                   # the notebook parameters
+                         data_uri:str,                  # the data: s3://BUCKET/PREFIX, or KIND:s3://...
+                         registry_uri:str,              # the registry the job pushes to
+                         role:str,                      # the job's execution role ARN
+                         image_uri:str,                 # the training container image
+                         source_uri:str,                # the source bundle's s3:// URI
+                         output_path:str,               # the s3:// folder of the job's outputs
+                         region:str,                    # the AWS region
+                         instance_type:str='ml.g4dn.xlarge',  # the instance type
+                         options:dict|None=None,        # `retrain`'s options (`OPTION_KEYS`)
+                         volume_gb:int=50,              # the instance's disk
+                         max_runtime:int=24*3600,       # seconds before the job is stopped
+                         environment:dict|None=None,    # more environment variables for the container
+                         tags:dict|None=None,           # more tags
+                         instance_count:int=1,          # instances
+                         data_distribution:str='FullyReplicated',  # `DATA_DISTRIBUTIONS`
+                        ) -> dict:
     "The `CreateTrainingJob` request of a retraining job named `name`, on `instance_count` instances."
-    if isinstance(instance_count, bool) or not isinstance(instance_count, int) or instance_count < 1:
+    if not is_int(instance_count) or instance_count < 1:
         raise ParameterError(f"instance count must be a whole number >= 1, got {instance_count!r}")
     if data_distribution not in DATA_DISTRIBUTIONS:
         raise ParameterError(f"data distribution must be {' or '.join(DATA_DISTRIBUTIONS)}, got {data_distribution!r}")
-    kind, sep, _ = data_uri.partition(':')
-    data_kind = kind if sep and kind in LOADERS else None
-    if data_kind: data_uri = data_uri[len(kind) + 1:]
+    data_kind, data_uri = parse_data_spec(data_uri)
     opts = {k: v for k, v in (options or {}).items() if k in OPTION_KEYS}
     if data_kind: opts['data_kind'] = data_kind
     hp = {'sagemaker_program': json.dumps(ENTRY), 'sagemaker_submit_directory': json.dumps(source_uri),
           'sagemaker_region': json.dumps(region), 'sagemaker_container_log_level': '20',
           **{k: json.dumps(v) for k, v in params.items() if k != 'data'}, 'dogbreeds_options': json.dumps(opts)}
     if len(hp) > 100 or any(len(v) > 2500 for v in hp.values()):
-        raise ParameterError("too many parameters, or a value over 2,500 characters: SageMaker hyperparameters cannot carry them")
-    env = {'DOGBREEDS_REGISTRY': registry_uri, 'DOGBREEDS_USER': f"{config.who()} via SageMaker job {name}", **(environment or {})}
+        raise ParameterError("too many parameters, or a value over 2,500 characters: SageMaker hyperparameters cannot "
+                             "carry them")
+    env = {'DOGBREEDS_REGISTRY': registry_uri, 'DOGBREEDS_USER': f"{config.who()} via SageMaker job {name}",
+           **(environment or {})}
+    tags = {'project': 'dogbreeds', 'dogbreeds:model': opts.get('name', 'dogbreeds'), **(tags or {})}
     return dict(
         TrainingJobName=name, RoleArn=role, HyperParameters=hp, Environment=env,
         AlgorithmSpecification=dict(TrainingImage=image_uri, TrainingInputMode='File'),
@@ -124,15 +148,16 @@ def training_job_request(name:str, params:dict, data_uri:str, registry_uri:str, 
         OutputDataConfig=dict(S3OutputPath=output_path.rstrip('/')),
         ResourceConfig=dict(InstanceType=instance_type, InstanceCount=instance_count, VolumeSizeInGB=volume_gb),
         StoppingCondition=dict(MaxRuntimeInSeconds=max_runtime),
-        Tags=[dict(Key=k, Value=str(v)) for k, v in {'project': 'dogbreeds', 'dogbreeds:model': opts.get('name', 'dogbreeds'),
-                                                       **(tags or {})}.items()])
+        Tags=[dict(Key=k, Value=str(v)) for k, v in tags.items()])
 
+# %% ../nbs/44_jobs.ipynb #a40f679e
 def _decode(v):
     try: return json.loads(v)
     except (TypeError, ValueError): return v
 
 def container_args(hyperparameters:dict, env) -> tuple[dict, dict]:
-    "The notebook parameters and `retrain` options a job carries (its hyperparameters, and the container's environment)."
+    """The notebook parameters and `retrain` options a job carries (its hyperparameters, and the container's
+    environment)."""
     vals = {k: _decode(v) for k, v in hyperparameters.items() if not k.startswith('sagemaker_')}
     opts = vals.pop('dogbreeds_options', None) or {}
     data = env.get('SM_CHANNEL_TRAIN', '/opt/ml/input/data/train')
@@ -143,11 +168,13 @@ def container_args(hyperparameters:dict, env) -> tuple[dict, dict]:
 RDZV_PORT = 29500  # where node rank 0's torchrun listens for the others (torchrun's default port)
 
 def node_rendezvous(config_dir, env, port:int=RDZV_PORT) -> dict:
-    "This instance's place in a SageMaker training job: `nnodes`, `node_rank`, `master_addr`, `master_port`, `leader`, `hosts`."
+    """This instance's place in a SageMaker training job: `nnodes`, `node_rank`, `master_addr`, `master_port`,
+    `leader`, `hosts`."""
     f = Path(config_dir)/'resourceconfig.json'
     if f.is_file():
         try: rc = json.loads(f.read_text()); hosts, current = rc['hosts'], rc['current_host']
-        except (ValueError, KeyError, TypeError) as e: raise DogbreedsError(f"{f} is not SageMaker's resource config: {e!r}") from None
+        except (ValueError, KeyError, TypeError) as e: raise DogbreedsError(f"{f} is not SageMaker's resource "
+                                                                            f"config: {e!r}") from None
     elif env.get('SM_HOSTS') and env.get('SM_CURRENT_HOST'):
         try: hosts, current = json.loads(env['SM_HOSTS']), env['SM_CURRENT_HOST']
         except ValueError: raise DogbreedsError(f"SM_HOSTS is not a JSON list of hosts: {env['SM_HOSTS']!r}") from None
@@ -209,7 +236,13 @@ def _job_state(waiter, sm, name:str) -> dict:
         return d  # still running (its one attempt spent), or failed (the waiter's failure state)
     return sm.describe_training_job(TrainingJobName=name)  # completed or stopped
 
-def wait_for_job(sm, name:str, poll:float=30, timeout:float|None=None, quiet:bool=False, logs=None) -> dict:
+def wait_for_job(sm,                      # a SageMaker client
+                 name:str,                # the training job's name
+                 poll:float=30,           # seconds between two looks
+                 timeout:float|None=None, # seconds to follow it at most (None: until it ends)
+                 quiet:bool=False,        # print nothing
+                 logs=None,               # a CloudWatch Logs client: print the job's log lines
+                ) -> dict:
     """Follow the training job `name` until it ends (at most `timeout` seconds), printing its status changes and, with
     `logs` (a CloudWatch Logs client), its log lines as they come; its description, or an error unless it completed."""
     deadline, last = (time.monotonic() + timeout) if timeout else None, None
@@ -233,8 +266,14 @@ def wait_for_job(sm, name:str, poll:float=30, timeout:float|None=None, quiet:boo
 # %% ../nbs/44_jobs.ipynb #78831b83
 SCHEDULER_TARGET = 'arn:aws:scheduler:::aws-sdk:sagemaker:createTrainingJob'
 
-def schedule_request(name:str, expression:str, training_request:dict, role:str, timezone_:str='UTC') -> dict:
-    "The EventBridge Scheduler `CreateSchedule` request that starts the training job `training_request` on `expression`."
+def schedule_request(name:str,              # the schedule's name
+                     expression:str,        # when: cron(...), rate(...) or at(...)
+                     training_request:dict, # the CreateTrainingJob request each run sends
+                     role:str,              # the role EventBridge Scheduler starts the job with
+                     timezone_:str='UTC',   # the time zone of the expression
+                    ) -> dict:
+    """The EventBridge Scheduler `CreateSchedule` request that starts the training job `training_request` on
+    `expression`."""
     if not re.match(r'^(cron|rate|at)\(.+\)$', expression):
         raise ParameterError(f"{expression!r} is not a schedule expression: use cron(0 3 ? * MON *) or rate(7 days)")
     return dict(Name=name, ScheduleExpression=expression, ScheduleExpressionTimezone=timezone_, State='ENABLED',

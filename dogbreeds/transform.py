@@ -10,7 +10,7 @@ import re, secrets, time
 from datetime import datetime, timezone
 
 from .aws import client as aws_client, parse_s3_uri
-from .core import DogbreedsError, ParameterError
+from .core import DogbreedsError, ParameterError, is_int
 from .serve import execution_parameters
 
 # %% auto #0
@@ -25,15 +25,23 @@ CONTENT_TYPE = 'application/x-image'  # what SageMaker sends with each object: t
 def _name(prefix:str='dogbreeds-batch') -> str:
     return f"{prefix}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
-def transform_request(model_name:str, src:str, out_prefix:str, instance_count:int=1, instance_type:str='ml.c6i.xlarge',
-                      workers:int=1, job_name:str|None=None) -> dict:
+def transform_request(model_name:str,                    # the SageMaker model the job runs
+                      src:str,                           # the photos: s3://BUCKET/PREFIX
+                      out_prefix:str,                    # where the answers go: s3://BUCKET/PREFIX
+                      instance_count:int=1,              # instances
+                      instance_type:str='ml.c6i.xlarge', # the instance type
+                      workers:int=1,                     # model server workers per instance
+                      job_name:str|None=None,            # the job's name (default: a fresh one)
+                     ) -> dict:
     "The `create_transform_job` request: photos under `src`, answers under `out_prefix`, one photo per request."
     for n, v in dict(instance_count=instance_count, workers=workers).items():
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ParameterError(f"{n} must be a whole number of at least 1, got {v!r}")
+        if not is_int(v) or v < 1: raise ParameterError(f"{n} must be a whole number of at least 1, got {v!r}")
     for n, v in dict(src=src, out=out_prefix).items():
-        if not str(v).startswith('s3://'): raise ParameterError(f"--on sagemaker reads and writes S3: {n} must be s3://bucket/prefix, got {v!r}")
+        if not str(v).startswith('s3://'):
+            raise ParameterError(f"--on sagemaker reads and writes S3: {n} must be s3://bucket/prefix, got {v!r}")
         parse_s3_uri(v, ParameterError)
-    if not re.fullmatch(r'ml\.[a-z0-9]+\.[a-z0-9]+', instance_type or ''): raise ParameterError(f"instance_type must look like ml.c6i.xlarge, got {instance_type!r}")
+    if not re.fullmatch(r'ml\.[a-z0-9]+\.[a-z0-9]+', instance_type or ''):
+        raise ParameterError(f"instance_type must look like ml.c6i.xlarge, got {instance_type!r}")
     p = execution_parameters(workers)
     return dict(TransformJobName=job_name or _name(), ModelName=model_name,
                 MaxConcurrentTransforms=p['MaxConcurrentTransforms'], MaxPayloadInMB=p['MaxPayloadInMB'],
@@ -45,21 +53,36 @@ def transform_request(model_name:str, src:str, out_prefix:str, instance_count:in
                 Tags=[{'Key': 'dogbreeds:job', 'Value': 'predict'}])
 
 # %% ../nbs/52_transform.ipynb #d3700008
-def start_transform(src:str, out_prefix:str, image:str, role_arn:str, model_uri:str, instance_count:int=1,
-                    instance_type:str='ml.c6i.xlarge', workers:int=1, region:str|None=None, session=None) -> dict:
+def start_transform(src:str,                           # the photos: s3://BUCKET/PREFIX
+                    out_prefix:str,                    # where the answers go: s3://BUCKET/PREFIX
+                    image:str,                         # the serving container image (ECR)
+                    role_arn:str,                      # the model's execution role ARN
+                    model_uri:str,                     # the registry URI of the model the container pulls
+                    instance_count:int=1,              # instances
+                    instance_type:str='ml.c6i.xlarge', # the instance type
+                    workers:int=1,                     # model server workers per instance
+                    region:str|None=None,              # AWS region (default: boto3's)
+                    session=None,                      # a boto3 session (default: boto3's credential chain)
+                   ) -> dict:
     "Create the container's SageMaker model and the transform job; the job's name and request."
     sm = aws_client('sagemaker', session=session, region=region, what='SageMaker')
     name = _name()
     req = transform_request(name, src, out_prefix, instance_count, instance_type, workers, job_name=name)
-    sm.create_model(ModelName=name, ExecutionRoleArn=role_arn,
-                    PrimaryContainer=dict(Image=image, Environment={'MODEL_URI': model_uri, 'SAGEMAKER_MODEL_SERVER_WORKERS': str(workers)}),
+    env = {'MODEL_URI': model_uri, 'SAGEMAKER_MODEL_SERVER_WORKERS': str(workers)}
+    sm.create_model(ModelName=name, ExecutionRoleArn=role_arn, PrimaryContainer=dict(Image=image, Environment=env),
                     Tags=req['Tags'])
     try: sm.create_transform_job(**req)
     except BaseException:
         sm.delete_model(ModelName=name); raise
     return dict(job=name, model=name, request=req)
 
-def wait_transform(job:str, region:str|None=None, session=None, delay:float=30, timeout:float=24*3600, say=print) -> dict:
+def wait_transform(job:str,                   # the transform job's name
+                   region:str|None=None,      # AWS region (default: boto3's)
+                   session=None,              # a boto3 session (default: boto3's credential chain)
+                   delay:float=30,            # seconds between two looks
+                   timeout:float=24*3600,     # seconds to wait at most
+                   say=print,                 # what reports each change of status (None: nothing)
+                  ) -> dict:
     "Follow the job until it ends; its description when `Completed`, else a `TransformError` with SageMaker's reason."
     sm = aws_client('sagemaker', session=session, region=region, what='SageMaker')
     t0, last = time.monotonic(), None
@@ -70,5 +93,6 @@ def wait_transform(job:str, region:str|None=None, session=None, delay:float=30, 
         if s == 'Completed': return d
         if s in ('Failed', 'Stopped'):
             raise TransformError(f"transform job {job} {s.lower()}: {d.get('FailureReason') or 'no reason given'}")
-        if time.monotonic() - t0 > timeout: raise TransformError(f"transform job {job} is still {s} after {timeout:.0f} s")
+        if time.monotonic() - t0 > timeout:
+            raise TransformError(f"transform job {job} is still {s} after {timeout:.0f} s")
         time.sleep(delay)

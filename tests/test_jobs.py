@@ -7,7 +7,7 @@ import pytest
 
 from dogbreeds.core import DogbreedsError, ParameterError
 from dogbreeds.jobs import LOG_GROUP, JobLogs, default_image_uri, dlc_images, training_job_request, wait_for_job
-from dogbreeds.retrain import launch_sagemaker
+from dogbreeds.launch import launch_sagemaker
 
 ROLE = 'arn:aws:iam::123456789012:role/dogbreeds-retrain'
 MOST = '763104351884'  # the account of AWS's Deep Learning Containers in most regions

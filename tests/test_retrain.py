@@ -10,7 +10,9 @@ from conftest import ROOT, SAMPLE
 from dogbreeds.core import DataError, ParameterError, read_json
 from dogbreeds.registry import Registry
 from dogbreeds.jobs import ENTRY
-from dogbreeds.retrain import RetrainFailed, check_retrain_params, launch_sagemaker, retrain
+from dogbreeds.launch import launch_sagemaker
+from dogbreeds.retrain import RetrainFailed, retrain
+from dogbreeds.steps import check_retrain_params
 
 # as cheap as training gets: 64-pixel images, one frozen epoch, a fixed learning rate (no lr_find)
 TINY = dict(size=64, epochs=0, freeze_epochs=1, lr=2e-3, bs=64)
@@ -57,7 +59,7 @@ def test_bad_params_file(tmp_path, monkeypatch):
     f.write_text('epochs: 1\nlearning_rate: 1e-3\n')
     with pytest.raises(ParameterError, match="unknown parameter 'learning_rate'"): retrain(params_file=f, push=False, runs_dir=tmp_path)
     from dogbreeds.core import DogbreedsError
-    from dogbreeds.retrain import read_params_file
+    from dogbreeds.config import read_params_file
     monkeypatch.setitem(sys.modules, 'yaml', None)  # PyYAML not installed: the message names the extra that brings it
     with pytest.raises(DogbreedsError, match=r"PyYAML: pip install 'dogbreeds\[aws\]'"): read_params_file(f)
     with pytest.raises(DataError, match='--on sagemaker'): check_retrain_params(dict(data='s3://b/dogs'))
@@ -252,7 +254,7 @@ def test_schedule_templates():
     "deploy/retrain: the parameters file passes the checks; the EventBridge schedule is a valid CreateSchedule request that starts a valid job."
     import botocore.session, botocore.validate
     from dogbreeds.jobs import SCHEDULER_TARGET
-    from dogbreeds.retrain import read_params_file
+    from dogbreeds.config import read_params_file
     d = ROOT/'deploy'/'retrain'
     steps = check_retrain_params(read_params_file(d/'params.yaml'), on='sagemaker')
     assert steps['train']['data'].startswith('s3://') and steps['evaluate'] == dict(tta=True)
@@ -290,7 +292,7 @@ def test_cli_sagemaker_dry_run(capsys, monkeypatch):
 def test_container_main_reports_failure(tmp_path, monkeypatch):
     "In the container, a run that cannot start writes its one-line error where SageMaker shows it as the failure reason."
     from dogbreeds.jobs import training_job_request
-    from dogbreeds.retrain import container_main
+    from dogbreeds.container import container_main
     req = training_job_request('job-1', dict(epochs=1, epochz=2), 's3://b/dogs', 's3://b/models', 'arn:aws:iam::123456789012:role/r',
                                'image', 's3://b/src.tar.gz', 's3://b/out', 'us-east-1')
     (tmp_path/'config').mkdir()
@@ -391,7 +393,7 @@ def test_rendezvous_from_resourceconfig(tmp_path, monkeypatch):
 @pytest.mark.parametrize('host', ['algo-1', 'algo-2'])
 def test_container_main_leader_runs_the_pipeline_worker_only_trains(tmp_path, monkeypatch, host):
     "In a 2-instance job, the leader runs retrain (which writes the run); the other instance trains only and writes nothing."
-    import dogbreeds.retrain as rt
+    import dogbreeds.container as rt
     from dogbreeds.jobs import training_job_request
     req = training_job_request('job-2', {k: v for k, v in FINE_TUNE.items() if k != 'data'}, 's3://b/dogs', 's3://b/models', ROLE,
                                'image', 's3://b/src.tar.gz', 's3://b/out', 'us-east-1', instance_count=2)
@@ -418,7 +420,8 @@ def test_container_main_leader_runs_the_pipeline_worker_only_trains(tmp_path, mo
 def test_worker_node_trains_with_the_notebooks_arguments():
     "`train_kwargs` gives `train` what 27_train.ipynb's run cell gives it: every parameter its parameters cell declares, nproc too."
     import ast, papermill as pm
-    from dogbreeds.retrain import managed_params, train_kwargs
+    from dogbreeds.container import train_kwargs
+    from dogbreeds.steps import managed_params
     nb = json.loads((ROOT/'nbs'/'27_train.ipynb').read_text())
     declared = set(pm.inspect_notebook(str(ROOT/'nbs'/'27_train.ipynb')))
     assert 'nproc' in declared

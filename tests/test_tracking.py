@@ -244,7 +244,8 @@ def test_retrain_records_decision_and_registry_version(mlflow_server, tmp_path, 
 
 def test_sagemaker_job_carries_the_tracking_uri(monkeypatch, tmp_path):
     from dogbreeds.jobs import requirements, source_bundle
-    from dogbreeds.retrain import ENTRY_SCRIPT, job_extras, launch_sagemaker
+    from dogbreeds.jobs import ENTRY_SCRIPT
+    from dogbreeds.launch import job_extras, launch_sagemaker
     for k, v in dict(AWS_ACCESS_KEY_ID='x', AWS_SECRET_ACCESS_KEY='x', AWS_EC2_METADATA_DISABLED='true').items(): monkeypatch.setenv(k, v)
     arn = 'arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/dogbreeds'
     req = launch_sagemaker(dict(data='s3://b/dogs'), registry='s3://b/models', role_arn='arn:aws:iam::123456789012:role/r',
