@@ -82,6 +82,12 @@ def test_every_module_is_in_a_layer():
     assert all(any(n in r for r in LAYERS.values()) for n in mods.values())
 
 
+def test_each_notebook_has_its_own_number():
+    "A notebook's number says its place in the layers: two notebooks with one number would leave their order to chance."
+    numbers = [f.name[:2] for f in sorted((PKG.parent / 'nbs').glob('[0-9][0-9]_*.ipynb'))]
+    assert numbers and len(numbers) == len(set(numbers)), sorted(n for n in set(numbers) if numbers.count(n) > 1)
+
+
 def test_imports_follow_the_layers():
     mods = modules()
     problems = []
