@@ -1,5 +1,4 @@
-"""What classifying a batch of P photos costs, and how long it takes: one machine, sharded Kubernetes pods, SageMaker
-Batch Transform, Lambda fan-out; from measured throughput and `prices.json`.
+"""What a batch of photos costs and how long it takes: one machine, sharded pods, Batch Transform, Lambda fan-out.
 
 Docs: https://dogbreeds.github.io/dogbreeds/capacity.html.md"""
 
@@ -32,7 +31,7 @@ def batch_rate(photos_per_s:float|None=None, path=None) -> tuple[float, str]:
     one = m['photos_per_s']['1 process']
     return one / m['cpus'], f"measured: {f} ({one} photos/s on {m['cpus']} CPUs, {m['measured']})"
 
-# %% ../nbs/55_capacity.ipynb #837390a4
+# %% ../nbs/55_capacity.ipynb #ced9c861
 def _fleet(photos:float, deadline_s:float, rate:float, vcpus:float, hourly:float, startup_s:float,
            count:int|None=None) -> dict:
     "N instances of `vcpus` sharing the photos: the fewest that meet the deadline (or `count`), the hours and the bill."
@@ -51,7 +50,7 @@ def _best_fleet(photos:float, deadline_h:float, rate:float, table:dict, kind:str
     best = min(ok or rows, key=lambda r: (r['cost'], r['hours']) if ok else (r['hours'], r['cost']))
     return dict(best, meets=bool(ok))
 
-# %% ../nbs/55_capacity.ipynb #0499fbfc
+# %% ../nbs/55_capacity.ipynb #de96f118
 def batch_options(photos:float,               # photos in the batch
                   deadline_h:float,           # hours it must be done in
                   rate:float,                 # photos per second per vCPU (`batch_rate`)
@@ -76,7 +75,7 @@ def batch_options(photos:float,               # photos in the batch
     return out + [dict(option='Lambda fan-out (S3 events)', unit=f'{lambda_memory_mb} MB', count=conc, hours=hours,
                        cost=lambda_cost(photos, ms, lambda_memory_mb, prices=P)['total'], meets=hours <= deadline_h)]
 
-# %% ../nbs/55_capacity.ipynb #30da9d37
+# %% ../nbs/55_capacity.ipynb #15750195
 def format_batch(photos:float,      # photos in the batch
                  deadline_h:float,  # hours it must be done in
                  options:list,      # `batch_options`
@@ -108,7 +107,7 @@ def capacity_curves(rate:float,          # photos per second per vCPU
             out.setdefault(o['option'], []).append((p, o['hours'], o['cost']))
     return {k: tuple(np.array(x) for x in zip(*v)) for k, v in out.items()}
 
-# %% ../nbs/55_capacity.ipynb #042048d5
+# %% ../nbs/55_capacity.ipynb #c3ab59a6
 def capacity_plot(rate:float,           # photos per second per vCPU
                   deadline_h:float=24,  # hours each batch must be done in
                   path=None,            # save the figure here (a PNG) if given

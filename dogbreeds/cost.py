@@ -1,6 +1,4 @@
-"""`dogbreeds cost`: what serving the model costs a month on Lambda, SageMaker and EC2 with the break-evens
-(`dogbreeds.serving_cost`); with `--batch`, what a batch of photos costs (`dogbreeds.capacity`); with `--geo`, the
-serverless path with the place prior (`dogbreeds.geo_cost`).
+"""`dogbreeds cost`: the serving, batch (`--batch`) and place prior (`--geo`) cost planners on the command line.
 
 Docs: https://dogbreeds.github.io/dogbreeds/cost.html.md"""
 
@@ -91,7 +89,7 @@ def _png(plot:str|None) -> Path|None:
     if not path.parent.is_dir(): raise DogbreedsError(f"--plot: folder {path.parent} does not exist")
     return path
 
-# %% ../nbs/58_cost.ipynb #f4c0e67b
+# %% ../nbs/58_cost.ipynb #d4857ca2
 @call_parse
 @delegates(cli_geo_plan)
 def cost_cli(plot:str=None,             # write the cost plot to this PNG file

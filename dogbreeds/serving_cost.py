@@ -1,6 +1,4 @@
-"""What serving the model costs a month on AWS Lambda (x86 and arm64), SageMaker Serverless, SageMaker real-time
-endpoints and a plain EC2 VM, worked out from the model's measured latency, memory and payload; the cheapest
-option, the break-even volumes, the report and the plot.
+"""What serving the model costs a month on Lambda, SageMaker Serverless, SageMaker real-time and EC2; break-evens.
 
 Docs: https://dogbreeds.github.io/dogbreeds/serving_cost.html.md"""
 
@@ -27,7 +25,7 @@ def cpu_speed(vcpus:float, threads:int=1, parallel_efficiency:float=0.6) -> floa
     if vcpus <= 1: return vcpus
     return 1 + (min(vcpus, max(threads, 1)) - 1) * parallel_efficiency
 
-# %% ../nbs/49_serving_cost.ipynb #b7b9e9cb
+# %% ../nbs/49_serving_cost.ipynb #0c74f4da
 def scaled_latency(latency_ms:float,                # latency measured with `threads` threads on as many vCPUs
                    vcpus:float,                     # vCPUs available where it runs
                    threads:int=1,                   # threads (vCPUs) the latency was measured with
@@ -49,7 +47,7 @@ def instance_count(peak_rps:float,          # requests per second at the peak
     "Instances so that the peak keeps each at most `utilisation` busy: ceil(peak × latency / (workers × utilisation))"
     return max(min_instances, math.ceil(peak_rps * latency_ms / 1000 / (workers * utilisation) - 1e-9))
 
-# %% ../nbs/49_serving_cost.ipynb #db4ed319
+# %% ../nbs/49_serving_cost.ipynb #608d7646
 def instance_workers(spec:dict, memory_mb:float, threads:int=1) -> int:
     "Requests an instance of `spec` serves at once: vCPUs over the vCPUs a request uses, capped by memory (0: no fit)."
     by_cpu = max(1, int(spec['vcpus'] // min(threads, spec['vcpus'])))
@@ -73,7 +71,7 @@ def _lambda_options(w:dict, P:dict) -> list:
             out.append(o)
     return out
 
-# %% ../nbs/49_serving_cost.ipynb #8817e7a8
+# %% ../nbs/49_serving_cost.ipynb #84cd98a1
 def _serverless_options(w:dict, P:dict) -> list:
     "A SageMaker Serverless option per memory size, with the limits it breaks marked."
     S, L, out = P['sagemaker_serverless'], P['lambda'], []
@@ -91,7 +89,7 @@ def _serverless_options(w:dict, P:dict) -> list:
         out.append(o)
     return out
 
-# %% ../nbs/49_serving_cost.ipynb #19ce2fed
+# %% ../nbs/49_serving_cost.ipynb #6a29de27
 def _instance_options(w:dict, P:dict, block:str) -> list:
     "An always-on option per instance type of `block` (sagemaker_realtime or vm): its workers and latency."
     out, realtime = [], block == 'sagemaker_realtime'
@@ -125,7 +123,7 @@ def _instance_cost(plan:dict, o:dict, requests:float) -> dict:
         c['data'] = requests * per_request * KB / GB
     return dict(c, total=c['instances'] + c['data'])
 
-# %% ../nbs/49_serving_cost.ipynb #9a097f17
+# %% ../nbs/49_serving_cost.ipynb #58aa1646
 def cost_at(plan:dict, option, requests:float) -> dict|None:
     "Monthly cost of `option` (a name or an option of `plan`) at `requests` a month, the peak scaled with volume."
     o = option if isinstance(option, dict) else next((x for x in plan['options'] if x['name'] == option), None)
@@ -165,7 +163,7 @@ def _pieces_payg(plan:dict, o:dict, lo:float, hi:float) -> list:
     ys = [cost_at(plan, o, x)['total'] for x in xs]
     return [(a, b, ya, yb) for a, b, ya, yb in zip(xs, xs[1:], ys, ys[1:])]
 
-# %% ../nbs/49_serving_cost.ipynb #98698545
+# %% ../nbs/49_serving_cost.ipynb #c297eb3a
 def _pieces_always_on(plan:dict, o:dict, lo:float, hi:float) -> list:
     "Linear pieces of an always-on option's cost on [lo, hi]: constant instance cost on each step, plus data processed."
     w = plan['inputs']
@@ -197,7 +195,7 @@ def _crossings(A:list, B:list) -> tuple:
         else: j += 1
     return ev, first, prev
 
-# %% ../nbs/49_serving_cost.ipynb #17e149dd
+# %% ../nbs/49_serving_cost.ipynb #4f555798
 MAX_STEPS = 20_000  # instance counts searched per always-on option: the search stops at the volume that needs this many
 
 def break_even(plan:dict,        # a `plan`
@@ -230,7 +228,7 @@ def check_traffic(requests_per_month:float, peak_rps:float, prices:dict) -> floa
                              f"that {requests_per_month:,.0f} requests a month imply")
     return avg
 
-# %% ../nbs/49_serving_cost.ipynb #7e37aba8
+# %% ../nbs/49_serving_cost.ipynb #016823bc
 def _check_model(w:dict, P:dict) -> dict:
     "The plan's inputs `w`, each checked (a bad one refused in one line), as numbers, with the average rate."
     avg = check_traffic(w['requests_per_month'], w['peak_rps'], P)
@@ -247,7 +245,7 @@ def _check_model(w:dict, P:dict) -> dict:
     return {**w, **{k: float(w[k]) for k in floats}, 'threads': int(w['threads']),
             'min_instances': int(w['min_instances']), 'free_tier': bool(w['free_tier']), 'average_rps': avg}
 
-# %% ../nbs/49_serving_cost.ipynb #3a7f7fa5
+# %% ../nbs/49_serving_cost.ipynb #049c3aaf
 def _check_choices(P:dict, lambda_memory, serverless_memory, instances, vms) -> dict:
     "The memory sizes and instance types to cost, each one priced; all priced instance types when none are named."
     lo_mb, hi_mb = P['lambda']['memory_mb']
@@ -265,7 +263,7 @@ def _check_choices(P:dict, lambda_memory, serverless_memory, instances, vms) -> 
                 instances=list(instances or P['sagemaker_realtime']['instances']),
                 vms=list(vms or P['vm']['instances']))
 
-# %% ../nbs/49_serving_cost.ipynb #9c2820e4
+# %% ../nbs/49_serving_cost.ipynb #de860e00
 def _choose(pl:dict):
     "Cost every option of `pl` at its volume; name the cheapest overall, of each kind, of each Lambda architecture."
     for o in pl['options']:
@@ -353,7 +351,7 @@ def assumptions(plan:dict) -> list:
                  "(no batching).")
     return a
 
-# %% ../nbs/49_serving_cost.ipynb #8efa706c
+# %% ../nbs/49_serving_cost.ipynb #f6155d8c
 def _note(o:dict) -> str: return o.get('infeasible') or o.get('note', '')
 
 def _pay_per_use_sections(plan:dict) -> list:
@@ -372,7 +370,7 @@ def _pay_per_use_sections(plan:dict) -> list:
         [[f"{o['memory_mb']} MB", f"{o['vcpus']:.2f}", f"{o['latency_ms']:.0f} ms", o['concurrency'],
           money(o['monthly']), _note(o)] for o in plan['options'] if o['kind'] == 'serverless'])
 
-# %% ../nbs/49_serving_cost.ipynb #8f0f1ca1
+# %% ../nbs/49_serving_cost.ipynb #52e84df6
 def _always_on_sections(plan:dict) -> list:
     "The SageMaker real-time and EC2 sections of the report."
     out, w = [], plan['inputs']
@@ -386,7 +384,7 @@ def _always_on_sections(plan:dict) -> list:
               _note(o)] for o in plan['options'] if o['kind'] == kind])
     return out
 
-# %% ../nbs/49_serving_cost.ipynb #b6a39525
+# %% ../nbs/49_serving_cost.ipynb #ff68c4b2
 def _break_even_cells(b:dict|None) -> list:
     "A break-even's two cells: 'cheaper below' and 'never above'."
     if b is None: return ['-', '-']
@@ -484,7 +482,7 @@ def _check_measured(m, where:str) -> dict:
     if not any(m.get(k) for k in ('p50_ms', 'p95_ms')): raise DogbreedsError(f"{where}: no latency (p50_ms or p95_ms)")
     return m
 
-# %% ../nbs/49_serving_cost.ipynb #56689452
+# %% ../nbs/49_serving_cost.ipynb #e1970d36
 def measure_model(model:str, n:int=50) -> dict:
     "Measure `model` now with the inference runtime (`dogbreeds.inference.measure`): p50_ms, p95_ms, rss_mb, payload_kb"
     try: inference = importlib.import_module('dogbreeds.inference')
@@ -497,7 +495,7 @@ def measure_model(model:str, n:int=50) -> dict:
         raise DogbreedsError("dogbreeds.inference has no measure(model, n): update the inference runtime")
     return _check_measured(inference.measure(model, n=n), f"measure({model!r})")
 
-# %% ../nbs/49_serving_cost.ipynb #06a188c0
+# %% ../nbs/49_serving_cost.ipynb #09b8dea8
 def read_measured(path) -> dict:
     "The measured figures in the JSON file at `path` (written by the inference benchmark)."
     f = Path(path)
@@ -520,7 +518,7 @@ def _measured(latency_ms, latency_from, measure, n:int) -> tuple[dict, str|None]
                              "or --measure MODEL")
     return read_measured(f), f"measured: {f}"
 
-# %% ../nbs/49_serving_cost.ipynb #0e961ec1
+# %% ../nbs/49_serving_cost.ipynb #c26499e5
 def resolve_inputs(latency_ms=None,     # latency given, ms (wins over a measured one)
                    latency_from=None,   # the inference benchmark's JSON to read
                    measure=None,        # a model to measure now
