@@ -4,16 +4,12 @@ import json, re, shutil, subprocess, sys, types, zipfile
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, dogbreeds
 from dogbreeds.prices import PriceError, default_prices, lambda_cost, load_prices, serverless_cost
 from dogbreeds.serving_cost import cost_at, format_table, plan, resolve_inputs
 from dogbreeds.geo_cost import aurora_cost, breed_names, cache_entry_bytes, cache_keys, format_geo, geo_plan, resolve_geo
 from dogbreeds.core import DogbreedsError, ParameterError
 
-
-def dogbreeds(*args, cwd=None):
-    return subprocess.run([sys.executable, '-c', 'from dogbreeds.cli import main; main()', *args],
-                          capture_output=True, text=True, cwd=cwd or ROOT, timeout=120)
 
 
 def option(pl, name):
