@@ -60,6 +60,20 @@ def model_dir(trained_run):
     return trained_run.run_dir / 'model'
 
 
+
+@pytest.fixture(scope='session')
+def toy_dir(tmp_path_factory):
+    "The toy model's folder (`dogbreeds.testing.toy_model`: it answers by a photo's colour), for the session: read only."
+    from dogbreeds.testing import toy_model
+    return toy_model(tmp_path_factory.mktemp('toy') / 'model')
+
+
+@pytest.fixture(scope='session')
+def toy_pred(toy_dir):
+    "The toy model loaded (`dogbreeds.inference.Predictor`), for the session."
+    from dogbreeds.inference import Predictor
+    return Predictor.load(toy_dir)
+
 # ---------------------------------------------------------------------------------------------------------
 # Real servers on 127.0.0.1 and free ports, from dogbreeds.testing: SeaweedFS (S3) and `dogbreeds serve`.
 
@@ -140,3 +154,50 @@ def redis_server():
     "A real Redis server on a free port, one per test module."
     from dogbreeds.testing import Redis
     with Redis() as server: yield server
+
+
+@pytest.fixture(params=['lru', 'redis'])
+def geo_cache(request):
+    "The place prior's cache, both kinds: in process (LRU), and on the module's real Redis server (emptied first)."
+    from dogbreeds.geocache import LRUCache, RedisCache
+    if request.param == 'lru': return LRUCache(ttl=60)
+    c = RedisCache(request.getfixturevalue('redis_server').url, ttl=60)
+    c.r.flushdb()
+    return c
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers the test files import (`from conftest import ...`): one of each.
+
+def dogbreeds(*args, cwd=None, env: dict | None = None, timeout: float = 600):
+    "Run the `dogbreeds` command line in a subprocess, as the console script does, from the repository root by default."
+    import subprocess
+    env = None if env is None else {**os.environ, **env}
+    return subprocess.run([sys.executable, '-c', 'from dogbreeds.cli import main; main()', *args], capture_output=True,
+                          text=True, cwd=cwd or ROOT, timeout=timeout, env=env)
+
+
+def gps(lat, lon, lat_ref=None, lon_ref=None) -> dict:
+    "The EXIF GPS block a phone writes at (lat, lon) (`dogbreeds.testing.photo_exif`); hemisphere letters overridable."
+    from dogbreeds.testing import photo_exif
+    block = dict(photo_exif(at=(lat, lon))[0x8825])
+    if lat_ref: block[1] = lat_ref
+    if lon_ref: block[3] = lon_ref
+    return block
+
+
+def dms(x) -> tuple:
+    "`x` degrees as EXIF writes them: (degrees, minutes, seconds), rationals."
+    return gps(x, 0)[2]
+
+
+def gps_jpeg(colour='tan', at=None, block: dict | None = None, size: int = 64) -> bytes:
+    "A JPEG of one colour (the toy model answers by colour), with EXIF GPS at `at` = (lat, lon), or the GPS `block`."
+    import io
+    from PIL import Image
+    from dogbreeds.location import GPS_IFD
+    exif = Image.Exif()
+    if at is not None: block = gps(*at)
+    if block is not None: exif[GPS_IFD] = block
+    b = io.BytesIO(); Image.new('RGB', (size, size), colour).save(b, 'JPEG', exif=exif); return b.getvalue()
+

@@ -31,14 +31,8 @@ def test_every_benchmark_has_a_smoke_test():
     assert scripts == SMOKED, f"benchmarks without a smoke test here: {scripts - SMOKED}"
 
 
-@pytest.fixture(scope='module')
-def toy(tmp_path_factory):
-    from dogbreeds.testing import toy_model
-    return toy_model(tmp_path_factory.mktemp('toy') / 'model')
-
-
-def test_phone(toy, tmp_path):
-    r = bench('phone', '--model', toy, '-n', 2, '--agree', 2, '--pixels', '1008x756', out=tmp_path / 'p.json')
+def test_phone(toy_dir, tmp_path):
+    r = bench('phone', '--model', toy_dir, '-n', 2, '--agree', 2, '--pixels', '1008x756', out=tmp_path / 'p.json')
     assert r['agreement_serving']['photos'] == 2 and r['agreement_coarsest']['photos'] == 2 and len(r['photos']) == 2
 
 
@@ -51,13 +45,13 @@ def test_phone_writes_noisy_12mp_jpegs(tmp_path):
     assert Image.open(f).size == (4032, 3024) and 2e6 <= f.stat().st_size <= 4e6
 
 
-def test_batch(toy, tmp_path):
-    bench('batch', '--model', toy, '--copies', 1, '--reps', 1, '--photos', 8, out=tmp_path / 'b.json')
-    bench('batch', '--model', toy, '--copies', 1, '--reps', 1, '--photos', 8, '--shard', out=tmp_path / 's.json')
+def test_batch(toy_dir, tmp_path):
+    bench('batch', '--model', toy_dir, '--copies', 1, '--reps', 1, '--photos', 8, out=tmp_path / 'b.json')
+    bench('batch', '--model', toy_dir, '--copies', 1, '--reps', 1, '--photos', 8, '--shard', out=tmp_path / 's.json')
 
 
-def test_load(toy, tmp_path):
-    r = bench('load', '--model', toy, '--clients', 2, '--requests', 3, '--workers', 1, '--metrics', 'on', out=tmp_path / 'l.json')
+def test_load(toy_dir, tmp_path):
+    r = bench('load', '--model', toy_dir, '--clients', 2, '--requests', 3, '--workers', 1, '--metrics', 'on', out=tmp_path / 'l.json')
     assert r['rows'][0]['done'] == 6
 
 
@@ -83,8 +77,8 @@ def test_registry(tmp_path):
     bench('registry', '--mb', 1, '--repeats', 1, out=tmp_path / 'r.json')
 
 
-def test_serve_size(toy, tmp_path):
-    r = bench('serve_size', '--model', toy, '--no-deps', out=tmp_path / 's.json')
+def test_serve_size(toy_dir, tmp_path):
+    r = bench('serve_size', '--model', toy_dir, '--no-deps', out=tmp_path / 's.json')
     assert r['heavy_modules'] == []
 
 

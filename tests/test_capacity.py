@@ -4,7 +4,8 @@ import json, math
 import pytest
 
 from dogbreeds.cli import main
-from dogbreeds.cost import STARTUP_S, batch_options, batch_rate, load_prices
+from dogbreeds.capacity import STARTUP_S, batch_options, batch_rate
+from dogbreeds.prices import load_prices
 
 
 def test_arithmetic_follows_the_prices_and_the_rate():

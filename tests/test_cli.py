@@ -1,12 +1,6 @@
 "The `dogbreeds` command: a real training run, `--version`, and one-line errors: exit 2 for bad usage, 1 for a failure at run time."
-import subprocess, sys
+from conftest import dogbreeds
 
-from conftest import ROOT
-
-
-def dogbreeds(*args, cwd=None):
-    return subprocess.run([sys.executable, '-c', 'from dogbreeds.cli import main; main()', *args],
-                          capture_output=True, text=True, cwd=cwd or ROOT, timeout=600)
 
 
 def test_help_lists_commands():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, free_ports
+from conftest import ROOT, free_ports, gps_jpeg
 
 DEMO_NB = ROOT / 'demo' / 'classify.ipynb'
 CHROMIUM = os.environ.get('DOGBREEDS_CHROMIUM', '/usr/bin/chromium')
@@ -72,34 +72,13 @@ def test_widget_loads_a_registry_uri(model_dir, tmp_path, monkeypatch):
 LONDON, SYDNEY = (51.5007, -0.1246), (-33.8568, 151.2153)
 
 
-def gps_jpeg(colour, at=None) -> bytes:
-    "A JPEG of one colour (the toy model answers by colour), with EXIF GPS at `at` = (lat, lon), made with Pillow."
-    import io
-    from PIL import Image
-    from PIL.TiffImagePlugin import IFDRational
-    from dogbreeds.location import GPS_IFD
-    def dms(x):
-        d = int(x); m = int((x - d) * 60)
-        return (IFDRational(d, 1), IFDRational(m, 1), IFDRational(round(((x - d) * 60 - m) * 6000), 100))
-    exif = Image.Exif()
-    if at: exif[GPS_IFD] = {1: 'N' if at[0] >= 0 else 'S', 2: dms(abs(at[0])), 3: 'E' if at[1] >= 0 else 'W', 4: dms(abs(at[1]))}
-    b = io.BytesIO(); Image.new('RGB', (64, 64), colour).save(b, 'JPEG', exif=exif); return b.getvalue()
-
-
-@pytest.fixture
-def toy(tmp_path):
-    from dogbreeds.inference import Predictor
-    from dogbreeds.testing import toy_model
-    return Predictor.load(toy_model(tmp_path / 'toy'))
-
-
 def geo_html(w, i=0) -> str:
     "The place section of card `i`."
     from dogbreeds.demo import _find
     return _find(w.results.children[i], 'dogbreeds-geo')[0].value
 
 
-def test_widget_shows_the_place_and_how_the_prior_moved_the_answer(toy, tmp_path, monkeypatch):
+def test_widget_shows_the_place_and_how_the_prior_moved_the_answer(toy_pred, tmp_path, monkeypatch):
     """A SQLite store (GEO_DB) where the London photo's runner-up is common around London: the card shows the EXIF
     coordinates, the cell, its observations and source, and the breeds alone and with the prior; typed coordinates win;
     bad typed ones are refused in the card; the bars stay the photo's alone."""
@@ -108,13 +87,13 @@ def test_widget_shows_the_place_and_how_the_prior_moved_the_answer(toy, tmp_path
     from dogbreeds.featurestore import FeatureStore
     from dogbreeds.location import cells, combine
     london, plain = gps_jpeg('tan', LONDON), gps_jpeg('steelblue')
-    probs = dict(toy.predict(toy.decode(london), k=len(toy.breeds)).top)
+    probs = dict(toy_pred.predict(toy_pred.decode(london), k=len(toy_pred.breeds)).top)
     alone = sorted(probs.items(), key=lambda x: -x[1])
     store = FeatureStore(tmp_path / 'geo.db')
     store.add_many([(*LONDON, alone[1][0], 300), (*LONDON, alone[0][0], 2)])
     store.close()
     monkeypatch.setenv('GEO_DB', str(tmp_path / 'geo.db'))
-    w = classifier_widget(model=toy, k=3)
+    w = classifier_widget(model=toy_pred, k=3)
     assert w.geo is not None and 'Place prior' in w.where.value and 'SQLite' in w.where.value
     w.upload.value = (upload('london.jpg', london), upload('plain.jpg', plain))
     assert w.shown()[0] == ('london.jpg', as_shown(alone[:3]))               # the bars: the photo alone
@@ -145,10 +124,10 @@ def test_widget_shows_the_place_and_how_the_prior_moved_the_answer(toy, tmp_path
     assert w.shown()[0] == ('london.jpg', as_shown(alone[:3]))               # still classified
 
 
-def test_widget_without_a_feature_store_says_no_prior(toy, monkeypatch):
+def test_widget_without_a_feature_store_says_no_prior(toy_pred, monkeypatch):
     from dogbreeds.demo import classifier_widget
     monkeypatch.delenv('GEO_DB', raising=False)
-    w = classifier_widget(model=toy)
+    w = classifier_widget(model=toy_pred)
     assert w.geo is None and 'No place prior: no feature store is configured' in w.where.value
     w.upload.value = (upload('london.jpg', gps_jpeg('tan', LONDON)),)
     h = geo_html(w)

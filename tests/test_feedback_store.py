@@ -39,14 +39,6 @@ def store(request, tmp_path):
     s.close()
 
 
-@pytest.fixture(params=['lru', 'redis'])
-def cache(request):
-    if request.param == 'lru': return LRUCache(ttl=60)
-    c = RedisCache(request.getfixturevalue('redis_server').url, ttl=60)
-    c.r.flushdb()
-    return c
-
-
 def shares(counts:dict) -> dict:
     n = sum(counts.values())
     return {b: counts.get(b, 0) / n for b in BREEDS}
@@ -65,8 +57,8 @@ def test_bounded_is_the_cap():
     assert bounded({}, {'b': 1000}, 0.05) == {} and bounded({'a': 3}, {}, 0.05) == {'a': 3}
 
 
-def test_a_flood_of_valid_votes_moves_a_cell_and_the_global_counts_by_at_most_the_cap(store, cache):
-    g = GeoLookup(store, cache, min_obs=20)
+def test_a_flood_of_valid_votes_moves_a_cell_and_the_global_counts_by_at_most_the_cap(store, geo_cache):
+    g = GeoLookup(store, geo_cache, min_obs=20)
     probs = {b: (0.53 if b == 'Rhodesian ridgeback' else 0.47 / 9) for b in BREEDS}   # the ambiguous photo
     at_sydney, at_oslo = g.lookup(*SYDNEY)[0], g.lookup(*OSLO)[0]
     assert (at_sydney.resolution, at_oslo.cell) == (7, 'global')

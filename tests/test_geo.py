@@ -1,13 +1,13 @@
 """Where the photo was taken: coordinates from EXIF GPS (photos made with Pillow) and explicit ones; the feature store on SQLite and on a
 real PostgreSQL; the cache in process and on a real Redis; feedback, backing off, and both outages."""
-import base64, io, threading, time
+import base64, threading, time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from PIL import Image
-from PIL.TiffImagePlugin import IFDRational
 
-from dogbreeds.location import GPS_IFD, cells, check_coords, combine, gps_from_exif, locate
+from PIL.TiffImagePlugin import IFDRational
+from conftest import dms, gps, gps_jpeg
+from dogbreeds.location import cells, check_coords, combine, gps_from_exif, locate
 from dogbreeds.featurestore import FeatureStore, StoreUnavailable
 from dogbreeds.geocache import LRUCache, RedisCache
 from dogbreeds.geolookup import GeoLookup
@@ -22,38 +22,26 @@ def grant(lat, lon, model='v1'):
     return SIGNER.verify(SIGNER.sign('r', None, cells(lat, lon), model))
 
 
-def dms(x):
-    d = int(x); m = int((x - d) * 60); s = round(((x - d) * 60 - m) * 60 * 100)
-    return (IFDRational(d, 1), IFDRational(m, 1), IFDRational(s, 100))
-
-def photo(gps:dict|None) -> bytes:
-    img, exif = Image.new('RGB', (32, 32), 'tan'), Image.Exif()
-    if gps is not None: exif[GPS_IFD] = gps
-    b = io.BytesIO(); img.save(b, 'JPEG', exif=exif); return b.getvalue()
-
-def gps(lat, lon, lat_ref=None, lon_ref=None):
-    return {1: lat_ref or ('N' if lat >= 0 else 'S'), 2: dms(abs(lat)), 3: lon_ref or ('E' if lon >= 0 else 'W'), 4: dms(abs(lon))}
-
 
 @pytest.mark.parametrize('lat,lon', [(51.5007, -0.1246), (-33.8568, 151.2153), (40.6892, -74.0445), (-22.9519, -43.2105), (35.6586, 139.7454)])
 def test_exif_gps_every_hemisphere(lat, lon):
-    loc, note = gps_from_exif(photo(gps(lat, lon)))
+    loc, note = gps_from_exif(gps_jpeg(size=32, block=gps(lat, lon)))
     assert note is None and loc.source == 'exif'
     assert loc.lat == pytest.approx(lat, abs=1e-5) and loc.lon == pytest.approx(lon, abs=1e-5)
 
 def test_exif_missing_and_malformed():
-    assert gps_from_exif(photo(None)) == (None, None)
+    assert gps_from_exif(gps_jpeg(size=32, block=None)) == (None, None)
     for bad in [{1: 'N', 2: dms(10)},                                    # no longitude
                 {1: 'X', 2: dms(10), 3: 'E', 4: dms(20)},                # bad hemisphere
                 {1: 'N', 2: (IFDRational(10, 1), IFDRational(75, 1), IFDRational(0, 1)), 3: 'E', 4: dms(20)},  # 75 minutes
                 {1: 'N', 2: dms(95), 3: 'E', 4: dms(20)}]:              # latitude 95
-        loc, note = gps_from_exif(photo(bad))
+        loc, note = gps_from_exif(gps_jpeg(size=32, block=bad))
         assert loc is None and 'malformed' in note
 
 def test_explicit_coordinates_win_and_bad_ones_are_400():
-    loc, _ = locate(photo(gps(10, 10)), lat='-5.5', lon=7)
+    loc, _ = locate(gps_jpeg(size=32, block=gps(10, 10)), lat='-5.5', lon=7)
     assert (loc.lat, loc.lon, loc.source) == (-5.5, 7.0, 'explicit')
-    assert locate(photo(gps(10, 10)))[0].source == 'exif'
+    assert locate(gps_jpeg(size=32, block=gps(10, 10)))[0].source == 'exif'
     assert check_coords(None, None) is None
     for lat, lon in [(91, 0), (0, -180.5), ('north', 3), (1, None), (float('nan'), 0), (True, 0)]:
         with pytest.raises(RequestError) as e: check_coords(lat, lon)
@@ -118,15 +106,9 @@ def test_import_refuses_bad_rows(tmp_path):
     with pytest.raises(Exception, match='lon'): s.import_csv(tmp_path / 'b.csv')
 
 
-@pytest.fixture(params=['lru', 'redis'])
-def cache(request):
-    if request.param == 'lru': return LRUCache(ttl=60)
-    server = request.getfixturevalue('redis_server')
-    c = RedisCache(server.url, ttl=60); c.r.flushdb(); return c
-
-def test_cache_aside_single_flight_and_invalidation(store, cache):
+def test_cache_aside_single_flight_and_invalidation(store, geo_cache):
     store.add_many([(*LONDON, 'beagle', 40)])
-    g = GeoLookup(store, cache, min_obs=20)
+    g = GeoLookup(store, geo_cache, min_obs=20)
     slow = store.fetch
     def fetch(cs): time.sleep(0.2); return slow(cs)
     store.fetch = fetch
@@ -174,9 +156,8 @@ def test_a_database_down_at_start_is_used_once_it_is_back(tmp_path):
 # --- the answer path: dogbreeds serve (?lat=&lon=, JSON lat/lon, EXIF, POST /feedback) and Lambda ({"feedback": ...})
 
 @pytest.fixture
-def geo_env(tmp_path, monkeypatch):
-    from dogbreeds.testing import BREEDS, toy_model
-    model = toy_model(tmp_path / 'model')
+def geo_env(toy_dir, tmp_path, monkeypatch):
+    model = toy_dir
     db = tmp_path / 'geo.db'
     FeatureStore(db).add_many([(*SYDNEY, 'dingo', 500), (*SYDNEY, 'beagle', 5)])
     for k, v in dict(GEO_DB=str(db), GEO_CACHE='lru', GEO_MIN_OBS='20', GEO_ALPHA='1', MODEL_URI=str(model),
@@ -188,7 +169,7 @@ def test_serve_answers_with_the_place_and_takes_feedback(geo_env):
     from dogbreeds.serve import make_app
     jpeg = {'Content-Type': 'image/jpeg'}
     with TestClient(make_app(str(geo_env))) as c:
-        body = dict(image=base64.b64encode(photo(None)).decode(), k=10)
+        body = dict(image=base64.b64encode(gps_jpeg(size=32, block=None)).decode(), k=10)
         a = c.post(f'/invocations?lat={SYDNEY[0]}&lon={SYDNEY[1]}', json=body).json()
         assert a['location']['source'] == 'explicit' and a['location']['cells'][0] == cells(*SYDNEY)[0]
         assert a['prior']['source'] == 'db' and a['prior']['resolution'] == 7 and a['prior']['observations'] == 505
@@ -196,15 +177,15 @@ def test_serve_answers_with_the_place_and_takes_feedback(geo_env):
         with_prior = {p['breed']: p['probability'] for p in a['predictions_with_prior']}
         assert with_prior == pytest.approx(combine(photo_only, {'dingo': 500, 'beagle': 5}, 1.0, 1.0))
         assert with_prior['dingo'] > photo_only['dingo'] and with_prior['Shih-Tzu'] < photo_only['Shih-Tzu']
-        b = c.post('/invocations', content=photo(gps(*SYDNEY)), headers=jpeg).json()    # from EXIF, now cached
+        b = c.post('/invocations', content=gps_jpeg(size=32, block=gps(*SYDNEY)), headers=jpeg).json()    # from EXIF, now cached
         assert b['location']['source'] == 'exif' and b['prior']['source'] == 'cache'
         assert [p['breed'] for p in b['predictions_with_prior']] == [p['breed'] for p in a['predictions_with_prior']][:5]
-        n = c.post('/invocations', content=photo(None), headers=jpeg).json()
+        n = c.post('/invocations', content=gps_jpeg(size=32, block=None), headers=jpeg).json()
         assert n['location'] is None and n['prior']['source'] == 'none' and n['predictions_with_prior'] == n['predictions']
-        m = c.post('/invocations', content=photo({1: 'Q', 2: dms(1), 3: 'E', 4: dms(2)}), headers=jpeg).json()
+        m = c.post('/invocations', content=gps_jpeg(size=32, block={1: 'Q', 2: dms(1), 3: 'E', 4: dms(2)}), headers=jpeg).json()
         assert m['location'] is None and 'malformed' in m['prior']['note']
         for q in ('lat=95&lon=0', 'lat=abc&lon=1', 'lat=1'):
-            r = c.post(f'/invocations?{q}', content=photo(None), headers=jpeg)
+            r = c.post(f'/invocations?{q}', content=gps_jpeg(size=32, block=None), headers=jpeg)
             assert r.status_code == 400 and 'lat' in r.json()['error']
         fb = dict(feedback_token=a['feedback_token'], breed='beagle')                  # the answer's token: its place
         assert c.post('/feedback', json=fb).json() == dict(applied=True, request_id=a['request_id'], cell=cells(*SYDNEY)[0], breed='beagle')
@@ -218,7 +199,7 @@ def test_lambda_feedback_and_answer(geo_env):
     import base64
     from dogbreeds import lambda_handler as lh
     lh.reset()
-    out = lh.handler(dict(image=base64.b64encode(photo(gps(*SYDNEY))).decode(), k=2))
+    out = lh.handler(dict(image=base64.b64encode(gps_jpeg(size=32, block=gps(*SYDNEY))).decode(), k=2))
     assert out['statusCode'] == 200 and out['prior']['cell'] == cells(*SYDNEY)[0] and len(out['predictions_with_prior']) == 2
     assert out['request_id'] and out['feedback_token']                               # a direct answer carries both
     fb = lh.handler(dict(feedback=dict(feedback_token=out['feedback_token'], lat=SYDNEY[0], lon=SYDNEY[1], breed='dingo')))

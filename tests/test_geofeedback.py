@@ -13,7 +13,8 @@ from dogbreeds.geocache import LRUCache, RedisCache
 from dogbreeds.geolookup import GeoLookup
 from dogbreeds.place import PlacePrior
 from dogbreeds.testing import BREEDS, Redis, ServeProcess, toy_model
-from test_geo import LONDON, SYDNEY, gps, photo
+from conftest import gps, gps_jpeg
+from test_geo import LONDON, SYDNEY
 
 EVENTS = Path(__file__).parent / 'events'
 
@@ -63,7 +64,7 @@ def test_feedback_by_token(env):
     from fastapi.testclient import TestClient
     from dogbreeds.serve import make_app
     model, db, settings = env
-    jpeg = photo(None)
+    jpeg = gps_jpeg(size=32, block=None)
     body = dict(image=base64.b64encode(jpeg).decode(), k=10)
     with TestClient(make_app(str(model))) as c:
         a = c.post(f'/invocations?lat={SYDNEY[0]}&lon={SYDNEY[1]}', json=body).json()
@@ -77,7 +78,7 @@ def test_feedback_by_token(env):
         assert c.post('/feedback', json=fb).status_code == 409                        # one vote per token
         r = c.post('/feedback', json=dict(feedback_token=after['feedback_token'], breed='wolf'))   # the breed is still checked
         assert r.status_code == 400 and 'wolf' in r.json()['error']
-        exif = photo(gps(*LONDON))                                                   # the place from EXIF GPS
+        exif = gps_jpeg(size=32, block=gps(*LONDON))                                                   # the place from EXIF GPS
         e = c.post('/invocations', content=exif, headers={'Content-Type': 'image/jpeg'}).json()
         assert e['location']['source'] == 'exif' and e['photo_id'] != a['photo_id']
         assert c.post('/feedback', json=dict(feedback_token=e['feedback_token'], breed='Samoyed')).json()['applied']
@@ -92,7 +93,7 @@ def test_cache_down_answers_and_feedback_still_work(tmp_path, monkeypatch):
     from dogbreeds.serve import make_app
     with Redis(tmp_path / 'redis') as rs:
         model, db, _ = make_env(tmp_path, monkeypatch, rs.url)
-        body = dict(image=base64.b64encode(photo(None)).decode(), lat=SYDNEY[0], lon=SYDNEY[1])
+        body = dict(image=base64.b64encode(gps_jpeg(size=32, block=None)).decode(), lat=SYDNEY[0], lon=SYDNEY[1])
         with TestClient(make_app(str(model))) as c:
             rs.stop()                                                                 # Redis down
             a = c.post('/invocations', json=body).json()
@@ -115,7 +116,7 @@ def test_serve_over_http_two_workers_need_no_shared_cache_for_tokens(tmp_path, m
     with ServeProcess(model, workers=2, env=env) as s:
         tokens = []
         for i in range(6):   # six photos; each answer and its feedback may reach either worker
-            img = base64.b64encode(photo(gps(SYDNEY[0] + i * 1e-5, SYDNEY[1]))).decode()   # a few metres apart: other bytes
+            img = base64.b64encode(gps_jpeg(size=32, block=gps(SYDNEY[0] + i * 1e-5, SYDNEY[1]))).decode()   # a few metres apart: other bytes
             st, a = post(s.url + '/invocations', dict(image=img))
             assert st == 200 and a['location']['source'] == 'exif', a
             tokens.append(a['feedback_token'])
@@ -133,7 +134,7 @@ def test_lambda_answer_over_http_then_feedback_on_a_cold_instance(redis_server, 
     lh.reset()
     e = json.loads((EVENTS / 'apigateway-http.json').read_text())    # AWS's example HTTP API event, carrying a photo
     e['headers']['content-type'] = 'image/jpeg'
-    e['body'], e['isBase64Encoded'] = base64.b64encode(photo(gps(*SYDNEY))).decode(), True
+    e['body'], e['isBase64Encoded'] = base64.b64encode(gps_jpeg(size=32, block=gps(*SYDNEY))).decode(), True
     r = lh.handler(e)
     a = json.loads(r['body'])
     assert r['statusCode'] == 200 and a['prior']['cell'] == cells(*SYDNEY)[0] and len(a['photo_id']) == 16 and a['request_id']
@@ -150,7 +151,7 @@ def adjusted(tmp_path, monkeypatch, name, **manifest):
     from dogbreeds import handlers
     from dogbreeds.protocol import Request
     model, db, _ = make_env(tmp_path / name, monkeypatch, 'lru', manifest)   # toy_model writes extra manifest fields as given
-    a = handlers.Service.load(model)(Request(image=photo(None), k=10, lat=SYDNEY[0], lon=SYDNEY[1]))
+    a = handlers.Service.load(model)(Request(image=gps_jpeg(size=32, block=None), k=10, lat=SYDNEY[0], lon=SYDNEY[1]))
     return a, {p['breed']: p['probability'] for p in a['predictions']}, {p['breed']: p['probability'] for p in a['predictions_with_prior']}
 
 

@@ -12,7 +12,7 @@ from conftest import SAMPLE
 from dogbreeds.core import IMAGE_EXTS, load_rgb, open_image
 from dogbreeds.location import cells, gps_from_exif
 from dogbreeds.inference import Predictor
-from dogbreeds.testing import ServeProcess, heic, photo_exif, toy_model
+from dogbreeds.testing import ServeProcess, heic, photo_exif
 
 SYDNEY = (-33.8568, 151.2153)
 
@@ -32,9 +32,6 @@ def heic_photo(rgb): return heic(rgb)
 @pytest.fixture(scope='module')
 def heic_sydney(rgb): return heic(rgb, photo_exif(at=SYDNEY))
 
-
-@pytest.fixture(scope='module')
-def model(tmp_path_factory): return toy_model(tmp_path_factory.mktemp('heic') / 'toy')
 
 
 def lossless(im) -> bytes:
@@ -102,8 +99,8 @@ def test_broken_heic_is_a_clear_error(heic_photo):
 
 # --- every entry point
 
-def test_predictor(model, heic_photo, rgb, photo, tmp_path):
-    p = Predictor.load(model)
+def test_predictor(toy_dir, heic_photo, rgb, photo, tmp_path):
+    p = Predictor.load(toy_dir)
     want = p.predict(lossless(rgb)).top
     close(p.predict(heic_photo).top, want)
     f = tmp_path / 'IMG_0001.HEIC'; f.write_bytes(heic_photo)
@@ -112,26 +109,26 @@ def test_predictor(model, heic_photo, rgb, photo, tmp_path):
 
 
 @pytest.fixture
-def lambda_env(model, monkeypatch):
+def lambda_env(toy_dir, monkeypatch):
     from dogbreeds import lambda_handler as lh
     for k in ('SAGEMAKER_ENDPOINT', 'RESULTS_PREFIX', 'INPUT_PREFIXES', 'MAX_PAYLOAD_BYTES', 'GEO_DB'):
         monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv('MODEL_URI', str(model))
+    monkeypatch.setenv('MODEL_URI', str(toy_dir))
     lh.reset()
     yield lh
     lh.reset()
 
 
-def test_lambda_handler(lambda_env, model, heic_photo, rgb):
+def test_lambda_handler(lambda_env, toy_dir, heic_photo, rgb):
     from test_lambda import HTTP_KINDS, call, direct, http_event
-    want = Predictor.load(model).predict(heic_photo).top
+    want = Predictor.load(toy_dir).predict(heic_photo).top
     for name in HTTP_KINDS:
         status, body = call(http_event(name, heic_photo, 'image/heic'))
         assert status == 200, (name, body)
         close(body['predictions'], want, tol=1e-5)
     status, body = call(direct(heic_photo))
     assert status == 200
-    close(body['predictions'], Predictor.load(model).predict(lossless(rgb)).top)
+    close(body['predictions'], Predictor.load(toy_dir).predict(lossless(rgb)).top)
 
 
 def test_lambda_reads_the_heic_place(lambda_env, heic_sydney, tmp_path, monkeypatch):
@@ -145,11 +142,11 @@ def test_lambda_reads_the_heic_place(lambda_env, heic_sydney, tmp_path, monkeypa
     assert out['prior']['cell'] == cells(*SYDNEY)[0] and out['prior']['observations'] == 500
 
 
-def test_serve_over_http(model, heic_photo, heic_sydney, tmp_path):
+def test_serve_over_http(toy_dir, heic_photo, heic_sydney, tmp_path):
     from dogbreeds.featurestore import FeatureStore
     FeatureStore(tmp_path / 'geo.db').add_many([(*SYDNEY, 'dingo', 500)])
-    want = Predictor.load(model).predict(heic_photo).top
-    with ServeProcess(model, env=dict(GEO_DB=str(tmp_path / 'geo.db'), GEO_CACHE='lru', GEO_MIN_OBS='20')) as server, \
+    want = Predictor.load(toy_dir).predict(heic_photo).top
+    with ServeProcess(toy_dir, env=dict(GEO_DB=str(tmp_path / 'geo.db'), GEO_CACHE='lru', GEO_MIN_OBS='20')) as server, \
          httpx.Client(base_url=server.url, timeout=30) as c:
         for ct in ('image/heic', 'image/heif', 'application/x-image', None):
             r = c.post('/invocations', content=heic_photo, headers={'Content-Type': ct} if ct else {})
@@ -162,13 +159,13 @@ def test_serve_over_http(model, heic_photo, heic_sydney, tmp_path):
         assert r.status_code == 400 and r.json()['error'], r.text
 
 
-def test_batch_on_a_folder(model, heic_photo, rgb, photo, tmp_path):
+def test_batch_on_a_folder(toy_dir, heic_photo, rgb, photo, tmp_path):
     from dogbreeds.predict import batch_predict, read_results
     src = tmp_path / 'phone'; src.mkdir()
     (src / 'IMG_0001.HEIC').write_bytes(heic_photo)
     (src / 'IMG_0002.heif').write_bytes(heic(rgb.rotate(90, expand=True)))
     (src / 'dog.jpg').write_bytes(photo.read_bytes())
-    p = Predictor.load(model)
+    p = Predictor.load(toy_dir)
     r = batch_predict(src, tmp_path / 'r.csv', p, k=3, progress=False)
     rows = {row['source'].split('/')[-1]: row for row in read_results(tmp_path / 'r.csv')}
     assert set(rows) == {'IMG_0001.HEIC', 'IMG_0002.heif', 'dog.jpg'} and r['predicted'] == 3, rows
@@ -179,14 +176,14 @@ def test_batch_on_a_folder(model, heic_photo, rgb, photo, tmp_path):
         assert row['probability'] == pytest.approx(want[0][1], abs=1e-5)
 
 
-def test_demo_widget(model, heic_photo, heic_sydney, rgb):
+def test_demo_widget(toy_dir, heic_photo, heic_sydney, rgb):
     from test_demo import as_shown, upload
     from dogbreeds.demo import UPLOAD_ACCEPT, classifier_widget
-    w = classifier_widget(model=model)
+    w = classifier_widget(model=toy_dir)
     assert '.heic' in w.upload.accept == UPLOAD_ACCEPT
     w.upload.value = (upload('IMG_0001.HEIC', heic_photo, 'image/heic'), upload('IMG_0002.HEIC', heic_sydney, ''))
     shown = dict(w.shown())
-    p = Predictor.load(model)
+    p = Predictor.load(toy_dir)
     assert shown['IMG_0001.HEIC'] == as_shown(p.predict(heic_photo, k=5).top)
     assert shown['IMG_0002.HEIC'] == as_shown(p.predict(heic_sydney, k=5).top)
     assert w.places['IMG_0002.HEIC']['location']['source'] == 'exif'

@@ -9,18 +9,19 @@ from dogbreeds import handlers, lambda_handler as lh
 from dogbreeds.featurestore import FeatureStore
 from dogbreeds.location import cells
 from dogbreeds.protocol import Request
-from dogbreeds.testing import ServeProcess, toy_model
-from test_geo import LONDON, SYDNEY, photo
+from dogbreeds.testing import ServeProcess
+from conftest import gps_jpeg
+from test_geo import LONDON, SYDNEY
 from test_lambda import ENV, call, http_event
 
 QUERY_KINDS = ('apigateway-rest', 'apigateway-http', 'function-url', 'alb')
-JPEG = photo(None)  # no EXIF GPS: the place can only come from the request
+JPEG = gps_jpeg(size=32)  # no EXIF GPS: the place can only come from the request
 
 
 @pytest.fixture
-def geo_model(tmp_path, monkeypatch):
+def geo_model(toy_dir, tmp_path, monkeypatch):
     "A toy model (`MODEL_URI`), a SQLite feature store (Sydney: 500 dingo, 5 beagle) and the geo settings; no endpoint."
-    model, db = toy_model(tmp_path / 'model'), tmp_path / 'geo.db'
+    model, db = toy_dir, tmp_path / 'geo.db'
     FeatureStore(db).add_many([(*SYDNEY, 'dingo', 500), (*SYDNEY, 'beagle', 5)])
     for k in ENV: monkeypatch.delenv(k, raising=False)
     env = dict(GEO_DB=str(db), GEO_CACHE='lru', GEO_MIN_OBS='20', GEO_ALPHA='1', MODEL_URI=str(model),

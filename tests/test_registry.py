@@ -2,12 +2,12 @@
 
 Every test that makes sense for both backends runs on both (`registry` is parametrised); wrong credentials,
 a missing bucket, encryption headers and multipart uploads exist only on S3."""
-import hashlib, json, os, subprocess, sys, uuid
+import hashlib, json, subprocess, sys, uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, free_ports, make_model_dir
+from conftest import ROOT, dogbreeds, free_ports, make_model_dir
 from dogbreeds.core import MANIFEST, IntegrityError, verify_files
 from dogbreeds.registry import (AliasInUseError, BucketNotFoundError, LocalBackend, MiB, NotFoundError, Registry,
                                 RegistryAccessError, RegistryError, VersionExistsError, is_version, parse_model_uri,
@@ -538,10 +538,6 @@ def test_push_if_configured(monkeypatch, models, tmp_path, capsys):
     assert Registry(reg_uri).resolve('dogbreeds', 'staging') == v
     assert capsys.readouterr().out == f'pushed {models[0]} to {uri} and made it dogbreeds@staging\n'
 
-
-def dogbreeds(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, '-c', 'from dogbreeds.cli import main; main()', *args], capture_output=True,
-                          text=True, cwd=cwd or ROOT, timeout=120, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture

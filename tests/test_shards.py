@@ -11,14 +11,8 @@ from dogbreeds.shards import job_file, merge_shards, parse_shard, shard_file, sh
 from dogbreeds.predict import batch_predict
 from dogbreeds.cli import main
 from dogbreeds.core import ParameterError
-from dogbreeds.inference import Predictor
-from dogbreeds.testing import toy_model
 
 K = 3
-
-
-@pytest.fixture(scope='module')
-def pred(tmp_path_factory): return Predictor.load(toy_model(tmp_path_factory.mktemp('toy') / 'model'))
 
 
 @pytest.fixture(scope='module')
@@ -31,15 +25,15 @@ def photos(tmp_path_factory):
     return d
 
 
-def run(src, out, pred, **kw): return batch_predict(src, out, pred, k=K, batch_size=8, progress=False, **kw)
+def run(src, out, toy_pred, **kw): return batch_predict(src, out, toy_pred, k=K, batch_size=8, progress=False, **kw)
 
 
 @pytest.mark.parametrize('fmt', ['csv', 'parquet'])
-def test_three_shards_cover_every_photo_once_and_merge_equals_one_run(pred, photos, tmp_path, fmt):
+def test_three_shards_cover_every_photo_once_and_merge_equals_one_run(toy_pred, photos, tmp_path, fmt):
     single = tmp_path / f'single.{fmt}'
-    assert run(photos, single, pred)['items'] == 61
+    assert run(photos, single, toy_pred)['items'] == 61
     out = tmp_path / 'job' / f'results.{fmt}'
-    parts = [run(photos, out, pred, shard=f'{i}/3') for i in range(3)]
+    parts = [run(photos, out, toy_pred, shard=f'{i}/3') for i in range(3)]
     sources = [[r['source'] for r in read_results(shard_file(out, i, 3))] for i in range(3)]
     flat = [s for part in sources for s in part]
     assert sorted(flat) == [r['source'] for r in read_results(single)], "every photo once, none twice"
@@ -51,7 +45,7 @@ def test_three_shards_cover_every_photo_once_and_merge_equals_one_run(pred, phot
     assert read_results(out) == read_results(single), "the merge is what one process writes"
 
 
-def test_split_depends_on_the_name_under_src_not_the_mount_point(pred, photos, tmp_path):
+def test_split_depends_on_the_name_under_src_not_the_mount_point(toy_pred, photos, tmp_path):
     other = tmp_path / 'elsewhere' / 'mounted'
     shutil.copytree(photos, other)
     def split(root):
@@ -65,56 +59,56 @@ def test_split_depends_on_the_name_under_src_not_the_mount_point(pred, photos, t
 class Interrupt(BaseException): pass
 
 
-def test_killed_shard_resumes_with_resume_only(pred, photos, tmp_path):
+def test_killed_shard_resumes_with_resume_only(toy_pred, photos, tmp_path):
     out = tmp_path / 'results.csv'
-    p, calls = copy.copy(pred), []
+    p, calls = copy.copy(toy_pred), []
     def predict_prepared(x, k):
         calls.append(1)
         if len(calls) == 2: raise Interrupt()  # the pod is killed during its second batch
-        return pred.predict_prepared(x, k)
+        return toy_pred.predict_prepared(x, k)
     p.predict_prepared = predict_prepared
     with pytest.raises(Interrupt): run(photos, out, p, shard='1/3')
     f = shard_file(out, 1, 3)
     assert len(read_results(f)) == 8, "the first batch is kept"
     with pytest.raises(ResultsError, match='not finished|have not finished'):
-        for i in (0, 2): run(photos, out, pred, shard=f'{i}/3')
+        for i in (0, 2): run(photos, out, toy_pred, shard=f'{i}/3')
         merge_shards(out)
-    with pytest.raises(ResultsError, match='--resume'): run(photos, out, pred, shard='1/3')
-    r = run(photos, out, pred, shard='1/3', resume=True)
+    with pytest.raises(ResultsError, match='--resume'): run(photos, out, toy_pred, shard='1/3')
+    r = run(photos, out, toy_pred, shard='1/3', resume=True)
     assert r['skipped'] == 8 and r['predicted'] == r['items'] - 8
     merge_shards(out)
-    single = tmp_path / 'single.csv'; run(photos, single, pred)
+    single = tmp_path / 'single.csv'; run(photos, single, toy_pred)
     assert read_results(out) == read_results(single)
 
 
-def test_another_jobs_results_are_refused(pred, photos, tmp_path):
+def test_another_jobs_results_are_refused(toy_pred, photos, tmp_path):
     out = tmp_path / 'results.csv'
-    run(photos, out, pred, shard='0/2')
-    with pytest.raises(ResultsError, match='another job.*shards 2'): run(photos, out, pred, shard='0/3', resume=True)
-    with pytest.raises(ResultsError, match='another job.*src'): run(photos / 'g1', out, pred, shard='1/2', resume=True)
+    run(photos, out, toy_pred, shard='0/2')
+    with pytest.raises(ResultsError, match='another job.*shards 2'): run(photos, out, toy_pred, shard='0/3', resume=True)
+    with pytest.raises(ResultsError, match='another job.*src'): run(photos / 'g1', out, toy_pred, shard='1/2', resume=True)
     with pytest.raises(ResultsError, match='another job.*k 3'):
-        batch_predict(photos, out, pred, k=2, shard='1/2', progress=False)
+        batch_predict(photos, out, toy_pred, k=2, shard='1/2', progress=False)
     with pytest.raises(ResultsError, match='1 of the 2 shards.*not finished \\(1\\)'): merge_shards(out)
-    run(photos, out, pred, shard='1/2'); merge_shards(out)
-    with pytest.raises(ResultsError, match='merged results.*--resume'): run(photos, out, pred, shard='1/2')
+    run(photos, out, toy_pred, shard='1/2'); merge_shards(out)
+    with pytest.raises(ResultsError, match='merged results.*--resume'): run(photos, out, toy_pred, shard='1/2')
     with pytest.raises(ResultsError, match='is the job over'): merge_shards(out, src=str(photos / 'g1'))
     with pytest.raises(ResultsError, match='no sharded job'): merge_shards(tmp_path / 'other.csv')
 
 
 @pytest.mark.parametrize('spec', ['3/2', '0/0', 'a/b', '1', '1/2/3', '-1/2', ''])
-def test_bad_shard_is_a_one_line_error(spec, pred, photos, tmp_path, capsys):
+def test_bad_shard_is_a_one_line_error(spec, toy_pred, photos, tmp_path, capsys):
     with pytest.raises(ParameterError): parse_shard(spec)
     with pytest.raises(SystemExit) as e:
-        main(['predict', str(photos), '--out', str(tmp_path / 'r.csv'), '--model', str(pred.model_dir), f'--shard={spec}'])
+        main(['predict', str(photos), '--out', str(tmp_path / 'r.csv'), '--model', str(toy_pred.model_dir), f'--shard={spec}'])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count('\n') == 1 and err.startswith('dogbreeds: error: --shard'), err
     assert not list(tmp_path.iterdir()), "nothing written"
 
 
-def test_cli_shards_and_merge(pred, photos, tmp_path, capsys):
+def test_cli_shards_and_merge(toy_pred, photos, tmp_path, capsys):
     out = tmp_path / 'results.parquet'
     for i in range(2):
-        main(['predict', str(photos), '--out', str(out), '--model', str(pred.model_dir), '--shard', f'{i}/2', '--quiet', '-k', '3'])
+        main(['predict', str(photos), '--out', str(out), '--model', str(toy_pred.model_dir), '--shard', f'{i}/2', '--quiet', '-k', '3'])
     main(['predict', '--merge', '--out', str(out)])
     assert '61 rows from 2 shards' in capsys.readouterr().out
     assert sorted(r['source'] for r in read_results(out)) == sorted(str(p) for p in photos.rglob('*') if p.is_file())
@@ -126,7 +120,7 @@ def test_cli_shards_and_merge(pred, photos, tmp_path, capsys):
     assert '--on sagemaker splits' in capsys.readouterr().err
 
 
-def test_s3_source_splits_like_the_same_photos_on_disk(pred, photos, s3_server, tmp_path):
+def test_s3_source_splits_like_the_same_photos_on_disk(toy_pred, photos, s3_server, tmp_path):
     import uuid
     c, bucket = s3_server.client(), s3_server.bucket
     prefix = f'shards-{uuid.uuid4().hex[:8]}/in'
@@ -137,14 +131,14 @@ def test_s3_source_splits_like_the_same_photos_on_disk(pred, photos, s3_server, 
     split = lambda s: {shard_key(s, i): shard_of(shard_key(s, i), 3) for i in s.list()}
     assert split(s3) == split(disk) and len(split(s3)) == 61  # a worker reading S3 and one reading a copy agree
     out = tmp_path / 'results.csv'
-    for i in range(3): run(src, out, pred, shard=f'{i}/3', endpoint_url=s3_server.endpoint)
+    for i in range(3): run(src, out, toy_pred, shard=f'{i}/3', endpoint_url=s3_server.endpoint)
     assert merge_shards(out)['rows'] == 61
     rows = read_results(out)
     assert len({r['source'] for r in rows}) == 61 and all(r['source'].startswith(src + '/') for r in rows)
 
 
 @pytest.mark.parametrize('fmt', ['csv', 'parquet'])
-def test_merge_streams_unsorted_shards_into_the_same_file(pred, photos, tmp_path, fmt, monkeypatch):
+def test_merge_streams_unsorted_shards_into_the_same_file(toy_pred, photos, tmp_path, fmt, monkeypatch):
     """The merge sorts each shard and merges them as streams: shards whose rows are out of order (a resumed
     or retried shard appends where it can) give the very file the in-memory sort-everything merge wrote, row groups
     included; a photo in two shards is refused and leaves no output."""
@@ -152,7 +146,7 @@ def test_merge_streams_unsorted_shards_into_the_same_file(pred, photos, tmp_path
     for m in (dogbreeds.results, dogbreeds.shards):  # several row groups, and a chunk boundary inside a shard
         monkeypatch.setattr(m, 'ROW_GROUP', 7)
     out = tmp_path / 'job' / f'results.{fmt}'
-    for i in range(3): run(photos, out, pred, shard=f'{i}/3')
+    for i in range(3): run(photos, out, toy_pred, shard=f'{i}/3')
     job = json.loads(job_file(out).read_text())
     def rewrite(f, rows):
         f.unlink()

@@ -9,19 +9,16 @@ import pytest
 from conftest import SAMPLE
 from dogbreeds.results import read_results, result_columns
 from dogbreeds.predict import batch_predict, gather_transform, transform_prefix
-from dogbreeds.testing import ServeProcess, toy_model
+from dogbreeds.testing import ServeProcess
 
 ROLE = 'arn:aws:iam::123456789012:role/dogbreeds-sagemaker'
 IMAGE = '123456789012.dkr.ecr.us-east-1.amazonaws.com/dogbreeds:1'
 
 
-@pytest.fixture(scope='module')
-def model_dir(tmp_path_factory): return toy_model(tmp_path_factory.mktemp('toy') / 'model')
-
 
 @pytest.fixture(scope='module')
-def server(model_dir):
-    with ServeProcess(model_dir, workers=2) as s: yield s
+def server(toy_dir):
+    with ServeProcess(toy_dir, workers=2) as s: yield s
 
 
 @pytest.fixture
@@ -92,7 +89,7 @@ def test_container_contract(server):
     assert _post(server.url + '/invocations', b'not a photo')[0] == 415  # refused: Batch Transform writes no .out for it
 
 
-def test_gather_out_files_into_the_local_table(server, s3_server, model_dir, tmp_path):
+def test_gather_out_files_into_the_local_table(server, s3_server, toy_dir, tmp_path):
     c, bucket = s3_server.client(), s3_server.bucket
     run = f'bt-{uuid.uuid4().hex[:8]}'
     photos = sorted(SAMPLE.rglob('*.JPEG'))[::40][:6]
@@ -120,7 +117,7 @@ def test_gather_out_files_into_the_local_table(server, s3_server, model_dir, tmp
         bad = [r for r in rows if r['source'].endswith('bad.jpg')]
         assert len(bad) == 1 and bad[0]['error'].startswith('TransformError: no answer') and 'ClientError' in bad[0]['error']
         here = tmp_path / f'local.{fmt}'
-        batch_predict(local, here, str(model_dir), k=3, progress=False)
+        batch_predict(local, here, str(toy_dir), k=3, progress=False)
         mine = {r['source'].split(f'{run}/in/')[1]: r for r in rows if not r['error']}
         theirs = {str(Path(r['source']).relative_to(local)): r for r in read_results(here)}
         assert mine.keys() == theirs.keys()
