@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib, hashlib, io, json, math, os, shutil, sys, tempfile, warnings
 from pathlib import Path
 import numpy as np
+from fastcore.meta import delegates
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pi_heif import register_heif_opener
 
@@ -166,18 +167,14 @@ def shrink(im:Image.Image, shrink_to:int) -> Image.Image:
     k = min(im.size) // shrink_to
     return im.reduce(k) if k >= 2 else im
 
+@delegates(open_image)
 def load_rgb(src,                       # a path, bytes, a file object or a PIL image
-             max_bytes:int=MAX_BYTES,   # refuse more bytes than this
-             max_pixels:int=MAX_PIXELS, # refuse more pixels than this (a decompression bomb)
-             min_side:int=MIN_SIDE,     # refuse a shorter side than this
-             name:str|None=None,        # what to call the image in errors (default: the path)
-             shrink_to:int|None=None    # decode a large photo reduced, its short side at least this
-             ) -> Image.Image:
-    """Decode `src` safely (see `open_image`) into an upright 8-bit RGB PIL image; with `shrink_to`, a large photo
-    comes out reduced (decoded at reduced scale, then reduced by a whole factor), its short side at least
-    `shrink_to`."""
-    im = to_rgb(open_image(src, max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side, name=name,
-                           shrink_to=shrink_to))
+             shrink_to:int|None=None,   # decode a large photo reduced, its short side at least this
+             **kwargs) -> Image.Image:
+    """Decode `src` safely (`open_image`, which takes `kwargs`: the limits, a name for errors) into an upright 8-bit
+    RGB PIL image; with `shrink_to`, a large photo comes out reduced (decoded at reduced scale, then reduced by a whole
+    factor), its short side at least `shrink_to`."""
+    im = to_rgb(open_image(src, shrink_to=shrink_to, **kwargs))
     return shrink(im, shrink_to) if shrink_to else im
 
 # %% ../nbs/00_core.ipynb #21c4d1cf

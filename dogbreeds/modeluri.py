@@ -56,20 +56,21 @@ def is_version(ref:str) -> bool:
     return bool(VERSION_RE.match(ref))
 
 # %% ../nbs/05_modeluri.ipynb #acbdeede
+def _matching(v, rx, what:str) -> str:
+    "`v` if it is text that `rx` matches, else a `RegistryError`: `v` is not `what`."
+    if not isinstance(v, str) or not rx.match(v): raise RegistryError(f"{v!r} is not {what}")
+    return v
+
 def check_name(name:str) -> str:
     "`name` if it is a model name, else a `RegistryError` that says what one is."
-    if not isinstance(name, str) or not MODEL_NAME_RE.match(name):
-        raise RegistryError(f"{name!r} is not a model name: use letters, digits, '.', '_' and '-', starting with a "
-                            f"letter or digit")
-    return name
+    return _matching(name, MODEL_NAME_RE,
+                     "a model name: use letters, digits, '.', '_' and '-', starting with a letter or digit")
 
 # %% ../nbs/05_modeluri.ipynb #121d85ef
 def check_alias(alias:str) -> str:
     "`alias` if it is an alias name, else a `RegistryError` that says what one is."
-    if not isinstance(alias, str) or not ALIAS_RE.match(alias):
-        raise RegistryError(f"{alias!r} is not an alias name: use lower-case letters, digits, '_' and '-', starting "
-                            f"with a letter")
-    return alias
+    return _matching(alias, ALIAS_RE,
+                     "an alias name: use lower-case letters, digits, '_' and '-', starting with a letter")
 
 # %% ../nbs/05_modeluri.ipynb #60430909
 def check_ref(ref:str) -> str:

@@ -31,6 +31,13 @@ def _open(model:str|None, registry:str|None, endpoint_url:str|None, kms_key_id:s
                    progress=False if quiet else None)
     return reg, name, ref
 
+
+def _open_version(model:str, verb:str, *args) -> tuple[Registry, str, str]:
+    "`_open` for a command that `verb`s one version: `model` must name it."
+    if '@' not in model:
+        raise ParameterError(f"name the version to {verb}: {model}@VERSION (see dogbreeds list --model {model})")
+    return _open(model, *args)
+
 _REG = "registry: s3://BUCKET/PREFIX, file:///PATH or a folder (default: $DOGBREEDS_REGISTRY)"
 _ENDPOINT = "S3 endpoint URL (default: $AWS_ENDPOINT_URL, else AWS)"
 _KMS = "S3: encrypt what this writes with this KMS key (SSE-KMS) instead of SSE-S3"
@@ -113,9 +120,7 @@ def promote_cli(
     no_sse:Annotated[bool, _SSE]=False,
 ):
     "Point an alias (default production) at a version."
-    if '@' not in model:
-        raise ParameterError(f"name the version to promote: {model}@VERSION (see dogbreeds list --model {model})")
-    reg, name, ref = _open(model, registry, endpoint_url, kms_key_id, not no_sse)
+    reg, name, ref = _open_version(model, 'promote', registry, endpoint_url, kms_key_id, not no_sse)
     a = reg.promote(name, ref, alias, reason=reason)
     print(f"{name}@{alias} -> {a['version']}" + (f" (was {a['previous']})" if a['previous'] else ''))
 
@@ -130,8 +135,6 @@ def delete_cli(
     no_sse:Annotated[bool, _SSE]=False,
 ):
     "Delete a version that no alias names."
-    if '@' not in model:
-        raise ParameterError(f"name the version to delete: {model}@VERSION (see dogbreeds list --model {model})")
-    reg, name, ref = _open(model, registry, endpoint_url, kms_key_id, not no_sse)
+    reg, name, ref = _open_version(model, 'delete', registry, endpoint_url, kms_key_id, not no_sse)
     reg.delete(name, ref, reason=reason)
     print(f"deleted {name}@{ref}")
