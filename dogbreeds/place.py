@@ -31,13 +31,17 @@ def _seconds(key:str) -> float:
     return s
 
 # %% ../nbs/30_place.ipynb #b6db739c
-def geo_lookup() -> GeoLookup|None:
-    "A new `GeoLookup` from the `GEO_*` settings (store, cache, TTLs, minimum observations); None without `GEO_DB`."
-    url = config.get('GEO_DB')
+def geo_lookup(url:str|None=None,  # the feature store (default: `GEO_DB`)
+               down_ok:bool=True,   # a database that is down: no prior until it is back (else `StoreUnavailable`)
+              ) -> GeoLookup|None:
+    "A new `GeoLookup` from the `GEO_*` settings (store, cache, TTLs, minimum observations); None without a store."
+    url = url or config.get('GEO_DB')
     if not url: return None
     cache = make_cache(config.get('GEO_CACHE'), _seconds('GEO_CACHE_TTL'))
     try: store = FeatureStore(url)
-    except StoreUnavailable: store = FeatureStore(url, create=False)  # the database is down: no prior until it is back
+    except StoreUnavailable:
+        if not down_ok: raise
+        store = FeatureStore(url, create=False)
     return GeoLookup(store, cache, int(config.get_int('GEO_MIN_OBS')))
 
 # %% ../nbs/30_place.ipynb #e4aca506

@@ -19,14 +19,12 @@ from . import config
 from . import telemetry
 from .aws import client as aws_client, parse_s3_uri
 from .core import DogbreedsError, ParameterError, IMAGE_EXTS, check_number, interactive
-from .protocol import Request, RequestError
+from .protocol import Request, RequestError, ServiceUnavailableError
 from .location import check_coords
-from .featurestore import FeatureStore, StoreUnavailable
-from .geocache import make_cache
-from .geolookup import GeoLookup
+from .featurestore import StoreUnavailable
 from .registry import folder_version
 from .inference import Predictor
-from .place import PlacePrior
+from .place import PlacePrior, geo_lookup
 from .handlers import answer_request
 from .sources import (LocalSource, LocationError, S3Source, SourceError, match_locations, open_source,
                                read_locations, shard_key)
@@ -133,11 +131,10 @@ def place_prior(geo_db:str) -> PlacePrior:
             not Path(geo_db.removeprefix('sqlite:///')).expanduser().is_file():
         raise ParameterError(f"--geo-db {geo_db}: no such SQLite file; build one with "
                              f"`dogbreeds geo import observations.csv --geo-db {geo_db}`")
-    try: cache = make_cache(config.get('GEO_CACHE'), float(config.get('GEO_CACHE_TTL')))
-    except ValueError as e: raise ParameterError(f"the geo settings are unusable: {e}") from None
-    try: store = FeatureStore(geo_db)
+    try: lookup = geo_lookup(geo_db, down_ok=False)  # the service's construction; a database that is down fails
     except StoreUnavailable as e: raise DogbreedsError(f"--geo-db {geo_db}: {e}") from None
-    lookup = GeoLookup(store, cache, int(config.get_int('GEO_MIN_OBS')))
+    except (ServiceUnavailableError, ValueError) as e:
+        raise ParameterError(f"the geo settings are unusable: {e}") from None
     return PlacePrior(lookup, float(config.get('GEO_ALPHA')), float(config.get('GEO_SMOOTHING')))
 
 # %% ../nbs/63_predict.ipynb #53ed0041
