@@ -160,6 +160,21 @@ def test_phone_photos_decode_reduced_and_answer_as_full_decoding(model_dir, pred
         assert max(abs(x - dict(b.top)[k]) for k, x in a.top) < 0.05, f  # the test model; the default model: benchmarks/phone.py
 
 
+@pytest.mark.parametrize('size, orientation', [((4080, 3060), None), ((4032, 3024), 6), ((3060, 4080), 8)])
+def test_reduced_decoding_keeps_orientation_and_alignment(model_dir, pred, photo, size, orientation):
+    "Sides that are not whole 8x8 blocks, or a photo stored sideways (EXIF): reduced decoding shows what full decoding does."
+    from dogbreeds.testing import photo_exif
+    full = Predictor.load(model_dir, fast_decode=False)
+    data = encode(phone_photo(photo, size=size), 'JPEG', quality=90, exif=photo_exif(orientation).tobytes())
+    a, b = pred.decode(data), full.decode(data)
+    assert b.shape[:2] == (size[::-1] if orientation in (None, 1) else size)  # upright
+    assert abs(a.shape[0] / a.shape[1] - b.shape[0] / b.shape[1]) < 0.01 and min(a.shape[:2]) < min(b.shape[:2]) / 2
+    boxed = np.asarray(Image.fromarray(b).resize(a.shape[1::-1], Image.BOX), dtype=np.float32)
+    assert np.abs(boxed - a).mean() < 2  # the same pixels, the same way up: not shifted, mirrored or turned
+    x, y = pred.predict(data, k=len(pred.breeds)), full.predict(data, k=len(pred.breeds))
+    assert x.top[0][0] == y.top[0][0] and max(abs(p - dict(y.top)[k]) for k, p in x.top) < 0.05
+
+
 @pytest.mark.parametrize('fmt', ['PNG', 'WEBP', 'GIF'])
 def test_large_photos_of_other_formats_decode_within_the_pixel_cap(pred, photo, fmt):
     data = encode(phone_photo(photo, size=(3000, 2250)), fmt)
