@@ -113,13 +113,13 @@ class Predictor:
                  max_bytes:int=MAX_BYTES,      # the largest photo accepted, in bytes
                  max_pixels:int=MAX_PIXELS,    # the largest photo accepted, in pixels (against decompression bombs)
                  decode_threads:int=4,         # threads that decode the photos of `predict_batch`
-                 fast_decode:bool=True):       # decode JPEGs reduced, never below twice the model's input size
+                 fast_decode:bool=True):       # decode JPEGs reduced, at the coarsest scale covering the input
         self.model_dir, self.manifest, self.backend = Path(model_dir), manifest, backend
         self.breeds = list(manifest['breeds'])
         self.size = manifest['preprocessing']['resize']['size']
         self.name, self.version = manifest.get('name', 'dogbreeds'), version or manifest.get('version')
         self.max_bytes, self.max_pixels, self.decode_threads = max_bytes, max_pixels, decode_threads
-        self.shrink_to = 2 * self.size if fast_decode else None  # phone photos: reduced, never below twice the input
+        self.shrink_to = self.size if fast_decode else None  # phone photos: the coarsest scale covering the input
         nd = manifest.get('not_a_dog') or {}
         self.dog_classes = np.array(nd['dog_classes']) if nd.get('dog_classes') else None
         self.dog_threshold = nd.get('threshold', 0.5)
