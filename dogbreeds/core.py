@@ -107,11 +107,12 @@ def open_image(src,                       # a path, bytes, a file object or a PI
                max_pixels:int=MAX_PIXELS, # refuse more pixels than this (a decompression bomb)
                min_side:int=MIN_SIDE,     # refuse a shorter side than this
                name:str|None=None,        # what to call the image in errors (default: the path)
-               shrink_to:int|None=None    # decode a large photo reduced, its short side at least this
+               shrink_to:int|None=None,   # decode a large photo reduced, its short side at least this
+               draft_to:int|None=None     # a JPEG: the coarsest DCT scale whose short side is at least this (shrink_to)
                ) -> Image.Image:
     """Open and decode `src` (path, bytes, file object or PIL image), refusing bad input with an `ImageError`.
     With `shrink_to`, a large JPEG is decoded at reduced scale (DCT scaling), a large HEIC reduced as soon as it is
-    decoded, each side still at least `shrink_to`."""
+    decoded, each side still at least `shrink_to`; a JPEG's DCT scale can go down to `draft_to` instead."""
     name = name or (str(src) if isinstance(src, (str, os.PathLike)) else 'image')
     if isinstance(src, Image.Image):
         _check_size(src, max_pixels, min_side, name)
@@ -127,10 +128,10 @@ def open_image(src,                       # a path, bytes, a file object or a PI
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise NotAnImageError(f"{name}: not an image format that can be read (it starts with {data[:12]!r})") from None
     _check_size(im, max_pixels, min_side, name)
-    if shrink_to and im.format == 'JPEG' and min(im.size) >= 2 * shrink_to:
+    if (d := draft_to or shrink_to) and im.format == 'JPEG' and min(im.size) >= 2 * d:
         try:
             # decode at 1/2, 1/4 or 1/8 scale: far less work for a phone photo
-            im.draft(im.mode, (shrink_to, shrink_to))
+            im.draft(im.mode, (d, d))
             im.load()
             return im
         except Exception: im = Image.open(io.BytesIO(data))  # a reduced decode that fails gets a full one, or its error

@@ -113,13 +113,14 @@ class Predictor:
                  max_bytes:int=MAX_BYTES,      # the largest photo accepted, in bytes
                  max_pixels:int=MAX_PIXELS,    # the largest photo accepted, in pixels (against decompression bombs)
                  decode_threads:int=4,         # threads that decode the photos of `predict_batch`
-                 fast_decode:bool=True):       # decode JPEGs reduced, at the coarsest scale covering the input
+                 fast_decode:bool=True):       # decode big photos reduced (JPEG: the coarsest scale covering the input)
         self.model_dir, self.manifest, self.backend = Path(model_dir), manifest, backend
         self.breeds = list(manifest['breeds'])
         self.size = manifest['preprocessing']['resize']['size']
         self.name, self.version = manifest.get('name', 'dogbreeds'), version or manifest.get('version')
         self.max_bytes, self.max_pixels, self.decode_threads = max_bytes, max_pixels, decode_threads
-        self.shrink_to = self.size if fast_decode else None  # phone photos: the coarsest scale covering the input
+        # phone photos: a JPEG at the coarsest DCT scale covering the input; a box reduction never below twice the input
+        self.shrink_to, self.draft_to = (2 * self.size, self.size) if fast_decode else (None, None)
         nd = manifest.get('not_a_dog') or {}
         self.dog_classes = np.array(nd['dog_classes']) if nd.get('dog_classes') else None
         self.dog_threshold = nd.get('threshold', 0.5)
@@ -160,7 +161,8 @@ def decode(self:Predictor, img) -> np.ndarray:
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise ImageError(f"an array must be uint8 [height, width, 3], got {img.dtype} {list(img.shape)}")
         return np.ascontiguousarray(img)
-    return np.array(load_rgb(img, max_bytes=self.max_bytes, max_pixels=self.max_pixels, shrink_to=self.shrink_to))
+    return np.array(load_rgb(img, max_bytes=self.max_bytes, max_pixels=self.max_pixels, shrink_to=self.shrink_to,
+                             draft_to=self.draft_to))
 
 @patch
 def _read(self:Predictor, outs:list) -> tuple:

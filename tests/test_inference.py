@@ -151,10 +151,11 @@ def phone_photo(photo, size=(4032, 3024), seed=0, **kw):
 
 def test_phone_photos_decode_reduced_and_answer_as_full_decoding(model_dir, pred):
     full = Predictor.load(model_dir, fast_decode=False)
-    assert pred.shrink_to == pred.size and full.shrink_to is None  # coarsest covering scale (benchmarks/phone.py)
+    assert pred.shrink_to == 2 * pred.size and full.shrink_to is None  # box reductions never below twice the input
+    assert pred.draft_to == pred.size and full.draft_to is None  # JPEG: the coarsest DCT scale covering the input
     for i, f in enumerate(sorted((SAMPLE / 'val').rglob('*.JPEG'))[::27]):
         data = encode(phone_photo(f, seed=i), 'JPEG', quality=90)
-        assert pred.shrink_to <= min(pred.decode(data).shape[:2]) < 2 * pred.shrink_to
+        assert pred.draft_to <= min(pred.decode(data).shape[:2]) < 2 * pred.shrink_to
         a, b = pred.predict(data), full.predict(data)
         assert a.top[0][0] == b.top[0][0], f
         assert max(abs(x - dict(b.top)[k]) for k, x in a.top) < 0.05, f  # the test model; the default model: benchmarks/phone.py
