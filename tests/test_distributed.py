@@ -40,7 +40,7 @@ def test_two_cpu_processes_train_one_run(tmp_path):
 
 FAULTS = {  # DOGBREEDS_DDP_FAULT (dogbreeds.distributed.fault_point): rank 1 stops itself where the test says
     'dies': '1:batch2:KILL',                      # killed at its 2nd batch: torchrun sees it die
-    'hangs': '1:batch2:STOP',                     # frozen at its 2nd batch: rank 0's next collective times out
+    'hangs': '1:batch2:HANG',                     # blocked at its 2nd batch: rank 0's next collective times out
     'hangs after training': '1:end:STOP',         # frozen after the last collective: rank 0 finishes, the launcher stops it
 }
 
