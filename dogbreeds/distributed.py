@@ -31,7 +31,7 @@ __all__ = ['FAULT', 'DEFAULT_MASTER_PORT', 'fault_point', 'CPUSafeDL', 'DDPTrain
 FAULT = 'DOGBREEDS_DDP_FAULT'
 
 def fault_point(rank:int, where:str):
-    "Test hook: send this process the signal `$DOGBREEDS_DDP_FAULT` (`RANK:WHERE:SIGNAL`) names for `rank` at `where`."
+    "Test hook: at `where`, rank `rank` does what `$DOGBREEDS_DDP_FAULT` (`RANK:WHERE:SIGNAL`) says: SIGNAL, or `HANG`."
     if not (spec := os.environ.get(FAULT)): return
     r, w, sig = spec.split(':')
     if int(r) != rank or w != where: return
