@@ -50,6 +50,19 @@ def test_cli_bad_input_one_line(tmp_path):
     assert not (tmp_path/'runs').exists()
 
 
+@pytest.mark.parametrize('on, message', [
+    ([], "no registry to push to: pass --registry or set DOGBREEDS_REGISTRY"),
+    (['--on', 'sagemaker', '-p', 'data', 's3://b/dogs', '--role-arn', 'arn:aws:iam::123456789012:role/r'],
+     "a SageMaker job pushes to a registry in S3"),
+])
+def test_cli_no_registry_is_bad_usage(tmp_path, on, message):
+    "No registry configured (neither --registry nor DOGBREEDS_REGISTRY): exit 2 with one line, like other usage errors."
+    r = cli('retrain', *on, env={'DOGBREEDS_REGISTRY': '', 'AWS_EC2_METADATA_DISABLED': 'true'}, timeout=120)
+    assert r.returncode == 2 and r.stdout == '', r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('dogbreeds: error: ') and message in lines[0], r.stderr
+
+
 def test_bad_params_file(tmp_path, monkeypatch):
     f = tmp_path/'p.yaml'
     f.write_text('epochs: 1\nsize: [64\n')
