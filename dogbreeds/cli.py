@@ -31,7 +31,7 @@ COMMANDS = {  # command: (module:function, one-line help)
     'package': ('dogbreeds.deploy:package_cli', "write model.tar.gz for SageMaker's PyTorch container"),
     'deploy': ('dogbreeds.deploy:deploy_cli', 'create or update a SageMaker endpoint: serverless, or real-time with autoscaling'),
     'undeploy': ('dogbreeds.deploy:undeploy_cli', 'delete a SageMaker endpoint with its configuration, models and autoscaling'),
-    'iam': ('dogbreeds.iam:iam_cli', 'print the least-privilege IAM policy of a role: lambda, sagemaker, training, deployer'),
+    'iam': ('dogbreeds.iam:iam_cli', 'print the least-privilege IAM policy of a role (lambda, sagemaker, launcher, ...: --help lists them)'),
     'monitor': ('dogbreeds.monitor:monitor_cli', "compare live answers (Prometheus, predict results, logs, capture) with the model's baseline; exit 1 on drift"),
 }
 

@@ -184,7 +184,8 @@ SETTINGS.update({s.name: s for s in [
             '`dogbreeds train --nproc N`, SageMaker training jobs'),
     Setting('DOGBREEDS_DDP_EXIT_TIMEOUT', 60,
             'seconds the other processes of a data-parallel run have to exit once rank 0 has '
-            'written the run; then they are stopped and the run fails', '`dogbreeds train --nproc N`'),
+            'written the run (on another machine: once its local rank 0 has finished); then they are stopped and the '
+            'run fails', '`dogbreeds train --nproc N`'),
 ]})
 PLATFORM.update({
     'SM_HOSTS': "a SageMaker training job's instances, as a JSON list (when `resourceconfig.json` is not there)",

@@ -31,10 +31,12 @@ __all__ = ['FAULT', 'DEFAULT_MASTER_PORT', 'fault_point', 'CPUSafeDL', 'DDPTrain
 FAULT = 'DOGBREEDS_DDP_FAULT'
 
 def fault_point(rank:int, where:str):
-    "Test hook: send this process the signal `$DOGBREEDS_DDP_FAULT` (`RANK:WHERE:SIGNAL`) names for `rank` at `where`."
+    "Test hook: at `where`, rank `rank` does what `$DOGBREEDS_DDP_FAULT` (`RANK:WHERE:SIGNAL`) says: SIGNAL, or `HANG`."
     if not (spec := os.environ.get(FAULT)): return
     r, w, sig = spec.split(':')
-    if int(r) == rank and w == where: os.kill(os.getpid(), getattr(signal, f'SIG{sig}'))
+    if int(r) != rank or w != where: return
+    if sig == 'HANG': threading.Event().wait()  # blocked for ever; SIGTERM's default action still ends the process
+    os.kill(os.getpid(), getattr(signal, f'SIG{sig}'))
 
 # %% ../nbs/26_distributed.ipynb #d1500006
 class CPUSafeDL(DistributedDL):
@@ -114,15 +116,16 @@ def worker(spec_file:str):
     gpu = torch.cuda.is_available()
     if gpu: torch.cuda.set_device(local)
     backend = 'nccl' if gpu else 'gloo'
-    pid = Path(spec['pids'])/str(rank)  # here while this process runs: `launch` stops the ranks that outlive rank 0
+    pid = Path(spec['pids'])/str(rank)  # here while this process runs: `launch` stops those that outlive local rank 0
     pid.write_text(str(os.getpid()))
     dist.init_process_group(backend, timeout=timedelta(seconds=spec['timeout']))
     try:
         p = spec['train'] if rank == 0 else dict(spec['train'], out_dir=str(Path(spec['scratch'])/f'rank{rank}'),
                                                  export=False, quiet=True)
         r = fit_run(p, distrib=Distrib(rank, world, local, backend, local_world))
+        if local == 0:  # this machine's part is done (on node 0: the run is written); `launch` bounds the others' exit
+            Path(spec['result']).write_text(json.dumps(dict(run_dir=str(r.run_dir)) if rank == 0 else {}))
         fault_point(rank, 'end')
-        if rank == 0: Path(spec['result']).write_text(json.dumps(dict(run_dir=str(r.run_dir))))
     finally:
         dist.destroy_process_group()
         pid.unlink(missing_ok=True)
@@ -139,18 +142,20 @@ def _kill(pid:int) -> bool:
     except ProcessLookupError: return False  # it has just exited
 
 def wait_for_ranks(p:subprocess.Popen,  # torchrun
-                   result:Path,         # the file rank 0 writes when the run is complete
+                   result:Path,         # the file local rank 0 writes when done (on node 0: the run is complete)
                    pids:Path,           # the folder of the ranks' pid files
-                   grace:float,         # seconds the other ranks have to exit after rank 0's result
+                   grace:float,         # seconds the ranks have to exit after that result
                    poll:float=0.2,      # seconds between looks
                   ) -> list[int]:
-    """Wait for torchrun `p` to end; once rank 0 has written `result`, at most `grace` seconds more: then kill the ranks
-    whose pid file is still in `pids`. The ranks killed (none when all exited by themselves)."""
+    """Wait for torchrun `p` to end; once local rank 0 has written `result`, at most `grace` seconds more: then kill the
+    ranks whose pid file is still in `pids`. The ranks killed (none when all exited by themselves: torchrun may then
+    still wait for the other machines' at its exit barrier, which has its own timeout)."""
     done = None
     while p.poll() is None:
         if done is None and result.exists(): done = time.monotonic()
-        if done is not None and time.monotonic() - done > grace:
-            left = {int(f.name): int(f.read_text() or 0) for f in pids.iterdir()}
+        left = ({int(f.name): int(f.read_text() or 0) for f in pids.iterdir()}
+                if done is not None and time.monotonic() - done > grace else {})
+        if left:
             hung = sorted(r for r, pid in left.items() if pid and _kill(pid))
             try: p.wait(timeout=60)
             except subprocess.TimeoutExpired: p.kill(); p.wait()
@@ -228,10 +233,11 @@ def launch(p:dict) -> TrainResult|None:
         except BaseException: proc.terminate(); proc.wait(); raise
         out.join()
         if hung:
-            raise DistributedError(f"data-parallel training on {where}: rank 0 wrote the run "
-                                   f"({json.loads((work/'result.json').read_text())['run_dir']}, complete), but rank "
-                                   f"{', '.join(map(str, hung))} did not exit within {grace} s after it "
-                                   "(DOGBREEDS_DDP_EXIT_TIMEOUT): stopped it (SIGKILL)")
+            done = (f"rank 0 wrote the run ({json.loads((work/'result.json').read_text())['run_dir']}, complete)"
+                    if nodes['node_rank'] == 0 else "this machine's local rank 0 finished training")
+            raise DistributedError(f"data-parallel training on {where}: {done}, but rank {', '.join(map(str, hung))} "
+                                   f"did not exit within {grace} s after it (DOGBREEDS_DDP_EXIT_TIMEOUT): stopped it "
+                                   "(SIGKILL)")
         if proc.returncode != 0:
             raise DistributedError(f"data-parallel training on {where} failed (torchrun exit {proc.returncode}): "
                                    f"{_torchrun_failure(list(tail)) or ''.join(list(tail)[-5:]).strip()}")

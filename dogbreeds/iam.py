@@ -15,10 +15,10 @@ from .core import DogbreedsError, ParameterError
 from .registry import is_version, parse_model_uri
 
 # %% auto #0
-__all__ = ['WILDCARD_ONLY', 'ACCOUNT_RE', 'REGION_RE', 'MLFLOW_ACTIONS', 'MLFLOW_SERVER_RE', 'BATCH_PREFIX', 'ROLES',
-           'PolicyError', 'statement', 'policy', 'trust_policy', 's3_prefix_arn', 'model_read_arns', 'lambda_policy',
-           'sagemaker_policy', 'training_policy', 'deployer_policy', 'batch_policy', 'transform_policy',
-           'feedback_policy', 'problems', 'allows', 'role_policy', 'iam_cli']
+__all__ = ['WILDCARD_ONLY', 'ACCOUNT_RE', 'REGION_RE', 'MLFLOW_ACTIONS', 'MLFLOW_SERVER_RE', 'BATCH_PREFIX', 'RETRAIN_PREFIX',
+           'TRAINING_LOGS', 'ROLES', 'PolicyError', 'statement', 'policy', 'trust_policy', 's3_prefix_arn',
+           'model_read_arns', 'lambda_policy', 'sagemaker_policy', 'training_policy', 'deployer_policy', 'batch_policy',
+           'transform_policy', 'feedback_policy', 'problems', 'allows', 'launcher_policy', 'role_policy', 'iam_cli']
 
 # %% ../nbs/42_iam.ipynb #f7f65282
 class PolicyError(ParameterError):
@@ -371,13 +371,63 @@ def allows(doc:dict, action:str, resource:str) -> bool:
     if any(s.get('Effect') == 'Deny' and hit(s) for s in st): return False
     return any(s.get('Effect') == 'Allow' and hit(s) for s in st)
 
+# %% ../nbs/42_iam.ipynb #943e5c00
+RETRAIN_PREFIX = 'dogbreeds-retrain'  # the training jobs and schedules `dogbreeds retrain --on sagemaker` creates
+TRAINING_LOGS = '/aws/sagemaker/TrainingJobs'  # where SageMaker writes a training job's log lines
+
+def _list_under(sid:str, uri:str, partition:str='aws') -> dict:
+    "`s3:ListBucket` of the bucket of `uri`, only under its prefix."
+    b, p = _s3(uri)
+    return statement(sid, ['s3:ListBucket'], [f"arn:{partition}:s3:::{b}"],
+                     {'StringLike': {'s3:prefix': [f"{p}/*", p] if p else ['*']}})
+
+def launcher_policy(execution_role_arn:str,        # the training job's execution role, passed to SageMaker
+                    data_uri:str,                  # the s3:// data prefix (checked to hold files)
+                    registry_uri:str,              # the s3:// registry the job pushes to (listed first)
+                    region:str,                    # the AWS region
+                    account:str,                   # the AWS account id (12 digits)
+                    name:str='dogbreeds',          # the model's name in the registry
+                    output_path:str|None=None,     # s3:// folder of the jobs' code (default: in the registry's bucket)
+                    scheduler_role_arn:str|None=None, # `--schedule`: the role EventBridge Scheduler starts the job with
+                    kms_key_arn:str|None=None,     # the KMS key of encrypted objects, if any
+                    partition:str='aws',           # the ARN partition (aws, aws-cn, aws-us-gov)
+                   ) -> dict:
+    """What `dogbreeds retrain --on sagemaker [--wait | --schedule]` needs: the checks, the code upload, training jobs
+    `dogbreeds-retrain-*` (started, followed, their logs read), passing their role; with `scheduler_role_arn`, a
+    schedule."""
+    _where(region, account)
+    roles = [execution_role_arn] + ([scheduler_role_arn] if scheduler_role_arn else [])
+    if bad := [r for r in roles if not re.match(r'^arn:aws[a-z-]*:iam::\d{12}:role/.+$', r or '')]:
+        raise PolicyError(f"{bad[0]!r} is not an IAM role ARN")
+    rb, rp = _s3(registry_uri)
+    ob, op = _s3(output_path or f"s3://{rb}/retrain-jobs")
+    code = [f"arn:{partition}:s3:::{ob}/{op + '/' if op else ''}{d}/source/sourcedir.tar.gz"
+            for d in [f"{RETRAIN_PREFIX}-*"] + (['schedules/*'] if scheduler_role_arn else [])]
+    sm = f"arn:{partition}:sagemaker:{region}:{account}"
+    g = f"arn:{partition}:logs:{region}:{account}:log-group:{TRAINING_LOGS}"
+    pass_to = lambda sid, role, svc: statement(sid, ['iam:PassRole'], [role],
+                                               {'StringEquals': {'iam:PassedToService': svc}})
+    st = [_list_under('ListTheModel', f"s3://{rb}/{rp + '/' if rp else ''}{name}", partition),
+          _list_under('ListTheData', data_uri, partition),
+          statement('UploadTheJobCode', ['s3:PutObject'], code),
+          statement('TrainingJobs', ['sagemaker:CreateTrainingJob', 'sagemaker:AddTags',
+                                     'sagemaker:DescribeTrainingJob'], [f"{sm}:training-job/{RETRAIN_PREFIX}-*"]),
+          pass_to('PassTheJobRole', execution_role_arn, 'sagemaker.amazonaws.com'),
+          statement('FindTheJobLogStreams', ['logs:DescribeLogStreams'], [f"{g}:*"]),
+          statement('ReadTheJobLogs', ['logs:GetLogEvents'], [f"{g}:log-stream:{RETRAIN_PREFIX}-*"])]
+    if scheduler_role_arn:
+        st += [statement('CreateTheSchedule', ['scheduler:CreateSchedule'],
+                         [f"arn:{partition}:scheduler:{region}:{account}:schedule/default/{RETRAIN_PREFIX}*"]),
+               pass_to('PassTheSchedulerRole', scheduler_role_arn, 'scheduler.amazonaws.com')]
+    return policy(*st, _kms(kms_key_arn, ('kms:GenerateDataKey',)))
+
 # %% ../nbs/42_iam.ipynb #0e41c138
-ROLES = ('lambda', 'sagemaker', 'training', 'deployer', 'batch', 'transform', 'feedback')
+ROLES = ('lambda', 'sagemaker', 'training', 'deployer', 'batch', 'transform', 'feedback', 'launcher')
 
 def role_policy(role:str, **kw) -> dict:
     "The policy of `role` (one of `ROLES`) from the keyword arguments its function takes."
     f = dict(zip(ROLES, (lambda_policy, sagemaker_policy, training_policy, deployer_policy, batch_policy, transform_policy,
-                          feedback_policy))).get(role)
+                          feedback_policy, launcher_policy))).get(role)
     if f is None: raise PolicyError(f"no role {role!r}: choose one of {', '.join(ROLES)}")
     import inspect
     params = inspect.signature(f).parameters
@@ -402,20 +452,22 @@ def iam_cli(
     results_prefix:str=None,      # lambda: s3:// prefix it writes results to
     model_data:str=None,          # sagemaker: s3:// URI of model.tar.gz
     ecr_repository:str=None,      # sagemaker, training, transform: the image's ECR repository name
-    data_uri:str=None,            # training: s3:// prefix of the data
-    registry_uri:str=None,        # training: s3:// registry it pushes to
-    name:str='dogbreeds',         # training: the model name it pushes
+    data_uri:str=None,            # training, launcher: s3:// prefix of the data
+    registry_uri:str=None,        # training, launcher: s3:// registry it pushes to
+    name:str='dogbreeds',         # training, launcher: the model name it pushes
+    output_path:str=None,         # launcher: s3:// folder of the jobs' code (default: REGISTRY-BUCKET/retrain-jobs)
+    scheduler_role_arn:str=None,  # launcher: with --schedule, the role EventBridge Scheduler starts the job with
     tracking_arn:str=None,        # training: the SageMaker MLflow tracking server the job records its run on
     tracking_artifacts:str=None,  # training: s3:// artifact store of that tracking server (the job writes the run's files there)
-    role_arn:str=None,            # deployer, batch: the endpoint's or transform job's execution role
+    role_arn:str=None,            # deployer, batch, launcher: the endpoint's, transform job's or training job's role
     src:str=None,                 # batch, transform: s3:// prefix of the photos
     out:str=None,                 # batch, transform: s3:// results file (its answers go under RESULTS-transform/)
     kms_key_arn:str=None,         # the KMS key of the S3 objects, if SSE-KMS
     subnets:str=None,             # lambda, sagemaker in a VPC: subnet ids, comma-separated
     security_groups:str=None,     # lambda, sagemaker in a VPC: security group ids, comma-separated
 ):
-    """Print the least-privilege IAM policy (JSON) of a role: lambda, sagemaker, training, deployer, batch, transform
-    or feedback."""
+    """Print the least-privilege IAM policy (JSON) of a role: lambda, sagemaker, training, deployer, batch, transform,
+    feedback or launcher."""
     if trust:
         svc = {'lambda': 'lambda', 'sagemaker': 'sagemaker', 'training': 'sagemaker', 'transform': 'sagemaker'}.get(role)
         if not svc: raise PolicyError(f"--trust is for a service role: lambda, sagemaker, training or transform, not "
@@ -425,7 +477,8 @@ def iam_cli(
     doc = role_policy(role, region=region, account=account, function=function, model_uri=model_uri, endpoint=endpoint,
                       input_prefixes=split(input_prefix), results_prefix=results_prefix, model_data=model_data,
                       ecr_repository=ecr_repository, data_uri=data_uri, registry_uri=registry_uri, name=name,
-                      tracking_arn=tracking_arn, tracking_artifacts=tracking_artifacts,
+                      tracking_arn=tracking_arn, tracking_artifacts=tracking_artifacts, output_path=output_path,
+                      scheduler_role_arn=scheduler_role_arn,
                       execution_role_arn=role_arn, kms_key_arn=kms_key_arn, subnets=split(subnets),
                       security_groups=split(security_groups), src=src, out=out, qualifier=qualifier, api_id=api_id, stage=stage)
     print(json.dumps(doc, indent=2))

@@ -6,7 +6,7 @@ Docs: https://dogbreeds.github.io/dogbreeds/transform.html.md"""
 
 # %% ../nbs/52_transform.ipynb #d3700003
 from __future__ import annotations
-import re, secrets, time
+import re, secrets
 from datetime import datetime, timezone
 
 from .aws import client as aws_client, parse_s3_uri
@@ -76,23 +76,34 @@ def start_transform(src:str,                           # the photos: s3://BUCKET
         sm.delete_model(ModelName=name); raise
     return dict(job=name, model=name, request=req)
 
+def _transform_state(sm, job:str, delay:float, max_attempts:int) -> dict:
+    "The job's description once boto3's waiter `transform_job_completed_or_stopped` has seen it end, or given up."
+    from botocore.exceptions import WaiterError
+    try: sm.get_waiter('transform_job_completed_or_stopped').wait(
+        TransformJobName=job, WaiterConfig=dict(Delay=delay, MaxAttempts=max_attempts))
+    except WaiterError as e:
+        d = e.last_response or {}
+        if err := d.get('Error'): raise TransformError(f"transform job {job}: {err.get('Message') or err.get('Code')}")
+        return d  # Failed (the waiter's failure state), or still running when its attempts ran out
+    return sm.describe_transform_job(TransformJobName=job)  # Completed or Stopped
+
 def wait_transform(job:str,                   # the transform job's name
                    region:str|None=None,      # AWS region (default: boto3's)
                    session=None,              # a boto3 session (default: boto3's credential chain)
-                   delay:float=30,            # seconds between two looks
-                   timeout:float=24*3600,     # seconds to wait at most
-                   say=print,                 # what reports each change of status (None: nothing)
+                   delay:float=30,            # seconds between two looks (the waiter's Delay)
+                   max_attempts:int=2880,     # looks at most (the waiter's MaxAttempts; default: 24 h at 30 s)
+                   say=print,                 # what reports the status, then its change at the end (None: nothing)
                   ) -> dict:
-    "Follow the job until it ends; its description when `Completed`, else a `TransformError` with SageMaker's reason."
+    """Follow the job with boto3's waiter until it ends; its description when `Completed`, else a `TransformError` with
+    SageMaker's reason."""
     sm = aws_client('sagemaker', session=session, region=region, what='SageMaker')
-    t0, last = time.monotonic(), None
-    while True:
-        d = sm.describe_transform_job(TransformJobName=job)
-        s = d['TransformJobStatus']
-        if s != last and say: say(f"{job}: {s}"); last = s
-        if s == 'Completed': return d
-        if s in ('Failed', 'Stopped'):
-            raise TransformError(f"transform job {job} {s.lower()}: {d.get('FailureReason') or 'no reason given'}")
-        if time.monotonic() - t0 > timeout:
-            raise TransformError(f"transform job {job} is still {s} after {timeout:.0f} s")
-        time.sleep(delay)
+    first = sm.describe_transform_job(TransformJobName=job)['TransformJobStatus']
+    if say: say(f"{job}: {first}")
+    d = _transform_state(sm, job, delay, max_attempts)
+    s = d['TransformJobStatus']
+    if s != first and say: say(f"{job}: {s}")
+    if s == 'Completed': return d
+    if s in ('Failed', 'Stopped'):
+        raise TransformError(f"transform job {job} {s.lower()}: {d.get('FailureReason') or 'no reason given'}")
+    raise TransformError(f"transform job {job} is still {s} after {max_attempts} looks {delay:g} s apart: it goes on; "
+                         f"follow it with aws sagemaker describe-transform-job --transform-job-name {job}")

@@ -40,7 +40,9 @@ def test_two_cpu_processes_train_one_run(tmp_path):
 
 FAULTS = {  # DOGBREEDS_DDP_FAULT (dogbreeds.distributed.fault_point): rank 1 stops itself where the test says
     'dies': '1:batch2:KILL',                      # killed at its 2nd batch: torchrun sees it die
-    'hangs': '1:batch2:STOP',                     # frozen at its 2nd batch: rank 0's next collective times out
+    # blocked at its 2nd batch: rank 0's next collective times out (blocked, not STOPped: a stopped rank ignores
+    # torchrun's SIGTERM, and torchrun waits 30 s before its SIGKILL; 'hangs after training' keeps STOP)
+    'hangs': '1:batch2:HANG',
     'hangs after training': '1:end:STOP',         # frozen after the last collective: rank 0 finishes, the launcher stops it
 }
 
@@ -100,3 +102,36 @@ def test_two_machines_one_run(tmp_path):
     assert (dd['nproc'], dd['nodes'], dd['nproc_per_node'], dd['per_process_bs'], dd['global_bs']) == (2, 2, 1, 16, 32)
     seen = dd['photos_trained_per_rank']
     assert len(seen) == 2 and seen[0] == seen[1] > 0, seen  # each rank, one per machine, its own half of every epoch
+
+
+@pytest.mark.slow
+def test_a_rank_that_hangs_on_another_machine_fails_its_node(tmp_path):
+    """Two 'machines' as above; node 1's one process freezes after its last collective: node 1's launcher stops it
+    after DOGBREEDS_DDP_EXIT_TIMEOUT and fails, naming it, as node 0's does (it would otherwise wait for ever)."""
+    import psutil
+    from dogbreeds.testing import free_ports
+    [port] = free_ports(1)
+    code = ("import sys\nfrom dogbreeds.train import train\n"
+            f"train('sample', **{dict(RUN, nproc=1, export=False)!r}, out_dir=sys.argv[1], run_name='ddp', quiet=True)")
+    procs = []
+    for node in (0, 1):
+        env = dict(os.environ, PYTHONPATH=str(ROOT), DOGBREEDS_DDP_NODES='2', DOGBREEDS_DDP_NODE_RANK=str(node),
+                   DOGBREEDS_DDP_MASTER=f'127.0.0.1:{port}', DOGBREEDS_DDP_TIMEOUT='120', DOGBREEDS_DDP_EXIT_TIMEOUT='5',
+                   OMP_NUM_THREADS='1', **({'DOGBREEDS_DDP_FAULT': '1:end:STOP'} if node else {}))
+        (tmp_path/f'node{node}').mkdir()
+        procs.append(subprocess.Popen([sys.executable, '-c', code, str(tmp_path/f'node{node}')], env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    try: out, err = procs[1].communicate(timeout=400)
+    finally:
+        for p in procs:  # node 0 has written its run; its torchrun may still wait for node 1's at its exit barrier
+            if p.poll() is None:
+                for c in psutil.Process(p.pid).children(recursive=True): c.kill()
+                p.kill()
+            p.communicate()
+    assert procs[1].returncode != 0
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("dogbreeds.distributed.DistributedError: data-parallel training on 1 processes on node 1 of 2: "
+                           "this machine's local rank 0 finished training, but rank 1 did not exit within 5 s"), last
+    assert not any((tmp_path/'node1').iterdir()), "node 1 writes no run"
+    assert not [c for c in psutil.process_iter(['environ']) if (c.info['environ'] or {}).get('DOGBREEDS_DDP_FAULT') == '1:end:STOP'
+                and c.pid != os.getpid()], "no rank left behind"

@@ -36,6 +36,8 @@ POLICIES = {
     'feedback': iam.feedback_policy('dogbreeds', R, A, qualifier='feedback', api_id='a1b2c3d4e5', stage='prod'),
     'transform': iam.transform_policy('s3://acme-uploads/photos', 's3://acme-uploads/out/results.parquet', MODEL, R, A,
                                       ecr_repository='dogbreeds-sagemaker', kms_key_arn=KMS),
+    'launcher': iam.launcher_policy(f'arn:aws:iam::{A}:role/dogbreeds-retrain', 's3://acme-ml/data/imagewoof', 's3://acme-ml/models',
+                                    R, A, scheduler_role_arn=f'arn:aws:iam::{A}:role/dogbreeds-scheduler', kms_key_arn=KMS),
 }
 
 
@@ -250,6 +252,82 @@ def test_batch_policy_allows_the_calls_predict_on_sagemaker_makes(s3_server, mon
     assert not allows(job, 's3:PutObject', obj(f'{run}/results.csv', b)) and not allows(job, 's3:PutObject', obj(f'{run}/in/x.jpg', b))
     assert not allows(doc, 'sagemaker:CreateEndpoint', f'{sm}:endpoint/dogbreeds-batch-x')
     assert not allows(doc, 'iam:PassRole', f'arn:aws:iam::{A}:role/admin')
+
+
+def _lists(doc, bucket, prefix):
+    "Whether `doc` allows listing `bucket` under `prefix`: an s3:ListBucket statement whose s3:prefix condition matches it."
+    import fnmatch
+    return any('s3:ListBucket' in s['Action'] and f'arn:aws:s3:::{bucket}' in s['Resource'] and
+               any(fnmatch.fnmatchcase(prefix, pat) for pat in s['Condition']['StringLike']['s3:prefix'])
+               for s in doc['Statement'])
+
+
+def _passes(doc, role, service):
+    "Whether `doc` allows iam:PassRole of `role`, to `service` only."
+    return any(s['Action'] == ['iam:PassRole'] and s['Resource'] == [role] and
+               s['Condition'] == {'StringEquals': {'iam:PassedToService': service}} for s in doc['Statement'])
+
+
+def test_launcher_policy_allows_exactly_the_calls_a_launch_makes(s3_server, monkeypatch, capsys):
+    """`dogbreeds retrain --on sagemaker --wait`, then `--schedule`, run for real (SageMaker, CloudWatch Logs and Scheduler:
+    moto; S3: SeaweedFS) while recording every AWS call: `launcher_policy` allows each, by ARN, and no action besides."""
+    import time, boto3, moto
+    from botocore.client import BaseClient
+    from dogbreeds import launch
+    from dogbreeds.jobs import JOB_PREFIX, LOG_GROUP
+    assert (iam.RETRAIN_PREFIX, iam.TRAINING_LOGS) == (JOB_PREFIX, LOG_GROUP)
+    b, run = s3_server.bucket, f'iam-launch-{uuid.uuid4().hex[:8]}'
+    photo = sorted((Path(__file__).resolve().parent.parent / 'data/sample/train').rglob('*.JPEG'))[0]
+    s3_server.client().put_object(Bucket=b, Key=f'{run}/dogs/{photo.parent.name}/{photo.name}', Body=photo.read_bytes())
+    data, registry = f's3://{b}/{run}/dogs', f's3://{b}/{run}/models'
+    job, scheduler_role = f'{JOB_PREFIX}-{run}', f'arn:aws:iam::{A}:role/dogbreeds-scheduler'
+    monkeypatch.setattr(launch, 'job_name', lambda: job)  # known here, so that its log stream can be written first
+    calls, real = [], BaseClient._make_api_call
+    def record(self, op, params):
+        calls.append((self.meta.service_model.service_name, op, dict(params)))
+        return real(self, op, params)
+    with moto.mock_aws(config={'core': {'mock_credentials': False, 'passthrough': {'services': ['s3']}}}):
+        logs = boto3.client('logs', region_name=R)
+        logs.create_log_group(logGroupName=LOG_GROUP)
+        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=f'{job}/algo-1-1764410000')
+        logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=f'{job}/algo-1-1764410000',
+                            logEvents=[dict(timestamp=int(time.time() * 1000), message='epoch 1 of the job')])
+        monkeypatch.setattr(BaseClient, '_make_api_call', record)
+        kw = dict(registry=registry, role_arn=ROLE_ARN, region=R, endpoint_url=s3_server.endpoint,
+                  session=boto3.session.Session(region_name=R))
+        launch.launch_sagemaker(dict(data=data, epochs=1), wait=True, poll=0.01, **kw)
+        launch.launch_sagemaker(dict(data=data, epochs=1), schedule='rate(7 days)', scheduler_role_arn=scheduler_role,
+                                quiet=True, **kw)
+    assert 'epoch 1 of the job' in capsys.readouterr().out  # its log line, shown as it came
+    doc = iam.launcher_policy(ROLE_ARN, data, registry, R, A, scheduler_role_arn=scheduler_role)
+    sm, g = f'arn:aws:sagemaker:{R}:{A}', f'arn:aws:logs:{R}:{A}:log-group:{LOG_GROUP}'
+    s3_action = {'ListObjectsV2': 's3:ListBucket', 'PutObject': 's3:PutObject', 'CreateMultipartUpload': 's3:PutObject',
+                 'UploadPart': 's3:PutObject', 'CompleteMultipartUpload': 's3:PutObject'}
+    needed = set()
+    for service, op, p in calls:
+        if service == 's3':
+            assert op in s3_action, f"an unexpected call: s3 {op}"
+            if op == 'ListObjectsV2': assert _lists(doc, p['Bucket'], p['Prefix']), f"not allowed to list {p['Prefix']}"
+            uses = [(s3_action[op], obj(p['Key'], p['Bucket']) if 'Key' in p else f"arn:aws:s3:::{p['Bucket']}")]
+        elif service == 'sagemaker':
+            arn = f"{sm}:training-job/{p['TrainingJobName'].lower()}"
+            uses = [(f'sagemaker:{op}', arn)] + ([('sagemaker:AddTags', arn)] if p.get('Tags') else [])
+            if 'RoleArn' in p:
+                assert _passes(doc, p['RoleArn'], 'sagemaker.amazonaws.com'); uses.append(('iam:PassRole', p['RoleArn']))
+        elif service == 'logs':
+            uses = [(f'logs:{op}', f"{g}:log-stream:{p['logStreamName']}" if 'logStreamName' in p else f'{g}:*')]
+        else:
+            assert (service, op) == ('scheduler', 'CreateSchedule'), f"an unexpected call: {service} {op}"
+            assert _passes(doc, p['Target']['RoleArn'], 'scheduler.amazonaws.com')
+            uses = [('scheduler:CreateSchedule', f"arn:aws:scheduler:{R}:{A}:schedule/default/{p['Name']}"),
+                    ('iam:PassRole', p['Target']['RoleArn'])]
+        for action, arn in uses:
+            assert allows(doc, action, arn), f"launcher_policy does not allow {action} on {arn}"
+            needed.add(action)
+    assert {'logs:DescribeLogStreams', 'logs:GetLogEvents', 'sagemaker:DescribeTrainingJob'} <= needed, needed
+    assert {a for s in doc['Statement'] for a in s['Action']} == needed  # each action it allows, a call needs
+    assert not allows(doc, 'logs:GetLogEvents', f'{g}:log-stream:someone-elses-job/algo-1')
+    assert not allows(doc, 's3:PutObject', obj(f'{run}/models/dogbreeds/aliases/production.json', b))  # the job pushes
 
 
 def test_training_role_logs_to_its_mlflow_tracking_server():

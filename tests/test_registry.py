@@ -597,6 +597,22 @@ def test_cli_push_list_promote_pull(cli, backend, registry_uri, reg_kwargs, mode
     assert cli('list', '--model', 'dogbreeds', '--log', env=env)[1].splitlines()[-1].split()[1:4] == ['delete', 'ci', f'version={v1}']
 
 
+def test_promote_and_delete_options_have_one_home():
+    "`promote` and `delete` take their registry options from one definition, and `--help` lists them all."
+    import inspect
+    from dogbreeds import registry_cli
+    from dogbreeds.cli import parser
+    shared = [k for k in inspect.signature(registry_cli._open_version).parameters if k not in ('model', 'verb')]
+    assert shared == ['reason', 'registry', 'endpoint_url', 'kms_key_id', 'no_sse']
+    for cmd, own in (('promote', ['--model', '--alias']), ('delete', ['--model'])):
+        f = getattr(registry_cli, f'{cmd}_cli')
+        assert f.__delwrap__ is registry_cli._open_version  # delegated, not written out again
+        opts = [a.option_strings[0] for a in parser(cmd)._actions if a.help != '==SUPPRESS==' and a.option_strings[0] != '-h']
+        assert opts == own + ['--' + k.replace('_', '-') for k in shared], opts
+        help = ' '.join(parser(cmd).format_help().split())
+        assert 'why, for the audit log' in help and 'default: $DOGBREEDS_REGISTRY' in help and 'SSE-KMS' in help, help
+
+
 def test_cli_errors_are_one_line(s3_server, tmp_path, models):
     r = dogbreeds('list', '--model', 'dogbreeds', env={'DOGBREEDS_REGISTRY': ''})
     assert (r.returncode, r.stderr) == (1, 'dogbreeds: error: no registry given: pass one (--registry) or set '

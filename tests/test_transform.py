@@ -70,6 +70,46 @@ def test_failed_job_reports_sagemakers_reason(aws_env, monkeypatch):
     assert said == ['j: InProgress', 'j: Failed']
 
 
+@pytest.mark.parametrize('answers, max_attempts, said, error', [
+    (['InProgress', 'Stopped', 'Stopped'], 5, ['j: InProgress', 'j: Stopped'], 'transform job j stopped: stopped by ci'),
+    (['InProgress', 'InProgress'], 1, ['j: InProgress'], 'transform job j is still InProgress after 1 looks 0 s apart'),
+])
+def test_wait_uses_boto3s_waiter_stopped_or_out_of_attempts(aws_env, monkeypatch, answers, max_attempts, said, error):
+    "Stopped ends boto3's waiter as a success: still an error, with its reason; a waiter out of attempts says so."
+    import boto3
+    from botocore.stub import Stubber
+    from dogbreeds import transform
+    sm = boto3.client('sagemaker', region_name='us-east-1')
+    base = dict(TransformJobName='j', TransformJobArn='arn:aws:sagemaker:us-east-1:123456789012:transform-job/j', ModelName='m',
+                TransformInput=dict(DataSource=dict(S3DataSource=dict(S3DataType='S3Prefix', S3Uri='s3://b/in/'))),
+                TransformResources=dict(InstanceType='ml.c6i.xlarge', InstanceCount=1), CreationTime='2026-11-29T00:00:00Z')
+    waits = []
+    real = sm.get_waiter
+    monkeypatch.setattr(sm, 'get_waiter', lambda name: waits.append(name) or real(name))
+    with Stubber(sm) as st:
+        for a in answers:
+            st.add_response('describe_transform_job', dict(base, TransformJobStatus=a,
+                                                           **({'FailureReason': 'stopped by ci'} if a == 'Stopped' else {})))
+        monkeypatch.setattr(transform, 'aws_client', lambda *a, **k: sm)
+        got = []
+        with pytest.raises(transform.TransformError, match=error):
+            transform.wait_transform('j', delay=0, max_attempts=max_attempts, say=got.append)
+        st.assert_no_pending_responses()
+    assert got == said and waits == ['transform_job_completed_or_stopped']
+
+
+def test_wait_for_a_job_on_moto(aws_env):
+    "moto's SageMaker answers the waiter's DescribeTransformJob: its jobs complete at once."
+    from moto import mock_aws
+    from dogbreeds.transform import start_transform, wait_transform
+    with mock_aws():
+        job = start_transform('s3://photos/in/', 's3://photos/out/', IMAGE, ROLE, 's3://reg/models/dogbreeds@production')
+        said = []
+        d = wait_transform(job['job'], delay=0, max_attempts=2, say=said.append)
+    assert d['TransformJobStatus'] == 'Completed' and d['TransformJobName'] == job['job']
+    assert said == [f"{job['job']}: Completed"]
+
+
 def _get(url):
     with urllib.request.urlopen(url, timeout=10) as r: return r.status, json.loads(r.read())
 
