@@ -31,10 +31,12 @@ __all__ = ['FAULT', 'DEFAULT_MASTER_PORT', 'fault_point', 'CPUSafeDL', 'DDPTrain
 FAULT = 'DOGBREEDS_DDP_FAULT'
 
 def fault_point(rank:int, where:str):
-    "Test hook: send this process the signal `$DOGBREEDS_DDP_FAULT` (`RANK:WHERE:SIGNAL`) names for `rank` at `where`."
+    "Test hook: at `where`, rank `rank` does what `$DOGBREEDS_DDP_FAULT` (`RANK:WHERE:SIGNAL`) says: SIGNAL, or `HANG`."
     if not (spec := os.environ.get(FAULT)): return
     r, w, sig = spec.split(':')
-    if int(r) == rank and w == where: os.kill(os.getpid(), getattr(signal, f'SIG{sig}'))
+    if int(r) != rank or w != where: return
+    if sig == 'HANG': threading.Event().wait()  # blocked for ever; SIGTERM's default action still ends the process
+    os.kill(os.getpid(), getattr(signal, f'SIG{sig}'))
 
 # %% ../nbs/26_distributed.ipynb #d1500006
 class CPUSafeDL(DistributedDL):

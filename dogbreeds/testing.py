@@ -331,6 +331,7 @@ class MLflowServer(ServerProcess):
         return [str(exe), 'server', '--backend-store-uri', self.store, '--artifacts-destination',
                 str(self.root/'artifacts'),
                 '--host', '127.0.0.1', '--port', str(self.port), '--workers', '1']
+    def environment(self): return {**os.environ, 'MLFLOW_SERVER_ENABLE_JOB_EXECUTION': 'false'}  # no job runner
     def ready(self):
         with urllib.request.urlopen(self.url + '/health', timeout=2) as r: return r.status == 200
     def start(self, timeout:float=120, attempts:int=2): return super().start(timeout, attempts)

@@ -16,21 +16,29 @@ def sample_photos():
             for wnid, (name, _) in IMAGEWOOF_BREEDS.items()}
 
 
+def photo_tree(spec: dict, root: Path, photos: dict) -> Path:
+    "Copy to each path of `spec` (relative to `root`) the next unused photo of the breed it names, from `photos`."
+    used = {}
+    for rel, breed in spec.items():
+        i = used.get(breed, 0); used[breed] = i + 1
+        dst = root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(photos[breed][i], dst)
+    return root
+
+
 @pytest.fixture
 def make_tree(tmp_path, sample_photos):
     """Build a dataset tree from real sample photos: `make_tree({'rel/path/name.jpg': breed, ...})`.
 
     Each value names the breed whose next unused sample photo is copied to that path."""
     def make(spec: dict, root: Path | None = None) -> Path:
-        root = root or tmp_path / 'tree'
-        used = {}
-        for rel, breed in spec.items():
-            i = used.get(breed, 0); used[breed] = i + 1
-            dst = root / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(sample_photos[breed][i], dst)
-        return root
+        return photo_tree(spec, root or tmp_path / 'tree', sample_photos)
     return make
+
+
+FOUR_BREEDS = ('beagle', 'Samoyed', 'dingo', 'Shih-Tzu')
+FOUR_BREEDS_TREE = {f'{b}/{b}{i}.jpg': b for b in FOUR_BREEDS for i in range(10)}  # ten real photos of each
 
 
 @pytest.fixture(scope='session')
@@ -121,6 +129,36 @@ def make_model_dir(folder, seed: int = 0, big: int = 6 * 2**20, accuracy: float 
                     created='2026-11-23T10:15:00+00:00', files=files)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return folder
+
+
+@pytest.fixture(scope='session')
+def mlflow_server(tmp_path_factory):
+    "A real MLflow tracking server (`dogbreeds.testing.MLflowServer`) for the session; checked to be stopped at the end."
+    from dogbreeds.testing import MLflowServer
+    server = MLflowServer(tmp_path_factory.mktemp('mlflow'))
+    with server: yield server
+    assert not server.listening(), f"MLflow still listens on {server.listening()} after stopping"
+
+
+@pytest.fixture(scope='session')
+def first_retrain(tmp_path_factory, sample_photos, s3_server, mlflow_server):
+    """`dogbreeds retrain` from a shell, once for the session (read only): four breeds, ten real photos each, into an
+    empty registry on the real S3 server (so it is promoted), tracked on the real MLflow server (experiment
+    `test-retrain`). tests/test_retrain.py checks the run and challenges it; tests/test_tracking.py checks its MLflow
+    run. `r` is the finished command; the run folder is `runs/first`."""
+    import types, uuid
+    work = tmp_path_factory.mktemp('retrain')
+    data = photo_tree(FOUR_BREEDS_TREE, work / 'tree', sample_photos)
+    registry = f"s3://{s3_server.bucket}/retrain-{uuid.uuid4().hex[:8]}/models"
+    runs = work / 'runs'
+    (work / 'params.yaml').write_text(f'data: {data}\nsize: 64\nepochs: 0\nfreeze_epochs: 1\nlr: 2e-3\n')
+    import subprocess
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith('MLFLOW_')}, 'PYTHONPATH': str(ROOT), 'MPLBACKEND': 'Agg'}
+    r = subprocess.run([sys.executable, '-c', 'from dogbreeds.cli import main; main()', 'retrain', '-f', str(work / 'params.yaml'),
+                        '-p', 'bs', '16', '--registry', registry, '--runs-dir', str(runs), '--run-id', 'first',
+                        '--endpoint-url', s3_server.endpoint, '--tracking-uri', mlflow_server.url, '--experiment', 'test-retrain'],
+                       capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    return types.SimpleNamespace(r=r, data=data, registry=registry, runs=runs, run_dir=runs / 'first')
 
 
 @pytest.fixture(scope='session')

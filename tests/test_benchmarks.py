@@ -105,8 +105,14 @@ def test_int8(model_dir, tmp_path):
 
 @pytest.mark.slow
 def test_inference(trained_run, tmp_path):
-    bench('inference', '--run', trained_run.run_dir, '-n', 3, '--cold-reps', 1, '--skip', 'phone', 'int8', 'coldstart',
-          out=tmp_path / 'i.json')
+    bench('inference', '--run', trained_run.run_dir, '-n', 3, '--cold-reps', 1, '--skip', 'phone', 'heic', 'int8',
+          'coldstart', out=tmp_path / 'i.json')
+
+
+def test_inference_heic(toy_dir, tmp_path):
+    "The HEIC section of inference.py, on a phone photo of a quarter of 12 MP's sides: the full size takes seconds."
+    r = bench('inference', '--heic-only', '--model', toy_dir, '--size', '1008x756', '-n', 2, out=tmp_path / 'h.json')
+    assert r['heic']['pixels'] == '1008x756' and r['heic']['heic']['bytes'] > 0
 
 
 @pytest.mark.slow

@@ -40,7 +40,9 @@ def test_two_cpu_processes_train_one_run(tmp_path):
 
 FAULTS = {  # DOGBREEDS_DDP_FAULT (dogbreeds.distributed.fault_point): rank 1 stops itself where the test says
     'dies': '1:batch2:KILL',                      # killed at its 2nd batch: torchrun sees it die
-    'hangs': '1:batch2:STOP',                     # frozen at its 2nd batch: rank 0's next collective times out
+    # blocked at its 2nd batch: rank 0's next collective times out (blocked, not STOPped: a stopped rank ignores
+    # torchrun's SIGTERM, and torchrun waits 30 s before its SIGKILL; 'hangs after training' keeps STOP)
+    'hangs': '1:batch2:HANG',
     'hangs after training': '1:end:STOP',         # frozen after the last collective: rank 0 finishes, the launcher stops it
 }
 

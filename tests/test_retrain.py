@@ -127,14 +127,10 @@ def test_failing_cell_marks_run_failed(tmp_path, monkeypatch):
 # no model can clear, is pushed but refused promotion. Both decisions are in the run folders and the audit log.
 
 @pytest.mark.slow
-def test_retrain_end_to_end_promotion_and_refusal(tmp_path, s3_server, make_tree):
-    registry = f"s3://{s3_server.bucket}/retrain-{uuid.uuid4().hex[:8]}/models"
-    runs = tmp_path/'runs'
-    # four breeds, ten real photos each: 32 to train on, 8 to compare on
-    data = make_tree({f'{b}/{b}{i}.jpg': b for b in ('beagle', 'Samoyed', 'dingo', 'Shih-Tzu') for i in range(10)})
-    (tmp_path/'params.yaml').write_text(f'data: {data}\nsize: 64\nepochs: 0\nfreeze_epochs: 1\nlr: 2e-3\n')
-    r = cli('retrain', '-f', str(tmp_path/'params.yaml'), '-p', 'bs', '16', '--registry', registry, '--runs-dir', str(runs),
-            '--run-id', 'first', '--endpoint-url', s3_server.endpoint)
+def test_retrain_end_to_end_promotion_and_refusal(s3_server, first_retrain):
+    # the first run (conftest's `first_retrain`, its MLflow run checked in test_tracking.py): `dogbreeds retrain -f
+    # params.yaml -p bs 16` on four breeds, ten real photos each (32 to train on, 8 to compare on), into an empty registry
+    r, registry, runs, data = first_retrain.r, first_retrain.registry, first_retrain.runs, first_retrain.data
     assert r.returncode == 0, r.stdout + r.stderr
     assert '[1/3] 27_train.ipynb' in r.stdout and '[3/3] 23_export.ipynb ok' in r.stdout and 'promoted to dogbreeds@production' in r.stdout
     first = runs/'first'
@@ -152,8 +148,9 @@ def test_retrain_end_to_end_promotion_and_refusal(tmp_path, s3_server, make_tree
     v1 = st['decision']['version']
     assert reg.resolve('dogbreeds', 'production') == v1 and st['model_uri'] == f"{registry}/dogbreeds@{v1}"
 
-    res = retrain(dict(TINY, data=str(data), bs=16, seed=7), registry=registry, runs_dir=runs, run_id='second', margin=0.5,
-                  endpoint_url=s3_server.endpoint, quiet=True)
+    # the challenger: the fine-tune recipe through the same notebooks (its export is the cheaper one: one network)
+    res = retrain(dict(TINY, data=str(data), bs=16, seed=7, recipe='fine-tune', arch='mobilenet_v2'), registry=registry,
+                  runs_dir=runs, run_id='second', margin=0.5, endpoint_url=s3_server.endpoint, quiet=True)
     d = res.decision
     assert res.ok and not d['promoted'] and d['champion_version'] == v1
     assert 'less than the margin 0.5' in d['reason'] or 'not better' in d['reason'], d['reason']

@@ -23,13 +23,6 @@ def no_tracking_env(monkeypatch):
     for k in ('MLFLOW_TRACKING_URI', 'MLFLOW_RUN_ID', 'MLFLOW_EXPERIMENT_NAME'): monkeypatch.delenv(k, raising=False)
 
 
-@pytest.fixture(scope='module')
-def mlflow_server(tmp_path_factory):
-    server = MLflowServer(tmp_path_factory.mktemp('mlflow'))
-    with server: yield server
-    assert not server.listening(), f"MLflow still listens on {server.listening()} after stopping"
-
-
 @pytest.fixture
 def four_breeds(make_tree):
     "Four breeds of the sample, ten real photos each, as a folder."
@@ -215,17 +208,18 @@ def test_cli_train_params_file_and_no_mlflow_when_off(tmp_path, four_breeds):
 # retrain: one MLflow run, with the training notebook's figures, the decision and the registry version
 
 @pytest.mark.slow
-def test_retrain_records_decision_and_registry_version(mlflow_server, tmp_path, four_breeds):
-    from dogbreeds.retrain import retrain
-    res = retrain(dict(data=str(four_breeds), size=64, epochs=0, freeze_epochs=1, lr=2e-3, bs=16), registry=str(tmp_path/'reg'),
-                  runs_dir=tmp_path/'runs', run_id='tracked', tracking_uri=mlflow_server.url, experiment='test-retrain', quiet=True)
+def test_retrain_records_decision_and_registry_version(mlflow_server, first_retrain):
+    "conftest's `first_retrain`: `dogbreeds retrain ... --tracking-uri URL --experiment test-retrain` (size 64, bs 16), promoted."
+    from dogbreeds.retrain import RetrainResult
+    assert first_retrain.r.returncode == 0, first_retrain.r.stdout + first_retrain.r.stderr
+    res = RetrainResult(first_retrain.run_dir, read_json(first_retrain.run_dir/'status.json'))
     assert res.ok and res.decision['promoted']
     c = client(mlflow_server.url)
     exp = c.get_experiment_by_name('test-retrain')
     runs = c.search_runs([exp.experiment_id])
     assert len(runs) == 1  # one run: the training notebook logged into retrain's
     run = runs[0]
-    assert run.info.run_name == 'tracked' and run.info.status == 'FINISHED' and res.status['mlflow']['run_id'] == run.info.run_id
+    assert run.info.run_name == 'first' and run.info.status == 'FINISHED' and res.status['mlflow']['run_id'] == run.info.run_id
     t, p, m = run.data.tags, run.data.params, run.data.metrics
     assert t['registry_version'] == res.decision['version'] and t['model_uri'] == res.model_uri and t['promoted'] == 'True'
     assert t['mlflow.source.name'] == 'dogbreeds retrain' and t['decision'] == res.decision['reason']

@@ -19,22 +19,21 @@ def tiny():
 
 
 @pytest.fixture(scope='module')
-def run(tmp_path_factory):
-    "One tiny but real run on the whole sample."
-    out = tmp_path_factory.mktemp('runs')
-    return train('sample', out_dir=out, run_name='r1', **{**FAST, 'export': True})
+def run(trained_run):
+    "One tiny but real run on the whole sample, exported: conftest's `trained_run` (96 px, lr 2e-3, run 'run'), read only."
+    return trained_run
 
 
 def test_run_folder_is_complete(run):
     d = run.run_dir
-    assert d.name == 'r1' and d.is_dir()
+    assert d.name == 'run' and d.is_dir()
     for f in ('params.json', 'data_report.json', 'history.csv', 'metrics.json', 'per_breed.csv', 'model_state.pth',
               'learner.pkl', 'confusion_matrix.png', 'calibration.png', 'top_losses.png', 'model/manifest.json',
               'model/model.pt', 'model/model.onnx'):
         assert (d / f).stat().st_size > 0, f
     assert not [p for p in d.parent.iterdir() if p.name.startswith('.')]  # no staging folder left
     p = read_json(d / 'params.json')
-    assert (p['arch'], p['size'], p['lr'], p['n_train'], p['n_valid']) == ('mobilenet_v2', 64, 1e-3, 200, 80)
+    assert (p['arch'], p['size'], p['lr'], p['n_train'], p['n_valid']) == ('mobilenet_v2', 96, 2e-3, 200, 80)
     assert p['versions']['torch'] == torch.__version__
     rows = list(csv.DictReader(open(d / 'history.csv')))
     assert [r['stage'] for r in rows] == ['0', '1', '2']  # the untrained start, one frozen epoch, one unfrozen
@@ -51,7 +50,7 @@ def test_metrics_agree_with_the_model(run):
     assert m['accuracy'] == pytest.approx((probs.argmax(1) == targs).float().mean().item())
     assert m['top5_accuracy'] == pytest.approx((probs.topk(5).indices == targs[:, None]).any(1).float().mean().item())
     assert sum(map(sum, m['confusion_matrix'])) == 80
-    assert m['accuracy'] > 0.25  # chance is 0.1; the ImageNet-initialised head knows these breeds even at 64 px
+    assert m['accuracy'] > 0.25  # chance is 0.1; the ImageNet-initialised head knows these breeds even at 96 px
     assert run.metrics['accuracy'] == m['accuracy']
 
 
@@ -97,4 +96,4 @@ def test_bad_parameters_fail_before_any_work(kw, words, tmp_path):
 
 def test_existing_run_folder_is_not_overwritten(run):
     with pytest.raises(ParameterError, match='already exists'):
-        train('sample', out_dir=run.run_dir.parent, run_name='r1', **FAST)
+        train('sample', out_dir=run.run_dir.parent, run_name='run', **FAST)
