@@ -16,8 +16,10 @@ on its own, as the honest figure for photos the network has never seen.
 import argparse, csv, json, sys, time
 from pathlib import Path
 
+from conditions import imagewoof
+
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL = ROOT.parent / 'shared' / 'datasets' / 'imagewoof2-160'
+LOCAL = imagewoof()
 
 # The default recipe: what `dogbreeds train` does when given only the data.
 RECIPE = dict(recipe='imagenet-head', arch='mobilenet_v2+efficientnet_lite0', size=224, freeze_epochs=1, epochs=3, lr=None,
@@ -26,7 +28,7 @@ RECIPE = dict(recipe='imagenet-head', arch='mobilenet_v2+efficientnet_lite0', si
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    ap.add_argument('--data', default=str(LOCAL) if LOCAL.is_dir() else 'imagewoof')
+    ap.add_argument('--data', default=str(LOCAL) if LOCAL else 'imagewoof')
     for k, v in RECIPE.items():
         if isinstance(v, bool): ap.add_argument(f"--{k.replace('_', '-')}", action='store_true', default=v)
         else: ap.add_argument(f"--{k.replace('_', '-')}", type=float if k == 'lr' else type(v) if v is not None else str, default=v)

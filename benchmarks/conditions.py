@@ -55,3 +55,11 @@ class Conditions:
         path.write_text(json.dumps({**results, 'conditions': self.finish(**thread_settings)}, indent=2, default=str) + '\n')
         print(f"{self.note()}; written to {path}")
         return path
+
+
+def imagewoof(root:Path=Path(__file__).resolve().parent.parent) -> Path|None:
+    """The project's read-only Imagewoof (`shared/datasets/imagewoof2-160`) beside `root` or beside any folder above
+    it (a git worktree sits deeper than the checkout); None where there is none."""
+    for d in root.parents:
+        if (p := d / 'shared' / 'datasets' / 'imagewoof2-160').is_dir(): return p
+    return None

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from conditions import Conditions
+from conditions import Conditions, imagewoof
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / 'shared' / 'datasets' / 'imagewoof2-160'
+DATA = imagewoof()
 
 VARIANTS = {
     'qdq-pc': dict(fmt='QDQ', per_channel=True),
@@ -56,7 +56,7 @@ OPS = ['Conv', 'Gemm', 'MatMul']
 def photos(split:str, n:int|None, root=None) -> list:
     "`(path, breed)` of `n` photos (all: None) of the split, spread over the breeds: the shared Imagewoof, else the sample."
     from dogbreeds.datasets import IMAGEWOOF_BREEDS
-    root = Path(root) if root else DATA if DATA.is_dir() else ROOT / 'data' / 'sample'
+    root = Path(root) if root else DATA if DATA else ROOT / 'data' / 'sample'
     files = sorted((root / split).rglob('*.JPEG'))
     if n: files = files[:: max(1, len(files) // n)][:n]
     return [(f, IMAGEWOOF_BREEDS[f.parent.name][0]) for f in files]

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from conditions import Conditions
+from conditions import Conditions, imagewoof
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / 'data' / 'sample'
-VAL = ROOT.parent / 'shared' / 'datasets' / 'imagewoof2-160' / 'val'
+VAL = (imagewoof() or ROOT / 'data' / 'sample') / 'val'
 SIZE, SIGMA, QUALITY = (4032, 3024), 5.0, 92
 
 _NOISE = {}
