@@ -15,10 +15,11 @@ from .core import DogbreedsError, ParameterError
 from .registry import is_version, parse_model_uri
 
 # %% auto #0
-__all__ = ['WILDCARD_ONLY', 'ACCOUNT_RE', 'REGION_RE', 'MLFLOW_ACTIONS', 'MLFLOW_SERVER_RE', 'BATCH_PREFIX', 'RETRAIN_PREFIX',
-           'TRAINING_LOGS', 'ROLES', 'PolicyError', 'statement', 'policy', 'trust_policy', 's3_prefix_arn',
-           'model_read_arns', 'lambda_policy', 'sagemaker_policy', 'training_policy', 'deployer_policy', 'batch_policy',
-           'transform_policy', 'feedback_policy', 'problems', 'allows', 'launcher_policy', 'role_policy', 'iam_cli']
+__all__ = ['WILDCARD_ONLY', 'ACCOUNT_RE', 'REGION_RE', 'ROLE_ARN_RE', 'MLFLOW_ACTIONS', 'MLFLOW_SERVER_RE', 'TRAINING_LOGS',
+           'BATCH_PREFIX', 'RETRAIN_PREFIX', 'ROLES', 'PolicyError', 'statement', 'policy', 'trust_policy',
+           's3_prefix_arn', 'model_read_arns', 'lambda_policy', 'sagemaker_policy', 'training_policy',
+           'deployer_policy', 'batch_policy', 'transform_policy', 'feedback_policy', 'problems', 'allows',
+           'launcher_policy', 'role_policy', 'iam_cli']
 
 # %% ../nbs/42_iam.ipynb #f7f65282
 class PolicyError(ParameterError):
@@ -62,6 +63,17 @@ def trust_policy(service:str) -> dict:
     return {'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Action': 'sts:AssumeRole',
                                                     'Principal': {'Service': f"{service}.amazonaws.com"}}]}
 
+# %% ../nbs/42_iam.ipynb #83090e72
+ROLE_ARN_RE = re.compile(r'^arn:aws[a-z-]*:iam::\d{12}:role/.+$')
+
+def _check_roles(*arns:str|None):
+    "Refuse the first of `arns` that is not an IAM role ARN."
+    if bad := [a for a in arns if not ROLE_ARN_RE.match(a or '')]: raise PolicyError(f"{bad[0]!r} is not an IAM role ARN")
+
+def _pass_role(sid:str, role_arn:str, service:str='sagemaker.amazonaws.com') -> dict:
+    "`iam:PassRole` of the role `role_arn`, to `service` only."
+    return statement(sid, ['iam:PassRole'], [role_arn], {'StringEquals': {'iam:PassedToService': service}})
+
 # %% ../nbs/42_iam.ipynb #191a3655
 def _s3(uri:str) -> tuple[str, str]:
     b, p = parse_s3_uri(uri, PolicyError)
@@ -80,6 +92,13 @@ def model_read_arns(model_uri:str, partition:str='aws') -> list:
     base = f"arn:{partition}:s3:::{b}/{p + '/' if p else ''}{name}"
     if is_version(ref): return [f"{base}/versions/{ref}.json", f"{base}/versions/{ref}/*"]
     return [f"{base}/aliases/{ref}.json", f"{base}/versions/*"]
+
+# %% ../nbs/42_iam.ipynb #d93a7632
+def _list_under(sid:str, uri:str, partition:str='aws') -> dict:
+    "`s3:ListBucket` of the bucket of `uri`, only under its prefix."
+    b, p = _s3(uri)
+    return statement(sid, ['s3:ListBucket'], [f"arn:{partition}:s3:::{b}"],
+                     {'StringLike': {'s3:prefix': [f"{p}/*", p] if p else ['*']}})
 
 # %% ../nbs/42_iam.ipynb #8d7baa39
 def _kms(kms_key_arn, actions=('kms:Decrypt',)):
@@ -192,6 +211,8 @@ def sagemaker_policy(endpoint:str,                 # the endpoint's name
                   *_vpc(region, account, subnets, security_groups, sagemaker=True, partition=partition))
 
 # %% ../nbs/42_iam.ipynb #2fc933f5
+TRAINING_LOGS = '/aws/sagemaker/TrainingJobs'  # where SageMaker writes a training job's log lines
+
 def training_policy(data_uri:str,                     # the s3:// data prefix the job reads
                     registry_uri:str,                 # the registry it pushes to
                     region:str,                       # the AWS region
@@ -206,18 +227,17 @@ def training_policy(data_uri:str,                     # the s3:// data prefix th
     """The training job's role: read the data prefix, push model `name` to the registry, its logs and metrics. No
     deletes."""
     _where(region, account)
-    db, dp = _s3(data_uri)
     rb, rp = _s3(registry_uri)
     model_prefix = f"{rp + '/' if rp else ''}{name}"
     st = [statement('ReadTheData', ['s3:GetObject'], [s3_prefix_arn(data_uri, partition)]),
-          statement('ListTheData', ['s3:ListBucket'], [f"arn:{partition}:s3:::{db}"], {'StringLike': {'s3:prefix': [f"{dp}/*", dp] if dp else ['*']}}),
+          _list_under('ListTheData', data_uri, partition),
           statement('PushTheModel', ['s3:GetObject', 's3:PutObject'], [f"arn:{partition}:s3:::{rb}/{model_prefix}/*"]),
           statement('ListTheModel', ['s3:ListBucket'], [f"arn:{partition}:s3:::{rb}"],
                     {'StringLike': {'s3:prefix': [f"{model_prefix}/*", f"{model_prefix}/"]}})]
-    g = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/TrainingJobs"
+    g = f"arn:{partition}:logs:{region}:{account}:log-group:{TRAINING_LOGS}"
     st += [statement('JobLogGroup', ['logs:CreateLogGroup', 'logs:DescribeLogStreams'], [f"{g}:*"]),
            statement('JobLogStreams', ['logs:CreateLogStream', 'logs:PutLogEvents'], [f"{g}:log-stream:*"]),
-           _put_metrics_statement('/aws/sagemaker/TrainingJobs')]
+           _put_metrics_statement(TRAINING_LOGS)]
     return policy(*st, *_mlflow(tracking_arn, tracking_artifacts, partition), *_ecr(region, account, ecr_repository, partition),
                   _kms(kms_key_arn, ('kms:Decrypt', 'kms:GenerateDataKey')))
 
@@ -232,8 +252,7 @@ def deployer_policy(endpoint:str,           # the endpoint's name
     """What `dogbreeds deploy`/`undeploy` need for the endpoint `endpoint`: its models, configurations, scaling, and
     passing its role."""
     _where(region, account)
-    if not re.match(r'^arn:aws[a-z-]*:iam::\d{12}:role/.+$', execution_role_arn or ''):
-        raise PolicyError(f"{execution_role_arn!r} is not an IAM role ARN")
+    _check_roles(execution_role_arn)
     sm, e = f"arn:{partition}:sagemaker:{region}:{account}", endpoint.lower()  # SageMaker ARNs are lower-case
     st = [statement('ModelsOfTheEndpoint', ['sagemaker:CreateModel', 'sagemaker:DeleteModel', 'sagemaker:AddTags'], [f"{sm}:model/{e}-*"]),
           statement('ConfigsOfTheEndpoint', ['sagemaker:CreateEndpointConfig', 'sagemaker:DescribeEndpointConfig',
@@ -242,8 +261,7 @@ def deployer_policy(endpoint:str,           # the endpoint's name
                                     'sagemaker:DeleteEndpoint', 'sagemaker:AddTags'] +
                     (['sagemaker:UpdateEndpointWeightsAndCapacities'] if autoscaling else []),
                     [f"{sm}:endpoint/{e}", f"{sm}:endpoint-config/{e}-*"]),
-          statement('PassTheExecutionRole', ['iam:PassRole'], [execution_role_arn],
-                    {'StringEquals': {'iam:PassedToService': 'sagemaker.amazonaws.com'}})]
+          _pass_role('PassTheExecutionRole', execution_role_arn)]
     if autoscaling:
         svc = 'sagemaker.application-autoscaling.amazonaws.com'
         st += [statement('ScaleTheEndpoint', ['application-autoscaling:RegisterScalableTarget', 'application-autoscaling:DeregisterScalableTarget',
@@ -279,18 +297,14 @@ def batch_policy(execution_role_arn:str,    # the transform job's execution role
     """What `dogbreeds predict SRC --out OUT --on sagemaker [--wait]` needs: its transform jobs and models, passing
     their role, the S3 it reads and writes."""
     _where(region, account)
-    if not re.match(r'^arn:aws[a-z-]*:iam::\d{12}:role/.+$', execution_role_arn or ''):
-        raise PolicyError(f"{execution_role_arn!r} is not an IAM role ARN")
+    _check_roles(execution_role_arn)
     sm = f"arn:{partition}:sagemaker:{region}:{account}"
-    sb, sp = _s3(src)
     results, answers = _results_arns(out, partition)
     st = [statement('BatchModels', ['sagemaker:CreateModel', 'sagemaker:DeleteModel', 'sagemaker:AddTags'], [f"{sm}:model/{BATCH_PREFIX}-*"]),
           statement('BatchTransformJobs', ['sagemaker:CreateTransformJob', 'sagemaker:DescribeTransformJob', 'sagemaker:StopTransformJob',
                                            'sagemaker:AddTags'], [f"{sm}:transform-job/{BATCH_PREFIX}-*"]),
-          statement('PassTheExecutionRole', ['iam:PassRole'], [execution_role_arn],
-                    {'StringEquals': {'iam:PassedToService': 'sagemaker.amazonaws.com'}}),
-          statement('ListThePhotos', ['s3:ListBucket'], [f"arn:{partition}:s3:::{sb}"],
-                    {'StringLike': {'s3:prefix': [f"{sp}/*", sp] if sp else ['*']}}),
+          _pass_role('PassTheExecutionRole', execution_role_arn),
+          _list_under('ListThePhotos', src, partition),
           statement('ReadTheAnswers', ['s3:GetObject'], [answers]),
           statement('WriteTheResults', ['s3:PutObject'], [results])]
     return policy(*st, _kms(kms_key_arn, ('kms:Decrypt', 'kms:GenerateDataKey')))
@@ -309,8 +323,7 @@ def transform_policy(src:str,                      # the s3:// prefix of the pho
     _where(region, account)
     _, answers = _results_arns(out, partition)
     st = [statement('ReadThePhotos', ['s3:GetObject'], [s3_prefix_arn(src, partition)]),
-          statement('ListThePhotos', ['s3:ListBucket'], [f"arn:{partition}:s3:::{_s3(src)[0]}"],
-                    {'StringLike': {'s3:prefix': [f"{_s3(src)[1]}/*", _s3(src)[1]] if _s3(src)[1] else ['*']}}),
+          _list_under('ListThePhotos', src, partition),
           statement('WriteTheAnswers', ['s3:PutObject'], [answers])]
     if arns := model_read_arns(model_uri, partition): st.append(statement('ReadTheModel', ['s3:GetObject'], arns))
     g = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/TransformJobs"
@@ -373,13 +386,6 @@ def allows(doc:dict, action:str, resource:str) -> bool:
 
 # %% ../nbs/42_iam.ipynb #943e5c00
 RETRAIN_PREFIX = 'dogbreeds-retrain'  # the training jobs and schedules `dogbreeds retrain --on sagemaker` creates
-TRAINING_LOGS = '/aws/sagemaker/TrainingJobs'  # where SageMaker writes a training job's log lines
-
-def _list_under(sid:str, uri:str, partition:str='aws') -> dict:
-    "`s3:ListBucket` of the bucket of `uri`, only under its prefix."
-    b, p = _s3(uri)
-    return statement(sid, ['s3:ListBucket'], [f"arn:{partition}:s3:::{b}"],
-                     {'StringLike': {'s3:prefix': [f"{p}/*", p] if p else ['*']}})
 
 def launcher_policy(execution_role_arn:str,        # the training job's execution role, passed to SageMaker
                     data_uri:str,                  # the s3:// data prefix (checked to hold files)
@@ -396,29 +402,25 @@ def launcher_policy(execution_role_arn:str,        # the training job's executio
     `dogbreeds-retrain-*` (started, followed, their logs read), passing their role; with `scheduler_role_arn`, a
     schedule."""
     _where(region, account)
-    roles = [execution_role_arn] + ([scheduler_role_arn] if scheduler_role_arn else [])
-    if bad := [r for r in roles if not re.match(r'^arn:aws[a-z-]*:iam::\d{12}:role/.+$', r or '')]:
-        raise PolicyError(f"{bad[0]!r} is not an IAM role ARN")
+    _check_roles(execution_role_arn, *([scheduler_role_arn] if scheduler_role_arn else []))
     rb, rp = _s3(registry_uri)
     ob, op = _s3(output_path or f"s3://{rb}/retrain-jobs")
     code = [f"arn:{partition}:s3:::{ob}/{op + '/' if op else ''}{d}/source/sourcedir.tar.gz"
             for d in [f"{RETRAIN_PREFIX}-*"] + (['schedules/*'] if scheduler_role_arn else [])]
     sm = f"arn:{partition}:sagemaker:{region}:{account}"
     g = f"arn:{partition}:logs:{region}:{account}:log-group:{TRAINING_LOGS}"
-    pass_to = lambda sid, role, svc: statement(sid, ['iam:PassRole'], [role],
-                                               {'StringEquals': {'iam:PassedToService': svc}})
     st = [_list_under('ListTheModel', f"s3://{rb}/{rp + '/' if rp else ''}{name}", partition),
           _list_under('ListTheData', data_uri, partition),
           statement('UploadTheJobCode', ['s3:PutObject'], code),
           statement('TrainingJobs', ['sagemaker:CreateTrainingJob', 'sagemaker:AddTags',
                                      'sagemaker:DescribeTrainingJob'], [f"{sm}:training-job/{RETRAIN_PREFIX}-*"]),
-          pass_to('PassTheJobRole', execution_role_arn, 'sagemaker.amazonaws.com'),
+          _pass_role('PassTheJobRole', execution_role_arn),
           statement('FindTheJobLogStreams', ['logs:DescribeLogStreams'], [f"{g}:*"]),
           statement('ReadTheJobLogs', ['logs:GetLogEvents'], [f"{g}:log-stream:{RETRAIN_PREFIX}-*"])]
     if scheduler_role_arn:
         st += [statement('CreateTheSchedule', ['scheduler:CreateSchedule'],
                          [f"arn:{partition}:scheduler:{region}:{account}:schedule/default/{RETRAIN_PREFIX}*"]),
-               pass_to('PassTheSchedulerRole', scheduler_role_arn, 'scheduler.amazonaws.com')]
+               _pass_role('PassTheSchedulerRole', scheduler_role_arn, 'scheduler.amazonaws.com')]
     return policy(*st, _kms(kms_key_arn, ('kms:GenerateDataKey',)))
 
 # %% ../nbs/42_iam.ipynb #0e41c138

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import config
 from .core import *
 from .datasets import parse_data_spec
+from .iam import RETRAIN_PREFIX, TRAINING_LOGS
 
 # %% auto #0
 __all__ = ['DLC_IMAGES', 'JOB_PREFIX', 'ENTRY', 'ENTRY_SCRIPT', 'JOB_LEAVES_OUT', 'OPTION_KEYS', 'DATA_DISTRIBUTIONS',
@@ -23,7 +24,7 @@ __all__ = ['DLC_IMAGES', 'JOB_PREFIX', 'ENTRY', 'ENTRY_SCRIPT', 'JOB_LEAVES_OUT'
 
 # %% ../nbs/44_jobs.ipynb #a36dae60
 DLC_IMAGES = 'pytorch_training_images.json'  # package data: AWS's PyTorch training image registry per region, dated
-JOB_PREFIX = 'dogbreeds-retrain'
+JOB_PREFIX = RETRAIN_PREFIX  # the jobs' names: `dogbreeds.iam`'s launcher policy grants these
 ENTRY = 'dogbreeds_entry.py'
 ENTRY_SCRIPT = '''"""Entry point of a dogbreeds retraining job in SageMaker's PyTorch training container."""
 import sys
@@ -201,7 +202,7 @@ def instance_gpus(env) -> int:
 
 # %% ../nbs/44_jobs.ipynb #e62cb389
 TERMINAL = ('Completed', 'Failed', 'Stopped')
-LOG_GROUP = '/aws/sagemaker/TrainingJobs'
+LOG_GROUP = TRAINING_LOGS  # SageMaker's, where `dogbreeds.iam` grants reading them
 
 class JobLogs:
     "The CloudWatch log lines of training job `name` not read yet, from each of its instances' streams."
