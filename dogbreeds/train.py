@@ -15,7 +15,7 @@ from .core import *
 from fastcore.script import call_parse
 
 from .datasets import BreedData
-from .learner import ARCHS, RECIPES, arch_names, get_arch
+from .learner import ARCHS, DEFAULT_ARCH, DEFAULT_SIZE, RECIPES, arch_names, get_arch
 from .config import read_params_file
 from .fit import TrainResult, check_cbs, fit_run
 from .distributed import launch
@@ -67,8 +67,8 @@ def check_params(p:dict) -> dict:
 
 # %% ../nbs/27_train.ipynb #5b514c88
 def train(data='sample',                  # 'sample', 'imagewoof', a folder, a `BreedData`, or KIND:PATH (`load_data`)
-          arch:str='mobilenet_v2+efficientnet_lite0',  # one of `ARCHS`, or an ensemble 'a+b' (imagenet-head)
-          size:int=224,                   # image size in pixels
+          arch:str=DEFAULT_ARCH,          # one of `ARCHS`, or an ensemble 'a+b' (imagenet-head)
+          size:int=DEFAULT_SIZE,          # image size in pixels
           recipe:str='imagenet-head',     # 'imagenet-head' (heads fitted on frozen ImageNet bodies) or 'fine-tune'
           epochs:int=3,                   # fine-tune: epochs with the whole network unfrozen
           freeze_epochs:int=1,            # fine-tune: epochs training only the classifier first
@@ -113,8 +113,8 @@ def params_from_file(path, given:dict|None=None) -> dict:
 @call_parse
 def train_cli(
     data:str='sample',        # 'sample', 'imagewoof', a folder, or KIND:PATH
-    arch:str='mobilenet_v2+efficientnet_lite0',  # architecture, or an ensemble a+b (imagenet-head recipe)
-    size:int=224,             # image size in pixels
+    arch:str=DEFAULT_ARCH,    # architecture, or an ensemble a+b (imagenet-head recipe)
+    size:int=DEFAULT_SIZE,    # image size in pixels
     recipe:str='imagenet-head',  # imagenet-head (heads on frozen ImageNet bodies: CPU) or fine-tune (fastai: GPU)
     epochs:int=3,             # fine-tune: epochs with the whole network unfrozen
     freeze_epochs:int=1,      # fine-tune: epochs training only the classifier first

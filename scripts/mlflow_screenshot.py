@@ -1,7 +1,7 @@
 """The MLflow screenshot in docs/ (shown in nbs/27_train.ipynb), and the time tracking adds to a run.
 
     python scripts/mlflow_screenshot.py                    # the sample: quick
-    python scripts/mlflow_screenshot.py --data ../shared/datasets/imagewoof2-160 --arch mobilenet_v2+efficientnet_lite0 --size 224
+    python scripts/mlflow_screenshot.py --data ../shared/datasets/imagewoof2-160 --arch efficientnet_lite2+efficientnet_lite1 --size 240
     python scripts/mlflow_screenshot.py --root /tmp/shot --shot-only   # the screenshot again, of the runs already in /tmp/shot
 
 It starts a real `mlflow server` (SQLite, local artifacts, 127.0.0.1, a free port), runs `benchmarks/accuracy.py` in

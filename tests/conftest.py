@@ -52,7 +52,7 @@ def trained_run(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def head_run(tmp_path_factory):
-    "A run of the default recipe (the two-network ensemble, classifiers fitted on frozen ImageNet bodies) on the sample."
+    "A run of the default recipe (the default two-network ensemble, classifiers fitted on frozen ImageNet bodies) on the sample."
     from dogbreeds.train import train
     out = tmp_path_factory.mktemp('head')
     return train('sample', size=128, quiet=True, out_dir=out, run_name='head')

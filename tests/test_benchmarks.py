@@ -9,8 +9,8 @@ import pytest
 from conftest import ROOT
 
 BENCH = ROOT / 'benchmarks'
-SMOKED = {'accuracy', 'batch', 'coldstart', 'feedback_token', 'geo', 'inference', 'int8', 'load', 'merge_memory', 'phone',
-          'registry', 'serve_size'}
+SMOKED = {'accuracy', 'batch', 'coldstart', 'feedback_token', 'geo', 'inference', 'int8', 'load', 'merge_memory', 'options',
+          'phone', 'registry', 'serve_size'}
 
 
 def bench(script:str, *args, out:Path, timeout:int=600) -> dict:
@@ -101,6 +101,11 @@ def test_int8(model_dir, tmp_path):
     r = bench('int8', '--model', model_dir, '--variants', 'qdq-pc', '--val', 4, '--calib', 2, '--reps', 1, '-n', 1,
               out=tmp_path / 'i.json')
     assert set(r['rows']) == {'fp32', 'qdq-pc'} and r['val_photos'] == 4
+
+
+def test_options(toy_dir, model_dir, tmp_path):
+    r = bench('options', '--models', toy_dir, model_dir, '--val', 4, '--reps', 1, '-n', 1, out=tmp_path / 'o.json')
+    assert len(r['rows']) >= 2 and r['val_photos'] == 4 and next(iter(r['rows'].values()))['speed_b1'] == 1
 
 
 @pytest.mark.slow
