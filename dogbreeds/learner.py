@@ -70,6 +70,8 @@ ARCHS = {a.name: a for a in [
 
 DEFAULT_ARCH, DEFAULT_SIZE = 'efficientnet_lite2+efficientnet_lite1', 240  # the default model; how it was chosen: 27_train
 
+
+# %% ../nbs/21_learner.ipynb #3b9e41d7
 def get_arch(name:str) -> Arch:
     if name not in ARCHS: raise ParameterError(f"unknown arch {name!r}: choose one of {', '.join(ARCHS)}")
     return ARCHS[name]
