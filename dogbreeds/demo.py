@@ -10,6 +10,7 @@ import html, io, os, time
 from pathlib import Path
 
 import ipywidgets as widgets
+from PIL import Image
 from fastcore.basics import patch
 from fastcore.meta import delegates
 
@@ -81,13 +82,19 @@ def _find(w, cls:str) -> list:
     for c in getattr(w, 'children', ()): found += _find(c, cls)
     return found
 
-def _thumbnail(im, side:int) -> bytes:
-    t = im.copy()
+def _size(n:int) -> str: return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
+
+# %% ../nbs/65_demo.ipynb #7c2e9d41
+def _thumbnail(data:bytes, side:int, **kw) -> tuple[bytes, str]:
+    """A JPEG thumbnail of the photo `data` within `side` pixels, decoded no larger than it needs (a phone photo at
+    1/8), and the photo's own size, upright ('4032×3024'). `kw`: `load_rgb`'s limits."""
+    t = load_rgb(data, shrink_to=side, **kw)
+    w, h = Image.open(io.BytesIO(data)).size  # the header's; the EXIF orientation may turn it
+    pixels = f"{w}×{h}" if (w >= h) == (t.width >= t.height) else f"{h}×{w}"
     t.thumbnail((side, side))
     b = io.BytesIO(); t.save(b, 'JPEG', quality=85)
-    return b.getvalue()
+    return b.getvalue(), pixels
 
-def _size(n:int) -> str: return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
 
 # %% ../nbs/65_demo.ipynb #e3343bfe
 class ClassifierWidget(widgets.VBox):
@@ -212,7 +219,7 @@ def _card(self:ClassifierWidget, name:str, content) -> widgets.Box:
             raise ImageTooLargeError(f"{name}: {_size(len(content))} is over the limit of {_size(self.max_bytes)}: "
                                      "upload a smaller photo")
         p, data = self.predictor, bytes(content)
-        im = load_rgb(data, max_bytes=self.max_bytes, max_pixels=p.max_pixels, name=name, shrink_to=p.shrink_to)
+        thumb = _thumbnail(data, self.thumb, max_bytes=self.max_bytes, max_pixels=p.max_pixels, name=name)
         a = self._answer(name, data)
         geo, fix = self._place_html(name, a), self._correction(name)
     except ImageError as e: return self._refused(name, str(e))
@@ -220,7 +227,7 @@ def _card(self:ClassifierWidget, name:str, content) -> widgets.Box:
     answer = Prediction([(x['breed'], x['probability']) for x in a['predictions']], a.get('dog'), a.get('is_dog'),
                         a.get('looks_like'))
     self.answers[name] = answer
-    return self._result(name, im, answer, (time.perf_counter() - t0) * 1000, geo, fix)
+    return self._result(name, thumb, answer, (time.perf_counter() - t0) * 1000, geo, fix)
 
 # %% ../nbs/65_demo.ipynb #6ae482bf
 def _prior_table(alone:list, with_prior:list) -> str:
@@ -301,18 +308,18 @@ def _bars(top:list) -> list:
 
 # %% ../nbs/65_demo.ipynb #dc16ffed
 @patch
-def _result(self:ClassifierWidget, name:str, im, answer, ms:float, geo=None, fix=None) -> widgets.Box:
-    "The card of a classified photo: thumbnail, title, not-a-dog note, bars, place, footer, correction."
+def _result(self:ClassifierWidget, name:str, thumb:tuple, answer, ms:float, geo=None, fix=None) -> widgets.Box:
+    "The card of a classified photo: thumbnail (`_thumbnail`'s), title, not-a-dog note, bars, place, footer, correction."
     like = html.escape(answer.looks_like or '?')
     note = ([_html(f"&#9888; <b>This does not look like a dog</b> (it looks like: {like}; dog {answer.dog:.0%}). "
                    "The breeds below are the model's best guesses all the same.", 'dogbreeds-notdog')]
             if answer.is_dog is False else [])
     title = widgets.HBox([_label(name, 'dogbreeds-name'),
-                          _label(f"{im.width}×{im.height}", 'dogbreeds-muted', margin='0 0 0 10px')])
+                          _label(thumb[1], 'dogbreeds-muted', margin='0 0 0 10px')])
     footer = _label(f"{self.model_label} · {ms:.0f} ms", 'dogbreeds-footer', 'dogbreeds-muted')
     side = f'{self.thumb}px'
     box = widgets.Layout(width=side, height=side, object_fit='contain')
-    img = _tagged(widgets.Image(value=_thumbnail(im, self.thumb), format='jpeg', layout=box), 'dogbreeds-thumb')
+    img = _tagged(widgets.Image(value=thumb[0], format='jpeg', layout=box), 'dogbreeds-thumb')
     body = [title, *note, *_bars(answer.top), *([geo] if geo else []), footer, *([fix] if fix else [])]
     return _tagged(widgets.HBox([img, widgets.VBox(body, layout=widgets.Layout(margin='0 0 0 12px'))]),
                    'dogbreeds-card', 'dogbreeds-result')

@@ -46,6 +46,31 @@ def test_widget_shows_what_predict_says(model_dir, sample_photos, tmp_path):
     assert 'over the limit of 4 KB' in small.shown()[0][1]
 
 
+def test_a_phone_photo_card_says_its_own_size_upright(model_dir, sample_photos, monkeypatch):
+    """A 4032x3024 JPEG stored sideways (EXIF orientation 6): the card names the photo's own size, upright (3024×4032),
+    not the reduced one, and its thumbnail is decoded at 1/8 (504 px), not at the model's reduction."""
+    import io
+    from PIL import Image
+    import dogbreeds.demo as D
+    from dogbreeds.demo import classifier_widget
+    big = Image.open(sample_photos['beagle'][0]).convert('RGB').resize((4032, 3024))
+    exif = Image.Exif(); exif[0x0112] = 6
+    b = io.BytesIO(); big.save(b, 'JPEG', quality=80, exif=exif)
+    decoded, real = [], D.load_rgb
+    def load_rgb(*a, **k):
+        im = real(*a, **k)
+        decoded.append(im.size)
+        return im
+    monkeypatch.setattr(D, 'load_rgb', load_rgb)
+    w = classifier_widget(model=model_dir)
+    w.upload.value = (upload('phone.jpg', b.getvalue()),)
+    card = w.results.children[0]
+    assert card.children[1].children[0].children[1].value == '3024×4032'
+    assert decoded == [(189, 252)]  # 1/8 is 378x504 upright, then halved: within 2 x 180 px
+    thumb = Image.open(io.BytesIO(card.children[0].value))
+    assert thumb.size == (135, 180)  # portrait, as the photo is seen
+
+
 def test_widget_without_a_model_says_so(tmp_path, monkeypatch):
     from dogbreeds.demo import ModelNotFoundError, classifier_widget, find_model
     monkeypatch.delenv('DOGBREEDS_MODEL', raising=False)
